@@ -1,0 +1,4 @@
+//! ferrofold models and pipelines.
+
+pub mod igfold;
+pub mod nn;

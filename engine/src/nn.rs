@@ -1,0 +1,103 @@
+//! Parameterised layers shared by the models, loaded by checkpoint name.
+
+use ferrofold_io::weights::Scope;
+use ferrofold_kernels::{Backend, Tensor};
+
+/// Errors from loading parameters (missing or misshaped tensors carry their full name).
+pub type LoadResult<T> = ferrofold_io::Result<T>;
+
+/// `y = x W^T + b` with `W` stored `[out, in]`.
+#[derive(Debug)]
+pub struct Linear {
+    pub w: Tensor, // [out, in]
+    pub b: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn load(p: &Scope<'_>, d_in: usize, d_out: usize) -> LoadResult<Self> {
+        Ok(Self {
+            w: p.get("weight", &[d_out, d_in]).cloned()?,
+            b: Some(p.get("bias", &[d_out]).cloned()?),
+        })
+    }
+
+    pub fn load_no_bias(p: &Scope<'_>, d_in: usize, d_out: usize) -> LoadResult<Self> {
+        Ok(Self {
+            w: p.get("weight", &[d_out, d_in]).cloned()?,
+            b: None,
+        })
+    }
+
+    pub fn forward(&self, be: &dyn Backend, x: &Tensor) -> Tensor {
+        be.linear(x, &self.w, self.b.as_ref())
+    }
+}
+
+/// Layer normalisation over the last axis.
+#[derive(Debug)]
+pub struct LayerNorm {
+    pub gamma: Tensor,
+    pub beta: Tensor,
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    pub fn load(p: &Scope<'_>, dim: usize, eps: f32) -> LoadResult<Self> {
+        Ok(Self {
+            gamma: p.get("weight", &[dim]).cloned()?,
+            beta: p.get("bias", &[dim]).cloned()?,
+            eps,
+        })
+    }
+
+    pub fn forward(&self, be: &dyn Backend, x: &Tensor) -> Tensor {
+        be.layer_norm(x, &self.gamma, &self.beta, self.eps)
+    }
+}
+
+/// `[N, H*D]` (channel = h*D + d) → `[H, N, D]`.
+pub fn split_heads(x: &Tensor, heads: usize) -> Tensor {
+    let (n, c) = (x.rows(), x.dim(-1));
+    let d = c / heads;
+    let src = x.data();
+    Tensor::from_fn(&[heads, n, d], |idx| {
+        let (h, rest) = (idx / (n * d), idx % (n * d));
+        let (i, k) = (rest / d, rest % d);
+        src[i * c + h * d + k]
+    })
+}
+
+/// `[H, N, D]` → `[N, H*D]`.
+pub fn merge_heads(x: &Tensor) -> Tensor {
+    let (h, n, d) = (x.dim(0), x.dim(1), x.dim(2));
+    let src = x.data();
+    Tensor::from_fn(&[n, h * d], |idx| {
+        let (i, rest) = (idx / (h * d), idx % (h * d));
+        let (hh, k) = (rest / d, rest % d);
+        src[(hh * n + i) * d + k]
+    })
+}
+
+/// Element-wise `a += b`.
+pub fn add_assign(a: &mut Tensor, b: &Tensor) {
+    assert_eq!(a.shape(), b.shape(), "add_assign shapes");
+    a.data_mut()
+        .iter_mut()
+        .zip(b.data())
+        .for_each(|(x, y)| *x += y);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_round_trip() {
+        let x = Tensor::from_fn(&[5, 12], |i| i as f32);
+        let s = split_heads(&x, 3);
+        assert_eq!(s.shape(), &[3, 5, 4]);
+        // head 1, row 2, dim 3 is channel 1*4+3 of row 2
+        assert_eq!(s.data()[(5 + 2) * 4 + 3], x.data()[2 * 12 + 7]);
+        assert_eq!(merge_heads(&s), x);
+    }
+}

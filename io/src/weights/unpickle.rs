@@ -1,0 +1,786 @@
+//! A restricted pickle virtual machine for PyTorch state dicts.
+//!
+//! Nothing is executed: the only callables are `collections.OrderedDict` and the
+//! PyTorch tensor-rebuild functions, interpreted here; the only classes are the PyTorch
+//! storage types named in persistent ids. Any other global is refused. Stack, memo and
+//! object counts are bounded and every length read from the data is checked.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::dtype::ElemType;
+
+/// Why a pickle was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PickleError {
+    /// The pickle names a global outside the allowlist (e.g. `os.system`).
+    #[error("pickle global `{0}` is not allowed (only PyTorch tensor-rebuild globals are)")]
+    ForbiddenGlobal(String),
+    /// The pickle is corrupt, unsupported or exceeds a limit.
+    #[error("pickle byte {offset}: {message}")]
+    Malformed { offset: usize, message: String },
+}
+
+/// Storage element count and tensor sizes above this are refused outright.
+const MAX_ELEMENTS: usize = 1 << 40;
+const MAX_STACK: usize = 1 << 20;
+const MAX_MEMO: usize = 1 << 22;
+const MAX_OBJECTS: usize = 1 << 22;
+/// Deepest nesting of dicts accepted around tensors.
+const MAX_DICT_DEPTH: usize = 16;
+/// Most tensors accepted in one pickle.
+const MAX_TENSORS: usize = 1 << 20;
+
+/// A storage from a persistent id `('storage', torch.XStorage, key, location, numel)`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StorageRef {
+    /// Entry name under `<archive>/data/`.
+    pub key: String,
+    pub elem: ElemType,
+    /// Element count.
+    pub numel: usize,
+}
+
+/// A tensor view of a storage, as `_rebuild_tensor_v2` describes it (units of elements).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TensorRef {
+    pub storage: Rc<StorageRef>,
+    pub offset: usize,
+    pub shape: Vec<usize>,
+    pub stride: Vec<usize>,
+}
+
+/// Runs `pickle` and returns every tensor of the resulting (possibly nested) dict, with
+/// nested keys joined by dots, in pickle order. Other values are skipped.
+pub(crate) fn load_state_dict(pickle: &[u8]) -> Result<Vec<(String, TensorRef)>, PickleError> {
+    let mut vm = Vm::new(pickle);
+    let top = vm.run()?;
+    let mut out = Vec::new();
+    match top {
+        Value::Obj(id) if matches!(vm.objects[id], Object::Dict(_)) => {
+            vm.flatten(id, "", 0, &mut out)?;
+            Ok(out)
+        }
+        other => Err(vm.error(format!(
+            "the pickled object is {}, expected a dict of tensors",
+            vm.kind(&other)
+        ))),
+    }
+}
+
+/// Allowed callables and classes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Global {
+    OrderedDict,
+    RebuildTensorV2,
+    RebuildParameter,
+    RebuildParameterWithState,
+    Storage(ElemType),
+}
+
+impl Global {
+    fn lookup(module: &str, name: &str) -> Result<Self, PickleError> {
+        Ok(match (module, name) {
+            ("collections", "OrderedDict") => Self::OrderedDict,
+            ("torch._utils", "_rebuild_tensor_v2") => Self::RebuildTensorV2,
+            ("torch._utils", "_rebuild_parameter") => Self::RebuildParameter,
+            ("torch._utils", "_rebuild_parameter_with_state") => Self::RebuildParameterWithState,
+            ("torch", "DoubleStorage") => Self::Storage(ElemType::F64),
+            ("torch", "FloatStorage") => Self::Storage(ElemType::F32),
+            ("torch", "HalfStorage") => Self::Storage(ElemType::F16),
+            ("torch", "BFloat16Storage") => Self::Storage(ElemType::BF16),
+            ("torch", "LongStorage") => Self::Storage(ElemType::I64),
+            ("torch", "IntStorage") => Self::Storage(ElemType::I32),
+            ("torch", "ShortStorage") => Self::Storage(ElemType::I16),
+            ("torch", "CharStorage") => Self::Storage(ElemType::I8),
+            ("torch", "ByteStorage") => Self::Storage(ElemType::U8),
+            ("torch", "BoolStorage") => Self::Storage(ElemType::Bool),
+            _ => return Err(PickleError::ForbiddenGlobal(format!("{module}.{name}"))),
+        })
+    }
+}
+
+/// A value on the stack or in the memo. Containers live in the VM's object arena and
+/// are referenced by index, so values never nest (no deep recursion on drop, cycles
+/// are harmless).
+#[derive(Debug, Clone)]
+enum Value {
+    None,
+    /// Booleans and floats are only ever skipped, so their value is not kept.
+    Bool,
+    Int(i64),
+    Float,
+    Str(Rc<str>),
+    Obj(usize),
+    Global(Global),
+    Storage(Rc<StorageRef>),
+    Tensor(Rc<TensorRef>),
+}
+
+#[derive(Debug)]
+enum Object {
+    Tuple(Vec<Value>),
+    List(Vec<Value>),
+    Dict(Vec<(Value, Value)>),
+}
+
+struct Vm<'a> {
+    data: &'a [u8],
+    pos: usize,
+    /// Start of the opcode being executed, for error messages.
+    op_start: usize,
+    stack: Vec<Value>,
+    marks: Vec<usize>,
+    memo: HashMap<u32, Value>,
+    objects: Vec<Object>,
+}
+
+impl<'a> Vm<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            pos: 0,
+            op_start: 0,
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: HashMap::new(),
+            objects: Vec::new(),
+        }
+    }
+
+    fn error(&self, message: impl Into<String>) -> PickleError {
+        PickleError::Malformed {
+            offset: self.op_start,
+            message: message.into(),
+        }
+    }
+
+    /// Executes opcodes up to STOP and returns the top of the stack.
+    fn run(&mut self) -> Result<Value, PickleError> {
+        loop {
+            self.op_start = self.pos;
+            let op = self.take(1)?[0];
+            match op {
+                0x80 => {
+                    let version = self.take(1)?[0];
+                    if !(2..=5).contains(&version) {
+                        return Err(self.error(format!("unsupported pickle protocol {version}")));
+                    }
+                }
+                0x95 => {
+                    self.take(8)?; // FRAME: a length hint only.
+                }
+                b'.' => return self.pop(),
+                b'(' => {
+                    self.check_len(self.marks.len(), MAX_STACK, "marks")?;
+                    self.marks.push(self.stack.len());
+                }
+                b'0' => {
+                    self.pop()?;
+                }
+                b'1' => {
+                    self.pop_mark()?;
+                }
+                b'2' => {
+                    let top = self.peek()?.clone();
+                    self.push(top)?;
+                }
+                b'N' => self.push(Value::None)?,
+                0x88 | 0x89 => self.push(Value::Bool)?,
+                b'J' => {
+                    let v = i32::from_le_bytes(self.array()?);
+                    self.push(Value::Int(v.into()))?;
+                }
+                b'K' => {
+                    let v = self.take(1)?[0];
+                    self.push(Value::Int(v.into()))?;
+                }
+                b'M' => {
+                    let v = u16::from_le_bytes(self.array()?);
+                    self.push(Value::Int(v.into()))?;
+                }
+                0x8a => {
+                    let n = self.take(1)?[0] as usize;
+                    let v = self.long(n)?;
+                    self.push(Value::Int(v))?;
+                }
+                b'G' => {
+                    self.take(8)?;
+                    self.push(Value::Float)?;
+                }
+                b'X' => {
+                    let n = u32::from_le_bytes(self.array()?) as usize;
+                    self.string(n)?;
+                }
+                0x8c => {
+                    let n = self.take(1)?[0] as usize;
+                    self.string(n)?;
+                }
+                0x8d => {
+                    let n = u64::from_le_bytes(self.array()?);
+                    self.string(usize::try_from(n).unwrap_or(usize::MAX))?;
+                }
+                b')' => self.push_object(Object::Tuple(Vec::new()))?,
+                b']' => self.push_object(Object::List(Vec::new()))?,
+                b'}' => self.push_object(Object::Dict(Vec::new()))?,
+                b't' => {
+                    let items = self.pop_mark()?;
+                    self.push_object(Object::Tuple(items))?;
+                }
+                0x85..=0x87 => {
+                    let mut items = (0..op - 0x84)
+                        .map(|_| self.pop())
+                        .collect::<Result<Vec<_>, _>>()?;
+                    items.reverse();
+                    self.push_object(Object::Tuple(items))?;
+                }
+                b'l' => {
+                    let items = self.pop_mark()?;
+                    self.push_object(Object::List(items))?;
+                }
+                b'd' => {
+                    let items = self.pop_mark()?;
+                    let pairs = self.pairs(items)?;
+                    self.push_object(Object::Dict(pairs))?;
+                }
+                b'a' => {
+                    let item = self.pop()?;
+                    self.list_mut()?.push(item);
+                }
+                b'e' => {
+                    let items = self.pop_mark()?;
+                    self.list_mut()?.extend(items);
+                }
+                b's' => {
+                    let value = self.pop()?;
+                    let key = self.pop()?;
+                    self.dict_mut()?.push((key, value));
+                }
+                b'u' => {
+                    let items = self.pop_mark()?;
+                    let pairs = self.pairs(items)?;
+                    self.dict_mut()?.extend(pairs);
+                }
+                b'c' => {
+                    let module = self.line()?;
+                    let name = self.line()?;
+                    let global = Global::lookup(module, name)?;
+                    self.push(Value::Global(global))?;
+                }
+                0x93 => {
+                    let name = self.pop()?;
+                    let module = self.pop()?;
+                    let global = match (&module, &name) {
+                        (Value::Str(m), Value::Str(n)) => Global::lookup(m, n)?,
+                        _ => return Err(self.error("STACK_GLOBAL needs two strings")),
+                    };
+                    self.push(Value::Global(global))?;
+                }
+                b'R' => {
+                    let args = self.pop()?;
+                    let callable = self.pop()?;
+                    let result = self.reduce(&callable, &args)?;
+                    self.push(result)?;
+                }
+                b'b' => {
+                    let _state = self.pop()?;
+                    // Only dicts accept state: an OrderedDict's attributes such as
+                    // `_metadata`, which carry no tensors.
+                    if !matches!(self.peek()?, Value::Obj(id) if matches!(self.objects[*id], Object::Dict(_)))
+                    {
+                        let kind = self.kind(self.peek()?);
+                        return Err(self.error(format!("BUILD on {kind} is not supported")));
+                    }
+                }
+                b'Q' => {
+                    let pid = self.pop()?;
+                    let storage = self.persistent_load(&pid)?;
+                    self.push(Value::Storage(Rc::new(storage)))?;
+                }
+                b'q' => {
+                    let i = self.take(1)?[0];
+                    self.memo_put(i.into())?;
+                }
+                b'r' => {
+                    let i = u32::from_le_bytes(self.array()?);
+                    self.memo_put(i)?;
+                }
+                0x94 => {
+                    let i = u32::try_from(self.memo.len()).map_err(|_| self.error("memo full"))?;
+                    self.memo_put(i)?;
+                }
+                b'h' => {
+                    let i = self.take(1)?[0];
+                    self.memo_get(i.into())?;
+                }
+                b'j' => {
+                    let i = u32::from_le_bytes(self.array()?);
+                    self.memo_get(i)?;
+                }
+                _ => {
+                    return Err(self.error(format!(
+                        "unsupported opcode 0x{op:02x} ({:?})",
+                        char::from(op)
+                    )))
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], PickleError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.data.len())
+            .ok_or_else(|| self.error("unexpected end of data"))?;
+        let bytes = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], PickleError> {
+        let mut a = [0; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    /// A newline-terminated ASCII line (GLOBAL operands).
+    fn line(&mut self) -> Result<&'a str, PickleError> {
+        let rest = &self.data[self.pos..];
+        let len = rest
+            .iter()
+            .take(256)
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| self.error("GLOBAL name is not newline-terminated"))?;
+        let line = self.take(len + 1)?;
+        std::str::from_utf8(&line[..len]).map_err(|_| self.error("GLOBAL name is not UTF-8"))
+    }
+
+    /// Two's-complement little-endian integer of `n` bytes (LONG1).
+    fn long(&mut self, n: usize) -> Result<i64, PickleError> {
+        if n > 8 {
+            return Err(self.error(format!("{n}-byte integer is too large")));
+        }
+        let bytes = self.take(n)?;
+        let negative = bytes.last().is_some_and(|&b| b & 0x80 != 0);
+        let mut buf = [if negative { 0xff } else { 0 }; 8];
+        buf[..n].copy_from_slice(bytes);
+        Ok(i64::from_le_bytes(buf))
+    }
+
+    fn string(&mut self, n: usize) -> Result<(), PickleError> {
+        let bytes = self.take(n)?;
+        let s = std::str::from_utf8(bytes).map_err(|_| self.error("string is not UTF-8"))?;
+        self.push(Value::Str(s.into()))
+    }
+
+    fn check_len(&self, len: usize, max: usize, what: &str) -> Result<(), PickleError> {
+        if len >= max {
+            return Err(self.error(format!("more than {max} {what}")));
+        }
+        Ok(())
+    }
+
+    fn underflow(&self) -> PickleError {
+        self.error("stack underflow")
+    }
+
+    fn push(&mut self, v: Value) -> Result<(), PickleError> {
+        self.check_len(self.stack.len(), MAX_STACK, "stack entries")?;
+        self.stack.push(v);
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Result<Value, PickleError> {
+        if self.marks.last().is_some_and(|&m| m >= self.stack.len()) {
+            return Err(self.error("stack underflow past a MARK"));
+        }
+        self.stack.pop().ok_or_else(|| self.underflow())
+    }
+
+    fn peek(&self) -> Result<&Value, PickleError> {
+        self.stack.last().ok_or_else(|| self.underflow())
+    }
+
+    fn pop_mark(&mut self) -> Result<Vec<Value>, PickleError> {
+        let mark = self.marks.pop().ok_or_else(|| self.error("no MARK"))?;
+        Ok(self.stack.split_off(mark))
+    }
+
+    /// Moves `object` into the arena.
+    fn new_object(&mut self, object: Object) -> Result<Value, PickleError> {
+        self.check_len(self.objects.len(), MAX_OBJECTS, "objects")?;
+        self.objects.push(object);
+        Ok(Value::Obj(self.objects.len() - 1))
+    }
+
+    fn push_object(&mut self, object: Object) -> Result<(), PickleError> {
+        let v = self.new_object(object)?;
+        self.push(v)
+    }
+
+    fn memo_put(&mut self, index: u32) -> Result<(), PickleError> {
+        if !self.memo.contains_key(&index) {
+            self.check_len(self.memo.len(), MAX_MEMO, "memo entries")?;
+        }
+        let top = self.peek()?.clone();
+        self.memo.insert(index, top);
+        Ok(())
+    }
+
+    fn memo_get(&mut self, index: u32) -> Result<(), PickleError> {
+        let v = self
+            .memo
+            .get(&index)
+            .cloned()
+            .ok_or_else(|| self.error(format!("memo entry {index} is not set")))?;
+        self.push(v)
+    }
+
+    /// Pairs up `[k1, v1, k2, v2, ...]`.
+    fn pairs(&self, items: Vec<Value>) -> Result<Vec<(Value, Value)>, PickleError> {
+        if !items.len().is_multiple_of(2) {
+            return Err(self.error("odd number of dict items"));
+        }
+        let mut it = items.into_iter();
+        Ok(std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect())
+    }
+
+    fn list_mut(&mut self) -> Result<&mut Vec<Value>, PickleError> {
+        let offset = self.op_start;
+        if let Some(Value::Obj(id)) = self.stack.last() {
+            if let Object::List(items) = &mut self.objects[*id] {
+                return Ok(items);
+            }
+        }
+        Err(PickleError::Malformed {
+            offset,
+            message: "APPEND target is not a list".into(),
+        })
+    }
+
+    fn dict_mut(&mut self) -> Result<&mut Vec<(Value, Value)>, PickleError> {
+        let offset = self.op_start;
+        if let Some(Value::Obj(id)) = self.stack.last() {
+            if let Object::Dict(pairs) = &mut self.objects[*id] {
+                return Ok(pairs);
+            }
+        }
+        Err(PickleError::Malformed {
+            offset,
+            message: "SETITEM target is not a dict".into(),
+        })
+    }
+
+    /// A short description of a value's type for messages.
+    fn kind(&self, v: &Value) -> &'static str {
+        match v {
+            Value::None => "None",
+            Value::Bool => "a bool",
+            Value::Int(_) => "an int",
+            Value::Float => "a float",
+            Value::Str(_) => "a string",
+            Value::Obj(id) => match self.objects[*id] {
+                Object::Tuple(_) => "a tuple",
+                Object::List(_) => "a list",
+                Object::Dict(_) => "a dict",
+            },
+            Value::Global(_) => "a class or function",
+            Value::Storage(_) => "a storage",
+            Value::Tensor(_) => "a tensor",
+        }
+    }
+
+    fn tuple<'v>(&'v self, v: &Value, what: &str) -> Result<&'v [Value], PickleError> {
+        match v {
+            Value::Obj(id) => match &self.objects[*id] {
+                Object::Tuple(items) => Ok(items),
+                _ => Err(self.error(format!("{what} must be a tuple, got {}", self.kind(v)))),
+            },
+            _ => Err(self.error(format!("{what} must be a tuple, got {}", self.kind(v)))),
+        }
+    }
+
+    fn usize_of(&self, v: &Value, what: &str) -> Result<usize, PickleError> {
+        match v {
+            Value::Int(i) => usize::try_from(*i)
+                .ok()
+                .filter(|&n| n <= MAX_ELEMENTS)
+                .ok_or_else(|| self.error(format!("{what} {i} is out of range"))),
+            _ => Err(self.error(format!("{what} must be an int, got {}", self.kind(v)))),
+        }
+    }
+
+    fn usizes(&self, v: &Value, what: &str) -> Result<Vec<usize>, PickleError> {
+        self.tuple(v, what)?
+            .iter()
+            .map(|x| self.usize_of(x, what))
+            .collect()
+    }
+
+    /// Applies an allowed callable.
+    fn reduce(&mut self, callable: &Value, args: &Value) -> Result<Value, PickleError> {
+        let Value::Global(global) = callable else {
+            return Err(self.error(format!("cannot call {}", self.kind(callable))));
+        };
+        let args = self.tuple(args, "call arguments")?.to_vec();
+        match (global, args.as_slice()) {
+            (Global::OrderedDict, []) => self.new_object(Object::Dict(Vec::new())),
+            (Global::RebuildTensorV2, [storage, offset, size, stride, _grad, _hooks, ..])
+                if args.len() <= 7 =>
+            {
+                let Value::Storage(storage) = storage else {
+                    return Err(self.error(format!(
+                        "tensor storage must be a persistent storage, got {}",
+                        self.kind(storage)
+                    )));
+                };
+                let tensor = TensorRef {
+                    storage: storage.clone(),
+                    offset: self.usize_of(offset, "storage offset")?,
+                    shape: self.usizes(size, "tensor size")?,
+                    stride: self.usizes(stride, "tensor stride")?,
+                };
+                if tensor.shape.len() != tensor.stride.len() {
+                    return Err(self.error("tensor size and stride differ in length"));
+                }
+                Ok(Value::Tensor(Rc::new(tensor)))
+            }
+            (Global::RebuildParameter, [data @ Value::Tensor(_), _grad, _hooks])
+            | (Global::RebuildParameterWithState, [data @ Value::Tensor(_), _grad, _hooks, _]) => {
+                Ok(data.clone())
+            }
+            (Global::Storage(_), _) => Err(self.error("storage classes cannot be called")),
+            (global, _) => Err(self.error(format!(
+                "unexpected arguments ({} values) for {global:?}",
+                args.len()
+            ))),
+        }
+    }
+
+    /// Resolves `('storage', torch.XStorage, key, location, numel)`.
+    fn persistent_load(&self, pid: &Value) -> Result<StorageRef, PickleError> {
+        let items = self.tuple(pid, "persistent id")?;
+        let [Value::Str(tag), Value::Global(Global::Storage(elem)), Value::Str(key), _location, numel] =
+            items
+        else {
+            return Err(
+                self.error("persistent id is not ('storage', storage type, key, location, numel)")
+            );
+        };
+        if &**tag != "storage" {
+            return Err(self.error(format!("unknown persistent id tag `{tag}`")));
+        }
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(self.error(format!("storage key `{key}` is not a plain name")));
+        }
+        Ok(StorageRef {
+            key: key.to_string(),
+            elem: *elem,
+            numel: self.usize_of(numel, "storage size")?,
+        })
+    }
+
+    /// Collects the tensors of dict `id` (recursing into nested dicts).
+    fn flatten(
+        &self,
+        id: usize,
+        prefix: &str,
+        depth: usize,
+        out: &mut Vec<(String, TensorRef)>,
+    ) -> Result<(), PickleError> {
+        if depth > MAX_DICT_DEPTH {
+            return Err(self.error(format!("dicts nested deeper than {MAX_DICT_DEPTH}")));
+        }
+        let Object::Dict(pairs) = &self.objects[id] else {
+            return Ok(());
+        };
+        for (key, value) in pairs {
+            let key = match key {
+                Value::Str(s) => s.to_string(),
+                Value::Int(i) => i.to_string(),
+                other => {
+                    return Err(self.error(format!("dict key is {}", self.kind(other))));
+                }
+            };
+            let name = if prefix.is_empty() {
+                key
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match value {
+                Value::Tensor(t) => {
+                    self.check_len(out.len(), MAX_TENSORS, "tensors")?;
+                    out.push((name, (**t).clone()));
+                }
+                Value::Obj(child) => self.flatten(*child, &name, depth + 1, out)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// `torch.save`-shaped state dict made by io/tests/make_test_pickles.py.
+    pub(crate) const STATE_DICT_P2: &[u8] = include_bytes!("../../tests/data/state_dict_p2.pkl");
+    /// The same dict pickled with protocol 4 (FRAME, MEMOIZE, STACK_GLOBAL, ...).
+    const STATE_DICT_P4: &[u8] = include_bytes!("../../tests/data/state_dict_p4.pkl");
+
+    fn message(pickle: &[u8]) -> String {
+        load_state_dict(pickle).unwrap_err().to_string()
+    }
+
+    fn storage(key: &str, elem: ElemType, numel: usize) -> Rc<StorageRef> {
+        Rc::new(StorageRef {
+            key: key.into(),
+            elem,
+            numel,
+        })
+    }
+
+    #[test]
+    fn reads_state_dicts_of_both_protocols() {
+        let f32s = storage("0", ElemType::F32, 6);
+        let view =
+            |offset, shape: &[usize], stride: &[usize], storage: &Rc<StorageRef>| TensorRef {
+                storage: storage.clone(),
+                offset,
+                shape: shape.to_vec(),
+                stride: stride.to_vec(),
+            };
+        let expected = vec![
+            ("layer.weight".to_string(), view(0, &[2, 3], &[3, 1], &f32s)),
+            ("layer.weight_t".into(), view(0, &[3, 2], &[1, 3], &f32s)),
+            ("layer.bias".into(), view(4, &[2], &[1], &f32s)),
+            (
+                "ids".into(),
+                view(0, &[1, 4], &[4, 1], &storage("1", ElemType::I64, 4)),
+            ),
+            (
+                "half".into(),
+                view(0, &[2], &[1], &storage("2", ElemType::F16, 2)),
+            ),
+            ("extra.scale".into(), view(5, &[], &[], &f32s)),
+        ];
+        assert_eq!(load_state_dict(STATE_DICT_P2).unwrap(), expected);
+        assert_eq!(load_state_dict(STATE_DICT_P4).unwrap(), expected);
+    }
+
+    #[test]
+    fn refuses_code_execution_globals() {
+        // os.system("id") via GLOBAL + REDUCE, as in classic pickle exploits.
+        let exploit = b"\x80\x02cos\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03.";
+        assert_eq!(
+            message(exploit),
+            "pickle global `os.system` is not allowed (only PyTorch tensor-rebuild globals are)"
+        );
+        for (module, name) in [
+            ("posix", "system"),
+            ("builtins", "eval"),
+            ("subprocess", "Popen"),
+            ("torch", "load"),
+            ("collections", "namedtuple"),
+        ] {
+            let global = format!("c{module}\n{name}\n)R.");
+            assert!(matches!(
+                load_state_dict(global.as_bytes()),
+                Err(PickleError::ForbiddenGlobal(g)) if g == format!("{module}.{name}")
+            ));
+            // Protocol 4 form: STACK_GLOBAL with the names as strings.
+            let mut stack = b"\x80\x04".to_vec();
+            for part in [module, name] {
+                stack.push(0x8c);
+                stack.push(part.len() as u8);
+                stack.extend_from_slice(part.as_bytes());
+            }
+            stack.extend_from_slice(b"\x93)R.");
+            assert!(message(&stack).contains(&format!("`{module}.{name}`")));
+        }
+    }
+
+    #[test]
+    fn refuses_object_construction_opcodes() {
+        // NEWOBJ, INST, OBJ and EXT1 could build arbitrary objects.
+        for op in [b"\x81", b"i", b"o", b"\x82"] {
+            let mut p = b"\x80\x02".to_vec();
+            p.extend_from_slice(op);
+            assert!(
+                message(&p).contains("unsupported opcode"),
+                "{}",
+                message(&p)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_pickles_without_panicking() {
+        for (pickle, expected) in [
+            (
+                &b"K\x01."[..],
+                "the pickled object is an int, expected a dict of tensors",
+            ),
+            (b"X\xff\xff\xff\xffabc", "unexpected end of data"),
+            (b"h\x05", "memo entry 5 is not set"),
+            (b"(0", "stack underflow past a MARK"),
+            (b"K\x01s.", "stack underflow"),
+            (b"}K\x01s.", "SETITEM target is not a dict"),
+            (b"\x80\x09", "unsupported pickle protocol 9"),
+            (
+                b"}q\x00X\x01\x00\x00\x00ah\x00s.",
+                "dicts nested deeper than 16",
+            ),
+            (b"\x8a\x09", "9-byte integer is too large"),
+            (b"cos\x00system", "GLOBAL name is not newline-terminated"),
+        ] {
+            let msg = message(pickle);
+            assert!(msg.contains(expected), "{msg}");
+        }
+        // Every truncation of a valid pickle fails cleanly.
+        for end in 0..STATE_DICT_P2.len() {
+            assert!(load_state_dict(&STATE_DICT_P2[..end]).is_err());
+        }
+    }
+
+    #[test]
+    fn survives_every_single_byte_corruption() {
+        let mut p = STATE_DICT_P2.to_vec();
+        for i in 0..p.len() {
+            let original = p[i];
+            for b in 0..=255u8 {
+                p[i] = b;
+                // Any result is fine; panics, hangs and huge allocations are not.
+                let _ = load_state_dict(&p);
+            }
+            p[i] = original;
+        }
+    }
+
+    #[test]
+    fn checks_tensor_arguments() {
+        let bad_size = STATE_DICT_P2
+            .windows(4)
+            .position(|w| w == b"K\x02K\x03")
+            .unwrap();
+        let mut p = STATE_DICT_P2.to_vec();
+        // size (2, 3) -> (-1, 3) via BININT 0xffffffff.
+        p.splice(bad_size..bad_size + 2, *b"J\xff\xff\xff\xff");
+        assert!(
+            message(&p).contains("tensor size -1 is out of range"),
+            "{}",
+            message(&p)
+        );
+    }
+
+    #[test]
+    fn bounds_the_stack() {
+        let msg = message(&vec![b'N'; MAX_STACK + 1]);
+        assert!(
+            msg.contains(&format!("more than {MAX_STACK} stack entries")),
+            "{msg}"
+        );
+    }
+}

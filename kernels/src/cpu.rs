@@ -1,0 +1,361 @@
+//! CPU backend: `gemm` for products, rayon for everything row-parallel.
+
+use crate::backend::{Backend, MatView, TriangleDirection};
+use crate::Tensor;
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// The CPU backend. Threads come from rayon's global pool.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuBackend;
+
+/// Rows handed to one rayon task in row-wise ops.
+const ROWS_PER_TASK: usize = 64;
+
+/// `dst[m, n] (+)= sum_k lhs[m, k] rhs[k, n]` on strided slices.
+#[allow(clippy::too_many_arguments)]
+fn gemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (isize, isize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (isize, isize),
+    accumulate: bool,
+    par: Parallelism,
+) {
+    debug_assert!(dst.len() >= m * n);
+    // SAFETY: every index the kernel touches is inside the slices: lhs spans m x k and
+    // rhs spans k x n with the given strides, which the callers derive from tensor shapes.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs,
+            lhs_rs,
+            rhs.as_ptr(),
+            rhs_cs,
+            rhs_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// Shape and (row, column) strides of one batch item of a rank-3 operand as used.
+fn operand(v: &MatView<'_>) -> (usize, usize, usize, (isize, isize)) {
+    let s = v.tensor.shape();
+    assert_eq!(s.len(), 3, "batched_matmul operands are rank 3, got {s:?}");
+    let (b, r, c) = (s[0], s[1], s[2]);
+    if v.trans {
+        (b, c, r, (1, c as isize))
+    } else {
+        (b, r, c, (c as isize, 1))
+    }
+}
+
+fn par_for(work: usize) -> Parallelism {
+    if work < 1 << 16 {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(0)
+    }
+}
+
+impl Backend for CpuBackend {
+    fn linear(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
+        let (n_out, k) = (w.dim(0), w.dim(1));
+        assert_eq!(
+            x.dim(-1),
+            k,
+            "linear: input {:?} vs weight {:?}",
+            x.shape(),
+            w.shape()
+        );
+        let m = x.rows();
+        let mut shape = x.shape().to_vec();
+        *shape.last_mut().unwrap() = n_out;
+        let mut out = match b {
+            Some(b) => {
+                assert_eq!(b.len(), n_out, "linear: bias length");
+                Tensor::from_fn(&shape, |i| b.data()[i % n_out])
+            }
+            None => Tensor::zeros(&shape),
+        };
+        let xd = x.data();
+        let wd = w.data();
+        // Row blocks in parallel, each a single-threaded gemm: the matrices here are tall
+        // and thin, where splitting rows beats gemm's own threading.
+        out.data_mut()
+            .par_chunks_mut(ROWS_PER_TASK * n_out)
+            .enumerate()
+            .for_each(|(blk, dst)| {
+                let r0 = blk * ROWS_PER_TASK;
+                let rows = dst.len() / n_out;
+                gemm_strided(
+                    rows,
+                    n_out,
+                    k,
+                    dst,
+                    &xd[r0 * k..(r0 + rows) * k],
+                    (k as isize, 1),
+                    wd,
+                    (1, k as isize),
+                    b.is_some(),
+                    Parallelism::None,
+                );
+            });
+        let _ = m;
+        out
+    }
+
+    fn batched_matmul(&self, a: MatView<'_>, b: MatView<'_>) -> Tensor {
+        let (ba, m, k, sa) = operand(&a);
+        let (bb, k2, n, sb) = operand(&b);
+        assert!(
+            ba == bb && k == k2,
+            "batched_matmul: {:?}{} x {:?}{}",
+            a.tensor.shape(),
+            if a.trans { "^T" } else { "" },
+            b.tensor.shape(),
+            if b.trans { "^T" } else { "" }
+        );
+        let mut out = Tensor::zeros(&[ba, m, n]);
+        let (ad, bd) = (a.tensor.data(), b.tensor.data());
+        let inner = if ba >= rayon::current_num_threads() {
+            Parallelism::None
+        } else {
+            par_for(m * n * k)
+        };
+        out.data_mut()
+            .par_chunks_mut((m * n).max(1))
+            .enumerate()
+            .for_each(|(i, dst)| {
+                gemm_strided(
+                    m,
+                    n,
+                    k,
+                    dst,
+                    &ad[i * m * k..(i + 1) * m * k],
+                    sa,
+                    &bd[i * k * n..(i + 1) * k * n],
+                    sb,
+                    false,
+                    inner,
+                );
+            });
+        out
+    }
+
+    fn layer_norm(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Tensor {
+        let c = x.dim(-1);
+        assert!(
+            gamma.len() == c && beta.len() == c,
+            "layer_norm: {:?} vs {c}",
+            gamma.shape()
+        );
+        let mut out = x.clone();
+        let (g, b) = (gamma.data(), beta.data());
+        out.data_mut()
+            .par_chunks_mut(c * ROWS_PER_TASK)
+            .for_each(|rows| {
+                for row in rows.chunks_mut(c) {
+                    let mean = row.iter().sum::<f32>() / c as f32;
+                    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / c as f32;
+                    let inv = 1.0 / (var + eps).sqrt();
+                    for ((v, g), b) in row.iter_mut().zip(g).zip(b) {
+                        *v = (*v - mean) * inv * g + b;
+                    }
+                }
+            });
+        out
+    }
+
+    fn softmax(&self, x: &mut Tensor) {
+        let c = x.dim(-1);
+        x.data_mut()
+            .par_chunks_mut(c * ROWS_PER_TASK)
+            .for_each(|rows| rows.chunks_mut(c).for_each(softmax_row));
+    }
+
+    fn map(&self, x: &mut Tensor, f: fn(f32) -> f32) {
+        x.data_mut()
+            .par_chunks_mut(4096)
+            .for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
+    }
+
+    fn triangle_multiply(&self, a: &Tensor, b: &Tensor, dir: TriangleDirection) -> Tensor {
+        let (l, l2, c) = (a.dim(0), a.dim(1), a.dim(2));
+        assert!(
+            l == l2 && a.shape() == b.shape(),
+            "triangle_multiply: {:?}",
+            a.shape()
+        );
+        let at = to_channel_first(a); // [C, L, L]
+        let bt = to_channel_first(b); // [C, L, L]
+        let o = match dir {
+            // o_ij = sum_k a_ik b_jk
+            TriangleDirection::Outgoing => self.batched_matmul(MatView::n(&at), MatView::t(&bt)),
+            // o_ij = sum_k b_ki a_kj
+            TriangleDirection::Incoming => self.batched_matmul(MatView::t(&bt), MatView::n(&at)),
+        }; // [C, L, L]
+        to_channel_last(&o, c)
+    }
+}
+
+/// Numerically stable softmax of one row. A row whose maximum is -inf stays all-zero
+/// rather than NaN.
+pub fn softmax_row(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        row.iter_mut().for_each(|v| *v = 0.0);
+        return;
+    }
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// `[L, L, C]` → `[C, L, L]`.
+fn to_channel_first(x: &Tensor) -> Tensor {
+    let (l, c) = (x.dim(0), x.dim(2));
+    let src = x.data();
+    let mut out = Tensor::zeros(&[c, l, l]);
+    out.data_mut()
+        .par_chunks_mut(l * l)
+        .enumerate()
+        .for_each(|(ch, dst)| {
+            for (p, d) in dst.iter_mut().enumerate() {
+                *d = src[p * c + ch];
+            }
+        });
+    out
+}
+
+/// `[C, L, L]` → `[L, L, C]`.
+fn to_channel_last(x: &Tensor, c: usize) -> Tensor {
+    let l = x.dim(1);
+    let src = x.data();
+    let mut out = Tensor::zeros(&[l, l, c]);
+    out.data_mut()
+        .par_chunks_mut(l * c)
+        .enumerate()
+        .for_each(|(i, row)| {
+            for j in 0..l {
+                for ch in 0..c {
+                    row[j * c + ch] = src[ch * l * l + i * l + j];
+                }
+            }
+        });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rand_tensor(shape: &[usize], seed: u64) -> Tensor {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        Tensor::from_fn(shape, |_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+    }
+
+    #[test]
+    fn linear_matches_naive() {
+        let x = rand_tensor(&[3, 70, 17], 1);
+        let w = rand_tensor(&[9, 17], 2);
+        let b = rand_tensor(&[9], 3);
+        let y = CpuBackend.linear(&x, &w, Some(&b));
+        assert_eq!(y.shape(), &[3, 70, 9]);
+        for r in 0..210 {
+            for o in 0..9 {
+                let want: f32 = (0..17)
+                    .map(|k| x.data()[r * 17 + k] * w.data()[o * 17 + k])
+                    .sum::<f32>()
+                    + b.data()[o];
+                assert!((y.data()[r * 9 + o] - want).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn batched_matmul_transposes() {
+        let a = rand_tensor(&[2, 5, 7], 4); // used as [2, 7, 5]^T
+        let b = rand_tensor(&[2, 3, 5], 5); // used as [2, 5, 3]^T
+        let c = CpuBackend.batched_matmul(MatView::t(&a), MatView::t(&b)); // [2, 7, 3]
+        assert_eq!(c.shape(), &[2, 7, 3]);
+        for bi in 0..2 {
+            for i in 0..7 {
+                for j in 0..3 {
+                    let want: f32 = (0..5)
+                        .map(|k| a.data()[bi * 35 + k * 7 + i] * b.data()[bi * 15 + j * 5 + k])
+                        .sum();
+                    assert!((c.data()[bi * 21 + i * 3 + j] - want).abs() < 1e-5);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn triangle_multiply_both_directions() {
+        let (l, c) = (6, 3);
+        let a = rand_tensor(&[l, l, c], 6);
+        let b = rand_tensor(&[l, l, c], 7);
+        let at = |i: usize, j: usize, ch: usize| a.data()[(i * l + j) * c + ch];
+        let bt = |i: usize, j: usize, ch: usize| b.data()[(i * l + j) * c + ch];
+        let out = CpuBackend.triangle_multiply(&a, &b, TriangleDirection::Outgoing);
+        let inc = CpuBackend.triangle_multiply(&a, &b, TriangleDirection::Incoming);
+        for i in 0..l {
+            for j in 0..l {
+                for ch in 0..c {
+                    let o: f32 = (0..l).map(|k| at(i, k, ch) * bt(j, k, ch)).sum();
+                    let n: f32 = (0..l).map(|k| at(k, j, ch) * bt(k, i, ch)).sum();
+                    assert!((out.data()[(i * l + j) * c + ch] - o).abs() < 1e-5);
+                    assert!((inc.data()[(i * l + j) * c + ch] - n).abs() < 1e-5);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn layer_norm_and_softmax() {
+        let x = rand_tensor(&[4, 10], 8);
+        let g = Tensor::full(&[10], 2.0);
+        let b = Tensor::full(&[10], 0.5);
+        let y = CpuBackend.layer_norm(&x, &g, &b, 1e-5);
+        for row in y.data().chunks(10) {
+            let mean: f32 = row.iter().sum::<f32>() / 10.0;
+            assert!((mean - 0.5).abs() < 1e-5);
+        }
+        let mut s = x.clone();
+        CpuBackend.softmax(&mut s);
+        for row in s.data().chunks(10) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        }
+        let mut masked = Tensor::full(&[1, 3], f32::NEG_INFINITY);
+        CpuBackend.softmax(&mut masked);
+        assert_eq!(masked.data(), &[0.0, 0.0, 0.0]);
+    }
+}

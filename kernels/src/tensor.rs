@@ -1,0 +1,120 @@
+//! A dense, row-major f32 tensor living in host memory.
+
+use std::fmt;
+
+/// Errors raised when tensor shapes do not fit an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum ShapeError {
+    #[error("shape mismatch: {0}")]
+    Mismatch(String),
+}
+
+/// Row-major f32 tensor. The last axis is contiguous.
+#[derive(Clone, PartialEq)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor{:?}", self.shape)
+    }
+}
+
+impl Tensor {
+    /// Wraps `data` with `shape`; fails when the element counts differ.
+    pub fn new(shape: &[usize], data: Vec<f32>) -> Result<Self, ShapeError> {
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return Err(ShapeError::Mismatch(format!(
+                "shape {shape:?} holds {n} elements but {} were given",
+                data.len()
+            )));
+        }
+        Ok(Self {
+            shape: shape.to_vec(),
+            data,
+        })
+    }
+
+    pub fn zeros(shape: &[usize]) -> Self {
+        Self {
+            shape: shape.to_vec(),
+            data: vec![0.0; shape.iter().product()],
+        }
+    }
+
+    pub fn full(shape: &[usize], value: f32) -> Self {
+        Self {
+            shape: shape.to_vec(),
+            data: vec![value; shape.iter().product()],
+        }
+    }
+
+    pub fn from_fn(shape: &[usize], f: impl FnMut(usize) -> f32) -> Self {
+        let n = shape.iter().product();
+        Self {
+            shape: shape.to_vec(),
+            data: (0..n).map(f).collect(),
+        }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Size of axis `i`; negative indices count from the end.
+    pub fn dim(&self, i: isize) -> usize {
+        let r = self.shape.len() as isize;
+        self.shape[if i < 0 { (r + i) as usize } else { i as usize }]
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+
+    pub fn into_data(self) -> Vec<f32> {
+        self.data
+    }
+
+    /// Same data, new shape with the same element count.
+    pub fn reshape(mut self, shape: &[usize]) -> Result<Self, ShapeError> {
+        let n: usize = shape.iter().product();
+        if n != self.data.len() {
+            return Err(ShapeError::Mismatch(format!(
+                "cannot reshape {:?} to {shape:?}",
+                self.shape
+            )));
+        }
+        self.shape = shape.to_vec();
+        Ok(self)
+    }
+
+    /// Number of rows when the last axis is seen as the row.
+    pub fn rows(&self) -> usize {
+        self.data.len() / self.shape.last().copied().unwrap_or(1).max(1)
+    }
+
+    /// Largest absolute element-wise difference to `other` (same shape required).
+    pub fn max_abs_diff(&self, other: &Tensor) -> f32 {
+        assert_eq!(self.shape, other.shape, "max_abs_diff on different shapes");
+        self.data
+            .iter()
+            .zip(&other.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+    }
+}

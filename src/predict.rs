@@ -1,0 +1,110 @@
+//! `ferrofold predict --model igfold`: validate every record, make sure the weights are
+//! there, load the model once, fold each record and write its files atomically.
+
+use anyhow::{bail, Context, Result};
+use ferrofold_engine::igfold::antibody::{parse_antibody, Antibody};
+use ferrofold_engine::igfold::ensemble::IgFold;
+use ferrofold_engine::igfold::output::{to_json, to_structure};
+use ferrofold_engine::igfold::weights::{
+    ferrofold_home, fetch_igfold, igfold_dir, igfold_weights_present,
+};
+use ferrofold_io::atomic::{safe_output_path, write_atomic};
+use ferrofold_io::fasta::read_fasta;
+use ferrofold_io::{mmcif::write_mmcif, pdb::write_pdb};
+use ferrofold_kernels::CpuBackend;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub struct Options {
+    pub input: PathBuf,
+    pub out: PathBuf,
+    pub threads: Option<usize>,
+    pub weights: Option<PathBuf>,
+}
+
+pub fn run(opts: &Options) -> Result<()> {
+    if let Some(n) = opts.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+            .context("cannot set the thread count")?;
+    }
+    // Everything that can be checked is checked before any file is written.
+    let records = read_fasta(&opts.input)?;
+    let antibodies = records
+        .iter()
+        .map(parse_antibody)
+        .collect::<Result<Vec<Antibody>, String>>()
+        .map_err(anyhow::Error::msg)?;
+    let mut seen = std::collections::HashSet::new();
+    for ab in &antibodies {
+        if !seen.insert(ab.name.as_str()) {
+            bail!(
+                "record `{}` appears twice: output files would collide",
+                ab.name
+            );
+        }
+        safe_output_path(&opts.out, &ab.name, "pdb")?;
+    }
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create output folder {}", opts.out.display()))?;
+    let probe = tempfile::NamedTempFile::new_in(&opts.out)
+        .with_context(|| format!("output folder {} is not writable", opts.out.display()))?;
+    drop(probe);
+
+    let dir = match &opts.weights {
+        Some(d) => d.clone(),
+        None => {
+            let dir = igfold_dir(&ferrofold_home());
+            if !igfold_weights_present(&dir) {
+                eprintln!(
+                    "IgFold weights not found in {}: fetching them now",
+                    dir.display()
+                );
+                fetch_igfold(&dir, None)?;
+            }
+            dir
+        }
+    };
+    let t = Instant::now();
+    let model = IgFold::load(&dir)?;
+    eprintln!("model loaded in {:.2} s", t.elapsed().as_secs_f64());
+
+    let bar = ProgressBar::new(antibodies.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
+            .expect("valid progress template"),
+    );
+    let be = CpuBackend;
+    let start = Instant::now();
+    for ab in &antibodies {
+        bar.set_message(ab.name.clone());
+        let pred = model.fold(&be, ab);
+        let structure = to_structure(ab, &pred);
+        let pdb = write_pdb(&structure)?;
+        let cif = write_mmcif(&structure, &ab.name)?;
+        let json = serde_json::to_string_pretty(&to_json(ab, &pred))?;
+        write_atomic(
+            safe_output_path(&opts.out, &ab.name, "pdb")?,
+            pdb.as_bytes(),
+        )?;
+        write_atomic(
+            safe_output_path(&opts.out, &ab.name, "cif")?,
+            cif.as_bytes(),
+        )?;
+        write_atomic(
+            safe_output_path(&opts.out, &ab.name, "json")?,
+            json.as_bytes(),
+        )?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "folded {} antibod{} in {:.1} s; results in {}",
+        antibodies.len(),
+        if antibodies.len() == 1 { "y" } else { "ies" },
+        start.elapsed().as_secs_f64(),
+        opts.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! Bad input to `ferrofold predict`: a one-line error naming the record and the problem,
+//! a non-zero exit, and no file written. None of these need the weights: input is checked
+//! before the model is loaded.
+
+use std::path::Path;
+use std::process::Command;
+
+fn run(fasta: &str, out: &Path, extra: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.fasta");
+    std::fs::write(&input, fasta).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ferrofold"))
+        .args(["predict", "--model", "igfold"])
+        .arg(&input)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn assert_refused(fasta: &str, needles: &[&str]) {
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("results");
+    let (ok, err) = run(fasta, &target, &[]);
+    assert!(!ok, "accepted bad input {fasta:?}");
+    assert_eq!(err.trim().lines().count(), 1, "error is one line: {err}");
+    for n in needles {
+        assert!(err.contains(n), "error {err:?} lacks {n:?}");
+    }
+    let written = std::fs::read_dir(&target).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(written, 0, "files were written for bad input");
+}
+
+const H: &str = "EVQLVESGGGLVQPGGSLRLSCAASGFNIKDTYIHWVRQAPGKGLEWVARIYPTNGYTRYADSVKG";
+
+#[test]
+fn letters_outside_the_amino_acids() {
+    assert_refused(&format!(">good\n{H}\n>ab2\n{H}B\n"), &["ab2", "`B`"]);
+}
+
+#[test]
+fn empty_chain() {
+    assert_refused(&format!(">ab3\n{H}:\n"), &["ab3", "chain L is empty"]);
+}
+
+#[test]
+fn more_than_two_chains() {
+    assert_refused(&format!(">ab4\n{H}:{H}:{H}\n"), &["ab4", "3 chains"]);
+}
+
+#[test]
+fn chain_over_antiberty_limit() {
+    assert_refused(
+        &format!(">ab5\n{}\n", "A".repeat(511)),
+        &["ab5", "511 residues"],
+    );
+}
+
+#[test]
+fn empty_file() {
+    assert_refused("", &["in.fasta"]);
+}
+
+#[test]
+fn header_escaping_the_output_folder() {
+    assert_refused(&format!(">../x\n{H}\n"), &["../x"]);
+}
+
+#[test]
+fn duplicate_records() {
+    assert_refused(&format!(">a\n{H}\n>a\n{H}\n"), &["`a`", "twice"]);
+}
+
+#[test]
+fn unwritable_output_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    let (ok, err) = run(&format!(">a\n{H}\n"), &blocker.join("out"), &[]);
+    assert!(!ok);
+    assert!(err.contains("output folder"), "{err}");
+}
+
+#[test]
+fn missing_and_corrupt_weights() {
+    let out = tempfile::tempdir().unwrap();
+    let weights = tempfile::tempdir().unwrap();
+    let (ok, err) = run(
+        &format!(">a\n{H}\n"),
+        out.path(),
+        &["--weights", weights.path().to_str().unwrap()],
+    );
+    assert!(!ok);
+    assert!(err.contains("antiberty.safetensors"), "{err}");
+    std::fs::write(
+        weights.path().join("antiberty.safetensors"),
+        b"\x10\x00\x00\x00garbage",
+    )
+    .unwrap();
+    let (ok, err) = run(
+        &format!(">a\n{H}\n"),
+        out.path(),
+        &["--weights", weights.path().to_str().unwrap()],
+    );
+    assert!(!ok);
+    assert!(err.contains("antiberty.safetensors"), "{err}");
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+}
