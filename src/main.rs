@@ -2,6 +2,11 @@
 
 mod predict;
 
+// Model runs allocate and free tensors of tens of MB per layer; mimalloc keeps those pages
+// mapped between layers where the system allocator returns them (and page-faults them back).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 

@@ -2,23 +2,30 @@
 //! raw network output of every member within 1e-3 Å and 1e-3 predicted error; the same
 //! member chosen unless the reference's scores tie within 1e-4.
 //!
-//! After the 80 refinement steps the bar is looser than the 0.05 Å we aim for: Adam's
-//! sign-like steps on the L1 bond terms turn f32 rounding into bifurcations, and a few
-//! atoms per member end up to 0.09 Å away while the RMS stays under 0.01 Å.
+//! After the 80 refinement steps: every atom within 0.055 Å (RMS 0.005 Å) and predicted
+//! error within 0.02. Adam's sign-like steps on the L1 bond terms turn rounding into
+//! bifurcations: torch itself run in float64 ends up to 0.052 Å from its float32 goldens,
+//! and so do we on one member (paired igfold_5), so 0.05 Å is not a reachable bar.
 
 mod common;
 
 use ferrofold_engine::igfold::antibody::{Antibody, CHAIN_IDS};
-use ferrofold_engine::igfold::ensemble::atoms_with_oxygen;
+use ferrofold_engine::igfold::ensemble::{atoms_with_oxygen, IgFold};
 use ferrofold_io::weights::load_safetensors;
 use ferrofold_kernels::{CpuBackend, Tensor};
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+fn model() -> &'static IgFold {
+    static MODEL: OnceLock<IgFold> = OnceLock::new();
+    MODEL.get_or_init(|| IgFold::load(&common::weights_dir()).expect("loading IgFold"))
+}
 
 const RAW_MAX_DEV: f32 = 1e-3;
 const RAW_PRMSD_DEV: f32 = 1e-3;
-const REFINED_MAX_DEV: f32 = 0.1;
-const REFINED_RMS_DEV: f32 = 0.01;
-const REFINED_PRMSD_DEV: f32 = 0.06;
+const REFINED_MAX_DEV: f32 = 0.055;
+const REFINED_RMS_DEV: f32 = 0.005;
+const REFINED_PRMSD_DEV: f32 = 0.02;
 
 /// (max, rms) distance between our atoms and the reference's `[L, 5, 3]`.
 fn atom_dev(ours: &[[[f32; 3]; 5]], want: &Tensor) -> (f32, f32) {
@@ -49,7 +56,7 @@ fn check(name: &str) {
             .collect(),
     };
     let lens = ab.chain_lens();
-    let pred = common::model().fold(&CpuBackend, &ab);
+    let pred = model().fold(&CpuBackend, &ab);
     let root = golden.root();
     let g = |k: &str| root.get_any(k).unwrap_or_else(|e| panic!("{e}"));
     let mut ref_scores = Vec::new();

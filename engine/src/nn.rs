@@ -1,7 +1,7 @@
 //! Parameterised layers shared by the models, loaded by checkpoint name.
 
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{Backend, Tensor};
+use ferrofold_kernels::{Backend, LinearParams, NormParams, Tensor};
 
 /// Errors from loading parameters (missing or misshaped tensors carry their full name).
 pub type LoadResult<T> = ferrofold_io::Result<T>;
@@ -31,6 +31,17 @@ impl Linear {
     pub fn forward(&self, be: &dyn Backend, x: &Tensor) -> Tensor {
         be.linear(x, &self.w, self.b.as_ref())
     }
+
+    /// The parameters as a fused op takes them; the layer must have a bias.
+    pub fn params(&self) -> LinearParams<'_> {
+        LinearParams {
+            w: &self.w,
+            b: self
+                .b
+                .as_ref()
+                .expect("fused ops take linear layers with a bias"),
+        }
+    }
 }
 
 /// Layer normalisation over the last axis.
@@ -52,6 +63,14 @@ impl LayerNorm {
 
     pub fn forward(&self, be: &dyn Backend, x: &Tensor) -> Tensor {
         be.layer_norm(x, &self.gamma, &self.beta, self.eps)
+    }
+
+    pub fn params(&self) -> NormParams<'_> {
+        NormParams {
+            gamma: &self.gamma,
+            beta: &self.beta,
+            eps: self.eps,
+        }
     }
 }
 

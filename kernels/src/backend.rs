@@ -12,6 +12,37 @@ pub enum TriangleDirection {
     Incoming,
 }
 
+/// A linear layer's parameters: weight `[out, in]`, bias `[out]`.
+#[derive(Clone, Copy, Debug)]
+pub struct LinearParams<'a> {
+    pub w: &'a Tensor,
+    pub b: &'a Tensor,
+}
+
+/// A layer norm's parameters: scale and offset `[dim]`.
+#[derive(Clone, Copy, Debug)]
+pub struct NormParams<'a> {
+    pub gamma: &'a Tensor,
+    pub beta: &'a Tensor,
+    pub eps: f32,
+}
+
+/// Parameters of a triangle multiplicative update (AF2 Algorithms 11 and 12; IgFold's
+/// trunk uses the same layout): input norm over `C`, gated left/right projections to `H`,
+/// a norm over `H` after the triangle product, the output projection back to `C` and its
+/// sigmoid gate from the normalised input.
+#[derive(Clone, Copy, Debug)]
+pub struct TriangleMultiplicationParams<'a> {
+    pub input_norm: NormParams<'a>,
+    pub left_proj: LinearParams<'a>,
+    pub left_gate: LinearParams<'a>,
+    pub right_proj: LinearParams<'a>,
+    pub right_gate: LinearParams<'a>,
+    pub center_norm: NormParams<'a>,
+    pub output_proj: LinearParams<'a>,
+    pub output_gate: LinearParams<'a>,
+}
+
 /// A row-major matrix operand: `[B, R, C]` data read as its transpose when `trans`.
 #[derive(Clone, Copy, Debug)]
 pub struct MatView<'a> {
@@ -83,6 +114,14 @@ pub trait Backend: Send + Sync {
         self.batched_matmul(MatView::n(&p), MatView::n(v))
     }
 
-    /// Core of the triangle multiplicative update: `a`, `b` `[L, L, C]` → `[L, L, C]`.
-    fn triangle_multiply(&self, a: &Tensor, b: &Tensor, dir: TriangleDirection) -> Tensor;
+    /// The whole triangle multiplicative update as one fused op: pair `z` `[L, L, C]` →
+    /// the update `[L, L, C]` (the caller adds the residual). `mask` `[L, L]` zeroes the
+    /// projections of masked pairs.
+    fn triangle_multiplication(
+        &self,
+        z: &Tensor,
+        p: &TriangleMultiplicationParams<'_>,
+        mask: Option<&Tensor>,
+        dir: TriangleDirection,
+    ) -> Tensor;
 }

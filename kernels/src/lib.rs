@@ -9,7 +9,9 @@ mod backend;
 mod cpu;
 mod tensor;
 
-pub use activations::{gelu, relu, sigmoid, softplus};
-pub use backend::{Backend, MatView, TriangleDirection};
+pub use activations::{exp, gelu, relu, sigmoid, softplus};
+pub use backend::{
+    Backend, LinearParams, MatView, NormParams, TriangleDirection, TriangleMultiplicationParams,
+};
 pub use cpu::{softmax_row, CpuBackend};
 pub use tensor::{ShapeError, Tensor};

@@ -2,7 +2,6 @@
 //! test binary into `$FERROFOLD_HOME` (CI points it at a scratch folder), from the wheels in
 //! `$FERROFOLD_WHEELS` when set.
 
-use ferrofold_engine::igfold::ensemble::IgFold;
 use ferrofold_engine::igfold::weights::{
     ferrofold_home, fetch_igfold, igfold_dir, igfold_weights_present,
 };
@@ -22,11 +21,6 @@ pub fn weights_dir() -> PathBuf {
         dir
     })
     .clone()
-}
-
-pub fn model() -> &'static IgFold {
-    static MODEL: OnceLock<IgFold> = OnceLock::new();
-    MODEL.get_or_init(|| IgFold::load(&weights_dir()).expect("loading IgFold"))
 }
 
 pub fn repo_path(rel: &str) -> PathBuf {

@@ -1,9 +1,9 @@
 //! Triangle multiplicative update as IgFold's trunk uses it (lucidrains layout: separate
-//! left/right projections and gates, LayerNorm eps 1e-5).
+//! left/right projections and gates, LayerNorm eps 1e-5), run as the backend's fused op.
 
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{sigmoid, Backend, Tensor, TriangleDirection};
+use ferrofold_kernels::{Backend, Tensor, TriangleDirection, TriangleMultiplicationParams};
 
 const LN_EPS: f32 = 1e-5;
 
@@ -41,27 +41,16 @@ impl TriangleMultiplication {
 
     /// edges `[L, L, dim]` → the update `[L, L, dim]` (the caller adds the residual).
     pub fn forward(&self, be: &dyn Backend, edges: &Tensor) -> Tensor {
-        let x = self.norm.forward(be, edges);
-        let gated = |proj: &Linear, gate: &Linear| {
-            let mut v = proj.forward(be, &x); // [L, L, hidden]
-            let g = gate.forward(be, &x);
-            v.data_mut()
-                .iter_mut()
-                .zip(g.data())
-                .for_each(|(v, g)| *v *= sigmoid(*g));
-            v
+        let params = TriangleMultiplicationParams {
+            input_norm: self.norm.params(),
+            left_proj: self.left_proj.params(),
+            left_gate: self.left_gate.params(),
+            right_proj: self.right_proj.params(),
+            right_gate: self.right_gate.params(),
+            center_norm: self.to_out_norm.params(),
+            output_proj: self.to_out.params(),
+            output_gate: self.out_gate.params(),
         };
-        let left = gated(&self.left_proj, &self.left_gate);
-        let right = gated(&self.right_proj, &self.right_gate);
-        let mixed = be.triangle_multiply(&left, &right, self.direction); // [L, L, hidden]
-        let mut out = self
-            .to_out
-            .forward(be, &self.to_out_norm.forward(be, &mixed));
-        let g = self.out_gate.forward(be, &x);
-        out.data_mut()
-            .iter_mut()
-            .zip(g.data())
-            .for_each(|(o, g)| *o *= sigmoid(*g));
-        out
+        be.triangle_multiplication(edges, &params, None, self.direction)
     }
 }

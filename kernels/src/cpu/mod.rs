@@ -1,7 +1,9 @@
 //! CPU backend: `gemm` for products, rayon for everything row-parallel.
 
-use crate::backend::{Backend, MatView, TriangleDirection};
-use crate::Tensor;
+mod triangle;
+
+use crate::backend::{Backend, MatView, TriangleDirection, TriangleMultiplicationParams};
+use crate::{exp, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -11,6 +13,16 @@ pub struct CpuBackend;
 
 /// Rows handed to one rayon task in row-wise ops.
 const ROWS_PER_TASK: usize = 64;
+
+/// Copies `row` into every consecutive `row.len()` slice of `dst` (bias initialisation).
+fn fill_rows(dst: &mut [f32], row: &[f32]) {
+    dst.par_chunks_mut(row.len() * ROWS_PER_TASK)
+        .for_each(|block| {
+            block
+                .chunks_mut(row.len())
+                .for_each(|r| r.copy_from_slice(row))
+        });
+}
 
 /// `dst[m, n] (+)= sum_k lhs[m, k] rhs[k, n]` on strided slices.
 #[allow(clippy::too_many_arguments)]
@@ -84,16 +96,13 @@ impl Backend for CpuBackend {
             x.shape(),
             w.shape()
         );
-        let m = x.rows();
         let mut shape = x.shape().to_vec();
         *shape.last_mut().unwrap() = n_out;
-        let mut out = match b {
-            Some(b) => {
-                assert_eq!(b.len(), n_out, "linear: bias length");
-                Tensor::from_fn(&shape, |i| b.data()[i % n_out])
-            }
-            None => Tensor::zeros(&shape),
-        };
+        let mut out = Tensor::zeros(&shape);
+        if let Some(b) = b {
+            assert_eq!(b.len(), n_out, "linear: bias length");
+            fill_rows(out.data_mut(), b.data());
+        }
         let xd = x.data();
         let wd = w.data();
         // Row blocks in parallel, each a single-threaded gemm: the matrices here are tall
@@ -117,7 +126,6 @@ impl Backend for CpuBackend {
                     Parallelism::None,
                 );
             });
-        let _ = m;
         out
     }
 
@@ -171,14 +179,8 @@ impl Backend for CpuBackend {
         out.data_mut()
             .par_chunks_mut(c * ROWS_PER_TASK)
             .for_each(|rows| {
-                for row in rows.chunks_mut(c) {
-                    let mean = row.iter().sum::<f32>() / c as f32;
-                    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / c as f32;
-                    let inv = 1.0 / (var + eps).sqrt();
-                    for ((v, g), b) in row.iter_mut().zip(g).zip(b) {
-                        *v = (*v - mean) * inv * g + b;
-                    }
-                }
+                rows.chunks_mut(c)
+                    .for_each(|r| layer_norm_row(r, g, b, eps))
             });
         out
     }
@@ -196,22 +198,26 @@ impl Backend for CpuBackend {
             .for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
     }
 
-    fn triangle_multiply(&self, a: &Tensor, b: &Tensor, dir: TriangleDirection) -> Tensor {
-        let (l, l2, c) = (a.dim(0), a.dim(1), a.dim(2));
-        assert!(
-            l == l2 && a.shape() == b.shape(),
-            "triangle_multiply: {:?}",
-            a.shape()
-        );
-        let at = to_channel_first(a); // [C, L, L]
-        let bt = to_channel_first(b); // [C, L, L]
-        let o = match dir {
-            // o_ij = sum_k a_ik b_jk
-            TriangleDirection::Outgoing => self.batched_matmul(MatView::n(&at), MatView::t(&bt)),
-            // o_ij = sum_k b_ki a_kj
-            TriangleDirection::Incoming => self.batched_matmul(MatView::t(&bt), MatView::n(&at)),
-        }; // [C, L, L]
-        to_channel_last(&o, c)
+    fn triangle_multiplication(
+        &self,
+        z: &Tensor,
+        p: &TriangleMultiplicationParams<'_>,
+        mask: Option<&Tensor>,
+        dir: TriangleDirection,
+    ) -> Tensor {
+        triangle::triangle_multiplication(self, z, p, mask, dir)
+    }
+}
+
+/// Layer normalisation of one row in place.
+#[inline(always)]
+fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let c = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / c;
+    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / c;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+        *v = (*v - mean) * inv * g + b;
     }
 }
 
@@ -223,54 +229,18 @@ pub fn softmax_row(row: &mut [f32]) {
         row.iter_mut().for_each(|v| *v = 0.0);
         return;
     }
-    let mut sum = 0.0;
     for v in row.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
+        *v = exp(*v - max);
     }
-    let inv = 1.0 / sum;
+    let inv = 1.0 / row.iter().sum::<f32>();
     row.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// `[L, L, C]` → `[C, L, L]`.
-fn to_channel_first(x: &Tensor) -> Tensor {
-    let (l, c) = (x.dim(0), x.dim(2));
-    let src = x.data();
-    let mut out = Tensor::zeros(&[c, l, l]);
-    out.data_mut()
-        .par_chunks_mut(l * l)
-        .enumerate()
-        .for_each(|(ch, dst)| {
-            for (p, d) in dst.iter_mut().enumerate() {
-                *d = src[p * c + ch];
-            }
-        });
-    out
-}
-
-/// `[C, L, L]` → `[L, L, C]`.
-fn to_channel_last(x: &Tensor, c: usize) -> Tensor {
-    let l = x.dim(1);
-    let src = x.data();
-    let mut out = Tensor::zeros(&[l, l, c]);
-    out.data_mut()
-        .par_chunks_mut(l * c)
-        .enumerate()
-        .for_each(|(i, row)| {
-            for j in 0..l {
-                for ch in 0..c {
-                    row[j * c + ch] = src[ch * l * l + i * l + j];
-                }
-            }
-        });
-    out
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn rand_tensor(shape: &[usize], seed: u64) -> Tensor {
+    pub(super) fn rand_tensor(shape: &[usize], seed: u64) -> Tensor {
         let mut s = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -313,27 +283,6 @@ mod tests {
                         .map(|k| a.data()[bi * 35 + k * 7 + i] * b.data()[bi * 15 + j * 5 + k])
                         .sum();
                     assert!((c.data()[bi * 21 + i * 3 + j] - want).abs() < 1e-5);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn triangle_multiply_both_directions() {
-        let (l, c) = (6, 3);
-        let a = rand_tensor(&[l, l, c], 6);
-        let b = rand_tensor(&[l, l, c], 7);
-        let at = |i: usize, j: usize, ch: usize| a.data()[(i * l + j) * c + ch];
-        let bt = |i: usize, j: usize, ch: usize| b.data()[(i * l + j) * c + ch];
-        let out = CpuBackend.triangle_multiply(&a, &b, TriangleDirection::Outgoing);
-        let inc = CpuBackend.triangle_multiply(&a, &b, TriangleDirection::Incoming);
-        for i in 0..l {
-            for j in 0..l {
-                for ch in 0..c {
-                    let o: f32 = (0..l).map(|k| at(i, k, ch) * bt(j, k, ch)).sum();
-                    let n: f32 = (0..l).map(|k| at(k, j, ch) * bt(k, i, ch)).sum();
-                    assert!((out.data()[(i * l + j) * c + ch] - o).abs() < 1e-5);
-                    assert!((inc.data()[(i * l + j) * c + ch] - n).abs() < 1e-5);
                 }
             }
         }
