@@ -103,6 +103,40 @@ impl Tensor {
         Ok(self)
     }
 
+    /// `[A, B, C]` → `[B, A, C]` (a copy).
+    pub fn swap_leading_axes(&self) -> Tensor {
+        let (a, b, c) = (self.shape[0], self.shape[1], self.shape[2]);
+        let mut out = Vec::with_capacity(self.data.len());
+        for j in 0..b {
+            for i in 0..a {
+                out.extend_from_slice(&self.data[(i * b + j) * c..(i * b + j + 1) * c]);
+            }
+        }
+        Tensor {
+            shape: vec![b, a, c],
+            data: out,
+        }
+    }
+
+    /// Splits the last axis at `at`: `[.., n]` → (`[.., at]`, `[.., n - at]`).
+    pub fn split_last(&self, at: usize) -> (Tensor, Tensor) {
+        let n = *self.shape.last().expect("rank >= 1");
+        let mut left = Vec::with_capacity(self.rows() * at);
+        let mut right = Vec::with_capacity(self.rows() * (n - at));
+        for row in self.data.chunks(n) {
+            left.extend_from_slice(&row[..at]);
+            right.extend_from_slice(&row[at..]);
+        }
+        let mut shape = self.shape.clone();
+        *shape.last_mut().unwrap() = at;
+        let l = Tensor {
+            shape: shape.clone(),
+            data: left,
+        };
+        *shape.last_mut().unwrap() = n - at;
+        (l, Tensor { shape, data: right })
+    }
+
     /// Number of rows when the last axis is seen as the row.
     pub fn rows(&self) -> usize {
         self.data.len() / self.shape.last().copied().unwrap_or(1).max(1)
@@ -116,5 +150,21 @@ impl Tensor {
             .zip(&other.data)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swap_and_split() {
+        let t = Tensor::from_fn(&[2, 3, 2], |i| i as f32);
+        let s = t.swap_leading_axes();
+        assert_eq!(s.shape(), &[3, 2, 2]);
+        assert_eq!(&s.data()[..4], &[0.0, 1.0, 6.0, 7.0]);
+        let (a, b) = t.split_last(1);
+        assert_eq!(a.shape(), &[2, 3, 1]);
+        assert_eq!(b.data()[..2], [1.0, 3.0]);
     }
 }
