@@ -101,19 +101,6 @@ pub trait Backend: Send + Sync {
         logits
     }
 
-    /// Full attention `softmax(scale * q k^T + bias) v`: v `[H, J, E]` → `[H, I, E]`.
-    fn attention(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        bias: Option<&Tensor>,
-        scale: f32,
-    ) -> Tensor {
-        let p = self.attention_probs(q, k, bias, scale);
-        self.batched_matmul(MatView::n(&p), MatView::n(v))
-    }
-
     /// The whole triangle multiplicative update as one fused op: pair `z` `[L, L, C]` →
     /// the update `[L, L, C]` (the caller adds the residual). `mask` `[L, L]` zeroes the
     /// projections of masked pairs.

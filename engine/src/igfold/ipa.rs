@@ -2,7 +2,7 @@
 //! (`global = local @ R + t`), scalar/point/pair logits each scaled by 1/sqrt(3), and the
 //! post-norm `IPABlock` with a 3-layer ReLU transition.
 
-use super::geometry::{Frames, Mat3, Vec3};
+use super::geometry::{apply_frame, Frames, Mat3, Vec3};
 use crate::nn::{add_assign, LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{relu, softmax_row, softplus, Backend, MatView, Tensor};
@@ -25,11 +25,6 @@ struct InvariantPointAttention {
     point_weights: Vec<f32>, // softplus already applied, [H]
     to_pair_bias: Linear,
     to_out: Linear,
-}
-
-/// `p @ R + t` for a row vector `p`.
-fn to_global(p: &[f32], r: &Mat3, t: &Vec3) -> Vec3 {
-    std::array::from_fn(|c| p[0] * r[0][c] + p[1] * r[1][c] + p[2] * r[2][c] + t[c])
 }
 
 /// `(g - t) @ R^T`.
@@ -73,7 +68,8 @@ impl InvariantPointAttention {
             let (hh, i) = (hl / l, hl % l);
             for d in 0..POINTS {
                 let p = &src[i * h * w + hh * w + d * 3..][..3];
-                dst[d * 3..d * 3 + 3].copy_from_slice(&to_global(p, &f.rot[i], &f.trans[i]));
+                let p: Vec3 = [p[0], p[1], p[2]];
+                dst[d * 3..d * 3 + 3].copy_from_slice(&apply_frame(&p, &f.rot[i], &f.trans[i]));
             }
         }
         out

@@ -35,16 +35,22 @@ fn three_letter(aa: u8) -> &'static str {
     }
 }
 
+/// `(chain id, residues, index of its first residue in the whole antibody)`.
+fn chains_with_offsets(ab: &Antibody) -> impl Iterator<Item = (char, &str, usize)> {
+    ab.chains.iter().scan(0, |offset, (id, seq)| {
+        let start = *offset;
+        *offset += seq.len();
+        Some((*id, seq.as_str(), start))
+    })
+}
+
 /// The chosen member's refined backbone as a structure, chains H and L numbered from 1.
 pub fn to_structure(ab: &Antibody, pred: &Prediction) -> Structure {
     let best = pred.best();
     let coords = atoms_with_oxygen(&best.frames, &ab.chain_lens());
     let error = residue_error(&best.prmsd);
-    let mut offset = 0;
-    let chains = ab
-        .chains
-        .iter()
-        .map(|(id, seq)| {
+    let chains = chains_with_offsets(ab)
+        .map(|(id, seq, offset)| {
             let residues = seq
                 .bytes()
                 .enumerate()
@@ -69,7 +75,6 @@ pub fn to_structure(ab: &Antibody, pred: &Prediction) -> Structure {
                     }
                 })
                 .collect();
-            offset += seq.len();
             Chain {
                 id: id.to_string(),
                 residues,
@@ -112,18 +117,11 @@ pub struct ResultJson {
 pub fn to_json(ab: &Antibody, pred: &Prediction) -> ResultJson {
     let best = pred.best();
     let error = residue_error(&best.prmsd);
-    let mut offset = 0;
-    let chains = ab
-        .chains
-        .iter()
-        .map(|(id, seq)| {
-            let c = ChainError {
-                chain: id.to_string(),
-                sequence: seq.clone(),
-                residue_error: error[offset..offset + seq.len()].to_vec(),
-            };
-            offset += seq.len();
-            c
+    let chains = chains_with_offsets(ab)
+        .map(|(id, seq, offset)| ChainError {
+            chain: id.to_string(),
+            sequence: seq.to_string(),
+            residue_error: error[offset..offset + seq.len()].to_vec(),
         })
         .collect();
     ResultJson {
