@@ -85,13 +85,12 @@ fn main() {
                     model: Model::Igfold,
                     wheel_dir,
                 },
-        } => {
-            let home = ferrofold_engine::igfold::weights::ferrofold_home();
+        } => ferrofold_engine::igfold::weights::ferrofold_home().and_then(|home| {
             ferrofold_engine::igfold::weights::fetch_igfold(
                 &ferrofold_engine::igfold::weights::igfold_dir(&home),
                 wheel_dir.as_deref(),
             )
-        }
+        }),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

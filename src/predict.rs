@@ -3,17 +3,17 @@
 
 use anyhow::{bail, Context, Result};
 use ferrofold_engine::igfold::antibody::{parse_antibody, Antibody};
-use ferrofold_engine::igfold::ensemble::IgFold;
+use ferrofold_engine::igfold::ensemble::{IgFold, Prediction};
 use ferrofold_engine::igfold::output::{to_json, to_structure};
 use ferrofold_engine::igfold::weights::{
     ferrofold_home, fetch_igfold, igfold_dir, igfold_weights_present,
 };
-use ferrofold_io::atomic::{safe_output_path, write_atomic};
+use ferrofold_io::atomic::{safe_output_path, write_atomic_all};
 use ferrofold_io::fasta::read_fasta;
 use ferrofold_io::{mmcif::write_mmcif, pdb::write_pdb};
 use ferrofold_kernels::CpuBackend;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub struct Options {
@@ -47,16 +47,10 @@ pub fn run(opts: &Options) -> Result<()> {
         }
         safe_output_path(&opts.out, &ab.name, "pdb")?;
     }
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("cannot create output folder {}", opts.out.display()))?;
-    let probe = tempfile::NamedTempFile::new_in(&opts.out)
-        .with_context(|| format!("output folder {} is not writable", opts.out.display()))?;
-    drop(probe);
-
     let dir = match &opts.weights {
         Some(d) => d.clone(),
         None => {
-            let dir = igfold_dir(&ferrofold_home());
+            let dir = igfold_dir(&ferrofold_home()?);
             if !igfold_weights_present(&dir) {
                 eprintln!(
                     "IgFold weights not found in {}: fetching them now",
@@ -70,6 +64,11 @@ pub fn run(opts: &Options) -> Result<()> {
     let t = Instant::now();
     let model = IgFold::load(&dir)?;
     eprintln!("model loaded in {:.2} s", t.elapsed().as_secs_f64());
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create output folder {}", opts.out.display()))?;
+    let probe = tempfile::NamedTempFile::new_in(&opts.out)
+        .with_context(|| format!("output folder {} is not writable", opts.out.display()))?;
+    drop(probe);
 
     let bar = ProgressBar::new(antibodies.len() as u64).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
@@ -79,23 +78,8 @@ pub fn run(opts: &Options) -> Result<()> {
     let start = Instant::now();
     for ab in &antibodies {
         bar.set_message(ab.name.clone());
-        let pred = model.fold(&be, ab);
-        let structure = to_structure(ab, &pred);
-        let pdb = write_pdb(&structure)?;
-        let cif = write_mmcif(&structure, &ab.name)?;
-        let json = serde_json::to_string_pretty(&to_json(ab, &pred))?;
-        write_atomic(
-            safe_output_path(&opts.out, &ab.name, "pdb")?,
-            pdb.as_bytes(),
-        )?;
-        write_atomic(
-            safe_output_path(&opts.out, &ab.name, "cif")?,
-            cif.as_bytes(),
-        )?;
-        write_atomic(
-            safe_output_path(&opts.out, &ab.name, "json")?,
-            json.as_bytes(),
-        )?;
+        write_outputs(&model.fold(&be, ab), ab, &opts.out)
+            .with_context(|| format!("record `{}`", ab.name))?;
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -106,5 +90,22 @@ pub fn run(opts: &Options) -> Result<()> {
         start.elapsed().as_secs_f64(),
         opts.out.display()
     );
+    Ok(())
+}
+
+/// Writes `<record>.pdb`, `.cif` and `.json` together: all three or none.
+fn write_outputs(pred: &Prediction, ab: &Antibody, out: &Path) -> Result<()> {
+    let structure = to_structure(ab, pred);
+    let pdb = write_pdb(&structure)?;
+    let cif = write_mmcif(&structure, &ab.name)?;
+    let json = serde_json::to_string_pretty(&to_json(ab, pred))?;
+    let paths = ["pdb", "cif", "json"].map(|ext| safe_output_path(out, &ab.name, ext));
+    let [p, c, j] = paths;
+    let (p, c, j) = (p?, c?, j?);
+    write_atomic_all(&[
+        (p.as_path(), pdb.as_bytes()),
+        (c.as_path(), cif.as_bytes()),
+        (j.as_path(), json.as_bytes()),
+    ])?;
     Ok(())
 }

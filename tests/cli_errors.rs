@@ -116,7 +116,10 @@ fn missing_and_corrupt_weights() {
 fn tampered_wheel_is_refused_and_nothing_is_installed() {
     let home = tempfile::tempdir().unwrap();
     let wheels = tempfile::tempdir().unwrap();
-    for f in ["igfold-1.0.1-py3-none-any.whl", "antiberty-0.1.3-py3-none-any.whl"] {
+    for f in [
+        "igfold-1.0.1-py3-none-any.whl",
+        "antiberty-0.1.3-py3-none-any.whl",
+    ] {
         std::fs::write(wheels.path().join(f), b"PK not the release").unwrap();
     }
     let o = Command::new(env!("CARGO_BIN_EXE_ferrofold"))
@@ -127,6 +130,12 @@ fn tampered_wheel_is_refused_and_nothing_is_installed() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("sha256") && err.contains("igfold-1.0.1"), "{err}");
-    assert!(!home.path().join("igfold-1.0.1").exists(), "no weights folder after a refusal");
+    assert!(
+        err.contains("sha256") && err.contains("igfold-1.0.1"),
+        "{err}"
+    );
+    assert!(
+        !home.path().join("igfold-1.0.1").exists(),
+        "no weights folder after a refusal"
+    );
 }

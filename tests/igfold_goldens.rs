@@ -29,6 +29,11 @@ const REFINED_PRMSD_DEV: f32 = 0.02;
 
 /// (max, rms) distance between our atoms and the reference's `[L, 5, 3]`.
 fn atom_dev(ours: &[[[f32; 3]; 5]], want: &Tensor) -> (f32, f32) {
+    assert_eq!(
+        ours.len() * 15,
+        want.len(),
+        "residue count differs from the golden"
+    );
     let d: Vec<f32> = ours
         .iter()
         .flatten()

@@ -1,6 +1,6 @@
 //! `ferrofold predict` end to end with the real weights: a paired Fv and a nanobody in one
 //! file, folded with the model loaded once; the PDB and mmCIF files are read back by gemmi
-//! and Biopython without warnings, and the JSON names the member the reference chose.
+//! and Biopython without warnings, and the JSON names the best-scoring member.
 
 mod common;
 

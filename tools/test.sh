@@ -22,4 +22,6 @@ fi
 export FERROFOLD_CHECK_PYTHON="$venv/bin/python"
 export FERROFOLD_WHEELS="$wheels"
 
-cargo test --workspace --release -- --include-ignored "$@"
+cargo test --workspace --release "$@"
+# The io tests that need the readers and wheels set up above (ignored in a plain run).
+cargo test --release -p ferrofold-io -- --ignored

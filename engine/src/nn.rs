@@ -28,6 +28,42 @@ impl Linear {
         })
     }
 
+    /// Haiku's `hk.Linear` (AlphaFold): `weights` stored `[in, out]`, transposed here once;
+    /// `bias` when `with_bias`. Works in a stacked-layer scope.
+    pub fn load_haiku(
+        p: &Scope<'_>,
+        d_in: usize,
+        d_out: usize,
+        with_bias: bool,
+    ) -> LoadResult<Self> {
+        Ok(Self {
+            w: p.get_owned("weights", &[d_in, d_out])?.transposed(),
+            b: if with_bias {
+                Some(p.get_owned("bias", &[d_out])?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// A Haiku projection stored `[in, heads, head_dim]` (AlphaFold's `query_w`,
+    /// `gating_w`, ...) as a linear layer to `heads * head_dim` channels (head-major).
+    pub fn load_heads(
+        p: &Scope<'_>,
+        name: &str,
+        d_in: usize,
+        heads: usize,
+        head_dim: usize,
+    ) -> LoadResult<Self> {
+        let w = p.get_owned(name, &[d_in, heads, head_dim])?;
+        Ok(Self {
+            w: w.reshape(&[d_in, heads * head_dim])
+                .expect("same size")
+                .transposed(),
+            b: None,
+        })
+    }
+
     pub fn forward(&self, be: &dyn Backend, x: &Tensor) -> Tensor {
         be.linear(x, &self.w, self.b.as_ref())
     }
@@ -58,6 +94,15 @@ impl LayerNorm {
             gamma: p.get("weight", &[dim]).cloned()?,
             beta: p.get("bias", &[dim]).cloned()?,
             eps,
+        })
+    }
+
+    /// Haiku's `hk.LayerNorm` (AlphaFold): `scale` and `offset`, eps 1e-5.
+    pub fn load_haiku(p: &Scope<'_>, dim: usize) -> LoadResult<Self> {
+        Ok(Self {
+            gamma: p.get_owned("scale", &[dim])?,
+            beta: p.get_owned("offset", &[dim])?,
+            eps: 1e-5,
         })
     }
 

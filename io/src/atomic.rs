@@ -14,37 +14,68 @@ pub const MAX_NAME_BYTES: usize = 200;
 /// new one: the data goes to a temporary file in the same directory, is flushed to
 /// disk, then renamed over `path`.
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
-    let path = path.as_ref();
+    write_atomic_all(&[(path.as_ref(), bytes)])
+}
+
+/// Writes several files that belong together (a structure and its JSON): every one is
+/// first written and flushed to a temporary file beside its target, and only when all
+/// of them succeeded are they renamed into place, so an error leaves none of them.
+pub fn write_atomic_all(files: &[(&Path, &[u8])]) -> Result<()> {
+    let mut staged: Vec<(PathBuf, &Path)> = Vec::with_capacity(files.len());
+    let cleanup = |staged: &[(PathBuf, &Path)]| {
+        // Best effort: the temporary files are garbage whatever happens here.
+        staged.iter().for_each(|(tmp, _)| {
+            let _ = fs::remove_file(tmp);
+        });
+    };
+    for (path, bytes) in files {
+        match stage(path, bytes) {
+            Ok(tmp) => staged.push((tmp, path)),
+            Err(e) => {
+                cleanup(&staged);
+                return Err(e);
+            }
+        }
+    }
+    for (k, (tmp, path)) in staged.iter().enumerate() {
+        if let Err(e) = fs::rename(tmp, path) {
+            cleanup(&staged[k..]);
+            return Err(IoError::file(*path, e));
+        }
+    }
+    // Persist the renames. Some file systems refuse to fsync directories; the file
+    // contents are already durable, so that is not an error.
+    for (_, path) in &staged {
+        if let Ok(d) = File::open(parent_dir(path)) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes and flushes `bytes` to a new temporary file beside `path`; returns its path.
+fn stage(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let file_name = path.file_name().ok_or_else(|| {
         IoError::file(
             path,
             io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
         )
     })?;
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(path);
     let (tmp_path, mut file) =
         create_temp(dir, &file_name.to_string_lossy()).map_err(|e| IoError::file(dir, e))?;
-    let written = file
-        .write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .and_then(|()| {
-            drop(file);
-            fs::rename(&tmp_path, path)
-        });
-    if let Err(e) = written {
-        // Best effort: the temporary file is garbage whatever happens here.
+    if let Err(e) = file.write_all(bytes).and_then(|()| file.sync_all()) {
         let _ = fs::remove_file(&tmp_path);
         return Err(IoError::file(path, e));
     }
-    // Persist the rename itself. Some file systems refuse to fsync directories; the
-    // file content is already durable, so that is not an error.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    Ok(tmp_path)
 }
 
 /// Creates a new, uniquely named hidden temporary file in `dir`.
@@ -103,6 +134,22 @@ fn check_name(name: &str) -> Result<(), &'static str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn write_atomic_all_leaves_nothing_when_one_file_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("a.pdb");
+        let bad = dir.path().join("missing-folder").join("a.json");
+        let err = super::write_atomic_all(&[(good.as_path(), b"x"), (bad.as_path(), b"y")]);
+        assert!(err.is_err());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no file, no temp left"
+        );
+        super::write_atomic_all(&[(good.as_path(), b"x")]).unwrap();
+        assert_eq!(std::fs::read(&good).unwrap(), b"x");
+    }
+
     use super::*;
 
     #[test]

@@ -6,7 +6,7 @@
 //! one entity, numbered from 1 in order of first appearance; model number 1.
 
 use crate::cif::CifCategory;
-use crate::structure::Structure;
+use crate::structure::{Structure, AMINO_ACID_CODES};
 use crate::Result;
 
 /// Formats `structure` as an mmCIF data block named `data_name` (characters other than
@@ -200,30 +200,7 @@ fn atom_site(structure: &Structure, chain_entity: &[usize]) -> CifCategory {
 
 /// One-letter code of a standard amino acid (`UNK` is `X`).
 fn one_letter(residue: &str) -> Option<char> {
-    const CODES: [(&str, char); 21] = [
-        ("ALA", 'A'),
-        ("ARG", 'R'),
-        ("ASN", 'N'),
-        ("ASP", 'D'),
-        ("CYS", 'C'),
-        ("GLN", 'Q'),
-        ("GLU", 'E'),
-        ("GLY", 'G'),
-        ("HIS", 'H'),
-        ("ILE", 'I'),
-        ("LEU", 'L'),
-        ("LYS", 'K'),
-        ("MET", 'M'),
-        ("PHE", 'F'),
-        ("PRO", 'P'),
-        ("SER", 'S'),
-        ("THR", 'T'),
-        ("TRP", 'W'),
-        ("TYR", 'Y'),
-        ("VAL", 'V'),
-        ("UNK", 'X'),
-    ];
-    CODES
+    AMINO_ACID_CODES
         .iter()
         .find(|(name, _)| *name == residue)
         .map(|&(_, c)| c)

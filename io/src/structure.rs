@@ -4,6 +4,39 @@ use std::collections::HashSet;
 
 use crate::{IoError, Result};
 
+/// The standard amino acids' three- and one-letter codes, and `UNK`/`X`.
+pub const AMINO_ACID_CODES: [(&str, char); 21] = [
+    ("ALA", 'A'),
+    ("ARG", 'R'),
+    ("ASN", 'N'),
+    ("ASP", 'D'),
+    ("CYS", 'C'),
+    ("GLN", 'Q'),
+    ("GLU", 'E'),
+    ("GLY", 'G'),
+    ("HIS", 'H'),
+    ("ILE", 'I'),
+    ("LEU", 'L'),
+    ("LYS", 'K'),
+    ("MET", 'M'),
+    ("PHE", 'F'),
+    ("PRO", 'P'),
+    ("SER", 'S'),
+    ("THR", 'T'),
+    ("TRP", 'W'),
+    ("TYR", 'Y'),
+    ("VAL", 'V'),
+    ("UNK", 'X'),
+];
+
+/// Three-letter code of a one-letter amino-acid code (`UNK` for anything else).
+pub fn three_letter(code: u8) -> &'static str {
+    AMINO_ACID_CODES
+        .iter()
+        .find(|(_, c)| *c as u32 == u32::from(code))
+        .map_or("UNK", |(name, _)| name)
+}
+
 /// A single model: chains of residues of atoms.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Structure {

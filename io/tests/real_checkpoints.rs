@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use ferrofold_io::weights::{load_safetensors, load_torch_checkpoint, load_weights};
+use ferrofold_io::weights::{load_safetensors, load_torch_checkpoint};
 
 /// Extracts `entry` of wheel `wheel` into `dir` and returns its path.
 fn extract(dir: &Path, wheel: &str, entry: &str) -> PathBuf {
@@ -60,7 +60,7 @@ fn loads_antiberty_pytorch_checkpoint() {
         .get("cls.predictions.decoder.weight", &[25, 512])
         .unwrap();
     assert_eq!(decoder, words);
-    assert_eq!(load_weights(&path).unwrap().len(), 149);
+    assert_eq!(load_torch_checkpoint(&path).unwrap().len(), 149);
 }
 
 #[test]

@@ -86,10 +86,6 @@ impl Tensor {
         &mut self.data
     }
 
-    pub fn into_data(self) -> Vec<f32> {
-        self.data
-    }
-
     /// Same data, new shape with the same element count.
     pub fn reshape(mut self, shape: &[usize]) -> Result<Self, ShapeError> {
         let n: usize = shape.iter().product();
@@ -101,6 +97,22 @@ impl Tensor {
         }
         self.shape = shape.to_vec();
         Ok(self)
+    }
+
+    /// `[R, C]` → `[C, R]` (a copy).
+    pub fn transposed(&self) -> Tensor {
+        let (r, c) = (self.shape[0], self.shape[1]);
+        assert_eq!(self.shape.len(), 2, "transposed() takes a matrix");
+        let mut data = vec![0f32; r * c];
+        for i in 0..r {
+            for j in 0..c {
+                data[j * r + i] = self.data[i * c + j];
+            }
+        }
+        Tensor {
+            shape: vec![c, r],
+            data,
+        }
     }
 
     /// `[A, B, C]` → `[B, A, C]` (a copy).
@@ -163,6 +175,11 @@ mod tests {
         let s = t.swap_leading_axes();
         assert_eq!(s.shape(), &[3, 2, 2]);
         assert_eq!(&s.data()[..4], &[0.0, 1.0, 6.0, 7.0]);
+        let m = Tensor::from_fn(&[2, 3], |i| i as f32).transposed();
+        assert_eq!(
+            (m.shape(), m.data()),
+            (&[3, 2][..], &[0.0, 3.0, 1.0, 4.0, 2.0, 5.0][..])
+        );
         let (a, b) = t.split_last(1);
         assert_eq!(a.shape(), &[2, 3, 1]);
         assert_eq!(b.data()[..2], [1.0, 3.0]);

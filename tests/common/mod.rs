@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 pub fn weights_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = igfold_dir(&ferrofold_home());
+        let dir = igfold_dir(&ferrofold_home().expect("a cache folder"));
         if !igfold_weights_present(&dir) {
             // tools/test.sh downloads the wheels once; elsewhere pip fetches them.
             let wheels = std::env::var_os("FERROFOLD_WHEELS").map(PathBuf::from);

@@ -103,7 +103,22 @@ impl IgFold {
                 })?;
                 let config: IgFoldConfig = serde_json::from_str(config)
                     .map_err(|e| anyhow::anyhow!("{name}.safetensors: bad config: {e}"))?;
-                Ok((name.to_string(), IgFoldNet::load(&store.root(), &config)?))
+                if config != IgFoldConfig::RELEASED {
+                    anyhow::bail!(
+                        "{name}.safetensors: config {config:?} is not IgFold 1.0.1's, which is the \
+                         only architecture this port implements"
+                    );
+                }
+                let net = IgFoldNet::load(&store.root(), &config)?;
+                let unused = store.unused();
+                if !unused.is_empty() {
+                    anyhow::bail!(
+                        "{name}.safetensors: {} tensors the model does not use, e.g. `{}`",
+                        unused.len(),
+                        unused[0]
+                    );
+                }
+                Ok((name.to_string(), net))
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self { antiberty, members })

@@ -4,6 +4,8 @@
 //! IgFold applies rotations to row vectors: `global = local @ R + t`. All arithmetic here is
 //! `f32`, in the same operation order as the PyTorch reference where that is cheap to keep.
 
+use std::ops::{Add, AddAssign, Div, Mul, Sub};
+
 /// A point or vector in Å.
 pub type Vec3 = [f32; 3];
 /// Row-major 3x3, row-vector convention as IgFold: `global = local @ R + t`.
@@ -80,13 +82,63 @@ pub fn backbone_atoms(frames: &Frames) -> Vec<[Vec3; 4]> {
         .collect()
 }
 
+/// `f32` or `f64`: the scalar of the vector helpers below (IgFold's geometry runs in `f32`, the
+/// refinement's losses and gradients in `f64`). Every helper is written out component by
+/// component, left to right, so both precisions round exactly as the expressions read.
+pub(crate) trait Real:
+    Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self> + AddAssign
+{
+    fn sqrt(self) -> Self;
+}
+
+impl Real for f32 {
+    #[inline]
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+}
+
+impl Real for f64 {
+    #[inline]
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+}
+
 #[inline]
-fn sub(a: &Vec3, b: &Vec3) -> Vec3 {
+pub(crate) fn sub<T: Real>(a: [T; 3], b: [T; 3]) -> [T; 3] {
     [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
 }
 
 #[inline]
-fn cross(a: &Vec3, b: &Vec3) -> Vec3 {
+pub(crate) fn add<T: Real>(a: [T; 3], b: [T; 3]) -> [T; 3] {
+    [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
+}
+
+#[inline]
+pub(crate) fn scale<T: Real>(a: [T; 3], s: T) -> [T; 3] {
+    [a[0] * s, a[1] * s, a[2] * s]
+}
+
+#[inline]
+pub(crate) fn dot<T: Real>(a: [T; 3], b: [T; 3]) -> T {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+#[inline]
+pub(crate) fn norm<T: Real>(a: [T; 3]) -> T {
+    dot(a, a).sqrt()
+}
+
+/// `v / |v|` (a division per component, as torch's `v / v.norm()`; no epsilon).
+#[inline]
+pub(crate) fn unit<T: Real>(v: [T; 3]) -> [T; 3] {
+    let n = norm(v);
+    [v[0] / n, v[1] / n, v[2] / n]
+}
+
+#[inline]
+pub(crate) fn cross<T: Real>(a: [T; 3], b: [T; 3]) -> [T; 3] {
     [
         a[1] * b[2] - a[2] * b[1],
         a[2] * b[0] - a[0] * b[2],
@@ -94,10 +146,12 @@ fn cross(a: &Vec3, b: &Vec3) -> Vec3 {
     ]
 }
 
+/// `y += s * x`.
 #[inline]
-fn unit(v: Vec3) -> Vec3 {
-    let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
-    [v[0] / n, v[1] / n, v[2] / n]
+pub(crate) fn axpy<T: Real>(y: &mut [T; 3], s: T, x: [T; 3]) {
+    y[0] += s * x[0];
+    y[1] += s * x[1];
+    y[2] += s * x[2];
 }
 
 /// IgFold's `place_fourth_atom`: the atom `d` with |cd| = `length`, angle(b, c, d) = `planar`
@@ -110,9 +164,9 @@ pub fn place_fourth_atom(
     planar: f32,
     dihedral: f32,
 ) -> Vec3 {
-    let bc = unit(sub(b, c));
-    let n = unit(cross(&sub(b, a), &bc));
-    let m = cross(&n, &bc);
+    let bc = unit(sub(*b, *c));
+    let n = unit(cross(sub(*b, *a), bc));
+    let m = cross(n, bc);
     let d0 = length * planar.cos();
     let d1 = length * planar.sin() * dihedral.cos();
     let d2 = -length * planar.sin() * dihedral.sin();
@@ -131,30 +185,31 @@ const O_ANGLE: f32 = 2.108;
 const O_DIHEDRAL: f32 = -3.142;
 const TERMINAL_O_DIHEDRAL: f32 = -0.873;
 
-/// Backbone O of every residue (IgFold 1.0.1 `place_o_coords`, chain-aware): interior
-/// residues are placed trans to the next residue's N; the last residue of each chain uses its
-/// own N with a beta-strand psi. `chain_lens` must sum to `bb.len()`; empty means one chain.
-pub fn place_o_atoms(bb: &[[Vec3; 4]], chain_lens: &[usize]) -> Vec<Vec3> {
-    let n = bb.len();
-    assert!(
-        chain_lens.is_empty() || chain_lens.iter().sum::<usize>() == n,
-        "place_o_atoms: chain lengths {chain_lens:?} do not sum to {n} residues"
+/// Whether each of the `n` residues is the last of its chain. `chain_lens` (chains in order)
+/// must sum to `n`.
+pub(crate) fn chain_ends(chain_lens: &[usize], n: usize) -> Vec<bool> {
+    assert_eq!(
+        chain_lens.iter().sum::<usize>(),
+        n,
+        "chain lengths {chain_lens:?} do not sum to {n} residues"
     );
-    let mut terminal = vec![false; n];
-    if chain_lens.is_empty() {
-        if n > 0 {
-            terminal[n - 1] = true;
-        }
-    } else {
-        let mut end = 0;
-        for &l in chain_lens {
-            end += l;
-            if end > 0 {
-                terminal[end - 1] = true;
-            }
+    let mut last = vec![false; n];
+    let mut end = 0;
+    for &l in chain_lens {
+        end += l;
+        if end > 0 {
+            last[end - 1] = true;
         }
     }
-    (0..n)
+    last
+}
+
+/// Backbone O of every residue (IgFold 1.0.1 `place_o_coords`, chain-aware): interior
+/// residues are placed trans to the next residue's N; the last residue of each chain uses its
+/// own N with a beta-strand psi. `chain_lens` must sum to `bb.len()`.
+pub fn place_o_atoms(bb: &[[Vec3; 4]], chain_lens: &[usize]) -> Vec<Vec3> {
+    let terminal = chain_ends(chain_lens, bb.len());
+    (0..bb.len())
         .map(|i| {
             let [nn, ca, c, _] = &bb[i];
             if terminal[i] {
@@ -199,23 +254,9 @@ mod tests {
     /// (`torch.tensor(2.460)` is float32), result cast to float32.
     #[test]
     fn ideal_backbone_matches_construction() {
-        fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-            [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
-        }
-        fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-            [
-                a[1] * b[2] - a[2] * b[1],
-                a[2] * b[0] - a[0] * b[2],
-                a[0] * b[1] - a[1] * b[0],
-            ]
-        }
-        fn unit(v: [f64; 3]) -> [f64; 3] {
-            let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
-            [v[0] / n, v[1] / n, v[2] / n]
-        }
-        let n = [0.0, 0.0, -1.458];
-        let ca = [0.0, 0.0, 0.0];
-        let cb = [0.0, 1.426, 0.531];
+        let n: [f64; 3] = [0.0, 0.0, -1.458];
+        let ca: [f64; 3] = [0.0, 0.0, 0.0];
+        let cb: [f64; 3] = [0.0, 1.426, 0.531];
         let (len, planar, dih) = (2.460f32, 0.615f32, -2.143f32);
         let bc = unit(sub(ca, n));
         let nv = unit(cross(sub(ca, cb), bc));
@@ -232,8 +273,8 @@ mod tests {
             assert_eq!(c[k], IDEAL_BACKBONE[ATOM_C][k], "C = {c:?}");
         }
         // Literature geometry of the ideal residue.
-        let dist = |a: Vec3, b: Vec3| super::sub(&a, &b).iter().map(|x| x * x).sum::<f32>().sqrt();
-        assert!((dist(IDEAL_BACKBONE[ATOM_CA], IDEAL_BACKBONE[ATOM_C]) - 1.525).abs() < 5e-3);
+        let ca_c = norm(sub(IDEAL_BACKBONE[ATOM_CA], IDEAL_BACKBONE[ATOM_C]));
+        assert!((ca_c - 1.525).abs() < 5e-3);
     }
 
     #[test]
@@ -269,12 +310,10 @@ mod tests {
             trans: vec![[0.0; 3], [3.8, 0.0, 0.0], [7.0, 2.0, 0.5]],
         };
         let bb = backbone_atoms(&frames);
-        for lens in [&[3usize][..], &[2, 1], &[]] {
+        for lens in [&[3usize][..], &[2, 1]] {
             let o = place_o_atoms(&bb, lens);
             for (i, oi) in o.iter().enumerate() {
-                let d = sub(oi, &bb[i][ATOM_C]);
-                let len = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
-                assert!((len - O_BOND).abs() < 1e-5);
+                assert!((norm(sub(*oi, bb[i][ATOM_C])) - O_BOND).abs() < 1e-5);
             }
         }
         let one = place_o_atoms(&bb, &[3]);
@@ -282,6 +321,26 @@ mod tests {
         assert_eq!(one[0], two[0]);
         assert_ne!(one[1], two[1]);
         assert_eq!(one[2], two[2]);
-        assert_eq!(one, place_o_atoms(&bb, &[]));
+    }
+
+    #[test]
+    fn chain_ends_are_cumulative() {
+        assert_eq!(chain_ends(&[3], 3), [false, false, true]);
+        assert_eq!(chain_ends(&[2, 3], 5), [false, true, false, false, true]);
+        assert_eq!(chain_ends(&[1, 1], 2), [true, true]);
+        assert_eq!(chain_ends(&[], 0), [false; 0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "chain lengths [2, 2] do not sum to 5 residues")]
+    fn chain_ends_reject_wrong_total() {
+        chain_ends(&[2, 2], 5);
+    }
+
+    #[test]
+    #[should_panic(expected = "chain lengths [] do not sum to 3 residues")]
+    fn o_atoms_need_chain_lengths() {
+        let bb = backbone_atoms(&Frames::identity(3));
+        place_o_atoms(&bb, &[]);
     }
 }

@@ -29,6 +29,23 @@ pub struct IgFoldConfig {
     pub dev_ipa_heads: usize,
 }
 
+impl IgFoldConfig {
+    /// The configuration of all four released members (the only one ported: the graph
+    /// transformer's depth and heads are fixed in its code).
+    pub const RELEASED: Self = Self {
+        node_dim: 64,
+        depth: 4,
+        gt_depth: 1,
+        gt_heads: 8,
+        temp_ipa_depth: 2,
+        temp_ipa_heads: 8,
+        str_ipa_depth: 3,
+        str_ipa_heads: 8,
+        dev_ipa_depth: 2,
+        dev_ipa_heads: 4,
+    };
+}
+
 /// `Linear -> ReLU -> LayerNorm`, IgFold's node and edge input transforms.
 struct InputTransform {
     linear: Linear,

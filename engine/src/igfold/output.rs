@@ -4,36 +4,10 @@
 
 use super::antibody::Antibody;
 use super::ensemble::{atoms_with_oxygen, residue_error, Prediction};
-use ferrofold_io::structure::{Atom, Chain, Residue, Structure};
+use ferrofold_io::structure::{three_letter, Atom, Chain, Residue, Structure};
 use serde::Serialize;
 
 const ATOM_NAMES: [&str; 5] = ["N", "CA", "C", "CB", "O"];
-
-fn three_letter(aa: u8) -> &'static str {
-    match aa {
-        b'A' => "ALA",
-        b'C' => "CYS",
-        b'D' => "ASP",
-        b'E' => "GLU",
-        b'F' => "PHE",
-        b'G' => "GLY",
-        b'H' => "HIS",
-        b'I' => "ILE",
-        b'K' => "LYS",
-        b'L' => "LEU",
-        b'M' => "MET",
-        b'N' => "ASN",
-        b'P' => "PRO",
-        b'Q' => "GLN",
-        b'R' => "ARG",
-        b'S' => "SER",
-        b'T' => "THR",
-        b'V' => "VAL",
-        b'W' => "TRP",
-        b'Y' => "TYR",
-        _ => "UNK",
-    }
-}
 
 /// `(chain id, residues, index of its first residue in the whole antibody)`.
 fn chains_with_offsets(ab: &Antibody) -> impl Iterator<Item = (char, &str, usize)> {

@@ -2,9 +2,9 @@
 //! folder, checked by sha256, with AntiBERTy converted from its pickle checkpoint to
 //! safetensors (read by our restricted unpickler: nothing in it is executed).
 
-use ferrofold_io::weights::{load_torch_checkpoint, save_safetensors};
+use ferrofold_io::weights::{load_torch_checkpoint, read_zip_entry, save_safetensors};
 use sha2::{Digest, Sha256};
-use std::io::Read;
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -38,16 +38,18 @@ pub const LICENCE_NOTICE: &str = "IgFold weights: (c) Johns Hopkins University, 
 software licence, non-commercial use only (text in IGFOLD_LICENSE.md beside the weights). \
 AntiBERTy 0.1.3: MIT licence.";
 
-/// `$FERROFOLD_HOME`, else `$XDG_CACHE_HOME/ferrofold`, else `~/.cache/ferrofold`.
-pub fn ferrofold_home() -> PathBuf {
-    if let Some(h) = std::env::var_os("FERROFOLD_HOME") {
-        return PathBuf::from(h);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    cache.join("ferrofold")
+/// `$FERROFOLD_HOME`, else `$XDG_CACHE_HOME/ferrofold`, else `~/.cache/ferrofold`. No
+/// shared temporary folder is ever used: weights found there could be anyone's.
+pub fn ferrofold_home() -> anyhow::Result<PathBuf> {
+    let nonempty = |v: &str| {
+        std::env::var_os(v)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    };
+    nonempty("FERROFOLD_HOME")
+        .or_else(|| nonempty("XDG_CACHE_HOME").map(|c| c.join("ferrofold")))
+        .or_else(|| nonempty("HOME").map(|h| h.join(".cache").join("ferrofold")))
+        .ok_or_else(|| anyhow::anyhow!("no cache folder: set FERROFOLD_HOME (or HOME)"))
 }
 
 /// Folder holding the converted IgFold weights.
@@ -65,8 +67,9 @@ pub fn igfold_weights_present(dir: &Path) -> bool {
 }
 
 /// Downloads both wheels with pip (or takes them from `wheel_dir`), checks their digests
-/// and writes the weights into `dest` atomically (a temporary sibling folder renamed into
-/// place). Progress goes to stderr.
+/// and installs the weights into `dest` atomically: they are written to a temporary
+/// sibling folder, any previous `dest` is renamed aside, the new folder renamed in, and
+/// only then the old one deleted. Progress goes to stderr.
 pub fn fetch_igfold(dest: &Path, wheel_dir: Option<&Path>) -> anyhow::Result<()> {
     let parent = dest
         .parent()
@@ -86,16 +89,21 @@ pub fn fetch_igfold(dest: &Path, wheel_dir: Option<&Path>) -> anyhow::Result<()>
     let mut antiberty = open_wheel(&wheels, &ANTIBERTY_WHEEL)?;
     eprintln!("{LICENCE_NOTICE}");
     for m in MEMBERS {
-        let bytes = read_entry(
-            &mut igfold,
-            &format!("{MEMBER_DIR_IN_WHEEL}/{m}.safetensors"),
-        )?;
+        let name = format!("{MEMBER_DIR_IN_WHEEL}/{m}.safetensors");
+        let bytes = read_zip_entry(&mut igfold, &name, MAX_ENTRY_BYTES, IGFOLD_WHEEL.file)?;
         std::fs::write(staging.path().join(format!("{m}.safetensors")), bytes)?;
     }
-    let licence = read_entry(&mut igfold, &format!("{MEMBER_DIR_IN_WHEEL}/LICENSE.md"))?;
+    let name = format!("{MEMBER_DIR_IN_WHEEL}/LICENSE.md");
+    let licence = read_zip_entry(&mut igfold, &name, MAX_ENTRY_BYTES, IGFOLD_WHEEL.file)?;
     std::fs::write(staging.path().join("IGFOLD_LICENSE.md"), licence)?;
     let ckpt = staging.path().join("pytorch_model.bin");
-    std::fs::write(&ckpt, read_entry(&mut antiberty, ANTIBERTY_IN_WHEEL)?)?;
+    let bytes = read_zip_entry(
+        &mut antiberty,
+        ANTIBERTY_IN_WHEEL,
+        MAX_ENTRY_BYTES,
+        ANTIBERTY_WHEEL.file,
+    )?;
+    std::fs::write(&ckpt, bytes)?;
     let store = load_torch_checkpoint(&ckpt)?;
     let tensors: Vec<_> = store.iter().collect();
     save_safetensors(
@@ -104,11 +112,19 @@ pub fn fetch_igfold(dest: &Path, wheel_dir: Option<&Path>) -> anyhow::Result<()>
         &Default::default(),
     )?;
     std::fs::remove_file(&ckpt)?;
-    if dest.exists() {
-        std::fs::remove_dir_all(dest)?;
+    let old = tempfile::tempdir_in(parent)?;
+    let previous = old.path().join("previous");
+    let had_previous = dest.exists();
+    if had_previous {
+        std::fs::rename(dest, &previous)?;
     }
-    std::fs::rename(staging.keep(), dest)
-        .map_err(|e| anyhow::anyhow!("cannot move weights into {}: {e}", dest.display()))?;
+    if let Err(e) = std::fs::rename(staging.path(), dest) {
+        if had_previous {
+            let _ = std::fs::rename(&previous, dest);
+        }
+        anyhow::bail!("cannot move weights into {}: {e}", dest.display());
+    }
+    let _ = staging.keep(); // renamed away: nothing left to clean up
     eprintln!("IgFold weights written to {}", dest.display());
     Ok(())
 }
@@ -147,8 +163,9 @@ fn pip_download(into: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens a wheel after checking its sha256 against the pinned digest.
-fn open_wheel(dir: &Path, wheel: &Wheel) -> anyhow::Result<zip::ZipArchive<std::fs::File>> {
+/// Opens a wheel after checking its sha256 against the pinned digest; the archive is read
+/// from the very bytes that were hashed.
+fn open_wheel(dir: &Path, wheel: &Wheel) -> anyhow::Result<zip::ZipArchive<Cursor<Vec<u8>>>> {
     let path = dir.join(wheel.file);
     let bytes =
         std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
@@ -160,22 +177,5 @@ fn open_wheel(dir: &Path, wheel: &Wheel) -> anyhow::Result<zip::ZipArchive<std::
             wheel.sha256
         );
     }
-    let file = std::fs::File::open(&path)?;
-    zip::ZipArchive::new(file).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
-
-/// Reads one named entry, refusing anything larger than [`MAX_ENTRY_BYTES`].
-fn read_entry(zip: &mut zip::ZipArchive<std::fs::File>, name: &str) -> anyhow::Result<Vec<u8>> {
-    let entry = zip
-        .by_name(name)
-        .map_err(|e| anyhow::anyhow!("wheel entry {name}: {e}"))?;
-    if entry.size() > MAX_ENTRY_BYTES {
-        anyhow::bail!(
-            "wheel entry {name} is {} bytes, over the limit",
-            entry.size()
-        );
-    }
-    let mut out = Vec::with_capacity(entry.size() as usize);
-    entry.take(MAX_ENTRY_BYTES).read_to_end(&mut out)?;
-    Ok(out)
+    zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

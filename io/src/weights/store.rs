@@ -33,11 +33,6 @@ impl TensorStore {
         }
     }
 
-    /// Where the tensors came from.
-    pub fn origin(&self) -> &str {
-        &self.origin
-    }
-
     /// Adds or replaces a tensor, returning the replaced one.
     pub fn insert(&mut self, name: impl Into<String>, tensor: Tensor) -> Option<Tensor> {
         let entry = Entry {
@@ -69,11 +64,23 @@ impl TensorStore {
         &mut self.metadata
     }
 
-    /// The unscoped accessor.
+    /// The unscoped accessor for dotted names (PyTorch, safetensors).
     pub fn root(&self) -> Scope<'_> {
         Scope {
             store: self,
             prefix: String::new(),
+            naming: Naming::Dotted,
+            layer: None,
+        }
+    }
+
+    /// The unscoped accessor for Haiku names (AlphaFold's npz files):
+    /// `root_haiku().sub("alphafold").sub("evoformer").get("weights", ..)` fetches
+    /// `alphafold/evoformer//weights`.
+    pub fn root_haiku(&self) -> Scope<'_> {
+        Scope {
+            naming: Naming::Haiku,
+            ..self.root()
         }
     }
 
@@ -85,51 +92,85 @@ impl TensorStore {
             .map(|(k, _)| k.as_str())
             .collect()
     }
-
-    /// Consumes the store, returning its tensors by name.
-    pub fn into_tensors(self) -> BTreeMap<String, Tensor> {
-        self.tensors
-            .into_iter()
-            .map(|(k, e)| (k, e.tensor))
-            .collect()
-    }
 }
 
 /// A view of a [`TensorStore`] under a dotted prefix, in the style of candle's
 /// `VarBuilder`: `store.root().sub("blocks").sub(0).get("weight", &[64, 64])`
 /// fetches `blocks.0.weight` and checks its shape.
+///
+/// With [`Scope::layer`], every tensor under the scope is one slice of a stack along the
+/// leading axis (AlphaFold stacks its 48 Evoformer blocks that way); such tensors are
+/// fetched with [`Scope::get_owned`].
 #[derive(Debug, Clone)]
 pub struct Scope<'a> {
     store: &'a TensorStore,
     prefix: String,
+    naming: Naming,
+    layer: Option<usize>,
+}
+
+/// How scope names join: `a.b.c` (PyTorch) or `a/b//c` (Haiku: modules joined by `/`,
+/// the parameter after `//`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Naming {
+    Dotted,
+    Haiku,
 }
 
 impl<'a> Scope<'a> {
     /// The scope one level deeper: `name` is appended to the prefix with a dot.
     pub fn sub(&self, name: impl Display) -> Scope<'a> {
+        let name = name.to_string();
+        let prefix = match (self.prefix.is_empty(), self.naming) {
+            (true, _) => name,
+            (false, Naming::Dotted) => format!("{}.{name}", self.prefix),
+            (false, Naming::Haiku) => format!("{}/{name}", self.prefix),
+        };
         Scope {
-            store: self.store,
-            prefix: self.full_name(&name.to_string()),
+            prefix,
+            ..self.clone()
         }
     }
 
-    /// The dotted prefix of this scope (empty at the root).
-    pub fn prefix(&self) -> &str {
-        &self.prefix
+    /// The same scope, reading slice `index` of every (stacked) tensor under it.
+    pub fn layer(&self, index: usize) -> Scope<'a> {
+        Scope {
+            layer: Some(index),
+            ..self.clone()
+        }
     }
 
     /// `name` with this scope's prefix.
     pub fn full_name(&self, name: &str) -> String {
-        if self.prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{}.{name}", self.prefix)
+        match (self.prefix.is_empty(), self.naming) {
+            (true, _) => name.to_string(),
+            (false, Naming::Dotted) => format!("{}.{name}", self.prefix),
+            (false, Naming::Haiku) => format!("{}//{name}", self.prefix),
         }
     }
 
-    /// Whether the tensor exists (does not mark it used).
-    pub fn contains(&self, name: &str) -> bool {
-        self.store.tensors.contains_key(&self.full_name(name))
+    /// The tensor `name` with `shape`, copied; in a [`Scope::layer`] scope the stored
+    /// tensor is `[layers, ..shape]` and the scope's slice is returned.
+    pub fn get_owned(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let Some(index) = self.layer else {
+            return self.get(name, shape).cloned();
+        };
+        let tensor = self.get_any(name)?;
+        let found = tensor.shape();
+        if found.len() != shape.len() + 1 || found[1..] != *shape || index >= found[0] {
+            return Err(IoError::ShapeMismatch {
+                name: format!("{} (layer {index})", self.full_name(name)),
+                origin: self.store.origin.clone(),
+                expected: [&[index + 1][..], shape].concat(),
+                found: found.to_vec(),
+            });
+        }
+        let size: usize = shape.iter().product();
+        Tensor::new(
+            shape,
+            tensor.data()[index * size..(index + 1) * size].to_vec(),
+        )
+        .map_err(|e| IoError::weights(&self.store.origin, e.to_string()))
     }
 
     /// The tensor `name` under this scope, whatever its shape.
@@ -175,12 +216,42 @@ mod tests {
     }
 
     #[test]
+    fn haiku_names_and_stacked_layers() {
+        let mut s = TensorStore::new("params.npz");
+        s.insert(
+            "alphafold/evoformer/iteration/attention//query_w",
+            Tensor::from_fn(&[3, 2, 2], |i| i as f32),
+        );
+        let p = s
+            .root_haiku()
+            .sub("alphafold")
+            .sub("evoformer")
+            .sub("iteration");
+        let q = p
+            .layer(1)
+            .sub("attention")
+            .get_owned("query_w", &[2, 2])
+            .unwrap();
+        assert_eq!(q.data(), &[4.0, 5.0, 6.0, 7.0]);
+        let err = p
+            .layer(3)
+            .sub("attention")
+            .get_owned("query_w", &[2, 2])
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("attention//query_w (layer 3)"),
+            "{err}"
+        );
+        assert!(p.sub("attention").get_owned("query_w", &[2, 2]).is_err());
+    }
+
+    #[test]
     fn scoped_get_checks_shape_and_tracks_use() {
         let s = store();
         let layer = s.root().sub("main_block").sub("layers").sub(0usize);
-        assert_eq!(layer.prefix(), "main_block.layers.0");
+        assert_eq!(layer.full_name("bias"), "main_block.layers.0.bias");
+        assert_eq!(s.root().full_name("head"), "head");
         assert_eq!(layer.get("weight", &[64, 512]).unwrap().shape(), [64, 512]);
-        assert!(layer.contains("bias"));
         assert_eq!(s.unused(), ["head.weight", "main_block.layers.0.bias"]);
         s.root()
             .sub("main_block.layers")
@@ -206,11 +277,12 @@ mod tests {
     }
 
     #[test]
-    fn insert_replaces_and_into_tensors_returns_all() {
+    fn insert_replaces_and_iter_lists_all_in_name_order() {
         let mut s = store();
         assert!(s.insert("head.weight", Tensor::zeros(&[3])).is_some());
         assert_eq!(s.len(), 3);
-        let names: Vec<_> = s.into_tensors().into_keys().collect();
+        assert_eq!(s.root().get_any("head.weight").unwrap().shape(), [3]);
+        let names: Vec<_> = s.iter().map(|(n, _)| n).collect();
         assert_eq!(
             names,
             [

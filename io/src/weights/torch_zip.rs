@@ -5,10 +5,11 @@
 //! little-endian storages), `<prefix>/version` and optionally `<prefix>/byteorder`.
 //! Entries are read into memory by name; nothing is extracted to disk.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
+use std::rc::Rc;
 
 use ferrofold_kernels::Tensor;
 use zip::result::ZipError;
@@ -18,12 +19,16 @@ use super::store::TensorStore;
 use super::unpickle::{load_state_dict, TensorRef};
 use crate::{IoError, Result};
 
-/// Most bytes read from storages, and most bytes of f32 tensors produced, per checkpoint.
-pub const MAX_CHECKPOINT_BYTES: u64 = 4 << 30;
+/// Most bytes read from storages, and most bytes of f32 tensors produced, per checkpoint
+/// (1 GiB each: AntiBERTy is ~105 MB, AlphaFold's largest npz ~373 MB of f32).
+pub const MAX_CHECKPOINT_BYTES: u64 = 1 << 30;
 /// Largest `data.pkl` accepted.
 const MAX_PICKLE_BYTES: u64 = 64 << 20;
 
 type Archive = ZipArchive<BufReader<File>>;
+
+/// The name `npz` uses for [`read_zip_entry`].
+pub(crate) use self::read_zip_entry as read_entry;
 
 /// Loads every tensor of a PyTorch zip checkpoint as f32. Nested dicts (e.g.
 /// `{"model": state_dict}`) give dotted names (`model.layer.weight`); non-tensor values
@@ -39,7 +44,7 @@ pub fn load_torch_checkpoint(path: impl AsRef<Path>) -> Result<TensorStore> {
 
     let byteorder = format!("{prefix}/byteorder");
     if zip.index_for_name(&byteorder).is_some() {
-        let order = read_entry(&mut zip, &byteorder, 16, &origin)?;
+        let order = read_zip_entry(&mut zip, &byteorder, 16, &origin)?;
         if order.trim_ascii() != b"little" {
             return Err(IoError::weights(
                 &origin,
@@ -48,21 +53,15 @@ pub fn load_torch_checkpoint(path: impl AsRef<Path>) -> Result<TensorStore> {
         }
     }
     let pickle_name = format!("{prefix}/data.pkl");
-    let pickle = read_entry(&mut zip, &pickle_name, MAX_PICKLE_BYTES, &origin)?;
+    let pickle = read_zip_entry(&mut zip, &pickle_name, MAX_PICKLE_BYTES, &origin)?;
     let tensors = load_state_dict(&pickle).map_err(|source| IoError::Pickle {
         origin: format!("{origin} ({pickle_name})"),
         source,
     })?;
 
-    let mut names = HashSet::new();
-    let mut by_storage: BTreeMap<&str, Vec<&(String, TensorRef)>> = BTreeMap::new();
+    // Names are unique: `load_state_dict` refuses repeats.
+    let mut by_storage: BTreeMap<&str, Vec<&(String, Rc<TensorRef>)>> = BTreeMap::new();
     for entry in &tensors {
-        if !names.insert(entry.0.as_str()) {
-            return Err(IoError::weights(
-                &origin,
-                format!("tensor name `{}` appears twice", entry.0),
-            ));
-        }
         by_storage
             .entry(&entry.1.storage.key)
             .or_default()
@@ -80,7 +79,7 @@ pub fn load_torch_checkpoint(path: impl AsRef<Path>) -> Result<TensorStore> {
             ));
         }
         let entry_name = format!("{prefix}/data/{key}");
-        let bytes = read_entry(&mut zip, &entry_name, read_budget, &origin)?;
+        let bytes = read_zip_entry(&mut zip, &entry_name, read_budget, &origin)?;
         read_budget -= bytes.len() as u64;
         let expected = storage.numel.checked_mul(storage.elem.size());
         if expected != Some(bytes.len()) {
@@ -129,8 +128,16 @@ fn archive_prefix(zip: &Archive, origin: &str) -> Result<String> {
     Ok(prefix)
 }
 
-/// Reads the entry `name` into memory, refusing entries over `limit` bytes.
-fn read_entry(zip: &mut Archive, name: &str, limit: u64, origin: &str) -> Result<Vec<u8>> {
+/// Reads the zip entry `name` into memory. Entries whose declared (uncompressed) size
+/// is over `limit` bytes are refused before reading, and the entry must then yield
+/// exactly its declared size, so at most `limit` bytes are ever buffered. Errors name
+/// `origin` (the archive's path or description) and the entry.
+pub fn read_zip_entry<R: Read + Seek>(
+    zip: &mut ZipArchive<R>,
+    name: &str,
+    limit: u64,
+    origin: &str,
+) -> Result<Vec<u8>> {
     let fail = |message: String| IoError::weights(origin, format!("entry `{name}`: {message}"));
     let mut file = zip.by_name(name).map_err(|e| match e {
         ZipError::FileNotFound => fail("missing from the archive".into()),
@@ -195,23 +202,28 @@ fn materialize(t: &TensorRef, bytes: &[u8], budget: &mut u64) -> Result<Tensor, 
             .elem
             .decode(&bytes[t.offset * es..(t.offset + numel) * es])
     } else {
+        // Walk the view in row-major order, moving `pos` by one stride per step (size-1
+        // axes dropped), so each element costs O(1) amortised whatever the rank.
+        let axes: Vec<(usize, usize)> = t
+            .shape
+            .iter()
+            .zip(&t.stride)
+            .map(|(&d, &s)| (d, s))
+            .filter(|&(d, _)| d != 1)
+            .collect();
         let mut data = Vec::with_capacity(numel);
-        let mut index = vec![0usize; t.shape.len()];
+        let mut index = vec![0usize; axes.len()];
+        let mut pos = t.offset;
         for _ in 0..numel {
-            let pos = t.offset
-                + index
-                    .iter()
-                    .zip(&t.stride)
-                    .map(|(i, s)| i * s)
-                    .sum::<usize>();
             data.push(storage.elem.decode_one(&bytes[pos * es..]));
-            // Advance the row-major multi-index.
-            for (i, &d) in index.iter_mut().zip(&t.shape).rev() {
+            for (i, &(d, s)) in index.iter_mut().zip(&axes).rev() {
                 *i += 1;
                 if *i < d {
+                    pos += s;
                     break;
                 }
                 *i = 0;
+                pos -= (d - 1) * s;
             }
         }
         data
@@ -421,6 +433,82 @@ mod tests {
         // A zero-stride view claiming 2^31 elements would allocate 8 GiB.
         let msg = materialize(&view(&[1 << 30, 2], &[0, 0]), &bytes, &mut budget).unwrap_err();
         assert!(msg.contains("exceed the"), "{msg}");
+        // Just over 1 GiB of f32 is refused, even with the whole budget left.
+        let mut budget = MAX_CHECKPOINT_BYTES;
+        let msg = materialize(&view(&[(1 << 28) + 1], &[0]), &bytes, &mut budget).unwrap_err();
+        assert!(
+            msg.contains("268435457 elements exceed the 1073741824-byte checkpoint limit"),
+            "{msg}"
+        );
+        assert_eq!(budget, 1 << 30);
+        // Transposed, with size-1 axes of arbitrary stride in between.
+        let storage6 = Rc::new(StorageRef {
+            numel: 6,
+            ..(*storage).clone()
+        });
+        let bytes6: Vec<u8> = (1..=6).flat_map(|v| (v as f32).to_le_bytes()).collect();
+        let t = TensorRef {
+            storage: storage6,
+            offset: 0,
+            shape: vec![1, 3, 1, 2, 1],
+            stride: vec![7, 1, 5, 3, 9],
+        };
+        let t = materialize(&t, &bytes6, &mut budget).unwrap();
+        assert_eq!(t.shape(), [1, 3, 1, 2, 1]);
+        assert_eq!(t.data(), [1., 4., 2., 5., 3., 6.]);
+    }
+
+    /// A zip held in memory, as the engine holds downloaded wheels.
+    fn zip_in_memory(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut zip = ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (i, (name, data)) in entries.iter().enumerate() {
+            let method = [CompressionMethod::Stored, CompressionMethod::Deflated][i % 2];
+            let options = SimpleFileOptions::default().compression_method(method);
+            zip.start_file(*name, options).unwrap();
+            zip.write_all(data).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn read_zip_entry_reads_in_memory_archives_within_limits() {
+        use crate::weights::read_zip_entry;
+        use std::io::Cursor;
+        let bytes = zip_in_memory(&[("a/stored", b"0123456789"), ("a/deflated", &[7; 1000])]);
+        let mut zip = ZipArchive::new(Cursor::new(bytes.clone())).unwrap();
+        assert_eq!(
+            read_zip_entry(&mut zip, "a/stored", 10, "wheel.whl").unwrap(),
+            b"0123456789"
+        );
+        assert_eq!(
+            read_zip_entry(&mut zip, "a/deflated", 1000, "wheel.whl").unwrap(),
+            [7; 1000]
+        );
+        let msg = read_zip_entry(&mut zip, "a/deflated", 999, "wheel.whl")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            "wheel.whl: entry `a/deflated`: 1000 bytes is over the limit of 999"
+        );
+        let msg = read_zip_entry(&mut zip, "a/none", 10, "wheel.whl")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("entry `a/none`: missing from the archive"),
+            "{msg}"
+        );
+
+        // The central directory understates the stored entry's size (8 of 10 bytes):
+        // refused (by the zip reader or the length check), never truncated to 8 bytes.
+        let mut lying = bytes;
+        let central = lying.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+        lying[central + 24..central + 28].copy_from_slice(&8u32.to_le_bytes());
+        let mut zip = ZipArchive::new(Cursor::new(lying)).unwrap();
+        let msg = read_zip_entry(&mut zip, "a/stored", 100, "wheel.whl")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("wheel.whl: entry `a/stored`: "), "{msg}");
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //!
 //! Nothing is executed: the only callables are `collections.OrderedDict` and the
 //! PyTorch tensor-rebuild functions, interpreted here; the only classes are the PyTorch
-//! storage types named in persistent ids. Any other global is refused. Stack, memo and
-//! object counts are bounded and every length read from the data is checked.
+//! storage types named in persistent ids. Any other global is refused. Stack, memo,
+//! object, container-item and tensor counts, tensor ranks and name lengths are bounded,
+//! every length read from the data is checked, and flattening visits each dict at most
+//! once, so the work and memory a pickle can ask for stay proportional to its size.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use super::dtype::ElemType;
@@ -28,8 +30,18 @@ const MAX_MEMO: usize = 1 << 22;
 const MAX_OBJECTS: usize = 1 << 22;
 /// Deepest nesting of dicts accepted around tensors.
 const MAX_DICT_DEPTH: usize = 16;
-/// Most tensors accepted in one pickle.
+/// Most tensors accepted in one pickle (also the most tensor-rebuild calls).
 const MAX_TENSORS: usize = 1 << 20;
+/// Most values held in containers (tuples, lists, dicts) over the whole pickle.
+const MAX_ITEMS: usize = 1 << 22;
+/// Highest tensor rank accepted.
+const MAX_RANK: usize = 64;
+/// Most dimensions over all tensors built (shape and stride lengths, counted once).
+const MAX_TOTAL_DIMS: usize = 1 << 20;
+/// Longest dotted tensor or dict name.
+const MAX_NAME_BYTES: usize = 1024;
+/// Most bytes of dotted names built while flattening.
+const MAX_TOTAL_NAME_BYTES: usize = 16 << 20;
 
 /// A storage from a persistent id `('storage', torch.XStorage, key, location, numel)`.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,15 +63,21 @@ pub(crate) struct TensorRef {
 }
 
 /// Runs `pickle` and returns every tensor of the resulting (possibly nested) dict, with
-/// nested keys joined by dots, in pickle order. Other values are skipped.
-pub(crate) fn load_state_dict(pickle: &[u8]) -> Result<Vec<(String, TensorRef)>, PickleError> {
+/// nested keys joined by dots, in pickle order. Other values are skipped. Names are
+/// unique: a name reached twice, or a dict reached twice (through the memo), is an error.
+pub(crate) fn load_state_dict(pickle: &[u8]) -> Result<Vec<(String, Rc<TensorRef>)>, PickleError> {
     let mut vm = Vm::new(pickle);
     let top = vm.run()?;
-    let mut out = Vec::new();
     match top {
         Value::Obj(id) if matches!(vm.objects[id], Object::Dict(_)) => {
-            vm.flatten(id, "", 0, &mut out)?;
-            Ok(out)
+            let mut flat = Flatten {
+                visited: vec![false; vm.objects.len()],
+                names: HashSet::new(),
+                name_bytes: 0,
+                out: Vec::new(),
+            };
+            vm.flatten(id, "", 0, &mut flat)?;
+            Ok(flat.out)
         }
         other => Err(vm.error(format!(
             "the pickled object is {}, expected a dict of tensors",
@@ -133,6 +151,23 @@ struct Vm<'a> {
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
     objects: Vec<Object>,
+    /// Values stored in containers so far (bounded by [`MAX_ITEMS`]).
+    items: usize,
+    /// Tensor-rebuild calls so far (bounded by [`MAX_TENSORS`]).
+    tensors: usize,
+    /// Dimensions of the tensors built so far (bounded by [`MAX_TOTAL_DIMS`]).
+    dims: usize,
+}
+
+/// State of [`Vm::flatten`].
+struct Flatten {
+    /// Dicts already entered, by object index.
+    visited: Vec<bool>,
+    /// Tensor names already produced.
+    names: HashSet<String>,
+    /// Bytes of names built so far (bounded by [`MAX_TOTAL_NAME_BYTES`]).
+    name_bytes: usize,
+    out: Vec<(String, Rc<TensorRef>)>,
 }
 
 impl<'a> Vm<'a> {
@@ -145,6 +180,9 @@ impl<'a> Vm<'a> {
             marks: Vec::new(),
             memo: HashMap::new(),
             objects: Vec::new(),
+            items: 0,
+            tensors: 0,
+            dims: 0,
         }
     }
 
@@ -245,19 +283,23 @@ impl<'a> Vm<'a> {
                 }
                 b'a' => {
                     let item = self.pop()?;
+                    self.charge_items(1)?;
                     self.list_mut()?.push(item);
                 }
                 b'e' => {
                     let items = self.pop_mark()?;
+                    self.charge_items(items.len())?;
                     self.list_mut()?.extend(items);
                 }
                 b's' => {
                     let value = self.pop()?;
                     let key = self.pop()?;
+                    self.charge_items(2)?;
                     self.dict_mut()?.push((key, value));
                 }
                 b'u' => {
                     let items = self.pop_mark()?;
+                    self.charge_items(items.len())?;
                     let pairs = self.pairs(items)?;
                     self.dict_mut()?.extend(pairs);
                 }
@@ -407,9 +449,23 @@ impl<'a> Vm<'a> {
         Ok(self.stack.split_off(mark))
     }
 
+    /// Counts `n` more values held in containers against [`MAX_ITEMS`].
+    fn charge_items(&mut self, n: usize) -> Result<(), PickleError> {
+        self.items = self.items.saturating_add(n);
+        if self.items > MAX_ITEMS {
+            return Err(self.error(format!("more than {MAX_ITEMS} container items")));
+        }
+        Ok(())
+    }
+
     /// Moves `object` into the arena.
     fn new_object(&mut self, object: Object) -> Result<Value, PickleError> {
         self.check_len(self.objects.len(), MAX_OBJECTS, "objects")?;
+        let n = match &object {
+            Object::Tuple(items) | Object::List(items) => items.len(),
+            Object::Dict(pairs) => 2 * pairs.len(),
+        };
+        self.charge_items(n)?;
         self.objects.push(object);
         Ok(Value::Obj(self.objects.len() - 1))
     }
@@ -511,11 +567,16 @@ impl<'a> Vm<'a> {
         }
     }
 
+    /// A tensor size or stride: a tuple of at most [`MAX_RANK`] ints.
     fn usizes(&self, v: &Value, what: &str) -> Result<Vec<usize>, PickleError> {
-        self.tuple(v, what)?
-            .iter()
-            .map(|x| self.usize_of(x, what))
-            .collect()
+        let items = self.tuple(v, what)?;
+        if items.len() > MAX_RANK {
+            return Err(self.error(format!(
+                "{what} has {} dimensions, more than the {MAX_RANK} accepted",
+                items.len()
+            )));
+        }
+        items.iter().map(|x| self.usize_of(x, what)).collect()
     }
 
     /// Applies an allowed callable.
@@ -523,12 +584,20 @@ impl<'a> Vm<'a> {
         let Value::Global(global) = callable else {
             return Err(self.error(format!("cannot call {}", self.kind(callable))));
         };
-        let args = self.tuple(args, "call arguments")?.to_vec();
+        let args = self.tuple(args, "call arguments")?;
+        // No allowed callable takes more than 7 arguments: refuse before copying.
+        if args.len() > 7 {
+            return Err(self.error(format!(
+                "unexpected arguments ({} values) for {global:?}",
+                args.len()
+            )));
+        }
+        let args = args.to_vec();
         match (global, args.as_slice()) {
             (Global::OrderedDict, []) => self.new_object(Object::Dict(Vec::new())),
-            (Global::RebuildTensorV2, [storage, offset, size, stride, _grad, _hooks, ..])
-                if args.len() <= 7 =>
-            {
+            (Global::RebuildTensorV2, [storage, offset, size, stride, _grad, _hooks, ..]) => {
+                self.check_len(self.tensors, MAX_TENSORS, "tensors")?;
+                self.tensors += 1;
                 let Value::Storage(storage) = storage else {
                     return Err(self.error(format!(
                         "tensor storage must be a persistent storage, got {}",
@@ -543,6 +612,12 @@ impl<'a> Vm<'a> {
                 };
                 if tensor.shape.len() != tensor.stride.len() {
                     return Err(self.error("tensor size and stride differ in length"));
+                }
+                self.dims += tensor.shape.len();
+                if self.dims > MAX_TOTAL_DIMS {
+                    return Err(self.error(format!(
+                        "tensors have more than {MAX_TOTAL_DIMS} dimensions in all"
+                    )));
                 }
                 Ok(Value::Tensor(Rc::new(tensor)))
             }
@@ -581,13 +656,15 @@ impl<'a> Vm<'a> {
         })
     }
 
-    /// Collects the tensors of dict `id` (recursing into nested dicts).
+    /// Collects the tensors of dict `id` (recursing into nested dicts) into `flat.out`.
+    /// Each dict is entered at most once, so the work is bounded by the number of dict
+    /// items; names are checked for length, total size and uniqueness.
     fn flatten(
         &self,
         id: usize,
         prefix: &str,
         depth: usize,
-        out: &mut Vec<(String, TensorRef)>,
+        flat: &mut Flatten,
     ) -> Result<(), PickleError> {
         if depth > MAX_DICT_DEPTH {
             return Err(self.error(format!("dicts nested deeper than {MAX_DICT_DEPTH}")));
@@ -595,29 +672,65 @@ impl<'a> Vm<'a> {
         let Object::Dict(pairs) = &self.objects[id] else {
             return Ok(());
         };
+        if std::mem::replace(&mut flat.visited[id], true) {
+            let at = if prefix.is_empty() { "the top" } else { prefix };
+            return Err(self.error(format!(
+                "dict at `{at}` is reached more than once (shared through the memo)"
+            )));
+        }
         for (key, value) in pairs {
-            let key = match key {
-                Value::Str(s) => s.to_string(),
-                Value::Int(i) => i.to_string(),
-                other => {
-                    return Err(self.error(format!("dict key is {}", self.kind(other))));
-                }
-            };
-            let name = if prefix.is_empty() {
-                key
-            } else {
-                format!("{prefix}.{key}")
-            };
+            // Only tensors and dicts are named; anything else is skipped unseen.
             match value {
                 Value::Tensor(t) => {
-                    self.check_len(out.len(), MAX_TENSORS, "tensors")?;
-                    out.push((name, (**t).clone()));
+                    self.check_len(flat.out.len(), MAX_TENSORS, "tensors")?;
+                    let name = self.name(prefix, key, flat)?;
+                    if !flat.names.insert(name.clone()) {
+                        return Err(self.error(format!("tensor name `{name}` appears twice")));
+                    }
+                    flat.out.push((name, t.clone()));
                 }
-                Value::Obj(child) => self.flatten(*child, &name, depth + 1, out)?,
+                Value::Obj(child) if matches!(self.objects[*child], Object::Dict(_)) => {
+                    let name = self.name(prefix, key, flat)?;
+                    self.flatten(*child, &name, depth + 1, flat)?;
+                }
                 _ => {}
             }
         }
         Ok(())
+    }
+
+    /// `prefix.key`, charged to the name budget.
+    fn name(&self, prefix: &str, key: &Value, flat: &mut Flatten) -> Result<String, PickleError> {
+        let key: std::borrow::Cow<'_, str> = match key {
+            Value::Str(s) => (**s).into(),
+            Value::Int(i) => i.to_string().into(),
+            other => {
+                return Err(self.error(format!("dict key is {}", self.kind(other))));
+            }
+        };
+        let len = if prefix.is_empty() {
+            key.len()
+        } else {
+            prefix.len() + 1 + key.len()
+        };
+        if len > MAX_NAME_BYTES {
+            let head: String = if prefix.is_empty() { &key } else { prefix }
+                .chars()
+                .take(64)
+                .collect();
+            return Err(self.error(format!(
+                "name `{head}...` is {len} bytes, longer than {MAX_NAME_BYTES}"
+            )));
+        }
+        flat.name_bytes += len;
+        if flat.name_bytes > MAX_TOTAL_NAME_BYTES {
+            return Err(self.error(format!("names exceed {MAX_TOTAL_NAME_BYTES} bytes in all")));
+        }
+        Ok(if prefix.is_empty() {
+            key.into_owned()
+        } else {
+            format!("{prefix}.{key}")
+        })
     }
 }
 
@@ -645,13 +758,14 @@ pub(crate) mod tests {
     #[test]
     fn reads_state_dicts_of_both_protocols() {
         let f32s = storage("0", ElemType::F32, 6);
-        let view =
-            |offset, shape: &[usize], stride: &[usize], storage: &Rc<StorageRef>| TensorRef {
+        let view = |offset, shape: &[usize], stride: &[usize], storage: &Rc<StorageRef>| {
+            Rc::new(TensorRef {
                 storage: storage.clone(),
                 offset,
                 shape: shape.to_vec(),
                 stride: stride.to_vec(),
-            };
+            })
+        };
         let expected = vec![
             ("layer.weight".to_string(), view(0, &[2, 3], &[3, 1], &f32s)),
             ("layer.weight_t".into(), view(0, &[3, 2], &[1, 3], &f32s)),
@@ -731,7 +845,7 @@ pub(crate) mod tests {
             (b"\x80\x09", "unsupported pickle protocol 9"),
             (
                 b"}q\x00X\x01\x00\x00\x00ah\x00s.",
-                "dicts nested deeper than 16",
+                "dict at `a` is reached more than once",
             ),
             (b"\x8a\x09", "9-byte integer is too large"),
             (b"cos\x00system", "GLOBAL name is not newline-terminated"),
@@ -782,5 +896,338 @@ pub(crate) mod tests {
             msg.contains(&format!("more than {MAX_STACK} stack entries")),
             "{msg}"
         );
+    }
+
+    const REBUILD: &[u8] = b"ctorch._utils\n_rebuild_tensor_v2\n";
+
+    /// Builds protocol-2 pickles by hand, one opcode at a time.
+    struct Pk(Vec<u8>);
+
+    impl Pk {
+        fn new() -> Self {
+            Self(b"\x80\x02".to_vec())
+        }
+        fn op(&mut self, bytes: &[u8]) -> &mut Self {
+            self.0.extend_from_slice(bytes);
+            self
+        }
+        /// BINUNICODE.
+        fn str(&mut self, s: &str) -> &mut Self {
+            self.op(b"X")
+                .op(&(s.len() as u32).to_le_bytes())
+                .op(s.as_bytes())
+        }
+        /// BININT.
+        fn int(&mut self, i: u32) -> &mut Self {
+            self.op(b"J").op(&i.to_le_bytes())
+        }
+        /// LONG_BINPUT: memoizes the top of the stack.
+        fn put(&mut self, i: u32) -> &mut Self {
+            self.op(b"r").op(&i.to_le_bytes())
+        }
+        /// LONG_BINGET.
+        fn get(&mut self, i: u32) -> &mut Self {
+            self.op(b"j").op(&i.to_le_bytes())
+        }
+        /// A tuple of `n` ones.
+        fn ones(&mut self, n: usize) -> &mut Self {
+            self.op(b"(");
+            for _ in 0..n {
+                self.op(b"K\x01");
+            }
+            self.op(b"t")
+        }
+        /// The arguments `(storage, 0, size, stride, False, OrderedDict())` of
+        /// `_rebuild_tensor_v2` for a one-element f32 storage; `dims` pushes the size
+        /// and stride tuples.
+        fn args(&mut self, dims: impl Fn(&mut Self)) -> &mut Self {
+            self.op(b"(")
+                .op(b"(")
+                .str("storage")
+                .op(b"ctorch\nFloatStorage\n")
+                .str("0")
+                .str("cpu")
+                .op(b"K\x01tQK\x00");
+            dims(self);
+            dims(self);
+            self.op(b"\x89ccollections\nOrderedDict\n)Rt")
+        }
+        /// `_rebuild_tensor_v2(*args(dims))`.
+        fn tensor(&mut self, dims: impl Fn(&mut Self)) -> &mut Self {
+            self.op(REBUILD).args(dims).op(b"R")
+        }
+        /// Memoizes the rebuild function as 1 and `args(dims)` as 2, then calls it
+        /// `n` times, dropping each tensor.
+        fn rebuilds(&mut self, n: usize, dims: impl Fn(&mut Self)) -> &mut Self {
+            self.op(REBUILD).put(1).op(b"0").args(dims).put(2).op(b"0");
+            for _ in 0..n {
+                self.get(1).get(2).op(b"R0");
+            }
+            self
+        }
+        /// A rank-0 tensor.
+        fn scalar(&mut self) -> &mut Self {
+            self.tensor(|p| {
+                p.op(b")");
+            })
+        }
+        fn bytes(&mut self) -> Vec<u8> {
+            let mut out = self.0.clone();
+            out.push(b'.');
+            out
+        }
+    }
+
+    /// Runs `f` on another thread and fails if it takes more than `secs` seconds, so
+    /// that a regression shows as a failure rather than a hung test run.
+    fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(secs))
+            .unwrap_or_else(|e| panic!("did not finish within {secs} s: {e}"))
+    }
+
+    fn names(pickle: &[u8]) -> Vec<String> {
+        let flat = load_state_dict(pickle).unwrap();
+        flat.into_iter().map(|(n, _)| n).collect()
+    }
+
+    #[test]
+    fn hand_built_pickles_load() {
+        // {"w": scalar, "sub": {"v": 64-dim tensor}}.
+        let p = Pk::new()
+            .op(b"}(")
+            .str("w")
+            .scalar()
+            .str("sub")
+            .op(b"}")
+            .str("v")
+            .tensor(|p| {
+                p.ones(MAX_RANK);
+            })
+            .op(b"su")
+            .bytes();
+        let flat = load_state_dict(&p).unwrap();
+        assert_eq!(flat[0].0, "w");
+        assert_eq!(flat[1].0, "sub.v");
+        assert_eq!(flat[1].1.shape, vec![1; MAX_RANK]);
+    }
+
+    #[test]
+    fn refuses_memo_fan_out_dict_bomb() {
+        // Level 0 is an empty dict; level i holds 16 references to level i - 1. Walked
+        // naively that is 16^15 dict visits from about 2 KB of pickle.
+        let mut p = Pk::new();
+        p.op(b"}").put(0);
+        for level in 1..16u32 {
+            p.op(b"}(");
+            for k in 0..16 {
+                p.str(&format!("k{k}")).get(level - 1);
+            }
+            p.op(b"u").put(level);
+        }
+        let p = p.bytes();
+        assert!(p.len() < 4096, "{}", p.len());
+        let msg = within(10, move || message(&p));
+        assert!(
+            msg.contains(
+                "dict at `k0.k0.k0.k0.k0.k0.k0.k0.k0.k0.k0.k0.k0.k0.k1` is reached more than once"
+            ),
+            "{msg}"
+        );
+
+        // The same with the key repeated and a tensor at the bottom.
+        let mut p = Pk::new();
+        p.op(b"}").str("w").scalar().op(b"s").put(0);
+        for level in 1..16u32 {
+            p.op(b"}(");
+            for _ in 0..16 {
+                p.str("k").get(level - 1);
+            }
+            p.op(b"u").put(level);
+        }
+        let p = p.bytes();
+        let msg = within(10, move || message(&p));
+        assert!(msg.contains("is reached more than once"), "{msg}");
+
+        // A dict shared by two keys is refused even when small.
+        let p = Pk::new()
+            .op(b"}(")
+            .str("a")
+            .op(b"}")
+            .str("w")
+            .scalar()
+            .op(b"s")
+            .put(0)
+            .str("b")
+            .get(0)
+            .op(b"u")
+            .bytes();
+        assert!(message(&p).contains("dict at `b` is reached more than once"));
+    }
+
+    #[test]
+    fn refuses_huge_rank_tensors() {
+        // One 100 000-dimension size tuple, used by 256 tensors: before the rank cap
+        // each flattened tensor copied 1.6 MB of shape and stride.
+        let mut p = Pk::new();
+        p.ones(100_000).put(0).op(b"}(");
+        for k in 0..256 {
+            p.str(&format!("t{k}")).tensor(|p| {
+                p.get(0);
+            });
+        }
+        let p = p.op(b"u").bytes();
+        let msg = within(10, move || message(&p));
+        assert!(
+            msg.contains("tensor size has 100000 dimensions, more than the 64 accepted"),
+            "{msg}"
+        );
+
+        let rank = |n: usize| {
+            Pk::new()
+                .op(b"}")
+                .str("t")
+                .tensor(|p| {
+                    p.ones(n);
+                })
+                .op(b"s")
+                .bytes()
+        };
+        assert_eq!(names(&rank(MAX_RANK)), ["t"]);
+        assert!(message(&rank(MAX_RANK + 1)).contains("65 dimensions, more than the 64"));
+    }
+
+    #[test]
+    fn bounds_tensor_count_and_total_dimensions() {
+        // 16385 rebuilds of one 64-dim tensor: 2^20 + 64 dimensions in all.
+        let p = Pk::new()
+            .rebuilds(MAX_TOTAL_DIMS / MAX_RANK + 1, |p| {
+                p.ones(MAX_RANK);
+            })
+            .bytes();
+        let msg = message(&p);
+        assert!(
+            msg.contains("tensors have more than 1048576 dimensions in all"),
+            "{msg}"
+        );
+
+        // 2^20 + 1 rank-0 tensors, each dropped at once.
+        let p = Pk::new()
+            .rebuilds(MAX_TENSORS + 1, |p| {
+                p.op(b")");
+            })
+            .bytes();
+        let msg = message(&p);
+        assert!(msg.contains("more than 1048576 tensors"), "{msg}");
+        // One fewer is fine (the pickle is then a dict of nothing).
+        let p = Pk::new()
+            .rebuilds(MAX_TENSORS, |p| {
+                p.op(b")");
+            })
+            .op(b"}")
+            .bytes();
+        assert!(load_state_dict(&p).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bounds_container_items() {
+        // Five lists of 2^20 - 1 Nones: more than 2^22 items held in all.
+        let mut p = Pk::new();
+        for _ in 0..5 {
+            p.op(b"(");
+            p.op(&vec![b'N'; MAX_STACK - 1]);
+            p.op(b"l0");
+        }
+        let msg = message(&p.bytes());
+        assert!(msg.contains("more than 4194304 container items"), "{msg}");
+    }
+
+    #[test]
+    fn refuses_repeated_names() {
+        let p = Pk::new()
+            .op(b"}(")
+            .str("w")
+            .scalar()
+            .put(0)
+            .str("w")
+            .get(0)
+            .op(b"u")
+            .bytes();
+        assert!(message(&p).contains("tensor name `w` appears twice"));
+
+        // A dotted key colliding with a nested one.
+        let p = Pk::new()
+            .op(b"}(")
+            .str("a.b")
+            .scalar()
+            .str("a")
+            .op(b"}")
+            .str("b")
+            .scalar()
+            .op(b"su")
+            .bytes();
+        assert!(message(&p).contains("tensor name `a.b` appears twice"));
+
+        // The int key 0 and the string key "0" name the same tensor.
+        let p = Pk::new()
+            .op(b"}(")
+            .str("0")
+            .scalar()
+            .int(0)
+            .scalar()
+            .op(b"u")
+            .bytes();
+        assert!(message(&p).contains("tensor name `0` appears twice"));
+    }
+
+    #[test]
+    fn bounds_name_lengths() {
+        let named = |key: &str| Pk::new().op(b"}").str(key).scalar().op(b"s").bytes();
+        let longest = "n".repeat(MAX_NAME_BYTES);
+        assert_eq!(names(&named(&longest)), [longest.as_str()]);
+        let msg = message(&named(&format!("{longest}n")));
+        assert!(msg.contains("is 1025 bytes, longer than 1024"), "{msg}");
+        // The dotted name counts, not the key alone.
+        let p = Pk::new()
+            .op(b"}")
+            .str(&"p".repeat(1000))
+            .op(b"}")
+            .str(&"k".repeat(24))
+            .scalar()
+            .op(b"ss")
+            .bytes();
+        assert!(message(&p).contains("is 1025 bytes, longer than 1024"));
+
+        // 17 000 int keys under a 1000-byte prefix: 17 MB of names from 190 KB.
+        let mut p = Pk::new();
+        p.scalar().put(0).op(b"}").str(&"p".repeat(1000)).op(b"}(");
+        for k in 0..17_000 {
+            p.int(k).get(0);
+        }
+        let p = p.op(b"us").bytes();
+        let msg = message(&p);
+        assert!(msg.contains("names exceed 16777216 bytes in all"), "{msg}");
+    }
+
+    #[test]
+    fn bounds_dict_nesting() {
+        let nested = |levels: usize| {
+            let mut p = Pk::new();
+            for _ in 0..levels {
+                p.op(b"}").str("d");
+            }
+            p.op(b"}").str("w").scalar().op(b"s");
+            for _ in 0..levels {
+                p.op(b"s");
+            }
+            p.bytes()
+        };
+        let deepest = names(&nested(MAX_DICT_DEPTH));
+        assert_eq!(deepest, [format!("{}w", "d.".repeat(MAX_DICT_DEPTH))]);
+        let msg = message(&nested(MAX_DICT_DEPTH + 1));
+        assert!(msg.contains("dicts nested deeper than 16"), "{msg}");
     }
 }

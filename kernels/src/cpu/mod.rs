@@ -38,9 +38,22 @@ fn gemm_strided(
     accumulate: bool,
     par: Parallelism,
 ) {
-    debug_assert!(dst.len() >= m * n);
-    // SAFETY: every index the kernel touches is inside the slices: lhs spans m x k and
-    // rhs spans k x n with the given strides, which the callers derive from tensor shapes.
+    // Strides are non-negative here, so the last element each operand touches is at
+    // (rows - 1) * rs + (cols - 1) * cs; checking it makes the unsafe call sound.
+    let last = |rows: usize, cols: usize, rs: isize, cs: isize| {
+        (rows.max(1) - 1) * rs as usize + (cols.max(1) - 1) * cs as usize
+    };
+    assert!(lhs_rs >= 0 && lhs_cs >= 0 && rhs_rs >= 0 && rhs_cs >= 0);
+    assert!(dst.len() >= m * n, "gemm: destination too small");
+    assert!(
+        m * k == 0 || last(m, k, lhs_rs, lhs_cs) < lhs.len(),
+        "gemm: left operand too small"
+    );
+    assert!(
+        k * n == 0 || last(k, n, rhs_rs, rhs_cs) < rhs.len(),
+        "gemm: right operand too small"
+    );
+    // SAFETY: the asserts above keep every index the kernel touches inside the slices.
     unsafe {
         gemm::gemm(
             m,
@@ -205,7 +218,7 @@ impl Backend for CpuBackend {
         mask: Option<&Tensor>,
         dir: TriangleDirection,
     ) -> Tensor {
-        triangle::triangle_multiplication(self, z, p, mask, dir)
+        triangle::triangle_multiplication(z, p, mask, dir)
     }
 }
 

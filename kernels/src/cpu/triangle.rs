@@ -13,7 +13,8 @@ use rayon::prelude::*;
 /// Pair positions per task.
 const BLOCK: usize = 256;
 
-/// A buffer that parallel tasks write in disjoint ranges.
+/// A buffer that parallel tasks write in disjoint ranges (it must outlive them: it is
+/// built from a `Vec` that the caller keeps until the parallel loop ends).
 struct Disjoint(*mut f32, usize);
 // SAFETY: only used where every task writes its own ranges.
 unsafe impl Sync for Disjoint {}
@@ -22,7 +23,10 @@ impl Disjoint {
     /// No other task may touch `start..start + len` while the slice lives.
     #[allow(clippy::mut_from_ref)]
     unsafe fn range(&self, start: usize, len: usize) -> &mut [f32] {
-        assert!(start + len <= self.1, "range inside the buffer");
+        assert!(
+            start.checked_add(len).is_some_and(|end| end <= self.1),
+            "range inside the buffer"
+        );
         std::slice::from_raw_parts_mut(self.0.add(start), len)
     }
 }
@@ -83,15 +87,56 @@ fn layer_norm_columns(x: &mut [f32], h: usize, norm: &NormParams<'_>) {
     }
 }
 
+/// Panics unless every parameter fits `c` input channels and `h` hidden channels.
+fn check_shapes(p: &TriangleMultiplicationParams<'_>, c: usize, h: usize) {
+    let lin = |name: &str, l: &LinearParams<'_>, out: usize, inp: usize| {
+        assert!(
+            l.w.shape() == [out, inp] && l.b.shape() == [out],
+            "triangle multiplication: {name} is {:?}/{:?}, expected [{out}, {inp}]/[{out}]",
+            l.w.shape(),
+            l.b.shape()
+        );
+    };
+    for (name, l) in [
+        ("left_proj", &p.left_proj),
+        ("left_gate", &p.left_gate),
+        ("right_proj", &p.right_proj),
+        ("right_gate", &p.right_gate),
+    ] {
+        lin(name, l, h, c);
+    }
+    lin("output_gate", &p.output_gate, c, c);
+    lin("output_proj", &p.output_proj, c, h);
+    for (name, n, dim) in [
+        ("input_norm", &p.input_norm, c),
+        ("center_norm", &p.center_norm, h),
+    ] {
+        assert!(
+            n.gamma.len() == dim && n.beta.len() == dim,
+            "triangle multiplication: {name} must have {dim} channels"
+        );
+    }
+}
+
 pub(super) fn triangle_multiplication(
-    _be: &CpuBackend,
     z: &Tensor,
     p: &TriangleMultiplicationParams<'_>,
     mask: Option<&Tensor>,
     dir: TriangleDirection,
 ) -> Tensor {
     let (l, c) = (z.dim(0), z.dim(2));
+    assert!(
+        z.shape() == [l, l, c],
+        "triangle multiplication: pair must be [L, L, C]"
+    );
     let h = p.left_proj.w.dim(0);
+    check_shapes(p, c, h);
+    if let Some(m) = mask {
+        assert!(
+            m.shape() == [l, l],
+            "triangle multiplication: mask must be [L, L]"
+        );
+    }
     let n = l * l;
     let (w_in, b_in) = stack(&[
         p.left_proj,
