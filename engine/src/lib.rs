@@ -1,4 +1,5 @@
 //! ferrofold models and pipelines.
 
+pub mod af2;
 pub mod igfold;
 pub mod nn;

@@ -1,0 +1,15 @@
+//! AlphaFold2 monomer (Jumper et al. 2021, supplementary information), one module per
+//! algorithm, loading the official parameter layout (Haiku names, stacked blocks).
+//!
+//! Checked module by module against the official JAX code run with random parameters
+//! (tests/data/af2, made by tools/reference/af2).
+
+pub mod attention;
+pub mod evoformer;
+pub mod outer_product_mean;
+pub mod structure;
+pub mod transition;
+pub mod triangle_multiplication;
+
+#[cfg(test)]
+pub(crate) mod golden;

@@ -1,0 +1,101 @@
+//! The transition block (Algorithms 9 "MSATransition" and 15 "PairTransition"):
+//! LayerNorm, Linear to `factor * c`, ReLU, Linear back to `c`.
+//!
+//! The official module takes a mask and never uses it, so padded positions come out as
+//! ordinary numbers; this port takes no mask at all.
+
+use crate::nn::{LayerNorm, Linear, LoadResult};
+use ferrofold_io::weights::Scope;
+use ferrofold_kernels::{relu, Backend, Tensor};
+
+/// Rows (positions) per pass, bounding the `[rows, factor * c]` hidden activation.
+const ROWS_PER_CHUNK: usize = 1 << 14;
+
+/// Algorithm 9 (MSA, `factor` 4) / Algorithm 15 (pair, `factor` 4; 2 in the template stack).
+#[derive(Debug)]
+pub struct Transition {
+    input_norm: LayerNorm,
+    transition1: Linear,
+    transition2: Linear,
+}
+
+impl Transition {
+    /// Loads `input_layer_norm`, `transition1` and `transition2` under `p`
+    /// (e.g. `.../evoformer_iteration/msa_transition`).
+    pub fn load(p: &Scope<'_>, channels: usize, factor: usize) -> LoadResult<Self> {
+        let hidden = channels * factor;
+        Ok(Self {
+            input_norm: LayerNorm::load_haiku(&p.sub("input_layer_norm"), channels)?,
+            transition1: Linear::load_haiku(&p.sub("transition1"), channels, hidden, true)?,
+            transition2: Linear::load_haiku(&p.sub("transition2"), hidden, channels, true)?,
+        })
+    }
+
+    /// `act` `[.., c]` → the update `[.., c]` (the caller adds the residual).
+    pub fn forward(&self, be: &dyn Backend, act: &Tensor) -> Tensor {
+        let c = act.dim(-1);
+        let rows = act.rows();
+        if rows <= ROWS_PER_CHUNK {
+            return self.forward_rows(be, act);
+        }
+        let mut out = Tensor::zeros(act.shape());
+        for (src, dst) in act
+            .data()
+            .chunks(ROWS_PER_CHUNK * c)
+            .zip(out.data_mut().chunks_mut(ROWS_PER_CHUNK * c))
+        {
+            let x = Tensor::new(&[src.len() / c, c], src.to_vec()).expect("row chunk"); // [R, c]
+            dst.copy_from_slice(self.forward_rows(be, &x).data());
+        }
+        out
+    }
+
+    fn forward_rows(&self, be: &dyn Backend, act: &Tensor) -> Tensor {
+        let x = self.input_norm.forward(be, act); // [.., c]
+        let mut h = self.transition1.forward(be, &x); // [.., factor * c]
+        be.map(&mut h, relu);
+        self.transition2.forward(be, &h) // [.., c]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::af2::evoformer::SCOPE as EVO;
+    use crate::af2::golden::{assert_close, Golden};
+    use ferrofold_kernels::CpuBackend;
+
+    fn check(name: &str, input: &str, channels: usize) {
+        let g = Golden::load(name);
+        let p = g.params().sub(EVO).sub(name);
+        let t = Transition::load(&p, channels, 4).unwrap();
+        let got = t.forward(&CpuBackend, &g.input(input));
+        assert_close(&got, &g.output(None), 1e-5, name);
+    }
+
+    #[test]
+    fn msa_transition_matches_official() {
+        check("msa_transition", "msa_act", 256);
+    }
+
+    #[test]
+    fn pair_transition_matches_official() {
+        check("pair_transition", "pair_act", 128);
+    }
+
+    /// The row chunking changes nothing.
+    #[test]
+    fn chunked_rows_match_one_pass() {
+        let g = Golden::load("pair_transition");
+        let p = g.params().sub(EVO).sub("pair_transition");
+        let t = Transition::load(&p, 128, 4).unwrap();
+        let n = ROWS_PER_CHUNK + 37;
+        let x = Tensor::from_fn(&[n, 128], |i| ((i * 7919) % 1013) as f32 / 500.0 - 1.0);
+        let got = t.forward(&CpuBackend, &x);
+        let tail = Tensor::new(&[37, 128], x.data()[ROWS_PER_CHUNK * 128..].to_vec()).unwrap();
+        let want = t.forward_rows(&CpuBackend, &tail);
+        let got_tail =
+            Tensor::new(&[37, 128], got.data()[ROWS_PER_CHUNK * 128..].to_vec()).unwrap();
+        assert_close(&got_tail, &want, 1e-6, "chunked transition");
+    }
+}
