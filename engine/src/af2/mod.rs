@@ -5,8 +5,11 @@
 //! (tests/data/af2, made by tools/reference/af2).
 
 pub mod attention;
+pub mod config;
 pub mod evoformer;
+pub mod features;
 pub mod outer_product_mean;
+pub mod output;
 pub mod structure;
 pub mod transition;
 pub mod triangle_multiplication;
