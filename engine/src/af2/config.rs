@@ -65,6 +65,8 @@ mod tests {
         let m5 = ModelConfig::by_name("model_5_ptm").unwrap();
         assert!(!m5.templates && m5.ptm);
         assert_eq!((m5.max_msa_clusters, m5.max_extra_msa), (512, 1024));
-        assert!(ModelConfig::by_name("model_6").unwrap_err().contains("model_6"));
+        assert!(ModelConfig::by_name("model_6")
+            .unwrap_err()
+            .contains("model_6"));
     }
 }

@@ -6,11 +6,14 @@
 
 pub mod attention;
 pub mod config;
+pub mod embeddings;
 pub mod evoformer;
 pub mod features;
+pub mod heads;
 pub mod outer_product_mean;
 pub mod output;
 pub mod structure;
+pub mod templates;
 pub mod transition;
 pub mod triangle_multiplication;
 
