@@ -22,6 +22,20 @@ fi
 export FERROFOLD_CHECK_PYTHON="$venv/bin/python"
 export FERROFOLD_WHEELS="$wheels"
 
+# AlphaFold2's end-to-end test needs random parameters in the official layout (356 MiB,
+# regenerated from the JAX reference's seeded generator; never stored in the repository).
+af2_params="$tools_dir/af2/params_model_1_ptm.npz"
+if [ ! -f "$af2_params" ]; then
+    FERROFOLD_AF2_VENV="$tools_dir/af2-venv" bash tools/reference/af2/setup_venv.sh
+    mkdir -p "$tools_dir/af2"
+    "$tools_dir/af2-venv/bin/python" tools/reference/af2/make_params.py \
+        "$tools_dir/af2/partial.npz" --model model_1_ptm --seed 0
+    mv "$tools_dir/af2/partial.npz" "$af2_params"
+fi
+export FERROFOLD_AF2_PARAMS="$af2_params"
+
 cargo test --workspace --release "$@"
-# The io tests that need the readers and wheels set up above (ignored in a plain run).
+# The tests that need the readers, wheels and parameters set up above (ignored in a
+# plain run).
 cargo test --release -p ferrofold-io -- --ignored
+cargo test --release --test af2_model -- --ignored

@@ -10,6 +10,7 @@ pub mod embeddings;
 pub mod evoformer;
 pub mod features;
 pub mod heads;
+pub mod model;
 pub mod outer_product_mean;
 pub mod output;
 pub mod structure;

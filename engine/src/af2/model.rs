@@ -1,0 +1,254 @@
+//! The AlphaFold2 monomer network (Alg 2) with recycling (Alg 30 inference form): input
+//! and recycling embeddings, templates (models 1 and 2), the extra-MSA stack, 48
+//! Evoformer blocks, the structure module and the heads.
+
+use super::config::ModelConfig;
+use super::embeddings::{self, EmbeddingFeatures, Embeddings, EmbeddingsConfig, RecyclingState};
+use super::evoformer::{self, EvoformerConfig, EvoformerIteration};
+use super::features::Features;
+use super::features::TemplateFeatures;
+use super::heads::{
+    self, compute_plddt, compute_predicted_aligned_error, compute_tm, Heads, HeadsConfig,
+};
+use super::structure::{StructureConfig, StructureModule};
+use super::templates::{
+    self, TemplateBatch, TemplateConfig, TemplateEmbedding, TemplateTorsionEmbedding,
+};
+use crate::nn::{Linear, LoadResult};
+use ferrofold_io::weights::TensorStore;
+use ferrofold_kernels::{Backend, Tensor};
+use std::time::Instant;
+
+/// Everything one prediction returns (the last recycling iteration's outputs).
+pub struct Prediction {
+    pub final_atom_positions: Tensor,           // [L, 37, 3] Å
+    pub final_atom_mask: Tensor,                // [L, 37]
+    pub plddt: Vec<f32>,                        // [L], 0..100
+    pub predicted_lddt_logits: Tensor,          // [L, 50]
+    pub distogram_logits: Tensor,               // [L, L, 64]
+    pub masked_msa_logits: Tensor,              // [S, L, 23]
+    pub experimentally_resolved_logits: Tensor, // [L, 37]
+    pub single: Tensor,                         // [L, 384]
+    pub pair: Tensor,                           // [L, L, 128]
+    pub msa_first_row: Tensor,                  // [L, 256]
+    pub structure_module: Tensor,               // [L, 384]
+    /// `_ptm` models: aligned error `[L, L]` (Å), its maximum, and pTM.
+    pub aligned_error: Option<(Tensor, f32, f32)>,
+    pub pae_logits: Option<Tensor>, // [L, L, 64]
+    /// Seconds per recycling iteration.
+    pub iteration_s: Vec<f64>,
+}
+
+/// One iteration's outputs that the next one, or the caller, reads.
+struct Iteration {
+    prev: RecyclingState,
+    single: Tensor,
+    structure_act: Tensor,
+    atom37_mask: Tensor,
+    heads: heads::HeadOutputs,
+}
+
+pub struct AlphaFold {
+    pub config: ModelConfig,
+    embeddings: Embeddings,
+    /// Template pair embedding and template torsion rows (models 1 and 2).
+    templates: Option<(TemplateEmbedding, TemplateTorsionEmbedding)>,
+    extra_msa_stack: Vec<EvoformerIteration>,
+    evoformer: Vec<EvoformerIteration>,
+    single_activations: Linear,
+    structure_module: StructureModule,
+    heads: Heads,
+}
+
+impl AlphaFold {
+    /// Builds the model from an official parameter file; a missing or misshaped parameter
+    /// fails with its full key, and parameters the configuration does not use (for example
+    /// a `_ptm` file loaded as a plain model) are refused.
+    pub fn load(store: &TensorStore, config: ModelConfig) -> anyhow::Result<Self> {
+        let root = store.root_haiku();
+        let stack = |scope: &str, n: usize, cfg: &EvoformerConfig| -> LoadResult<Vec<_>> {
+            let p = root.sub(scope);
+            (0..n)
+                .map(|i| EvoformerIteration::load(&p.layer(i), cfg))
+                .collect()
+        };
+        let emb = root.sub(embeddings::SCOPE);
+        let model = Self {
+            embeddings: Embeddings::load(&emb, &EmbeddingsConfig::MONOMER)?,
+            templates: if config.templates {
+                let cfg = TemplateConfig {
+                    pair_stack_blocks: config.template_blocks,
+                    ..TemplateConfig::MONOMER
+                };
+                Some((
+                    TemplateEmbedding::load(&root.sub(templates::SCOPE), &cfg)?,
+                    TemplateTorsionEmbedding::load(&root.sub(templates::TORSION_SCOPE), &cfg)?,
+                ))
+            } else {
+                None
+            },
+            extra_msa_stack: stack(
+                evoformer::EXTRA_MSA_SCOPE,
+                config.extra_msa_blocks,
+                &EvoformerConfig::EXTRA_MSA,
+            )?,
+            evoformer: stack(
+                evoformer::SCOPE,
+                config.evoformer_blocks,
+                &EvoformerConfig::MAIN,
+            )?,
+            single_activations: Linear::load_haiku(&emb.sub("single_activations"), 256, 384, true)?,
+            structure_module: StructureModule::load(
+                &root.sub("alphafold/alphafold_iteration/structure_module"),
+                StructureConfig::default(),
+            )?,
+            heads: Heads::load(&root.sub(heads::SCOPE), &HeadsConfig::MONOMER, config.ptm)?,
+            config,
+        };
+        let unused = store.unused();
+        if let Some(first) = unused.first() {
+            anyhow::bail!(
+                "{} parameters are not used by {} (e.g. `{first}`): is this the right model's file?",
+                unused.len(),
+                model.config.name
+            );
+        }
+        Ok(model)
+    }
+
+    /// Runs `num_recycle + 1` iterations; iteration `r` reads `features[r]` (the last
+    /// slice when there are fewer, as with deterministic features).
+    pub fn predict(
+        &self,
+        be: &dyn Backend,
+        features: &[Features],
+        num_recycle: usize,
+    ) -> Prediction {
+        let l = features[0].len();
+        let mut prev = RecyclingState::zeros(l, &EmbeddingsConfig::MONOMER);
+        let mut times = Vec::with_capacity(num_recycle + 1);
+        let mut last = None;
+        for r in 0..=num_recycle {
+            let start = Instant::now();
+            let it = self.iteration(be, &features[r.min(features.len() - 1)], &prev);
+            prev = RecyclingState {
+                pos: it.prev.pos.clone(),
+                msa_first_row: it.prev.msa_first_row.clone(),
+                pair: it.prev.pair.clone(),
+            };
+            times.push(start.elapsed().as_secs_f64());
+            last = Some(it);
+        }
+        let it = last.expect("at least one iteration");
+        let aligned_error = it.heads.predicted_aligned_error.as_ref().map(|logits| {
+            let breaks = self
+                .heads
+                .predicted_aligned_error
+                .as_ref()
+                .expect("ptm head")
+                .breaks();
+            let ae = compute_predicted_aligned_error(logits, breaks);
+            let ptm = compute_tm(logits, breaks, None);
+            (
+                ae.predicted_aligned_error,
+                ae.max_predicted_aligned_error,
+                ptm,
+            )
+        });
+        Prediction {
+            plddt: compute_plddt(&it.heads.predicted_lddt),
+            final_atom_positions: it.prev.pos,
+            final_atom_mask: it.atom37_mask,
+            predicted_lddt_logits: it.heads.predicted_lddt,
+            distogram_logits: it.heads.distogram,
+            masked_msa_logits: it.heads.masked_msa,
+            experimentally_resolved_logits: it.heads.experimentally_resolved,
+            single: it.single,
+            pair: it.prev.pair,
+            msa_first_row: it.prev.msa_first_row,
+            structure_module: it.structure_act,
+            aligned_error,
+            pae_logits: it.heads.predicted_aligned_error,
+            iteration_s: times,
+        }
+    }
+
+    /// One pass of the network (`AlphaFoldIteration`).
+    fn iteration(&self, be: &dyn Backend, f: &Features, prev: &RecyclingState) -> Iteration {
+        let l = f.len();
+        let emb = self.embeddings.forward(
+            be,
+            &EmbeddingFeatures {
+                aatype: &f.aatype,
+                residue_index: &f.residue_index,
+                target_feat: &f.target_feat,
+                msa_feat: &f.msa_feat,
+                extra_msa: &f.extra_msa,
+                extra_has_deletion: &f.extra_has_deletion,
+                extra_deletion_value: &f.extra_deletion_value,
+            },
+            prev,
+        );
+        let seq = f.seq_mask.data();
+        let pair_mask = Tensor::from_fn(&[l, l], |k| seq[k / l] * seq[k % l]); // [L, L]
+        let (mut msa, mut pair) = (emb.msa, emb.pair);
+        let mut msa_mask = f.msa_mask.clone();
+        let num_msa = msa.dim(0);
+        if let (Some((pair_embedding, torsion)), Some(tf)) = (&self.templates, &f.templates) {
+            let batch = template_batch(tf);
+            let update = pair_embedding.forward(be, &pair, &pair_mask, &batch);
+            crate::nn::add_assign(&mut pair, &update);
+            let (rows, mask) = torsion.forward(be, &batch); // [T, L, c_m], [T, L]
+            msa = concat_rows(&msa, &rows);
+            msa_mask = concat_rows(&msa_mask, &mask);
+        }
+        let mut extra = emb.extra_msa;
+        for block in &self.extra_msa_stack {
+            (extra, pair) = block.forward(be, extra, &f.extra_msa_mask, pair, &pair_mask);
+        }
+        for block in &self.evoformer {
+            (msa, pair) = block.forward(be, msa, &msa_mask, pair, &pair_mask);
+        }
+        let c_m = msa.dim(2);
+        let msa_first_row = Tensor::new(&[l, c_m], msa.data()[..l * c_m].to_vec()).expect("row 0");
+        let single = self.single_activations.forward(be, &msa_first_row); // [L, 384]
+        let msa = Tensor::new(&[num_msa, l, c_m], msa.data()[..num_msa * l * c_m].to_vec())
+            .expect("the MSA rows without template rows");
+        let sm = self
+            .structure_module
+            .forward(be, &single, &pair, seq, &f.aatype);
+        let heads = self.heads.forward(be, &single, &sm.act, &pair, &msa);
+        Iteration {
+            prev: RecyclingState {
+                pos: sm.atom37_positions,
+                msa_first_row,
+                pair,
+            },
+            single,
+            structure_act: sm.act,
+            atom37_mask: sm.atom37_mask,
+            heads,
+        }
+    }
+}
+
+fn template_batch(t: &TemplateFeatures) -> TemplateBatch {
+    TemplateBatch::new(
+        t.aatype.data().iter().map(|&v| v as usize).collect(),
+        t.all_atom_positions.clone(),
+        t.all_atom_masks.clone(),
+        t.mask.data().to_vec(),
+    )
+}
+
+/// Rows of `b` appended to `a` along the leading axis (same trailing shape).
+fn concat_rows(a: &Tensor, b: &Tensor) -> Tensor {
+    assert_eq!(
+        a.shape()[1..],
+        b.shape()[1..],
+        "concat_rows trailing shapes"
+    );
+    let mut shape = a.shape().to_vec();
+    shape[0] += b.dim(0);
+    Tensor::new(&shape, [a.data(), b.data()].concat()).expect("concatenated shape")
+}
