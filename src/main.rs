@@ -1,13 +1,16 @@
 //! The `ferrofold` command line.
 
-mod predict;
+mod predict_af2;
+mod predict_igfold;
 
 // Model runs allocate and free tensors of tens of MB per layer; mimalloc keeps those pages
 // mapped between layers where the system allocator returns them (and page-faults them back).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ferrofold_engine::af2::config::ModelConfig;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -21,30 +24,17 @@ struct Cli {
     command: Command,
 }
 
+/// Models whose weights ferrofold fetches itself.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum Model {
-    /// IgFold 1.0.1 (antibodies and nanobodies), weights fetched from PyPI.
+enum FetchableModel {
+    /// IgFold 1.0.1 (antibodies and nanobodies), weights from its PyPI wheel.
     Igfold,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Predict structures for every record of a FASTA file.
-    Predict {
-        /// FASTA file; chains of one antibody are separated by ':' (heavy first).
-        input: PathBuf,
-        /// Output folder: <record>.pdb, <record>.cif and <record>.json per record.
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, value_enum, default_value = "igfold")]
-        model: Model,
-        /// Worker threads (default: all cores).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Folder with the converted weights (default: the cache under $FERROFOLD_HOME).
-        #[arg(long)]
-        weights: Option<PathBuf>,
-    },
+    /// Predict structures.
+    Predict(PredictArgs),
     /// Manage model weights.
     Weights {
         #[command(subcommand)]
@@ -52,37 +42,87 @@ enum Command {
     },
 }
 
+#[derive(Args)]
+pub struct PredictArgs {
+    /// FASTA file. IgFold: one antibody per record, chains separated by ':' (heavy first).
+    input: Option<PathBuf>,
+    /// Output folder: <name>.pdb, <name>.cif and <name>.json per prediction.
+    #[arg(long)]
+    out: PathBuf,
+    /// `igfold`, or an AlphaFold2 monomer model: model_1 … model_5, optionally `_ptm`.
+    #[arg(long, default_value = "igfold")]
+    model: String,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// IgFold: folder with the converted weights (default: the cache under $FERROFOLD_HOME).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// AlphaFold2: the official parameter file (params_model_N[_ptm].npz).
+    #[arg(long)]
+    params: Option<PathBuf>,
+    /// AlphaFold2: processed features (.npz with the model's input arrays).
+    #[arg(long)]
+    features: Option<PathBuf>,
+    /// AlphaFold2: recycling iterations after the first (default: the model's, 3).
+    #[arg(long)]
+    recycles: Option<usize>,
+    /// AlphaFold2: also write <name>.outputs.npz (atom positions, logits, representations).
+    #[arg(long)]
+    save_outputs: bool,
+}
+
 #[derive(Subcommand)]
 enum WeightsAction {
     /// Download the model's wheels with pip, check them and convert the weights.
     Fetch {
         #[arg(value_enum)]
-        model: Model,
+        model: FetchableModel,
         /// Take the wheels from this folder instead of downloading them.
         #[arg(long)]
         wheel_dir: Option<PathBuf>,
     },
 }
 
+/// Creates `dir` if needed and checks that files can be written in it.
+fn prepare_output_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create output folder {}", dir.display()))?;
+    tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("output folder {} is not writable", dir.display()))?;
+    Ok(())
+}
+
+fn predict(args: &PredictArgs) -> anyhow::Result<()> {
+    if let Some(n) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+            .context("cannot set the thread count")?;
+    }
+    if args.model == "igfold" {
+        let input = args
+            .input
+            .clone()
+            .context("IgFold needs a FASTA file of antibodies")?;
+        return predict_igfold::run(&predict_igfold::Options {
+            input,
+            out: args.out.clone(),
+            weights: args.weights.clone(),
+        });
+    }
+    let config = ModelConfig::by_name(&args.model).map_err(anyhow::Error::msg)?;
+    predict_af2::run(args, config)
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Predict {
-            input,
-            out,
-            model: Model::Igfold,
-            threads,
-            weights,
-        } => predict::run(&predict::Options {
-            input,
-            out,
-            threads,
-            weights,
-        }),
+        Command::Predict(args) => predict(&args),
         Command::Weights {
             action:
                 WeightsAction::Fetch {
-                    model: Model::Igfold,
+                    model: FetchableModel::Igfold,
                     wheel_dir,
                 },
         } => ferrofold_engine::igfold::weights::ferrofold_home().and_then(|home| {

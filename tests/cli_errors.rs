@@ -139,3 +139,68 @@ fn tampered_wheel_is_refused_and_nothing_is_installed() {
         "no weights folder after a refusal"
     );
 }
+
+fn af2(args: &[&str]) -> (bool, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_ferrofold"))
+        .arg("predict")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn alphafold_bad_invocations() {
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().join("res");
+    let o = o.to_str().unwrap();
+    let features = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/af2/model_features.npz"
+    );
+    let (ok, err) = af2(&["--model", "model_9", "--out", o]);
+    assert!(!ok && err.contains("unknown model `model_9`"), "{err}");
+    let (ok, err) = af2(&["--model", "model_1", "--features", features, "--out", o]);
+    assert!(!ok && err.contains("--params"), "{err}");
+    let (ok, err) = af2(&[
+        "--model",
+        "model_1",
+        "--params",
+        "/nonexistent.npz",
+        "--out",
+        o,
+    ]);
+    assert!(!ok && err.contains("--features"), "{err}");
+    // A features file that is not one names itself; the parameters are never read.
+    let bad = out.path().join("bad.npz");
+    std::fs::write(&bad, b"PK\x03\x04 truncated").unwrap();
+    let (ok, err) = af2(&[
+        "--model",
+        "model_1",
+        "--params",
+        "/nonexistent.npz",
+        "--features",
+        bad.to_str().unwrap(),
+        "--out",
+        o,
+    ]);
+    assert!(!ok && err.contains("bad.npz"), "{err}");
+    let (ok, err) = af2(&[
+        "--model",
+        "model_1",
+        "--params",
+        "/nonexistent.npz",
+        "--features",
+        features,
+        "--out",
+        o,
+    ]);
+    assert!(!ok && err.contains("/nonexistent.npz"), "{err}");
+    assert!(
+        !std::path::Path::new(o).exists(),
+        "no output folder for a failed run"
+    );
+}

@@ -9,7 +9,7 @@ pub mod torch_zip;
 mod unpickle;
 
 pub use self::safetensors::{load_safetensors, save_safetensors};
-pub use npz::load_npz;
+pub use npz::{load_npz, npz_bytes, save_npz};
 pub use store::{Scope, TensorStore};
 pub use torch_zip::{load_torch_checkpoint, read_zip_entry};
 pub use unpickle::PickleError;

@@ -44,6 +44,48 @@ pub fn load_npz(path: impl AsRef<Path>) -> Result<TensorStore> {
     Ok(store)
 }
 
+/// Writes `arrays` as an uncompressed `.npz` of little-endian f32 `.npy` entries (what
+/// `numpy.load` reads), atomically.
+pub fn save_npz(path: impl AsRef<Path>, arrays: &[(&str, &Tensor)]) -> Result<()> {
+    let path = path.as_ref();
+    crate::atomic::write_atomic(path, &npz_bytes(arrays)?)
+}
+
+/// The bytes of an `.npz` holding `arrays` (see [`save_npz`]).
+pub fn npz_bytes(arrays: &[(&str, &Tensor)]) -> Result<Vec<u8>> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(true);
+    let fail = |e: &dyn std::fmt::Display| IoError::weights("npz output", e.to_string());
+    for (name, t) in arrays {
+        zip.start_file(format!("{name}.npy"), opts)
+            .map_err(|e| fail(&e))?;
+        zip.write_all(&npy_bytes(t)).map_err(|e| fail(&e))?;
+    }
+    Ok(zip.finish().map_err(|e| fail(&e))?.into_inner())
+}
+
+/// One `.npy` (format 1.0) holding `t` as little-endian f32.
+fn npy_bytes(t: &Tensor) -> Vec<u8> {
+    let dims: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    // Pad so that the data starts on a 64-byte boundary, ending the header with '\n'.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend(t.data().iter().flat_map(|v| v.to_le_bytes()));
+    out
+}
+
 /// Parses one `.npy` file (format versions 1–3, little-endian, C order).
 pub(crate) fn parse_npy(bytes: &[u8]) -> std::result::Result<Tensor, String> {
     let rest = bytes
@@ -160,6 +202,20 @@ mod tests {
         assert!(parse_npy(b"garbage").unwrap_err().contains("magic"));
         let huge = npy("<f4", "(4294967296, 4294967296, 16)", &[]);
         assert!(parse_npy(&huge).is_err());
+    }
+
+    #[test]
+    fn saved_npz_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.npz");
+        let a = Tensor::from_fn(&[2, 3], |i| i as f32 * 0.5);
+        let s = Tensor::new(&[], vec![7.0]).unwrap();
+        let v = Tensor::new(&[1], vec![2.0]).unwrap();
+        save_npz(&path, &[("a", &a), ("scalar", &s), ("v", &v)]).unwrap();
+        let store = load_npz(&path).unwrap();
+        assert_eq!(store.root().get_any("a").unwrap(), &a);
+        assert_eq!(store.root().get_any("scalar").unwrap(), &s);
+        assert_eq!(store.root().get_any("v").unwrap(), &v);
     }
 
     #[test]

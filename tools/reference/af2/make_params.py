@@ -116,7 +116,9 @@ def main():
     check_layout(args.model, shapes, dtypes)
     params = af2_ref.randomize_flat(shapes, args.seed)
     for k, v in params.items():
-        assert v.shape == shapes[k] and v.dtype == np.float32 and np.all(v != 0), k
+        # Rounding to float16 can turn the odd tiny value into an exact zero; a layer that
+        # stayed at Haiku's zero init would be all zeros.
+        assert v.shape == shapes[k] and v.dtype == np.float32 and np.count_nonzero(v) > 0.99 * v.size, k
     os.makedirs(os.path.dirname(os.path.abspath(args.out)) or ".", exist_ok=True)
     np.savez(args.out, **params)
     print(f"wrote {args.out}: {len(params)} arrays, "

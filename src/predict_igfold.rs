@@ -19,17 +19,10 @@ use std::time::Instant;
 pub struct Options {
     pub input: PathBuf,
     pub out: PathBuf,
-    pub threads: Option<usize>,
     pub weights: Option<PathBuf>,
 }
 
 pub fn run(opts: &Options) -> Result<()> {
-    if let Some(n) = opts.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build_global()
-            .context("cannot set the thread count")?;
-    }
     // Everything that can be checked is checked before any file is written.
     let records = read_fasta(&opts.input)?;
     let antibodies = records
@@ -64,11 +57,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let t = Instant::now();
     let model = IgFold::load(&dir)?;
     eprintln!("model loaded in {:.2} s", t.elapsed().as_secs_f64());
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("cannot create output folder {}", opts.out.display()))?;
-    let probe = tempfile::NamedTempFile::new_in(&opts.out)
-        .with_context(|| format!("output folder {} is not writable", opts.out.display()))?;
-    drop(probe);
+    crate::prepare_output_dir(&opts.out)?;
 
     let bar = ProgressBar::new(antibodies.len() as u64).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")

@@ -1,0 +1,174 @@
+//! `ferrofold predict --model model_N[_ptm]`: AlphaFold2 from an official parameter file and
+//! processed features; writes the structure, the confidence JSON and optionally every output.
+
+use crate::PredictArgs;
+use anyhow::{bail, Context, Result};
+use ferrofold_engine::af2::config::ModelConfig;
+use ferrofold_engine::af2::features::load_processed_features;
+use ferrofold_engine::af2::model::{AlphaFold, Prediction};
+use ferrofold_engine::af2::output::{plddt_categories, to_structure};
+use ferrofold_io::atomic::{safe_output_path, write_atomic_all};
+use ferrofold_io::mmcif::write_mmcif_with;
+use ferrofold_io::pdb::write_pdb;
+use ferrofold_io::weights::{load_npz, npz_bytes};
+use ferrofold_kernels::{CpuBackend, Tensor};
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Serialize)]
+struct ResultJson<'a> {
+    name: &'a str,
+    model: &'a str,
+    mean_plddt: f32,
+    plddt: &'a [f32],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ptm: Option<f32>,
+    /// Expected position error (Å) of residue j when aligned on residue i.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    predicted_aligned_error: Option<Vec<Vec<f32>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_predicted_aligned_error: Option<f32>,
+    timings: Timings,
+}
+
+#[derive(Serialize)]
+struct Timings {
+    load_params_s: f64,
+    load_model_s: f64,
+    iterations_s: Vec<f64>,
+    total_s: f64,
+}
+
+pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
+    let params = args
+        .params
+        .as_ref()
+        .context("AlphaFold2 needs --params (the official params_model_N.npz)")?;
+    let features_path = match (&args.features, &args.input) {
+        (Some(f), None) => f,
+        (None, Some(_)) => bail!(
+            "AlphaFold2 reads processed features (--features FILE.npz); FASTA input is not supported yet"
+        ),
+        (Some(_), Some(_)) => bail!("give either --features or a FASTA file, not both"),
+        (None, None) => bail!("AlphaFold2 needs --features FILE.npz"),
+    };
+    let name = features_path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("the features file needs a name")?
+        .trim_end_matches(".features")
+        .to_string();
+    safe_output_path(&args.out, &name, "pdb")?;
+    let features = load_processed_features(features_path)?;
+    if features.is_empty() || features[0].is_empty() {
+        bail!("{}: no residues", features_path.display());
+    }
+    if config.templates && features[0].templates.is_none() {
+        eprintln!(
+            "{}: no template features; {} runs without templates",
+            features_path.display(),
+            config.name
+        );
+    }
+
+    let start = Instant::now();
+    let store = load_npz(params)?;
+    let load_params_s = start.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let model = AlphaFold::load(&store, config)?;
+    drop(store);
+    let load_model_s = t.elapsed().as_secs_f64();
+    eprintln!(
+        "{} loaded in {:.1} s",
+        model.config.name,
+        start.elapsed().as_secs_f64()
+    );
+    crate::prepare_output_dir(&args.out)?;
+
+    let recycles = args.recycles.unwrap_or(model.config.num_recycle);
+    let pred = model.predict(&CpuBackend, &features, recycles);
+    let f = &features[0];
+    let structure = to_structure(
+        &f.aatype,
+        &f.residue_index,
+        &pred.final_atom_positions,
+        &pred.final_atom_mask,
+        &pred.plddt,
+    );
+    let pdb = write_pdb(&structure)?;
+    let cif = write_mmcif_with(
+        &structure,
+        &name,
+        &plddt_categories(&structure, &pred.plddt),
+    )?;
+    let mean_plddt = pred.plddt.iter().sum::<f32>() / pred.plddt.len() as f32;
+    let json = serde_json::to_string_pretty(&ResultJson {
+        name: &name,
+        model: &model.config.name,
+        mean_plddt,
+        plddt: &pred.plddt,
+        ptm: pred.aligned_error.as_ref().map(|a| a.2),
+        predicted_aligned_error: pred.aligned_error.as_ref().map(|(pae, _, _)| {
+            let l = pae.dim(0);
+            pae.data().chunks(l).map(<[f32]>::to_vec).collect()
+        }),
+        max_predicted_aligned_error: pred.aligned_error.as_ref().map(|a| a.1),
+        timings: Timings {
+            load_params_s,
+            load_model_s,
+            iterations_s: pred.iteration_s.clone(),
+            total_s: start.elapsed().as_secs_f64(),
+        },
+    })?;
+    let paths =
+        ["pdb", "cif", "json", "outputs.npz"].map(|ext| safe_output_path(&args.out, &name, ext));
+    let [p, c, j, o] = paths;
+    let (p, c, j, o) = (p?, c?, j?, o?);
+    let npz_tmp;
+    let mut files = vec![
+        (p.as_path(), pdb.as_bytes()),
+        (c.as_path(), cif.as_bytes()),
+        (j.as_path(), json.as_bytes()),
+    ];
+    if args.save_outputs {
+        npz_tmp = outputs_npz(&pred)?;
+        files.push((o.as_path(), npz_tmp.as_slice()));
+    }
+    write_atomic_all(&files)?;
+    eprintln!(
+        "{name}: mean pLDDT {mean_plddt:.1}{} in {:.1} s; results in {}",
+        pred.aligned_error
+            .as_ref()
+            .map_or(String::new(), |a| format!(", pTM {:.3}", a.2)),
+        start.elapsed().as_secs_f64(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// The `--save-outputs` arrays, as npz bytes.
+fn outputs_npz(pred: &Prediction) -> Result<Vec<u8>> {
+    let plddt = Tensor::new(&[pred.plddt.len()], pred.plddt.clone())?;
+    let mut arrays: Vec<(&str, &Tensor)> = vec![
+        ("final_atom_positions", &pred.final_atom_positions),
+        ("final_atom_mask", &pred.final_atom_mask),
+        ("plddt", &plddt),
+        ("predicted_lddt_logits", &pred.predicted_lddt_logits),
+        ("distogram_logits", &pred.distogram_logits),
+        ("masked_msa_logits", &pred.masked_msa_logits),
+        (
+            "experimentally_resolved_logits",
+            &pred.experimentally_resolved_logits,
+        ),
+        ("single", &pred.single),
+        ("pair", &pred.pair),
+    ];
+    let ptm;
+    if let (Some((pae, _, p)), Some(logits)) = (&pred.aligned_error, &pred.pae_logits) {
+        ptm = Tensor::new(&[], vec![*p])?;
+        arrays.push(("predicted_aligned_error", pae));
+        arrays.push(("predicted_aligned_error_logits", logits));
+        arrays.push(("ptm", &ptm));
+    }
+    Ok(npz_bytes(&arrays)?)
+}
