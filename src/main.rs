@@ -64,6 +64,15 @@ pub struct PredictArgs {
     /// AlphaFold2: processed features (.npz with the model's input arrays).
     #[arg(long)]
     features: Option<PathBuf>,
+    /// AlphaFold2 with a FASTA input: the MSA as A3M (query first); none = single sequence.
+    #[arg(long)]
+    msa: Option<PathBuf>,
+    /// AlphaFold2 with a FASTA input: seed of the MSA sampling and masking.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// AlphaFold2 with a FASTA input: take the first MSA rows in order and mask nothing.
+    #[arg(long)]
+    deterministic: bool,
     /// AlphaFold2: recycling iterations after the first (default: the model's, 3).
     #[arg(long)]
     recycles: Option<usize>,

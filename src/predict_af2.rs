@@ -4,10 +4,13 @@
 use crate::PredictArgs;
 use anyhow::{bail, Context, Result};
 use ferrofold_engine::af2::config::ModelConfig;
-use ferrofold_engine::af2::features::load_processed_features;
+use ferrofold_engine::af2::features::{load_processed_features, Features};
 use ferrofold_engine::af2::model::{AlphaFold, Prediction};
 use ferrofold_engine::af2::output::{plddt_categories, to_structure};
+use ferrofold_engine::af2::pipeline::{build_features, PipelineConfig};
+use ferrofold_io::a3m::read_a3m;
 use ferrofold_io::atomic::{safe_output_path, write_atomic_all};
+use ferrofold_io::fasta::read_fasta;
 use ferrofold_io::mmcif::write_mmcif_with;
 use ferrofold_io::pdb::write_pdb;
 use ferrofold_io::weights::{load_npz, npz_bytes};
@@ -44,29 +47,29 @@ pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
         .params
         .as_ref()
         .context("AlphaFold2 needs --params (the official params_model_N.npz)")?;
-    let features_path = match (&args.features, &args.input) {
-        (Some(f), None) => f,
-        (None, Some(_)) => bail!(
-            "AlphaFold2 reads processed features (--features FILE.npz); FASTA input is not supported yet"
-        ),
+    let recycles = args.recycles.unwrap_or(config.num_recycle);
+    let (name, features) = match (&args.features, &args.input) {
+        (Some(path), None) => {
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .context("the features file needs a name")?
+                .trim_end_matches(".features")
+                .to_string();
+            safe_output_path(&args.out, &name, "pdb")?;
+            let features = load_processed_features(path)?;
+            if features.is_empty() || features[0].is_empty() {
+                bail!("{}: no residues", path.display());
+            }
+            (name, features)
+        }
+        (None, Some(fasta)) => features_from_fasta(args, &config, fasta, recycles)?,
         (Some(_), Some(_)) => bail!("give either --features or a FASTA file, not both"),
-        (None, None) => bail!("AlphaFold2 needs --features FILE.npz"),
+        (None, None) => bail!("AlphaFold2 needs a FASTA file or --features FILE.npz"),
     };
-    let name = features_path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .context("the features file needs a name")?
-        .trim_end_matches(".features")
-        .to_string();
-    safe_output_path(&args.out, &name, "pdb")?;
-    let features = load_processed_features(features_path)?;
-    if features.is_empty() || features[0].is_empty() {
-        bail!("{}: no residues", features_path.display());
-    }
     if config.templates && features[0].templates.is_none() {
         eprintln!(
-            "{}: no template features; {} runs without templates",
-            features_path.display(),
+            "{name}: no template features; {} runs without templates",
             config.name
         );
     }
@@ -85,7 +88,6 @@ pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
     );
     crate::prepare_output_dir(&args.out)?;
 
-    let recycles = args.recycles.unwrap_or(model.config.num_recycle);
     let pred = model.predict(&CpuBackend, &features, recycles);
     let f = &features[0];
     let structure = to_structure(
@@ -144,6 +146,31 @@ pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// Features from the single record of `fasta` and the optional `--msa` A3M, through our
+/// pipeline (AF2's sampling and masking, seeded; or `--deterministic`).
+fn features_from_fasta(
+    args: &PredictArgs,
+    config: &ModelConfig,
+    fasta: &std::path::Path,
+    recycles: usize,
+) -> Result<(String, Vec<Features>)> {
+    let records = read_fasta(fasta)?;
+    let [record] = records.as_slice() else {
+        bail!(
+            "{}: {} records; AlphaFold2 folds one sequence per run",
+            fasta.display(),
+            records.len()
+        );
+    };
+    safe_output_path(&args.out, &record.name, "pdb")?;
+    let msa = args.msa.as_ref().map(read_a3m).transpose()?;
+    let mut cfg = PipelineConfig::for_model(config, args.seed, args.deterministic);
+    cfg.num_recycle = recycles;
+    let features = build_features(&record.sequence, msa.as_ref(), &cfg)
+        .with_context(|| format!("record `{}`", record.name))?;
+    Ok((record.name.clone(), features))
 }
 
 /// The `--save-outputs` arrays, as npz bytes.

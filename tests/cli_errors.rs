@@ -204,3 +204,33 @@ fn alphafold_bad_invocations() {
         "no output folder for a failed run"
     );
 }
+
+#[test]
+fn alphafold_fasta_input_errors_name_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("res");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let base = [
+        "--model",
+        "model_3",
+        "--params",
+        "/nonexistent.npz",
+        "--out",
+        o.to_str().unwrap(),
+    ];
+    let two = write("two.fasta", ">a\nMKV\n>b\nMKV\n");
+    let (ok, err) = af2(&[&base[..], &[two.as_str()]].concat());
+    assert!(!ok && err.contains("2 records"), "{err}");
+    let bad = write("bad.fasta", ">prot1\nMKJV\n");
+    let (ok, err) = af2(&[&base[..], &[bad.as_str()]].concat());
+    assert!(!ok && err.contains("prot1"), "{err}");
+    let good = write("good.fasta", ">prot2\nMKVL\n");
+    let msa = write("m.a3m", ">prot2\nMKVL\n>hom\nMKV\n");
+    let (ok, err) = af2(&[&base[..], &[good.as_str(), "--msa", msa.as_str()]].concat());
+    assert!(!ok && err.contains("hom"), "{err}");
+    assert!(!o.exists(), "no output folder for a failed run");
+}

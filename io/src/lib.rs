@@ -9,12 +9,14 @@
 //! Every fallible function returns [`IoError`], whose message names the file, record
 //! or tensor involved.
 
+pub mod a3m;
 pub mod atomic;
 pub mod cif;
 mod error;
 pub mod fasta;
 pub mod mmcif;
 pub mod pdb;
+pub mod pickle_arrays;
 pub mod structure;
 pub mod weights;
 

@@ -1,16 +1,22 @@
-//! A restricted pickle virtual machine for PyTorch state dicts.
+//! A restricted pickle virtual machine for PyTorch state dicts and pickled dicts of
+//! NumPy arrays.
 //!
-//! Nothing is executed: the only callables are `collections.OrderedDict` and the
-//! PyTorch tensor-rebuild functions, interpreted here; the only classes are the PyTorch
-//! storage types named in persistent ids. Any other global is refused. Stack, memo,
-//! object, container-item and tensor counts, tensor ranks and name lengths are bounded,
-//! every length read from the data is checked, and flattening visits each dict at most
-//! once, so the work and memory a pickle can ask for stay proportional to its size.
+//! Nothing is executed. For PyTorch state dicts ([`load_state_dict`]) the only
+//! callables are `collections.OrderedDict` and the PyTorch tensor-rebuild functions,
+//! interpreted here; the only classes are the PyTorch storage types named in persistent
+//! ids. For NumPy dicts ([`RawDict::unpickle`], used by [`crate::pickle_arrays`]) the
+//! only globals are NumPy's array, dtype and scalar reconstructors, `_codecs.encode`
+//! with `latin1` and `bytes()` with no arguments (protocol 2's ways of writing bytes).
+//! Any other global is refused. Stack, memo, object, container-item, tensor and array
+//! counts, ranks and name lengths are bounded, every length read from the data is
+//! checked, and flattening visits each dict at most once, so the work and memory a
+//! pickle can ask for stay proportional to its size.
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use super::dtype::ElemType;
+use crate::pickle_arrays::{Blob, NpDtype, NpValue, RawArray, RawData, RawDict, RawValue};
 
 /// Why a pickle was refused.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +24,9 @@ pub enum PickleError {
     /// The pickle names a global outside the allowlist (e.g. `os.system`).
     #[error("pickle global `{0}` is not allowed (only PyTorch tensor-rebuild globals are)")]
     ForbiddenGlobal(String),
+    /// A pickle of NumPy arrays names a global outside its allowlist.
+    #[error("pickle global `{0}` is not allowed (only NumPy array-rebuild globals are)")]
+    ForbiddenNumpyGlobal(String),
     /// The pickle is corrupt, unsupported or exceeds a limit.
     #[error("pickle byte {offset}: {message}")]
     Malformed { offset: usize, message: String },
@@ -42,6 +51,9 @@ const MAX_TOTAL_DIMS: usize = 1 << 20;
 const MAX_NAME_BYTES: usize = 1024;
 /// Most bytes of dotted names built while flattening.
 const MAX_TOTAL_NAME_BYTES: usize = 16 << 20;
+/// Most bytes copied out of pickled values (latin1-encoded text, NumPy scalars), the
+/// checkpoint size limit.
+const MAX_MADE_BYTES: u64 = super::torch_zip::MAX_CHECKPOINT_BYTES;
 
 /// A storage from a persistent id `('storage', torch.XStorage, key, location, numel)`.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +78,7 @@ pub(crate) struct TensorRef {
 /// nested keys joined by dots, in pickle order. Other values are skipped. Names are
 /// unique: a name reached twice, or a dict reached twice (through the memo), is an error.
 pub(crate) fn load_state_dict(pickle: &[u8]) -> Result<Vec<(String, Rc<TensorRef>)>, PickleError> {
-    let mut vm = Vm::new(pickle);
+    let mut vm = Vm::new(pickle, Mode::Torch);
     let top = vm.run()?;
     match top {
         Value::Obj(id) if matches!(vm.objects[id], Object::Dict(_)) => {
@@ -86,6 +98,78 @@ pub(crate) fn load_state_dict(pickle: &[u8]) -> Result<Vec<(String, Rc<TensorRef
     }
 }
 
+impl RawDict {
+    /// Runs `pickle`, which must hold a dict with string keys whose values are NumPy
+    /// arrays, NumPy scalars, ints, floats, bools, strings or bytes. Arrays are checked
+    /// (shape, dtype and data length agree) but not decoded. Keys are unique.
+    pub(crate) fn unpickle(pickle: &[u8]) -> Result<Self, PickleError> {
+        let mut vm = Vm::new(pickle, Mode::Numpy);
+        let top = vm.run()?;
+        let pairs = match &top {
+            Value::Obj(id) => match &vm.objects[*id] {
+                Object::Dict(pairs) => pairs,
+                _ => return Err(vm.not_a_numpy_dict(&top)),
+            },
+            _ => return Err(vm.not_a_numpy_dict(&top)),
+        };
+        let mut seen = HashSet::new();
+        let mut out = Vec::with_capacity(pairs.len());
+        for (key, value) in pairs {
+            let Value::Str(key) = key else {
+                return Err(vm.error(format!("dict key is {}, expected a string", vm.kind(key))));
+            };
+            if key.len() > MAX_NAME_BYTES {
+                let head: String = key.chars().take(64).collect();
+                return Err(vm.error(format!(
+                    "key `{head}...` is {} bytes, longer than {MAX_NAME_BYTES}",
+                    key.len()
+                )));
+            }
+            if !seen.insert(key.clone()) {
+                return Err(vm.error(format!("key `{key}` appears twice")));
+            }
+            let value = match value {
+                Value::Int(i) => RawValue::Int(*i),
+                Value::Bool(b) => RawValue::Int(i64::from(*b)),
+                Value::Float(f) => RawValue::Float(*f),
+                Value::Str(s) => RawValue::Str(s.clone()),
+                Value::Bytes(b) => RawValue::Bytes(b.clone()),
+                Value::Obj(id) => match &vm.objects[*id] {
+                    Object::Array(Some(array)) => RawValue::Array(array.clone()),
+                    Object::Array(None) => {
+                        return Err(vm.error(format!("array `{key}` was never given its state")))
+                    }
+                    _ => {
+                        return Err(vm.error(format!(
+                            "value of `{key}` is {}, expected a NumPy array, number, \
+                             string or bytes",
+                            vm.kind(value)
+                        )))
+                    }
+                },
+                other => {
+                    return Err(vm.error(format!(
+                        "value of `{key}` is {}, expected a NumPy array, number, string \
+                         or bytes",
+                        vm.kind(other)
+                    )))
+                }
+            };
+            out.push((key.to_string(), value));
+        }
+        Ok(RawDict(out))
+    }
+}
+
+/// Which kind of pickle the VM reads, and so which globals it allows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    /// PyTorch state dicts ([`load_state_dict`]).
+    Torch,
+    /// Dicts of NumPy arrays ([`RawDict::unpickle`]).
+    Numpy,
+}
+
 /// Allowed callables and classes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Global {
@@ -94,10 +178,43 @@ enum Global {
     RebuildParameter,
     RebuildParameterWithState,
     Storage(ElemType),
+    /// `numpy.core.multiarray._reconstruct(ndarray, shape, typecode)`: an empty array
+    /// that BUILD then fills.
+    NpReconstruct,
+    /// `numpy.ndarray`: only as the class argument of `_reconstruct`.
+    NpNdarray,
+    /// `numpy.dtype(code, align, copy)`, completed by BUILD.
+    NpDtype,
+    /// `numpy.core.multiarray.scalar(dtype, raw bytes or object)`.
+    NpScalar,
+    /// `numpy.core.numeric._frombuffer(buffer, dtype, shape, order[, axis_order])`.
+    NpFromBuffer,
+    /// `_codecs.encode(text, 'latin1')`: protocol 2's form of non-empty bytes.
+    CodecsEncode,
+    /// `bytes()` with no arguments: protocol 2's form of empty bytes.
+    EmptyBytes,
 }
 
 impl Global {
-    fn lookup(module: &str, name: &str) -> Result<Self, PickleError> {
+    fn lookup(mode: Mode, module: &str, name: &str) -> Result<Self, PickleError> {
+        if mode == Mode::Numpy {
+            return Ok(match (module, name) {
+                ("numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct") => {
+                    Self::NpReconstruct
+                }
+                ("numpy.core.multiarray" | "numpy._core.multiarray", "scalar") => Self::NpScalar,
+                ("numpy.core.numeric" | "numpy._core.numeric", "_frombuffer") => Self::NpFromBuffer,
+                ("numpy", "ndarray") => Self::NpNdarray,
+                ("numpy", "dtype") => Self::NpDtype,
+                ("_codecs", "encode") => Self::CodecsEncode,
+                ("__builtin__" | "builtins", "bytes") => Self::EmptyBytes,
+                _ => {
+                    return Err(PickleError::ForbiddenNumpyGlobal(format!(
+                        "{module}.{name}"
+                    )))
+                }
+            });
+        }
         Ok(match (module, name) {
             ("collections", "OrderedDict") => Self::OrderedDict,
             ("torch._utils", "_rebuild_tensor_v2") => Self::RebuildTensorV2,
@@ -124,11 +241,12 @@ impl Global {
 #[derive(Debug, Clone)]
 enum Value {
     None,
-    /// Booleans and floats are only ever skipped, so their value is not kept.
-    Bool,
+    Bool(bool),
     Int(i64),
-    Float,
+    Float(f64),
     Str(Rc<str>),
+    /// `bytes` or `bytearray`.
+    Bytes(Rc<[u8]>),
     Obj(usize),
     Global(Global),
     Storage(Rc<StorageRef>),
@@ -140,9 +258,14 @@ enum Object {
     Tuple(Vec<Value>),
     List(Vec<Value>),
     Dict(Vec<(Value, Value)>),
+    /// A NumPy dtype (numpy mode only).
+    Dtype(NpDtype),
+    /// A NumPy array; `None` until BUILD gives it its state (numpy mode only).
+    Array(Option<Rc<RawArray>>),
 }
 
 struct Vm<'a> {
+    mode: Mode,
     data: &'a [u8],
     pos: usize,
     /// Start of the opcode being executed, for error messages.
@@ -153,10 +276,13 @@ struct Vm<'a> {
     objects: Vec<Object>,
     /// Values stored in containers so far (bounded by [`MAX_ITEMS`]).
     items: usize,
-    /// Tensor-rebuild calls so far (bounded by [`MAX_TENSORS`]).
+    /// Tensor-rebuild calls, or NumPy arrays built, so far (bounded by [`MAX_TENSORS`]).
     tensors: usize,
     /// Dimensions of the tensors built so far (bounded by [`MAX_TOTAL_DIMS`]).
     dims: usize,
+    /// Bytes copied out of values (latin1 encoding, scalars), bounded by
+    /// [`MAX_MADE_BYTES`].
+    made: u64,
 }
 
 /// State of [`Vm::flatten`].
@@ -170,9 +296,27 @@ struct Flatten {
     out: Vec<(String, Rc<TensorRef>)>,
 }
 
+/// A packed array of logical `shape` whose `bytes` are in C order, or in Fortran order
+/// when `fortran` (stored as the reversed shape, transposed back on decoding).
+fn packed_array(dtype: NpDtype, shape: Vec<usize>, fortran: bool, bytes: Rc<[u8]>) -> RawArray {
+    let rank = shape.len();
+    let (stored_shape, perm) = if fortran && rank > 1 {
+        (shape.into_iter().rev().collect(), (0..rank).rev().collect())
+    } else {
+        (shape, (0..rank).collect())
+    };
+    RawArray {
+        dtype,
+        stored_shape,
+        perm,
+        data: RawData::Packed(bytes),
+    }
+}
+
 impl<'a> Vm<'a> {
-    fn new(data: &'a [u8]) -> Self {
+    fn new(data: &'a [u8], mode: Mode) -> Self {
         Self {
+            mode,
             data,
             pos: 0,
             op_start: 0,
@@ -183,6 +327,7 @@ impl<'a> Vm<'a> {
             items: 0,
             tensors: 0,
             dims: 0,
+            made: 0,
         }
     }
 
@@ -224,7 +369,8 @@ impl<'a> Vm<'a> {
                     self.push(top)?;
                 }
                 b'N' => self.push(Value::None)?,
-                0x88 | 0x89 => self.push(Value::Bool)?,
+                0x88 => self.push(Value::Bool(true))?,
+                0x89 => self.push(Value::Bool(false))?,
                 b'J' => {
                     let v = i32::from_le_bytes(self.array()?);
                     self.push(Value::Int(v.into()))?;
@@ -243,8 +389,8 @@ impl<'a> Vm<'a> {
                     self.push(Value::Int(v))?;
                 }
                 b'G' => {
-                    self.take(8)?;
-                    self.push(Value::Float)?;
+                    let v = f64::from_be_bytes(self.array()?);
+                    self.push(Value::Float(v))?;
                 }
                 b'X' => {
                     let n = u32::from_le_bytes(self.array()?) as usize;
@@ -257,6 +403,20 @@ impl<'a> Vm<'a> {
                 0x8d => {
                     let n = u64::from_le_bytes(self.array()?);
                     self.string(usize::try_from(n).unwrap_or(usize::MAX))?;
+                }
+                // BINBYTES, SHORT_BINBYTES, BINBYTES8, BYTEARRAY8, and Python 2's
+                // BINSTRING and SHORT_BINSTRING (read as bytes).
+                b'B' | b'T' => {
+                    let n = u32::from_le_bytes(self.array()?) as usize;
+                    self.bytes(n)?;
+                }
+                b'C' | b'U' => {
+                    let n = self.take(1)?[0] as usize;
+                    self.bytes(n)?;
+                }
+                0x8e | 0x96 => {
+                    let n = u64::from_le_bytes(self.array()?);
+                    self.bytes(usize::try_from(n).unwrap_or(usize::MAX))?;
                 }
                 b')' => self.push_object(Object::Tuple(Vec::new()))?,
                 b']' => self.push_object(Object::List(Vec::new()))?,
@@ -306,14 +466,14 @@ impl<'a> Vm<'a> {
                 b'c' => {
                     let module = self.line()?;
                     let name = self.line()?;
-                    let global = Global::lookup(module, name)?;
+                    let global = Global::lookup(self.mode, module, name)?;
                     self.push(Value::Global(global))?;
                 }
                 0x93 => {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     let global = match (&module, &name) {
-                        (Value::Str(m), Value::Str(n)) => Global::lookup(m, n)?,
+                        (Value::Str(m), Value::Str(n)) => Global::lookup(self.mode, m, n)?,
                         _ => return Err(self.error("STACK_GLOBAL needs two strings")),
                     };
                     self.push(Value::Global(global))?;
@@ -325,14 +485,9 @@ impl<'a> Vm<'a> {
                     self.push(result)?;
                 }
                 b'b' => {
-                    let _state = self.pop()?;
-                    // Only dicts accept state: an OrderedDict's attributes such as
-                    // `_metadata`, which carry no tensors.
-                    if !matches!(self.peek()?, Value::Obj(id) if matches!(self.objects[*id], Object::Dict(_)))
-                    {
-                        let kind = self.kind(self.peek()?);
-                        return Err(self.error(format!("BUILD on {kind} is not supported")));
-                    }
+                    let state = self.pop()?;
+                    let target = self.peek()?.clone();
+                    self.build(&target, &state)?;
                 }
                 b'Q' => {
                     let pid = self.pop()?;
@@ -410,6 +565,11 @@ impl<'a> Vm<'a> {
         Ok(i64::from_le_bytes(buf))
     }
 
+    fn bytes(&mut self, n: usize) -> Result<(), PickleError> {
+        let bytes = self.take(n)?;
+        self.push(Value::Bytes(bytes.into()))
+    }
+
     fn string(&mut self, n: usize) -> Result<(), PickleError> {
         let bytes = self.take(n)?;
         let s = std::str::from_utf8(bytes).map_err(|_| self.error("string is not UTF-8"))?;
@@ -464,6 +624,7 @@ impl<'a> Vm<'a> {
         let n = match &object {
             Object::Tuple(items) | Object::List(items) => items.len(),
             Object::Dict(pairs) => 2 * pairs.len(),
+            Object::Dtype(_) | Object::Array(_) => 0,
         };
         self.charge_items(n)?;
         self.objects.push(object);
@@ -532,14 +693,17 @@ impl<'a> Vm<'a> {
     fn kind(&self, v: &Value) -> &'static str {
         match v {
             Value::None => "None",
-            Value::Bool => "a bool",
+            Value::Bool(_) => "a bool",
             Value::Int(_) => "an int",
-            Value::Float => "a float",
+            Value::Float(_) => "a float",
             Value::Str(_) => "a string",
+            Value::Bytes(_) => "bytes",
             Value::Obj(id) => match self.objects[*id] {
                 Object::Tuple(_) => "a tuple",
                 Object::List(_) => "a list",
                 Object::Dict(_) => "a dict",
+                Object::Dtype(_) => "a NumPy dtype",
+                Object::Array(_) => "a NumPy array",
             },
             Value::Global(_) => "a class or function",
             Value::Storage(_) => "a storage",
@@ -626,11 +790,360 @@ impl<'a> Vm<'a> {
                 Ok(data.clone())
             }
             (Global::Storage(_), _) => Err(self.error("storage classes cannot be called")),
+            (Global::NpDtype, [code, ..]) if args.len() <= 3 => {
+                let code = match code {
+                    Value::Str(s) => s.to_string(),
+                    Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+                    other => {
+                        return Err(self.error(format!(
+                            "dtype code must be a string, got {}",
+                            self.kind(other)
+                        )))
+                    }
+                };
+                let dtype = NpDtype::from_code(&code).map_err(|m| self.error(m))?;
+                self.new_object(Object::Dtype(dtype))
+            }
+            (Global::NpReconstruct, [Value::Global(Global::NpNdarray), shape, _typecode]) => {
+                self.tuple(shape, "_reconstruct shape")?;
+                self.count_array()?;
+                self.new_object(Object::Array(None))
+            }
+            (Global::NpReconstruct, [class, ..]) if args.len() == 3 => Err(self.error(format!(
+                "_reconstruct builds only numpy.ndarray, got {}",
+                self.kind(class)
+            ))),
+            (Global::NpScalar, [dtype, data]) => {
+                let dtype = self.dtype_of(dtype)?;
+                if !dtype.is_packed() {
+                    return match data {
+                        Value::Bytes(_) | Value::Str(_) => Ok(data.clone()),
+                        other => Err(self.error(format!(
+                            "object scalar is {}, only bytes and str are supported",
+                            self.kind(other)
+                        ))),
+                    };
+                }
+                let raw = self.raw_bytes(data, "scalar data")?;
+                // S and U scalars copy their bytes.
+                self.charge_made(raw.len())?;
+                Ok(match dtype.scalar(&raw).map_err(|m| self.error(m))? {
+                    NpValue::Int(i) => Value::Int(i),
+                    NpValue::Float(f) => Value::Float(f),
+                    NpValue::Str(s) => Value::Str(s.into()),
+                    NpValue::Bytes { mut items, .. } => {
+                        Value::Bytes(items.pop().unwrap_or_default().into())
+                    }
+                    NpValue::Array { .. } => unreachable!("scalars are not arrays"),
+                })
+            }
+            (Global::NpFromBuffer, [buffer, dtype, shape, order, rest @ ..]) if rest.len() <= 1 => {
+                let axis_order = rest.first().filter(|v| !matches!(v, Value::None));
+                self.frombuffer(buffer, dtype, shape, order, axis_order)
+            }
+            (Global::CodecsEncode, [Value::Str(text), Value::Str(encoding)]) => {
+                if &**encoding != "latin1" {
+                    return Err(self.error(format!(
+                        "_codecs.encode with encoding `{encoding}`: only latin1 is allowed"
+                    )));
+                }
+                Ok(Value::Bytes(self.latin1(text)?))
+            }
+            (Global::EmptyBytes, []) => Ok(Value::Bytes(Rc::from(&[][..]))),
             (global, _) => Err(self.error(format!(
                 "unexpected arguments ({} values) for {global:?}",
                 args.len()
             ))),
         }
+    }
+
+    fn not_a_numpy_dict(&self, top: &Value) -> PickleError {
+        self.error(format!(
+            "the pickled object is {}, expected a dict of NumPy arrays",
+            self.kind(top)
+        ))
+    }
+
+    /// Applies BUILD's `state` to `target`. PyTorch pickles give state only to dicts (an
+    /// OrderedDict's attributes such as `_metadata`, which carry no tensors, and are
+    /// ignored); NumPy pickles give it to dtypes and arrays.
+    fn build(&mut self, target: &Value, state: &Value) -> Result<(), PickleError> {
+        let id = match (self.mode, target) {
+            (Mode::Torch, Value::Obj(id)) if matches!(self.objects[*id], Object::Dict(_)) => {
+                return Ok(())
+            }
+            (Mode::Numpy, Value::Obj(id))
+                if matches!(self.objects[*id], Object::Dtype(_) | Object::Array(_)) =>
+            {
+                *id
+            }
+            _ => {
+                let kind = self.kind(target);
+                return Err(self.error(format!("BUILD on {kind} is not supported")));
+            }
+        };
+        if let Object::Dtype(dtype) = &self.objects[id] {
+            let mut dtype = *dtype;
+            self.dtype_state(&mut dtype, state)?;
+            self.objects[id] = Object::Dtype(dtype);
+        } else {
+            let array = self.array_state(state)?;
+            self.objects[id] = Object::Array(Some(Rc::new(array)));
+        }
+        Ok(())
+    }
+
+    /// Applies a dtype's state `(3, byteorder, subarray, names, fields, elsize,
+    /// alignment, flags[, metadata])`; subarray and structured dtypes are refused.
+    fn dtype_state(&self, dtype: &mut NpDtype, state: &Value) -> Result<(), PickleError> {
+        let items = self.tuple(state, "dtype state")?;
+        let (Value::Int(3 | 4), [Value::Str(order), sub, names, fields, Value::Int(elsize), ..]) = (
+            items.first().unwrap_or(&Value::None),
+            items.get(1..).unwrap_or(&[]),
+        ) else {
+            return Err(self.error(
+                "dtype state is not (version, byteorder, subarray, names, fields, elsize, ...)",
+            ));
+        };
+        if !(8..=9).contains(&items.len()) {
+            return Err(self.error(format!("dtype state has {} items", items.len())));
+        }
+        if [sub, names, fields]
+            .iter()
+            .any(|v| !matches!(v, Value::None))
+        {
+            return Err(self.error("structured and subarray dtypes are not supported"));
+        }
+        dtype.set_state(order, *elsize).map_err(|m| self.error(m))
+    }
+
+    /// The dtype object `v`.
+    fn dtype_of(&self, v: &Value) -> Result<NpDtype, PickleError> {
+        match v {
+            Value::Obj(id) => match &self.objects[*id] {
+                Object::Dtype(dtype) => Ok(*dtype),
+                _ => Err(self.error(format!("expected a NumPy dtype, got {}", self.kind(v)))),
+            },
+            _ => Err(self.error(format!("expected a NumPy dtype, got {}", self.kind(v)))),
+        }
+    }
+
+    /// Counts one more array against [`MAX_TENSORS`].
+    fn count_array(&mut self) -> Result<(), PickleError> {
+        self.check_len(self.tensors, MAX_TENSORS, "arrays")?;
+        self.tensors += 1;
+        Ok(())
+    }
+
+    /// An array shape: at most [`MAX_RANK`] dimensions (charged to [`MAX_TOTAL_DIMS`])
+    /// and at most [`MAX_ELEMENTS`] elements; returns it with its element count.
+    fn array_shape(&mut self, v: &Value) -> Result<(Vec<usize>, usize), PickleError> {
+        let shape = self.usizes(v, "array shape")?;
+        self.dims += shape.len();
+        if self.dims > MAX_TOTAL_DIMS {
+            return Err(self.error(format!(
+                "arrays have more than {MAX_TOTAL_DIMS} dimensions in all"
+            )));
+        }
+        let count = shape
+            .iter()
+            .try_fold(1usize, |n, &d| {
+                n.checked_mul(d).filter(|&n| n <= MAX_ELEMENTS)
+            })
+            .ok_or_else(|| self.error(format!("array shape {shape:?} is too large")))?;
+        Ok((shape, count))
+    }
+
+    /// Bytes given as `bytes`, or as text to encode as latin1 (Python 2 pickles read
+    /// with `encoding='latin1'`, which NumPy accepts).
+    fn raw_bytes(&mut self, v: &Value, what: &str) -> Result<Rc<[u8]>, PickleError> {
+        match v {
+            Value::Bytes(b) => Ok(b.clone()),
+            Value::Str(s) => self.latin1(s),
+            other => Err(self.error(format!("{what} must be bytes, got {}", self.kind(other)))),
+        }
+    }
+
+    /// `text.encode('latin1')`: each character must be below U+0100. The copy is
+    /// charged to [`MAX_MADE_BYTES`].
+    fn latin1(&mut self, text: &str) -> Result<Rc<[u8]>, PickleError> {
+        self.charge_made(text.chars().count())?;
+        text.chars()
+            .map(u8::try_from)
+            .collect::<Result<Vec<u8>, _>>()
+            .map(Rc::from)
+            .map_err(|_| self.error("text to encode as latin1 has characters above U+00FF"))
+    }
+
+    /// Counts `n` more bytes copied out of the pickle's values against
+    /// [`MAX_MADE_BYTES`], so that re-encoding one memoized string many times cannot
+    /// grow memory without bound.
+    fn charge_made(&mut self, n: usize) -> Result<(), PickleError> {
+        self.made = self.made.saturating_add(n as u64);
+        if self.made > MAX_MADE_BYTES {
+            return Err(self.error(format!(
+                "values copied from the pickle exceed {MAX_MADE_BYTES} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    /// An array's BUILD state `(1, shape, dtype, is_fortran, data)` (or the older form
+    /// without the version): `data` is the packed elements, or for object arrays a list
+    /// of bytes or str in C order.
+    fn array_state(&mut self, state: &Value) -> Result<RawArray, PickleError> {
+        let items = self.tuple(state, "array state")?;
+        // Check the length before copying: a memoized huge tuple may be given often.
+        if !(4..=5).contains(&items.len()) {
+            return Err(self.error("array state is not (version, shape, dtype, is_fortran, data)"));
+        }
+        let items = items.to_vec();
+        let (shape, dtype, fortran, data) = match items.as_slice() {
+            [Value::Int(1), shape, dtype, fortran, data] | [shape, dtype, fortran, data] => {
+                (shape, dtype, fortran, data)
+            }
+            _ => {
+                return Err(
+                    self.error("array state is not (version, shape, dtype, is_fortran, data)")
+                )
+            }
+        };
+        let (shape, count) = self.array_shape(shape)?;
+        let dtype = self.dtype_of(dtype)?;
+        let fortran = match fortran {
+            Value::Bool(b) => *b,
+            Value::Int(i) => *i != 0,
+            other => {
+                return Err(self.error(format!(
+                    "array is_fortran must be a bool, got {}",
+                    self.kind(other)
+                )))
+            }
+        };
+        if !dtype.is_packed() {
+            // Object arrays list their items in C order whatever the layout.
+            let not_a_list = || {
+                self.error(format!(
+                    "object array data must be a list, got {}",
+                    self.kind(data)
+                ))
+            };
+            let Value::Obj(id) = data else {
+                return Err(not_a_list());
+            };
+            let Object::List(list) = &self.objects[*id] else {
+                return Err(not_a_list());
+            };
+            if list.len() != count {
+                return Err(self.error(format!(
+                    "object array of shape {shape:?} lists {} items",
+                    list.len()
+                )));
+            }
+            // The items are copied (NumPy copies them too), so count them first.
+            self.charge_items(count)?;
+            let Object::List(list) = &self.objects[*id] else {
+                unreachable!("checked above");
+            };
+            let objects = list
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::Bytes(b) => Ok(Blob::Bytes(b.clone())),
+                    Value::Str(s) => Ok(Blob::Str(s.clone())),
+                    other => Err(self.error(format!(
+                        "object array item {i} is {}, only bytes and str are supported",
+                        self.kind(other)
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(RawArray {
+                dtype,
+                perm: (0..shape.len()).collect(),
+                stored_shape: shape,
+                data: RawData::Objects(objects),
+            });
+        }
+        let bytes = self.raw_bytes(data, "array data")?;
+        if Some(bytes.len()) != count.checked_mul(dtype.size) {
+            return Err(self.error(format!(
+                "array of shape {shape:?} and dtype {} has {} data bytes",
+                dtype.str(),
+                bytes.len()
+            )));
+        }
+        Ok(packed_array(dtype, shape, fortran, bytes))
+    }
+
+    /// `numpy.core.numeric._frombuffer(buffer, dtype, shape, order, axis_order)`:
+    /// `buffer` reshaped to `shape` in `order` ('C' or 'F'), or for order 'K' in C
+    /// order and then transposed by `axis_order`.
+    fn frombuffer(
+        &mut self,
+        buffer: &Value,
+        dtype: &Value,
+        shape: &Value,
+        order: &Value,
+        axis_order: Option<&Value>,
+    ) -> Result<Value, PickleError> {
+        self.count_array()?;
+        let dtype = self.dtype_of(dtype)?;
+        if !dtype.is_packed() {
+            return Err(self.error("_frombuffer cannot build object arrays"));
+        }
+        let Value::Bytes(bytes) = buffer else {
+            return Err(self.error(format!(
+                "_frombuffer buffer must be bytes, got {}",
+                self.kind(buffer)
+            )));
+        };
+        let (shape, count) = self.array_shape(shape)?;
+        if dtype.size == 0 || Some(bytes.len()) != count.checked_mul(dtype.size) {
+            return Err(self.error(format!(
+                "array of shape {shape:?} and dtype {} has {} data bytes",
+                dtype.str(),
+                bytes.len()
+            )));
+        }
+        let order = match order {
+            Value::Str(s) => &**s,
+            other => {
+                return Err(self.error(format!(
+                    "_frombuffer order must be a string, got {}",
+                    self.kind(other)
+                )))
+            }
+        };
+        let array = match (order, axis_order) {
+            ("C", None) => packed_array(dtype, shape, false, bytes.clone()),
+            ("F", None) => packed_array(dtype, shape, true, bytes.clone()),
+            ("K", Some(axes)) => {
+                let perm = self.usizes(axes, "_frombuffer axis order")?;
+                let mut seen = vec![false; shape.len()];
+                let is_permutation = perm.len() == shape.len()
+                    && perm
+                        .iter()
+                        .all(|&a| a < seen.len() && !std::mem::replace(&mut seen[a], true));
+                if !is_permutation {
+                    return Err(self.error(format!(
+                        "_frombuffer axis order {perm:?} is not a permutation of {} axes",
+                        shape.len()
+                    )));
+                }
+                RawArray {
+                    dtype,
+                    stored_shape: shape,
+                    perm,
+                    data: RawData::Packed(bytes.clone()),
+                }
+            }
+            _ => {
+                return Err(self.error(format!(
+                    "_frombuffer order `{order}` with axis order {axis_order:?} is not supported"
+                )))
+            }
+        };
+        self.new_object(Object::Array(Some(Rc::new(array))))
     }
 
     /// Resolves `('storage', torch.XStorage, key, location, numel)`.
@@ -814,6 +1327,66 @@ pub(crate) mod tests {
             stack.extend_from_slice(b"\x93)R.");
             assert!(message(&stack).contains(&format!("`{module}.{name}`")));
         }
+    }
+
+    #[test]
+    fn numpy_globals_stay_out_of_state_dicts() {
+        for (module, name) in [
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),
+            ("builtins", "bytes"),
+        ] {
+            let global = format!("c{module}\n{name}\n)R.");
+            assert!(matches!(
+                load_state_dict(global.as_bytes()),
+                Err(PickleError::ForbiddenGlobal(g)) if g == format!("{module}.{name}")
+            ));
+        }
+    }
+
+    #[test]
+    fn skips_bytes_floats_and_bools_in_state_dicts() {
+        // BINBYTES, SHORT_BINBYTES, BYTEARRAY8, BINFLOAT and bools beside a tensor.
+        let p = Pk::new()
+            .op(b"}(")
+            .str("w")
+            .scalar()
+            .str("b")
+            .op(b"B\x01\x00\x00\x00z")
+            .str("c")
+            .op(b"C\x02xy")
+            .str("d")
+            .op(b"\x96\x01\x00\x00\x00\x00\x00\x00\x00z")
+            .str("lr")
+            .op(b"G?\xe0\x00\x00\x00\x00\x00\x00")
+            .str("flag")
+            .op(b"\x88")
+            .op(b"u")
+            .bytes();
+        assert_eq!(names(&p), ["w"]);
+        let mut vm = Vm::new(b"G?\xe0\x00\x00\x00\x00\x00\x00.", Mode::Torch);
+        assert!(matches!(vm.run(), Ok(Value::Float(f)) if f == 0.5));
+        // BUILD still applies only to dicts in state dicts.
+        let p = Pk::new().op(b"}").str("w").op(b"C\x01xN").op(b"bs").bytes();
+        assert!(message(&p).contains("BUILD on bytes is not supported"));
+    }
+
+    #[test]
+    fn bounds_bytes_copied_by_latin1_encoding() {
+        // `_codecs.encode("ab", "latin1")` run with 1 byte of the budget left.
+        let p = b"\x80\x02c_codecs\nencode\nX\x02\x00\x00\x00abX\x06\x00\x00\x00latin1\x86R.";
+        let mut vm = Vm::new(p, Mode::Numpy);
+        assert!(matches!(vm.run(), Ok(Value::Bytes(b)) if &*b == b"ab"));
+        assert_eq!(vm.made, 2);
+        let mut vm = Vm::new(p, Mode::Numpy);
+        vm.made = MAX_MADE_BYTES - 1;
+        let msg = vm.run().unwrap_err().to_string();
+        assert!(
+            msg.contains("values copied from the pickle exceed 1073741824 bytes"),
+            "{msg}"
+        );
     }
 
     #[test]
