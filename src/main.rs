@@ -64,6 +64,10 @@ pub struct PredictArgs {
     /// AlphaFold2: processed features (.npz with the model's input arrays).
     #[arg(long)]
     features: Option<PathBuf>,
+    /// AlphaFold2: raw features written by AF2's data pipeline (features.pkl), read without
+    /// executing any pickle code and sampled by our pipeline.
+    #[arg(long)]
+    features_pkl: Option<PathBuf>,
     /// AlphaFold2 with a FASTA input: the MSA as A3M (query first); none = single sequence.
     #[arg(long)]
     msa: Option<PathBuf>,

@@ -7,12 +7,14 @@ use ferrofold_engine::af2::config::ModelConfig;
 use ferrofold_engine::af2::features::{load_processed_features, Features};
 use ferrofold_engine::af2::model::{AlphaFold, Prediction};
 use ferrofold_engine::af2::output::{plddt_categories, to_structure};
+use ferrofold_engine::af2::pipeline::raw::from_raw_features;
 use ferrofold_engine::af2::pipeline::{build_features, PipelineConfig};
 use ferrofold_io::a3m::read_a3m;
 use ferrofold_io::atomic::{safe_output_path, write_atomic_all};
 use ferrofold_io::fasta::read_fasta;
 use ferrofold_io::mmcif::write_mmcif_with;
 use ferrofold_io::pdb::write_pdb;
+use ferrofold_io::pickle_arrays::load_numpy_pickle;
 use ferrofold_io::weights::{load_npz, npz_bytes};
 use ferrofold_kernels::{CpuBackend, Tensor};
 use serde::Serialize;
@@ -48,7 +50,19 @@ pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
         .as_ref()
         .context("AlphaFold2 needs --params (the official params_model_N.npz)")?;
     let recycles = args.recycles.unwrap_or(config.num_recycle);
+    let inputs = [
+        args.features.is_some(),
+        args.features_pkl.is_some(),
+        args.input.is_some(),
+    ];
+    if inputs.iter().filter(|x| **x).count() > 1 {
+        bail!("give one of a FASTA file, --features or --features-pkl");
+    }
     let (name, features) = match (&args.features, &args.input) {
+        (None, None) if args.features_pkl.is_some() => {
+            let path = args.features_pkl.as_ref().expect("checked");
+            features_from_pickle(args, &config, path, recycles)?
+        }
         (Some(path), None) => {
             let name = path
                 .file_stem()
@@ -64,8 +78,10 @@ pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
             (name, features)
         }
         (None, Some(fasta)) => features_from_fasta(args, &config, fasta, recycles)?,
-        (Some(_), Some(_)) => bail!("give either --features or a FASTA file, not both"),
-        (None, None) => bail!("AlphaFold2 needs a FASTA file or --features FILE.npz"),
+        (Some(_), Some(_)) => unreachable!("checked above"),
+        (None, None) => {
+            bail!("AlphaFold2 needs a FASTA file, --features FILE.npz or --features-pkl FILE.pkl")
+        }
     };
     if config.templates && features[0].templates.is_none() {
         eprintln!(
@@ -171,6 +187,33 @@ fn features_from_fasta(
     let features = build_features(&record.sequence, msa.as_ref(), &cfg)
         .with_context(|| format!("record `{}`", record.name))?;
     Ok((record.name.clone(), features))
+}
+
+/// Features from AF2's raw `features.pkl` (query, MSA, templates) through our pipeline.
+fn features_from_pickle(
+    args: &PredictArgs,
+    config: &ModelConfig,
+    path: &std::path::Path,
+    recycles: usize,
+) -> Result<(String, Vec<Features>)> {
+    let name = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|s| s.to_str())
+        .filter(|_| path.file_stem().is_some_and(|s| s == "features"))
+        .or_else(|| path.file_stem().and_then(|s| s.to_str()))
+        .context("the features file needs a name")?
+        .to_string();
+    safe_output_path(&args.out, &name, "pdb")?;
+    let origin = path.display().to_string();
+    let raw = from_raw_features(&load_numpy_pickle(path)?, &origin).map_err(anyhow::Error::msg)?;
+    let mut cfg = PipelineConfig::for_model(config, args.seed, args.deterministic);
+    cfg.num_recycle = recycles;
+    let mut features = build_features(&raw.query, Some(&raw.msa), &cfg)?;
+    for f in &mut features {
+        f.templates = raw.templates.clone();
+    }
+    Ok((name, features))
 }
 
 /// The `--save-outputs` arrays, as npz bytes.

@@ -234,3 +234,28 @@ fn alphafold_fasta_input_errors_name_the_record() {
     assert!(!ok && err.contains("hom"), "{err}");
     assert!(!o.exists(), "no output folder for a failed run");
 }
+
+#[test]
+fn alphafold_refuses_a_malicious_features_pickle() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("res");
+    let evil = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/io/tests/data/evil_os_system.pkl"
+    );
+    let (ok, err) = af2(&[
+        "--model",
+        "model_1",
+        "--params",
+        "/nonexistent.npz",
+        "--features-pkl",
+        evil,
+        "--out",
+        o.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("system") && err.contains("not allowed"),
+        "{err}"
+    );
+    assert!(!o.exists());
+}

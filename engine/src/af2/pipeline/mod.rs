@@ -18,6 +18,7 @@ pub mod alphabet;
 mod error;
 pub mod feats;
 pub mod msa;
+pub mod raw;
 pub mod rng;
 pub mod sample;
 
