@@ -34,7 +34,7 @@ enum FetchableModel {
 #[derive(Subcommand)]
 enum Command {
     /// Predict structures.
-    Predict(PredictArgs),
+    Predict(Box<PredictArgs>),
     /// Manage model weights.
     Weights {
         #[command(subcommand)]

@@ -11,11 +11,12 @@ pub type Result<T, E = IoError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
     /// An operating-system error on `path`.
-    #[error("{}: {source}", path.display())]
+    // The cause is part of the message and deliberately not a `source`: error chains
+    // printed with `{:#}` would say it twice.
+    #[error("{}: {error}", path.display())]
     File {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Malformed FASTA input; `message` names the line and record.
     #[error("{origin}: {message}")]
@@ -30,12 +31,8 @@ pub enum IoError {
     #[error("{origin}: {message}")]
     Weights { origin: String, message: String },
     /// A pickle (PyTorch checkpoint) that is malformed or asks for forbidden code.
-    #[error("{origin}: {source}")]
-    Pickle {
-        origin: String,
-        #[source]
-        source: PickleError,
-    },
+    #[error("{origin}: {error}")]
+    Pickle { origin: String, error: PickleError },
     /// A tensor the model needs is absent.
     #[error("tensor `{name}` not found in {origin}")]
     MissingTensor { name: String, origin: String },
@@ -51,10 +48,10 @@ pub enum IoError {
 
 impl IoError {
     /// Wraps an OS error with the path it concerns.
-    pub(crate) fn file(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn file(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Self::File {
             path: path.into(),
-            source,
+            error,
         }
     }
 

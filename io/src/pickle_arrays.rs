@@ -112,9 +112,9 @@ pub fn load_numpy_pickle(path: impl AsRef<Path>) -> Result<BTreeMap<String, NpVa
 
 /// [`load_numpy_pickle`] on a pickle held in memory; `origin` names it in errors.
 pub fn parse_numpy_pickle(pickle: &[u8], origin: &str) -> Result<BTreeMap<String, NpValue>> {
-    let raw = RawDict::unpickle(pickle).map_err(|source| IoError::Pickle {
+    let raw = RawDict::unpickle(pickle).map_err(|error| IoError::Pickle {
         origin: origin.to_string(),
-        source,
+        error,
     })?;
     let mut budget = MAX_CHECKPOINT_BYTES;
     decode_all(raw, origin, &mut budget)
@@ -732,7 +732,7 @@ mod tests {
         assert!(
             matches!(
                 &err,
-                IoError::Pickle { source: PickleError::ForbiddenNumpyGlobal(g), .. }
+                IoError::Pickle { error: PickleError::ForbiddenNumpyGlobal(g), .. }
                     if g == "posix.system"
             ),
             "{err}"
@@ -787,7 +787,7 @@ mod tests {
                 assert!(
                     matches!(
                         &err,
-                        IoError::Pickle { source: PickleError::ForbiddenNumpyGlobal(g), .. }
+                        IoError::Pickle { error: PickleError::ForbiddenNumpyGlobal(g), .. }
                             if *g == expected
                     ),
                     "{err}"

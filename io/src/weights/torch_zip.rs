@@ -54,9 +54,9 @@ pub fn load_torch_checkpoint(path: impl AsRef<Path>) -> Result<TensorStore> {
     }
     let pickle_name = format!("{prefix}/data.pkl");
     let pickle = read_zip_entry(&mut zip, &pickle_name, MAX_PICKLE_BYTES, &origin)?;
-    let tensors = load_state_dict(&pickle).map_err(|source| IoError::Pickle {
+    let tensors = load_state_dict(&pickle).map_err(|error| IoError::Pickle {
         origin: format!("{origin} ({pickle_name})"),
-        source,
+        error,
     })?;
 
     // Names are unique: `load_state_dict` refuses repeats.
