@@ -5,7 +5,7 @@ use crate::PredictArgs;
 use anyhow::{bail, Context, Result};
 use ferrofold_engine::af2::config::ModelConfig;
 use ferrofold_engine::af2::features::{load_processed_features, Features};
-use ferrofold_engine::af2::model::{AlphaFold, Prediction};
+use ferrofold_engine::af2::model::{estimate_peak_bytes, AlphaFold, Prediction};
 use ferrofold_engine::af2::output::{plddt_categories, to_structure};
 use ferrofold_engine::af2::pipeline::raw::from_raw_features;
 use ferrofold_engine::af2::pipeline::{build_features, PipelineConfig};
@@ -90,6 +90,7 @@ pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
         );
     }
 
+    check_memory(&name, &features[0])?;
     let start = Instant::now();
     let store = load_npz(params)?;
     let load_params_s = start.elapsed().as_secs_f64();
@@ -214,6 +215,43 @@ fn features_from_pickle(
         f.templates = raw.templates.clone();
     }
     Ok((name, features))
+}
+
+/// Refuses up front an input whose estimated peak memory exceeds what the machine has
+/// available (`MemAvailable`, or `FERROFOLD_MEMORY_LIMIT` bytes when set).
+fn check_memory(name: &str, f: &Features) -> Result<()> {
+    let rows = f.msa_feat.dim(0) + f.templates.as_ref().map_or(0, |t| t.mask.len());
+    let need = estimate_peak_bytes(f.len(), rows, f.extra_msa.dim(0)) + PARAMS_BYTES;
+    let limit = match std::env::var("FERROFOLD_MEMORY_LIMIT") {
+        Ok(v) => Some(
+            v.parse::<u64>()
+                .context("FERROFOLD_MEMORY_LIMIT must be bytes")?,
+        ),
+        Err(_) => available_memory(),
+    };
+    if let Some(limit) = limit.filter(|&limit| need > limit) {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        bail!(
+            "{name}: {} residues with {rows} MSA and {} extra-MSA rows need about {:.1} GiB, \
+             but {:.1} GiB are available; use fewer MSA rows or a machine with more memory",
+            f.len(),
+            f.extra_msa.dim(0),
+            gib(need),
+            gib(limit)
+        );
+    }
+    Ok(())
+}
+
+/// The parameters held while predicting (93 M f32 values).
+const PARAMS_BYTES: u64 = 400 << 20;
+
+/// `MemAvailable` from /proc/meminfo, where there is one.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// The `--save-outputs` arrays, as npz bytes.

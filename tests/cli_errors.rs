@@ -259,3 +259,60 @@ fn alphafold_refuses_a_malicious_features_pickle() {
     );
     assert!(!o.exists());
 }
+
+#[test]
+fn alphafold_refuses_inputs_larger_than_memory_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("res");
+    let fasta = dir.path().join("q.fasta");
+    std::fs::write(&fasta, format!(">long\n{}\n", "MKVL".repeat(250))).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrofold"))
+        .args([
+            "predict",
+            "--model",
+            "model_3",
+            "--params",
+            "/nonexistent.npz",
+            "--out",
+        ])
+        .arg(&o)
+        .arg(&fasta)
+        .env("FERROFOLD_MEMORY_LIMIT", "1000000000")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("long: 1000 residues") && err.contains("GiB"),
+        "{err}"
+    );
+    assert!(!o.exists());
+}
+
+#[test]
+fn alphafold_features_with_a_missing_array_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("res");
+    // An npz holding only `aatype` ([1, 3]): the first array the model needs after it is named.
+    let npz = dir.path().join("f.npz");
+    std::fs::write(&npz, zip_with_aatype()).unwrap();
+    let (ok, err) = af2(&[
+        "--model",
+        "model_3",
+        "--params",
+        "/nonexistent.npz",
+        "--features",
+        npz.to_str().unwrap(),
+        "--out",
+        o.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("f.npz") && err.contains("is missing"),
+        "{err}"
+    );
+}
+
+fn zip_with_aatype() -> Vec<u8> {
+    let t = ferrofold_kernels::Tensor::new(&[1, 3], vec![0.0, 1.0, 2.0]).unwrap();
+    ferrofold_io::weights::npz_bytes(&[("aatype", &t)]).unwrap()
+}

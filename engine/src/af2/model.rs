@@ -241,6 +241,19 @@ fn template_batch(t: &TemplateFeatures) -> TemplateBatch {
     )
 }
 
+/// A conservative estimate of the peak memory (bytes) of one prediction with `l` residues,
+/// `s` MSA rows (template rows included) and `x` extra-MSA rows, beyond the parameters:
+/// the pair representation and its copies in the fused triangle update (about a dozen
+/// `[L, L, 128]` f32 tensors at once), the MSA and extra-MSA activations with their
+/// attention and transition temporaries, and chunked attention logits (64 MiB).
+pub fn estimate_peak_bytes(l: usize, s: usize, x: usize) -> u64 {
+    let (l, s, x) = (l as u64, s as u64, x as u64);
+    let pair = l * l * 128 * 4;
+    let msa = s * l * 256 * 4;
+    let extra = x * l * 64 * 4;
+    12 * pair + 8 * msa + 8 * extra + (64 << 20)
+}
+
 /// Rows of `b` appended to `a` along the leading axis (same trailing shape).
 fn concat_rows(a: &Tensor, b: &Tensor) -> Tensor {
     assert_eq!(
