@@ -12,6 +12,16 @@ pub enum TriangleDirection {
     Incoming,
 }
 
+/// Element-wise activations (an enum rather than a function pointer, so that each loop is
+/// compiled for its function and vectorised).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Relu,
+    /// Exact (erf) GELU.
+    Gelu,
+    Sigmoid,
+}
+
 /// A linear layer's parameters: weight `[out, in]`, bias `[out]`.
 #[derive(Clone, Copy, Debug)]
 pub struct LinearParams<'a> {
@@ -80,8 +90,8 @@ pub trait Backend: Send + Sync {
     /// Softmax over the last axis, in place.
     fn softmax(&self, x: &mut Tensor);
 
-    /// Applies `f` to every element in place.
-    fn map(&self, x: &mut Tensor, f: fn(f32) -> f32);
+    /// Applies an activation to every element in place.
+    fn activate(&self, x: &mut Tensor, f: Activation);
 
     /// Attention probabilities `softmax(scale * q k^T + bias)`.
     /// q `[H, I, D]`, k `[H, J, D]`, bias `[H, I, J]` → `[H, I, J]`.

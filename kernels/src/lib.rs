@@ -11,7 +11,8 @@ mod tensor;
 
 pub use activations::{exp, gelu, relu, sigmoid, softplus};
 pub use backend::{
-    Backend, LinearParams, MatView, NormParams, TriangleDirection, TriangleMultiplicationParams,
+    Activation, Backend, LinearParams, MatView, NormParams, TriangleDirection,
+    TriangleMultiplicationParams,
 };
 pub use cpu::{softmax_row, CpuBackend};
 pub use tensor::{ShapeError, Tensor};

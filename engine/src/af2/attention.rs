@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{sigmoid, Backend, MatView, Tensor};
+use ferrofold_kernels::{Activation, Backend, MatView, Tensor};
 use rayon::prelude::*;
 
 /// Logit bias per unit of missing mask: `bias = MASK_BIAS * (mask - 1)`.
@@ -172,7 +172,7 @@ impl Attention {
         let mut avg = from_heads(&avg, h); // [B, Q, H*Dv]
         if let Some(g) = &self.gating {
             let mut gate = g.forward(be, q_data); // [B, Q, H*Dv]
-            be.map(&mut gate, sigmoid);
+            be.activate(&mut gate, Activation::Sigmoid);
             avg.data_mut()
                 .iter_mut()
                 .zip(gate.data())
@@ -262,7 +262,7 @@ impl GlobalAttention {
         match &self.gating {
             Some(g) => {
                 let mut gated = g.forward(be, q_data); // [B, N, H*Dv]
-                be.map(&mut gated, sigmoid);
+                be.activate(&mut gated, Activation::Sigmoid);
                 for (row, gate) in gated.data_mut().chunks_mut(hv).enumerate() {
                     let a = &avg.data()[(row / n) * hv..(row / n + 1) * hv];
                     gate.iter_mut().zip(a).for_each(|(g, a)| *g *= a);

@@ -8,7 +8,7 @@
 
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{relu, softmax_row, Backend, Tensor};
+use ferrofold_kernels::{softmax_row, Activation, Backend, Tensor};
 
 /// The official scope holding every head (`<SCOPE>/predicted_lddt_head`, ...).
 pub const SCOPE: &str = "alphafold/alphafold_iteration";
@@ -97,9 +97,9 @@ impl PredictedLddtHead {
     pub fn forward(&self, be: &dyn Backend, structure_single: &Tensor) -> Tensor {
         let x = self.input_layer_norm.forward(be, structure_single);
         let mut h = self.act_0.forward(be, &x);
-        be.map(&mut h, relu);
+        be.activate(&mut h, Activation::Relu);
         let mut h = self.act_1.forward(be, &h);
-        be.map(&mut h, relu);
+        be.activate(&mut h, Activation::Relu);
         self.logits.forward(be, &h)
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{relu, Backend, Tensor};
+use ferrofold_kernels::{Activation, Backend, Tensor};
 
 /// Rows (positions) per pass, bounding the `[rows, factor * c]` hidden activation.
 const ROWS_PER_CHUNK: usize = 1 << 14;
@@ -53,7 +53,7 @@ impl Transition {
     fn forward_rows(&self, be: &dyn Backend, act: &Tensor) -> Tensor {
         let x = self.input_norm.forward(be, act); // [.., c]
         let mut h = self.transition1.forward(be, &x); // [.., factor * c]
-        be.map(&mut h, relu);
+        be.activate(&mut h, Activation::Relu);
         self.transition2.forward(be, &h) // [.., c]
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::nn::{add_assign, merge_heads, split_heads, LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{gelu, Backend, MatView, Tensor};
+use ferrofold_kernels::{Activation, Backend, MatView, Tensor};
 
 const HIDDEN: usize = 512;
 const INTERMEDIATE: usize = 2048;
@@ -70,7 +70,7 @@ impl BertLayer {
         add_assign(&mut a, h);
         let h1 = self.attn_ln.forward(be, &a);
         let mut f = self.intermediate.forward(be, &h1);
-        be.map(&mut f, gelu);
+        be.activate(&mut f, Activation::Gelu);
         let mut f = self.output.forward(be, &f);
         add_assign(&mut f, &h1);
         (self.out_ln.forward(be, &f), probs)

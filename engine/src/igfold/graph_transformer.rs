@@ -3,7 +3,7 @@
 
 use crate::nn::{merge_heads, split_heads, LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{gelu, sigmoid, softmax_row, Backend, MatView, Tensor};
+use ferrofold_kernels::{sigmoid, softmax_row, Activation, Backend, MatView, Tensor};
 use rayon::prelude::*;
 
 const HEADS: usize = 8;
@@ -82,7 +82,7 @@ impl GraphTransformerLayer {
             .attn_gate
             .apply(&self.to_out.forward(be, &attended), nodes);
         let mut h = self.ff_in.forward(be, &self.ff_norm.forward(be, &nodes));
-        be.map(&mut h, gelu);
+        be.activate(&mut h, Activation::Gelu);
         self.ff_gate.apply(&self.ff_out.forward(be, &h), &nodes)
     }
 

@@ -5,7 +5,7 @@
 use super::geometry::{apply_frame, Frames, Mat3, Vec3};
 use crate::nn::{add_assign, LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{relu, softmax_row, softplus, Backend, MatView, Tensor};
+use ferrofold_kernels::{softmax_row, softplus, Activation, Backend, MatView, Tensor};
 use rayon::prelude::*;
 
 const SCALAR_DIM: usize = 16;
@@ -193,9 +193,9 @@ impl IpaBlock {
         add_assign(&mut a, x);
         let x = self.attn_norm.forward(be, &a);
         let mut f = self.ff[0].forward(be, &x);
-        be.map(&mut f, relu);
+        be.activate(&mut f, Activation::Relu);
         let mut f = self.ff[1].forward(be, &f);
-        be.map(&mut f, relu);
+        be.activate(&mut f, Activation::Relu);
         let mut f = self.ff[2].forward(be, &f);
         add_assign(&mut f, &x);
         self.ff_norm.forward(be, &f)

@@ -7,7 +7,7 @@ use super::ipa::IpaBlock;
 use super::triangle::TriangleMultiplication;
 use crate::nn::{add_assign, LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{relu, Backend, Tensor, TriangleDirection};
+use ferrofold_kernels::{Activation, Backend, Tensor, TriangleDirection};
 use serde::Deserialize;
 
 const BERT_FEAT_DIM: usize = 512;
@@ -62,7 +62,7 @@ impl InputTransform {
 
     fn forward(&self, be: &dyn Backend, x: &Tensor) -> Tensor {
         let mut h = self.linear.forward(be, x);
-        be.map(&mut h, relu);
+        be.activate(&mut h, Activation::Relu);
         self.norm.forward(be, &h)
     }
 }
@@ -240,7 +240,7 @@ impl IgFoldNet {
             x = block.forward(be, &x, &dev.edges, frames, None);
         }
         let mut out = self.dev_linear.forward(be, &x);
-        be.map(&mut out, relu);
+        be.activate(&mut out, Activation::Relu);
         out
     }
 }

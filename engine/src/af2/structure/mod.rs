@@ -16,7 +16,7 @@ pub use rigid::{QuatAffine, Rigid, Rot3, Vec3};
 
 use crate::nn::{add_assign, LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{relu, Backend, Tensor};
+use ferrofold_kernels::{Activation, Backend, Tensor};
 
 /// Sizes of `model.heads.structure_module` (model_1..5 share them).
 #[derive(Clone, Copy, Debug)]
@@ -60,7 +60,7 @@ fn haiku_name(name: &str, i: usize) -> String {
 /// `jax.nn.relu` on a copy.
 fn relu_of(be: &dyn Backend, x: &Tensor) -> Tensor {
     let mut y = x.clone();
-    be.map(&mut y, relu);
+    be.activate(&mut y, Activation::Relu);
     y
 }
 
@@ -253,7 +253,7 @@ impl FoldIteration {
         for (i, l) in self.transition.iter().enumerate() {
             t = l.forward(be, &t);
             if i < last {
-                be.map(&mut t, relu);
+                be.activate(&mut t, Activation::Relu);
             }
         }
         add_assign(&mut t, &x);

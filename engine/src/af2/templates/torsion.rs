@@ -5,7 +5,7 @@ use super::features::{template_torsion_features, TORSION_FEATURE_CHANNELS};
 use super::{TemplateBatch, TemplateConfig};
 use crate::nn::{Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{relu, Backend, Tensor};
+use ferrofold_kernels::{Activation, Backend, Tensor};
 
 /// Algorithm 2 lines 7-8: each template's torsion features (aatype one-hot, sin/cos of the
 /// seven torsions and their pi-flipped alternatives, torsion mask) through
@@ -50,7 +50,7 @@ impl TemplateTorsionEmbedding {
         let features =
             Tensor::new(&[t, l, TORSION_FEATURE_CHANNELS], features).expect("[T, L, 57]");
         let mut act = self.single_embedding.forward(be, &features); // [T, L, c_m]
-        be.map(&mut act, relu);
+        be.activate(&mut act, Activation::Relu);
         let rows = self.projection.forward(be, &act); // [T, L, c_m]
         (rows, Tensor::new(&[t, l], mask).expect("[T, L]"))
     }
