@@ -95,11 +95,12 @@ def deletion_row(dels, n):
     return d
 
 
-def msa_features(L):
-    msa = np.stack([encode(s) for s, _ in MSA])
-    dm = np.stack([deletion_row(d, L) for _, d in MSA])
-    extra = np.stack([encode(s) for s, _ in EXTRA])
-    edm = np.stack([deletion_row(d, L) for _, d in EXTRA])
+def msa_features(L, msa_rows=MSA, extra_rows=EXTRA, strict=True):
+    """MSA features from (sequence, {column: deletions}) rows; `strict`: no nearest-centre ties."""
+    msa = np.stack([encode(s) for s, _ in msa_rows])
+    dm = np.stack([deletion_row(d, L) for _, d in msa_rows])
+    extra = np.array([encode(s) for s, _ in extra_rows], I32).reshape(len(extra_rows), L)
+    edm = np.array([deletion_row(d, L) for _, d in extra_rows], F32).reshape(len(extra_rows), L)
     assert msa.shape[1] == L and extra.shape[1] == L
     msa_mask = np.ones(msa.shape, F32)
     extra_mask = np.ones(extra.shape, F32)
@@ -109,10 +110,11 @@ def msa_features(L):
     oh = lambda x: np.eye(23, dtype=F32)[x]  # noqa: E731
     sample = msa_mask[:, :, None] * oh(msa)
     ext = extra_mask[:, :, None] * oh(extra)
-    agreement = ext.reshape(len(extra), -1) @ (sample * w).reshape(len(msa), -1).T
+    agreement = ext.reshape(len(extra), L * 23) @ (sample * w).reshape(len(msa), L * 23).T
     assign = np.argmax(agreement, axis=1).astype(I32)
     top2 = np.sort(agreement, axis=1)[:, -2:]
-    assert np.all(top2[:, 1] > top2[:, 0]), "nearest-centre tie: argmax tie-break would matter"
+    if strict and len(msa) > 1:
+        assert np.all(top2[:, 1] > top2[:, 0]), "nearest-centre tie: argmax tie-break would matter"
 
     # data_transforms.summarize_clusters
     def csum(x):  # tf.math.unsorted_segment_sum over the centre each extra row is assigned to
@@ -208,7 +210,7 @@ def _axis_rotation(axis, angle):
     return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
 
 
-def template_features(L):
+def template_features(L, template_seq=TEMPLATE_SEQ):
     """Template atom37 positions/masks, aatype, pseudo-beta; and how it was placed.
 
     Placement. The official template torsion features (all_atom.atom37_to_torsion_angles) are
@@ -221,7 +223,7 @@ def template_features(L):
     rigidly, and scaled by < 0.5 %, so that N of both of those residues sits on a coordinate axis
     at 2^k.
     """
-    aat = encode(TEMPLATE_SEQ)
+    aat = encode(template_seq)
     missing = int(np.flatnonzero(aat == 21)[0])
     assert (aat == 21).sum() == 1 and 0 < missing < L - 1
     nxt = missing + 1
@@ -324,9 +326,15 @@ def atom14_tables(aatype):
     }
 
 
-def build_features(num_recycle):
-    L = len(QUERY)
-    aatype = encode(QUERY)
+def build_features(num_recycle, query=QUERY, msa_rows=MSA, extra_rows=EXTRA,
+                   template_seq=TEMPLATE_SEQ, strict=True):
+    """Processed features (E = num_recycle + 1 identical slices), aux arrays and template geometry.
+
+    Defaults: the golden's inputs. msa_rows[0] must be the query; template_seq=None: no template
+    features at all (geo is then None).
+    """
+    L = len(query)
+    aatype = encode(query)
     assert aatype.max() < 20
     single = {
         "aatype": aatype,
@@ -336,8 +344,9 @@ def build_features(num_recycle):
         # [between_segment_residues (0), one_hot(aatype, 21)]
         "target_feat": np.concatenate([np.zeros((L, 1), F32), np.eye(21, dtype=F32)[aatype]], -1),
     }
-    msa, aux = msa_features(L)
-    templ, geo = template_features(L)
+    assert msa_rows[0][0] == query
+    msa, aux = msa_features(L, msa_rows, extra_rows, strict)
+    templ, geo = template_features(L, template_seq) if template_seq is not None else ({}, None)
     feats = {**single, **msa, **templ, **atom14_tables(aatype)}
     E = num_recycle + 1
     feats = {k: np.ascontiguousarray(np.broadcast_to(v[None], (E,) + v.shape)) for k, v in
@@ -345,6 +354,50 @@ def build_features(num_recycle):
     for k, v in feats.items():
         assert v.dtype in (F32, I32), k
     return feats, aux, geo
+
+
+def synthetic_inputs(L, n_msa, n_extra, template=True, seed=0):
+    """Deterministic random inputs of any size, in build_features' argument format.
+
+    Query: L random residues (20 standard types). MSA rows (row 0 = query) and extra rows: the
+    query with ~25% substitutions (X allowed), ~5% gaps and deletions at ~3% of columns. Template
+    (template=True): the query with ~20% substitutions and residue 17 unaligned, as in the golden
+    (that index keeps template_features' exact power-of-two placement), so L >= 19.
+    """
+    rng = np.random.default_rng([seed, L, n_msa, n_extra])
+    aa = np.array(list(rc.restypes))
+    query = "".join(rng.choice(aa, L))
+
+    def variant(sub, gap, dele):
+        s = np.array(list(query))
+        hit = rng.random(L) < sub
+        s[hit] = rng.choice(np.array(list(rc.restypes_with_x)), hit.sum())
+        s[rng.random(L) < gap] = "-"
+        cols = np.flatnonzero(rng.random(L) < dele)
+        return "".join(s), {int(c): int(rng.integers(1, 6)) for c in cols}
+
+    assert n_msa >= 1 and n_extra >= 0
+    msa_rows = [(query, {})] + [variant(0.25, 0.05, 0.03) for _ in range(n_msa - 1)]
+    extra_rows = [variant(0.25, 0.05, 0.03) for _ in range(n_extra)]
+    template_seq = None
+    if template:
+        assert L >= 19, "the template's unaligned residue is residue 17"
+        t = np.array(list(query))
+        hit = rng.random(L) < 0.2
+        t[hit] = rng.choice(aa, hit.sum())
+        t[17] = "-"
+        template_seq = "".join(t)
+    return query, msa_rows, extra_rows, template_seq
+
+
+def make_features(L, n_msa, n_extra, num_recycle=3, template=True, seed=0):
+    """build_features on synthetic_inputs(L, n_msa, n_extra): (feats, aux, geo).
+
+    MSA rows / extra rows / 1 template (or none) exactly as the golden's builder makes them, at
+    any size; no fixed-size padding. Nearest-centre ties are allowed (argmax takes the first).
+    """
+    query, msa_rows, extra_rows, template_seq = synthetic_inputs(L, n_msa, n_extra, template, seed)
+    return build_features(num_recycle, query, msa_rows, extra_rows, template_seq, strict=False)
 
 
 def check_template_torsions(feats, geo):
