@@ -57,9 +57,14 @@ impl Golden {
     }
 }
 
-/// Largest absolute difference, after checking shapes agree.
+/// Largest absolute difference within `tol` x max(1, max |want|), after checking shapes
+/// agree and that `got` is finite (`max_abs_diff` would pass over a NaN).
 pub fn assert_close(got: &Tensor, want: &Tensor, tol: f32, what: &str) {
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    assert!(
+        got.data().iter().all(|v| v.is_finite()),
+        "{what}: non-finite output"
+    );
     let err = got.max_abs_diff(want);
     let scale = want.data().iter().fold(0f32, |m, v| m.max(v.abs()));
     eprintln!("{what}: max abs diff {err:.2e} (max |value| {scale:.2})");
@@ -67,4 +72,12 @@ pub fn assert_close(got: &Tensor, want: &Tensor, tol: f32, what: &str) {
         err <= tol * scale.max(1.0),
         "{what}: max abs diff {err} > {tol} x {scale}"
     );
+}
+
+/// [`assert_close`], and also strictly within `tol` x max |want| (no floor at 1).
+pub fn assert_close_strict(got: &Tensor, want: &Tensor, tol: f32, what: &str) {
+    assert_close(got, want, tol, what);
+    let scale = want.data().iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = got.max_abs_diff(want);
+    assert!(err <= tol * scale, "{what}: {err} > {tol} x {scale}");
 }

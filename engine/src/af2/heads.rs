@@ -402,18 +402,13 @@ impl Heads {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::af2::golden::{assert_close, Golden};
+    use crate::af2::golden::{assert_close_strict, Golden};
     use ferrofold_kernels::CpuBackend;
 
     const TOL: f32 = 1e-5;
 
-    /// `assert_close`, and strictly within `TOL` x max |value| (no floor at 1).
     fn check(got: &Tensor, want: &Tensor, what: &str) {
-        assert_close(got, want, TOL, what);
-        let scale = want.data().iter().fold(0f32, |m, v| m.max(v.abs()));
-        let err = got.max_abs_diff(want);
-        eprintln!("{what}: relative {:.2e}", err / scale);
-        assert!(err <= TOL * scale, "{what}: {err} > {TOL} x {scale}");
+        assert_close_strict(got, want, TOL, what);
     }
 
     fn heads(g: &Golden) -> Heads {
