@@ -4,7 +4,7 @@ line on stdout (progress on stderr).
 
     tools/reference/af2/.venv/bin/python tools/reference/af2/bench_reference.py \\
         --features F.npz --params /tmp/af2/params_model_1_ptm.npz [--model model_1_ptm] \\
-        [--recycles 3] [--threads N]
+        [--recycles 3] [--threads N] [--save-outputs OUT.npz]
 
 The model is the one make_model_golden.py checks against (alphafold-colabfold 2.3.1's
 modules.AlphaFold under af2_ref.official_model_config, fp32, is_training=False): ONE recycling
@@ -19,6 +19,12 @@ Timing:
               graph, outputs pulled to numpy after every iteration (as ferrofold has them in host
               memory); run_s = the LAST run (the first is the warm-up: allocator, page faults).
   peak_rss_mb ru_maxrss of this process after compile and at the end (compile included).
+
+--save-outputs OUT.npz also writes the last run's final outputs, named as `ferrofold predict
+--save-outputs` names them: final_atom_positions, final_atom_mask, plddt, predicted_lddt_logits,
+distogram_logits, masked_msa_logits, experimentally_resolved_logits, single, pair and, for _ptm
+models, predicted_aligned_error, predicted_aligned_error_logits, ptm (float32). verify_model.py
+uses it.
 
 Threads: the driver does not pin itself. Run it under `taskset -c <N cores>` (XLA's CPU thread
 pools size themselves from the affinity mask); --threads 1 additionally sets
@@ -39,6 +45,31 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def save_outputs(path, ret, plddt, np, confidence):
+    """The final iteration's outputs under the names of ferrofold's <stem>.outputs.npz."""
+    reps, sm = ret["representations"], ret["structure_module"]
+    out = {
+        "final_atom_positions": sm["final_atom_positions"],
+        "final_atom_mask": sm["final_atom_mask"],
+        "plddt": plddt,
+        "predicted_lddt_logits": ret["predicted_lddt"]["logits"],
+        "distogram_logits": ret["distogram"]["logits"],
+        "masked_msa_logits": ret["masked_msa"]["logits"],
+        "experimentally_resolved_logits": ret["experimentally_resolved"]["logits"],
+        "single": reps["single"],
+        "pair": reps["pair"],
+    }
+    if "predicted_aligned_error" in ret:
+        pae = ret["predicted_aligned_error"]
+        out["predicted_aligned_error"] = confidence.compute_predicted_aligned_error(
+            pae["logits"], pae["breaks"])["predicted_aligned_error"]
+        out["predicted_aligned_error_logits"] = pae["logits"]
+        out["ptm"] = confidence.predicted_tm_score(pae["logits"], pae["breaks"])
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    np.savez(path, **{k: np.asarray(v, np.float32) for k, v in out.items()})
+    print(f"outputs: {path}", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,6 +82,8 @@ def main():
                     help="1: single-threaded Eigen (--xla_cpu_multi_thread_eigen=false); "
                          "pin the process with taskset for the core count")
     ap.add_argument("--runs", type=int, default=2, help="timed loops; the last one is reported")
+    ap.add_argument("--save-outputs", metavar="OUT.npz", default=None,
+                    help="also write the last run's final outputs (ferrofold's names) to OUT.npz")
     args = ap.parse_args()
 
     flags = [BASE_XLA_FLAGS]
@@ -132,6 +165,9 @@ def main():
     if "predicted_aligned_error" in ret:
         pae = ret["predicted_aligned_error"]
         out["ptm"] = float(confidence.predicted_tm_score(pae["logits"], pae["breaks"]))
+
+    if args.save_outputs:
+        save_outputs(args.save_outputs, ret, plddt, np, confidence)
 
     import importlib.metadata as md
     print(json.dumps({
