@@ -9,15 +9,14 @@
 //! triangle attention starting node, ending node, pair transition.
 
 use crate::af2::attention::{
-    MsaColumnAttention, MsaColumnGlobalAttention, MsaRowAttentionWithPairBias, TriangleAttention,
-    TriangleOrientation,
+    MsaColumnAttention, MsaColumnGlobalAttention, MsaRowAttentionWithPairBias,
 };
 use crate::af2::outer_product_mean::OuterProductMean;
+use crate::af2::pair_stack::{PairOrder, PairStack, PairStackDims};
 use crate::af2::transition::Transition;
-use crate::af2::triangle_multiplication::TriangleMultiplication;
 use crate::nn::{add_assign, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{Backend, Tensor, TriangleDirection};
+use ferrofold_kernels::{Backend, Tensor};
 
 /// The official scope of the main Evoformer stack's (stacked) block parameters.
 pub const SCOPE: &str = "alphafold/alphafold_iteration/evoformer/evoformer_iteration";
@@ -91,11 +90,7 @@ pub struct EvoformerIteration {
     column_attention: ColumnAttention,
     msa_transition: Transition,
     outer_product_mean: OuterProductMean,
-    tri_mul_outgoing: TriangleMultiplication,
-    tri_mul_incoming: TriangleMultiplication,
-    tri_att_starting: TriangleAttention,
-    tri_att_ending: TriangleAttention,
-    pair_transition: Transition,
+    pair_stack: PairStack,
 }
 
 impl EvoformerIteration {
@@ -116,11 +111,6 @@ impl EvoformerIteration {
                 cfg.msa_heads,
             )?)
         };
-        let tri_mul =
-            |name: &str, dir| TriangleMultiplication::load(&p.sub(name), c_z, cfg.c_tri_mul, dir);
-        let tri_att = |name: &str, orientation| {
-            TriangleAttention::load(&p.sub(name), c_z, cfg.pair_heads, orientation)
-        };
         Ok(Self {
             row_attention: MsaRowAttentionWithPairBias::load(
                 &p.sub("msa_row_attention_with_pair_bias"),
@@ -136,26 +126,15 @@ impl EvoformerIteration {
                 cfg.c_outer,
                 c_z,
             )?,
-            tri_mul_outgoing: tri_mul(
-                "triangle_multiplication_outgoing",
-                TriangleDirection::Outgoing,
-            )?,
-            tri_mul_incoming: tri_mul(
-                "triangle_multiplication_incoming",
-                TriangleDirection::Incoming,
-            )?,
-            tri_att_starting: tri_att(
-                "triangle_attention_starting_node",
-                TriangleOrientation::PerRow,
-            )?,
-            tri_att_ending: tri_att(
-                "triangle_attention_ending_node",
-                TriangleOrientation::PerColumn,
-            )?,
-            pair_transition: Transition::load(
-                &p.sub("pair_transition"),
-                c_z,
-                cfg.transition_factor,
+            pair_stack: PairStack::load(
+                p,
+                PairStackDims {
+                    channels: c_z,
+                    tri_mul_hidden: cfg.c_tri_mul,
+                    attention_heads: cfg.pair_heads,
+                    transition_factor: cfg.transition_factor,
+                },
+                PairOrder::MultiplicationsFirst,
             )?,
         })
     }
@@ -198,17 +177,8 @@ impl EvoformerIteration {
 
         let upd = self.outer_product_mean.forward(be, &msa, msa_mask); // [L, L, c_z]
         add_assign(&mut pair, &upd);
-        let upd = self.tri_mul_outgoing.forward(be, &pair, pair_mask); // [L, L, c_z]
-        add_assign(&mut pair, &upd);
-        let upd = self.tri_mul_incoming.forward(be, &pair, pair_mask); // [L, L, c_z]
-        add_assign(&mut pair, &upd);
-        let upd = self.tri_att_starting.forward(be, &pair, pair_mask); // [L, L, c_z]
-        add_assign(&mut pair, &upd);
-        let upd = self.tri_att_ending.forward(be, &pair, pair_mask); // [L, L, c_z]
-        add_assign(&mut pair, &upd);
-        let upd = self.pair_transition.forward(be, &pair); // [L, L, c_z]
-        add_assign(&mut pair, &upd);
-        (msa, pair)
+        drop(upd);
+        (msa, self.pair_stack.forward(be, pair, pair_mask))
     }
 }
 

@@ -13,6 +13,7 @@ pub mod heads;
 pub mod model;
 pub mod outer_product_mean;
 pub mod output;
+pub mod pair_stack;
 pub mod pipeline;
 pub mod structure;
 pub mod templates;

@@ -4,14 +4,11 @@
 
 use super::features::{pair_feature_channels, template_pair_features};
 use super::{SingleTemplate, TemplateBatch, TemplateConfig};
-use crate::af2::attention::{
-    for_row_chunks, mask_bias, Attention, AttentionDims, TriangleAttention, TriangleOrientation,
-};
-use crate::af2::transition::Transition;
-use crate::af2::triangle_multiplication::TriangleMultiplication;
-use crate::nn::{add_assign, LayerNorm, Linear, LoadResult};
+use crate::af2::attention::{for_row_chunks, mask_bias, Attention, AttentionDims};
+use crate::af2::pair_stack::{PairOrder, PairStack, PairStackDims};
+use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{Backend, Tensor, TriangleDirection};
+use ferrofold_kernels::{Backend, Tensor};
 
 /// Largest feature block (elements) built at once before `embedding2d`: 2^22 floats, 16 MiB.
 const FEATURE_CHUNK: usize = 1 << 22;
@@ -23,59 +20,24 @@ const ATTENTION_ROWS_PER_CHUNK: usize = 1 << 14;
 /// starting and the ending node, triangle multiplication outgoing and incoming, pair
 /// transition, each a residual add; no dropout at inference).
 #[derive(Debug)]
-pub struct TemplatePairBlock {
-    tri_att_starting: TriangleAttention,
-    tri_att_ending: TriangleAttention,
-    tri_mul_outgoing: TriangleMultiplication,
-    tri_mul_incoming: TriangleMultiplication,
-    pair_transition: Transition,
-}
+pub struct TemplatePairBlock(PairStack);
 
 impl TemplatePairBlock {
     /// Loads one block; with the official parameters `p` is
     /// `template_pair_stack/__layer_stack_no_state` read with `.layer(i)`.
     pub fn load(p: &Scope<'_>, cfg: &TemplateConfig) -> LoadResult<Self> {
-        let c = cfg.c_t;
-        let tri_att = |name: &str, orientation| {
-            TriangleAttention::load(&p.sub(name), c, cfg.triangle_heads, orientation)
+        let dims = PairStackDims {
+            channels: cfg.c_t,
+            tri_mul_hidden: cfg.triangle_mult_hidden,
+            attention_heads: cfg.triangle_heads,
+            transition_factor: cfg.transition_factor,
         };
-        let tri_mul = |name: &str, direction| {
-            TriangleMultiplication::load(&p.sub(name), c, cfg.triangle_mult_hidden, direction)
-        };
-        Ok(Self {
-            tri_att_starting: tri_att(
-                "triangle_attention_starting_node",
-                TriangleOrientation::PerRow,
-            )?,
-            tri_att_ending: tri_att(
-                "triangle_attention_ending_node",
-                TriangleOrientation::PerColumn,
-            )?,
-            tri_mul_outgoing: tri_mul(
-                "triangle_multiplication_outgoing",
-                TriangleDirection::Outgoing,
-            )?,
-            tri_mul_incoming: tri_mul(
-                "triangle_multiplication_incoming",
-                TriangleDirection::Incoming,
-            )?,
-            pair_transition: Transition::load(&p.sub("pair_transition"), c, cfg.transition_factor)?,
-        })
+        Ok(Self(PairStack::load(p, dims, PairOrder::AttentionsFirst)?))
     }
 
     /// act `[L, L, c_t]`, pair_mask `[L, L]` → the updated act (residual adds included).
-    pub fn forward(&self, be: &dyn Backend, mut act: Tensor, pair_mask: &Tensor) -> Tensor {
-        let upd = self.tri_att_starting.forward(be, &act, pair_mask);
-        add_assign(&mut act, &upd);
-        let upd = self.tri_att_ending.forward(be, &act, pair_mask);
-        add_assign(&mut act, &upd);
-        let upd = self.tri_mul_outgoing.forward(be, &act, pair_mask);
-        add_assign(&mut act, &upd);
-        let upd = self.tri_mul_incoming.forward(be, &act, pair_mask);
-        add_assign(&mut act, &upd);
-        let upd = self.pair_transition.forward(be, &act);
-        add_assign(&mut act, &upd);
-        act
+    pub fn forward(&self, be: &dyn Backend, act: Tensor, pair_mask: &Tensor) -> Tensor {
+        self.0.forward(be, act, pair_mask)
     }
 }
 
