@@ -125,21 +125,18 @@ impl AlphaFold {
         num_recycle: usize,
     ) -> Prediction {
         let l = features[0].len();
+        let slice = |r: usize| &features[r.min(features.len() - 1)];
         let mut prev = RecyclingState::zeros(l, &EmbeddingsConfig::MONOMER);
         let mut times = Vec::with_capacity(num_recycle + 1);
-        let mut last = None;
-        for r in 0..=num_recycle {
+        // Every iteration but the last only hands its state on (moved, not copied).
+        for r in 0..num_recycle {
             let start = Instant::now();
-            let it = self.iteration(be, &features[r.min(features.len() - 1)], &prev);
-            prev = RecyclingState {
-                pos: it.prev.pos.clone(),
-                msa_first_row: it.prev.msa_first_row.clone(),
-                pair: it.prev.pair.clone(),
-            };
+            prev = self.iteration(be, slice(r), &prev).prev;
             times.push(start.elapsed().as_secs_f64());
-            last = Some(it);
         }
-        let it = last.expect("at least one iteration");
+        let start = Instant::now();
+        let it = self.iteration(be, slice(num_recycle), &prev);
+        times.push(start.elapsed().as_secs_f64());
         let aligned_error = it.heads.predicted_aligned_error.as_ref().map(|logits| {
             let breaks = self
                 .heads
