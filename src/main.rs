@@ -2,6 +2,7 @@
 
 mod predict_af2;
 mod predict_igfold;
+mod search_cmd;
 
 // Model runs allocate and free tensors of tens of MB per layer; mimalloc keeps those pages
 // mapped between layers where the system allocator returns them (and page-faults them back).
@@ -35,6 +36,13 @@ enum FetchableModel {
 enum Command {
     /// Predict structures.
     Predict(Box<PredictArgs>),
+    /// Search a sequence database and write an A3M MSA and a hit table per query.
+    Search(Box<search_cmd::SearchArgs>),
+    /// Build databases.
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+    },
     /// Manage model weights.
     Weights {
         #[command(subcommand)]
@@ -71,6 +79,10 @@ pub struct PredictArgs {
     /// AlphaFold2 with a FASTA input: the MSA as A3M (query first); none = single sequence.
     #[arg(long)]
     msa: Option<PathBuf>,
+    /// AlphaFold2 with a FASTA input and no --msa: build the MSA by searching this database
+    /// (from `ferrofold db build`) with `ferrofold search`'s defaults.
+    #[arg(long, conflicts_with = "msa")]
+    db: Option<PathBuf>,
     /// AlphaFold2 with a FASTA input: seed of the MSA sampling and masking.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -83,6 +95,17 @@ pub struct PredictArgs {
     /// AlphaFold2: also write <name>.outputs.npz (atom positions, logits, representations).
     #[arg(long)]
     save_outputs: bool,
+}
+
+#[derive(Subcommand)]
+enum DbAction {
+    /// A sequence database for `ferrofold search` from a FASTA file.
+    Build {
+        /// Protein FASTA file.
+        fasta: PathBuf,
+        /// Database file to write.
+        db: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -106,13 +129,19 @@ fn prepare_output_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn predict(args: &PredictArgs) -> anyhow::Result<()> {
-    if let Some(n) = args.threads {
+/// Sizes the global thread pool (default: all cores).
+fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    if let Some(n) = threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
             .build_global()
             .context("cannot set the thread count")?;
     }
+    Ok(())
+}
+
+fn predict(args: &PredictArgs) -> anyhow::Result<()> {
+    set_threads(args.threads)?;
     if args.model == "igfold" {
         let input = args
             .input
@@ -132,6 +161,10 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Predict(args) => predict(&args),
+        Command::Search(args) => set_threads(args.threads).and_then(|()| search_cmd::run(&args)),
+        Command::Db {
+            action: DbAction::Build { fasta, db },
+        } => search_cmd::db_build(&fasta, &db),
         Command::Weights {
             action:
                 WeightsAction::Fetch {

@@ -9,7 +9,7 @@ use ferrofold_engine::af2::model::{estimate_peak_bytes, AlphaFold, Prediction};
 use ferrofold_engine::af2::output::{plddt_categories, to_structure};
 use ferrofold_engine::af2::pipeline::raw::from_raw_features;
 use ferrofold_engine::af2::pipeline::{build_features, PipelineConfig};
-use ferrofold_io::a3m::read_a3m;
+use ferrofold_io::a3m::{parse_a3m, read_a3m};
 use ferrofold_io::atomic::{safe_output_path, write_atomic_all};
 use ferrofold_io::fasta::read_fasta;
 use ferrofold_io::mmcif::write_mmcif_with;
@@ -182,7 +182,14 @@ fn features_from_fasta(
         );
     };
     safe_output_path(&args.out, &record.name, "pdb")?;
-    let msa = args.msa.as_ref().map(read_a3m).transpose()?;
+    let msa = match (&args.msa, &args.db) {
+        (Some(path), _) => Some(read_a3m(path)?),
+        (None, Some(db)) => {
+            let text = crate::search_cmd::msa_for(&record.name, &record.sequence, db)?;
+            Some(parse_a3m(&text, &format!("search of {}", db.display()))?)
+        }
+        (None, None) => None,
+    };
     let mut cfg = PipelineConfig::for_model(config, args.seed, args.deterministic);
     cfg.num_recycle = recycles;
     let features = build_features(&record.sequence, msa.as_ref(), &cfg)

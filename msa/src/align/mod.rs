@@ -1,0 +1,185 @@
+//! Smith–Waterman local alignment (affine gaps) of a query profile against target sequences.
+//!
+//! Scoring: `H(i, j) = max(0, H(i-1, j-1) + pssm[i][target[j]], E(i, j), F(i, j))`, a gap of
+//! `k` residues costing `open + k * extend` (see [`GapCosts`]). `E` is an insertion (a target
+//! residue against a gap in the query), `F` a deletion (a query residue against a gap in the
+//! target).
+//!
+//! Two steps, as in MMseqs2 and SSW:
+//! - [`QueryProfile::score`]: score and end cell only, Farrar's striped algorithm on AVX2 with
+//!   saturating lanes (32 `i8` lanes first, 16 `i16` lanes for scores beyond 126), the striped
+//!   profiles built once per query and the buffers kept in a per-thread [`Scratch`], so
+//!   scanning a target allocates nothing. A score that reaches `i16::MAX` is recomputed by
+//!   [`scalar_score`] in `i32`, so the score is always exact. Without AVX2 at compile time the
+//!   scalar code is used.
+//! - [`QueryProfile::align`] / [`align`]: the alignment itself, for the hits only: an anchored
+//!   reverse pass from the end cell finds the start, then a traceback inside that rectangle.
+//!
+//! Positions are 0-based and ends are inclusive: `query_end`/`target_end` name the last aligned
+//! cell. Ties between equal maximal cells go to the first in target order, then query order.
+//! Residue codes must be below [`ALPHABET_SIZE`](crate::alphabet::ALPHABET_SIZE) (a larger
+//! code panics).
+
+mod scalar;
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+mod striped;
+mod traceback;
+
+#[cfg(test)]
+mod tests;
+
+use crate::matrix::{GapCosts, Pssm};
+
+pub use scalar::scalar_score;
+
+/// The best local score and the cell where it ends (0-based, inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalScore {
+    pub score: i32,
+    /// Last aligned query position.
+    pub query_end: usize,
+    /// Last aligned target position.
+    pub target_end: usize,
+}
+
+/// One alignment column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlignOp {
+    /// A query residue against a target residue (identical or not).
+    Match,
+    /// A target residue against a gap in the query.
+    Insertion,
+    /// A query residue against a gap in the target.
+    Deletion,
+}
+
+/// A local alignment: its score, aligned ranges (0-based, inclusive) and columns in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alignment {
+    pub score: i32,
+    pub query_start: usize,
+    pub query_end: usize,
+    pub target_start: usize,
+    pub target_end: usize,
+    pub ops: Vec<AlignOp>,
+}
+
+impl Alignment {
+    /// Number of columns (matches, insertions and deletions).
+    pub fn aligned_len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Number of `Match` columns whose two residues are the same code (`query` is the query's
+    /// codes, `target` the whole target both as given to the aligner).
+    pub fn identities(&self, query: &[u8], target: &[u8]) -> usize {
+        let (mut i, mut j, mut same) = (self.query_start, self.target_start, 0);
+        for op in &self.ops {
+            match op {
+                AlignOp::Match => {
+                    same += usize::from(query[i] == target[j]);
+                    i += 1;
+                    j += 1;
+                }
+                AlignOp::Insertion => j += 1,
+                AlignOp::Deletion => i += 1,
+            }
+        }
+        same
+    }
+}
+
+/// Most traceback cells (one byte each) an alignment may need: 64 Mi, e.g. 8 000 × 8 000.
+pub const MAX_TRACEBACK_CELLS: usize = 1 << 26;
+
+/// An alignment whose rectangle is too large to trace back within [`MAX_TRACEBACK_CELLS`];
+/// its score and end cell ([`QueryProfile::score`]) remain valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "alignment of query {query_start}..={query_end} with target {target_start}..={target_end} \
+     is too long to trace back (more than {MAX_TRACEBACK_CELLS} cells)"
+)]
+pub struct TracebackTooLarge {
+    pub query_start: usize,
+    pub query_end: usize,
+    pub target_start: usize,
+    pub target_end: usize,
+}
+
+/// A query prepared for scanning many targets: the PSSM, gap costs and the striped profile.
+#[derive(Debug, Clone)]
+pub struct QueryProfile {
+    pssm: Pssm,
+    gaps: GapCosts,
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    striped: striped::Profile,
+}
+
+/// Per-thread buffers of the score kernel, reused across targets and queries.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    buffers: striped::Buffers,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch::default()
+    }
+}
+
+impl QueryProfile {
+    /// Prepares `pssm` for scanning. Panics if a gap cost is negative or above `i16::MAX`.
+    pub fn new(pssm: &Pssm, gaps: GapCosts) -> QueryProfile {
+        let range = 0..=i16::MAX as i32;
+        assert!(
+            range.contains(&gaps.open) && range.contains(&gaps.extend),
+            "gap costs {gaps:?} outside 0..=32767"
+        );
+        QueryProfile {
+            pssm: pssm.clone(),
+            gaps,
+            #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+            striped: striped::Profile::new(pssm, gaps),
+        }
+    }
+
+    /// Best local score against `target` and its end cell; `None` when no cell scores above 0.
+    pub fn score(&self, target: &[u8], scratch: &mut Scratch) -> Option<LocalScore> {
+        if self.pssm.is_empty() || target.is_empty() {
+            return None;
+        }
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+        {
+            let found = self.striped.score(target, &mut scratch.buffers);
+            if found.is_none_or(|s| s.score < i16::MAX as i32) {
+                return found;
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+        let _ = scratch;
+        scalar_score(&self.pssm, target, self.gaps)
+    }
+
+    /// The best local alignment against `target`: `Ok(None)` when no cell scores above 0.
+    pub fn align(
+        &self,
+        target: &[u8],
+        scratch: &mut Scratch,
+    ) -> Result<Option<Alignment>, TracebackTooLarge> {
+        match self.score(target, scratch) {
+            Some(end) => traceback::align_ending_at(&self.pssm, target, self.gaps, end).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The best local alignment of `pssm` against `target` (one-off; prepare a [`QueryProfile`]
+/// to align one query against many targets).
+pub fn align(
+    pssm: &Pssm,
+    target: &[u8],
+    gaps: GapCosts,
+) -> Result<Option<Alignment>, TracebackTooLarge> {
+    QueryProfile::new(pssm, gaps).align(target, &mut Scratch::new())
+}

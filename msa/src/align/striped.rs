@@ -1,0 +1,239 @@
+//! Farrar's striped Smith–Waterman on AVX2 with saturating lanes: query position
+//! `s + k * seg_len` in lane `k` of segment `s`, so the inner loop has no dependency between
+//! lanes and the vertical gaps are fixed up afterwards by the "lazy F" loop. A first pass in
+//! 32 `i8` lanes settles most targets (unrelated ones score below 127); a saturated one is
+//! rerun in 16 `i16` lanes.
+
+use std::arch::x86_64::*;
+
+use super::LocalScore;
+use crate::alphabet::ALPHABET_SIZE;
+use crate::matrix::{GapCosts, Pssm};
+
+/// The striped query profile at one lane width: `seg_len` vectors of scores per residue code.
+#[derive(Debug, Clone)]
+struct Striped<T> {
+    seg_len: usize,
+    scores: Vec<__m256i>,
+    open_extend: T,
+    extend: T,
+}
+
+/// The query profile at both lane widths.
+#[derive(Debug, Clone)]
+pub(super) struct Profile {
+    len: usize,
+    narrow: Striped<i8>,
+    wide: Striped<i16>,
+}
+
+/// Column buffers, resized (never shrunk) to the query in hand.
+#[derive(Debug, Default)]
+pub(super) struct Buffers {
+    h_store: Vec<__m256i>,
+    h_load: Vec<__m256i>,
+    e: Vec<__m256i>,
+    best_column: Vec<__m256i>,
+}
+
+/// Builds the striped profile and the kernel for one lane type.
+macro_rules! striped {
+    ($lane:ty, $build:ident, $kernel:ident, $adds:ident, $subs:ident, $max:ident,
+     $cmpgt:ident, $set1:ident) => {
+        fn $build(pssm: &Pssm, gaps: GapCosts) -> Striped<$lane> {
+            const LANES: usize = 32 / size_of::<$lane>();
+            let seg_len = pssm.len().div_ceil(LANES);
+            let mut scores = Vec::with_capacity(ALPHABET_SIZE * seg_len);
+            for code in 0..ALPHABET_SIZE {
+                for segment in 0..seg_len {
+                    // Padding positions score MIN: they never reach 0, so never the maximum.
+                    let lanes: [$lane; LANES] = std::array::from_fn(|k| {
+                        let row = pssm.rows.get(segment + k * seg_len);
+                        row.map_or(<$lane>::MIN, |row| row[code] as $lane)
+                    });
+                    // SAFETY: both are 32 plain bytes.
+                    scores.push(unsafe { std::mem::transmute::<[$lane; LANES], __m256i>(lanes) });
+                }
+            }
+            // A gap dearer than the lane maximum is as good as impossible for a score below it.
+            let saturate = |cost: i32| cost.min(<$lane>::MAX as i32) as $lane;
+            Striped {
+                seg_len,
+                scores,
+                open_extend: saturate(gaps.open + gaps.extend),
+                extend: saturate(gaps.extend),
+            }
+        }
+
+        /// Best score (saturated at the lane maximum) and its end cell, first in target order
+        /// then query order; `len` (the query length) and `target` non-empty.
+        #[target_feature(enable = "avx2")]
+        fn $kernel(
+            profile: &Striped<$lane>,
+            len: usize,
+            target: &[u8],
+            buffers: &mut Buffers,
+        ) -> Option<LocalScore> {
+            const LANES: usize = 32 / size_of::<$lane>();
+            /// Shifts lanes up by one (lane `k` gets lane `k - 1`), lane 0 gets 0.
+            #[inline]
+            #[target_feature(enable = "avx2")]
+            fn shift_up(v: __m256i) -> __m256i {
+                let carry = _mm256_permute2x128_si256::<0x08>(v, v);
+                _mm256_alignr_epi8::<{ 16 - size_of::<$lane>() as i32 }>(v, carry)
+            }
+            #[inline]
+            #[target_feature(enable = "avx2")]
+            fn any_greater(a: __m256i, b: __m256i) -> bool {
+                _mm256_movemask_epi8($cmpgt(a, b)) != 0
+            }
+            fn to_lanes(v: __m256i) -> [$lane; LANES] {
+                // SAFETY: both are 32 plain bytes.
+                unsafe { std::mem::transmute::<__m256i, [$lane; LANES]>(v) }
+            }
+
+            let seg_len = profile.seg_len;
+            let zero = _mm256_setzero_si256();
+            let min = $set1(<$lane>::MIN);
+            let mut lane0 = [0 as $lane; LANES];
+            lane0[0] = <$lane>::MIN;
+            // SAFETY: both are 32 plain bytes.
+            let lane0_min = unsafe { std::mem::transmute::<[$lane; LANES], __m256i>(lane0) };
+            let open_extend = $set1(profile.open_extend);
+            let extend = $set1(profile.extend);
+            let Buffers {
+                h_store,
+                h_load,
+                e,
+                best_column,
+            } = buffers;
+            for (buffer, fill) in [(&mut *h_store, zero), (&mut *h_load, zero), (&mut *e, min)] {
+                buffer.clear();
+                buffer.resize(seg_len, fill);
+            }
+            best_column.resize(seg_len, zero);
+
+            let mut best: $lane = 0;
+            let mut best_vector = zero;
+            let mut target_end = 0;
+            for (j, &code) in target.iter().enumerate() {
+                let scores = &profile.scores[code as usize * seg_len..][..seg_len];
+                // H(i - 1, j - 1) of the first segment: the last segment of the previous column.
+                let mut h = shift_up(h_store[seg_len - 1]);
+                std::mem::swap(h_store, h_load);
+                let mut f = min;
+                let mut column_max = zero;
+                let cells = h_store.iter_mut().zip(e.iter_mut()).zip(h_load.iter());
+                for (((h_out, e_cell), h_previous), &score) in cells.zip(scores) {
+                    h = $adds(h, score);
+                    let e_here = *e_cell;
+                    h = $max(h, zero);
+                    h = $max(h, e_here);
+                    h = $max(h, f);
+                    *h_out = h;
+                    column_max = $max(column_max, h);
+                    let h_gap = $subs(h, open_extend);
+                    *e_cell = $max($subs(e_here, extend), h_gap);
+                    f = $max($subs(f, extend), h_gap);
+                    h = *h_previous;
+                }
+                // Lazy F: carry deletions across lanes until no lane can raise H any more. F
+                // shifted out of the last lane leaves MIN behind, so this ends within LANES
+                // passes.
+                f = _mm256_or_si256(shift_up(f), lane0_min);
+                let mut s = 0;
+                while any_greater(f, $subs(h_store[s], open_extend)) {
+                    let h = $max(h_store[s], f);
+                    h_store[s] = h;
+                    e[s] = $max(e[s], $subs(h, open_extend));
+                    f = $subs(f, extend);
+                    s += 1;
+                    if s == seg_len {
+                        s = 0;
+                        f = _mm256_or_si256(shift_up(f), lane0_min);
+                    }
+                }
+                // Cells raised by F stay below the column's maximum, found in the first pass.
+                if any_greater(column_max, best_vector) {
+                    // Horizontal maximum: fold the 128-bit halves, then ever shorter shifts.
+                    let mut m = $max(
+                        column_max,
+                        _mm256_permute2x128_si256::<1>(column_max, column_max),
+                    );
+                    m = $max(m, _mm256_srli_si256::<8>(m));
+                    m = $max(m, _mm256_srli_si256::<4>(m));
+                    m = $max(m, _mm256_srli_si256::<2>(m));
+                    if size_of::<$lane>() == 1 {
+                        m = $max(m, _mm256_srli_si256::<1>(m));
+                    }
+                    best = to_lanes(m)[0];
+                    if best == <$lane>::MAX {
+                        // Saturated: the caller reruns at a wider type, the end cell is moot.
+                        return Some(LocalScore {
+                            score: best as i32,
+                            query_end: 0,
+                            target_end: j,
+                        });
+                    }
+                    best_vector = $set1(best);
+                    target_end = j;
+                    best_column.copy_from_slice(h_store);
+                }
+            }
+            if best == 0 {
+                return None;
+            }
+            let query_end = (0..len)
+                .find(|&i| to_lanes(best_column[i % seg_len])[i / seg_len] == best)
+                .expect("the best column holds the best score");
+            Some(LocalScore {
+                score: best as i32,
+                query_end,
+                target_end,
+            })
+        }
+    };
+}
+
+striped!(
+    i8,
+    build_narrow,
+    kernel_narrow,
+    _mm256_adds_epi8,
+    _mm256_subs_epi8,
+    _mm256_max_epi8,
+    _mm256_cmpgt_epi8,
+    _mm256_set1_epi8
+);
+striped!(
+    i16,
+    build_wide,
+    kernel_wide,
+    _mm256_adds_epi16,
+    _mm256_subs_epi16,
+    _mm256_max_epi16,
+    _mm256_cmpgt_epi16,
+    _mm256_set1_epi16
+);
+
+impl Profile {
+    pub(super) fn new(pssm: &Pssm, gaps: GapCosts) -> Profile {
+        Profile {
+            len: pssm.len(),
+            narrow: build_narrow(pssm, gaps),
+            wide: build_wide(pssm, gaps),
+        }
+    }
+
+    /// Best score (saturated at `i16::MAX`) and its end cell; `pssm` and `target` non-empty.
+    pub(super) fn score(&self, target: &[u8], buffers: &mut Buffers) -> Option<LocalScore> {
+        // SAFETY: this module is compiled only when AVX2 is enabled for the whole build.
+        unsafe {
+            let narrow = kernel_narrow(&self.narrow, self.len, target, buffers);
+            if narrow.is_none_or(|s| s.score < i8::MAX as i32) {
+                return narrow;
+            }
+            kernel_wide(&self.wide, self.len, target, buffers)
+        }
+    }
+}

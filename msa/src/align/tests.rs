@@ -1,0 +1,326 @@
+//! The SIMD kernel and the traceback against the scalar reference.
+
+use super::*;
+use crate::alphabet::{encode, X};
+use crate::matrix::BLOSUM62_GAPS;
+
+/// SplitMix64: deterministic test data without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// Residues, about one in 50 an `X`.
+    fn sequence(&mut self, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                if self.below(50) == 0 {
+                    X
+                } else {
+                    self.below(20) as u8
+                }
+            })
+            .collect()
+    }
+
+    /// A homolog: substitutions, insertions and deletions at `rate` percent each.
+    fn mutate(&mut self, seq: &[u8], rate: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &c in seq {
+            match self.below(100) {
+                r if r < rate => out.push(self.below(21) as u8),
+                r if r < 2 * rate => {
+                    out.push(c);
+                    let len = 1 + self.below(4);
+                    out.extend(self.sequence(len));
+                }
+                r if r < 3 * rate => {}
+                _ => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// A PSSM of random rows in `low..=high`.
+    fn pssm(&mut self, len: usize, low: i32, high: i32) -> Pssm {
+        let span = (high - low + 1) as usize;
+        Pssm {
+            rows: (0..len)
+                .map(|_| std::array::from_fn(|_| (low + self.below(span) as i32) as i8))
+                .collect(),
+        }
+    }
+}
+
+/// The score of `alignment` recomputed from its columns.
+fn rescore(alignment: &Alignment, pssm: &Pssm, target: &[u8], gaps: GapCosts) -> i32 {
+    let (mut i, mut j, mut score) = (alignment.query_start, alignment.target_start, 0);
+    let mut previous = AlignOp::Match;
+    for &op in &alignment.ops {
+        if op != AlignOp::Match && op != previous {
+            score -= gaps.open;
+        }
+        match op {
+            AlignOp::Match => {
+                score += pssm.score(i, target[j]);
+                i += 1;
+                j += 1;
+            }
+            AlignOp::Insertion => {
+                score -= gaps.extend;
+                j += 1;
+            }
+            AlignOp::Deletion => {
+                score -= gaps.extend;
+                i += 1;
+            }
+        }
+        previous = op;
+    }
+    assert_eq!((i, j), (alignment.query_end + 1, alignment.target_end + 1));
+    score
+}
+
+/// SIMD score == scalar score (and end cell); the alignment rescored == the score.
+fn check(pssm: &Pssm, target: &[u8], gaps: GapCosts, scratch: &mut Scratch) -> Option<i32> {
+    let reference = scalar_score(pssm, target, gaps);
+    let profile = QueryProfile::new(pssm, gaps);
+    let fast = profile.score(target, scratch);
+    assert_eq!(
+        fast,
+        reference,
+        "m {} n {} {gaps:?}",
+        pssm.len(),
+        target.len()
+    );
+    let alignment = profile.align(target, scratch).unwrap();
+    assert_eq!(alignment.is_some(), reference.is_some());
+    let (Some(reference), Some(alignment)) = (reference, alignment) else {
+        return None;
+    };
+    assert_eq!(alignment.score, reference.score);
+    assert_eq!(
+        (alignment.query_end, alignment.target_end),
+        (reference.query_end, reference.target_end)
+    );
+    assert_eq!(rescore(&alignment, pssm, target, gaps), reference.score);
+    if gaps.open + gaps.extend > 0 {
+        assert_eq!(alignment.ops.first(), Some(&AlignOp::Match));
+        assert_eq!(alignment.ops.last(), Some(&AlignOp::Match));
+    }
+    Some(reference.score)
+}
+
+const GAP_VARIANTS: [GapCosts; 5] = [
+    BLOSUM62_GAPS,
+    GapCosts { open: 5, extend: 2 },
+    GapCosts { open: 0, extend: 1 },
+    GapCosts { open: 3, extend: 0 },
+    GapCosts { open: 0, extend: 0 },
+];
+
+#[test]
+fn random_pairs_and_profiles_match_the_scalar_reference() {
+    let mut rng = Rng(1);
+    let mut scratch = Scratch::new();
+    for round in 0..400 {
+        let m = 1 + rng.below(if round % 4 == 0 { 40 } else { 600 });
+        let n = 1 + rng.below(600);
+        let query = rng.sequence(m);
+        let pssm = match round % 3 {
+            0 => Pssm::from_sequence(&query),
+            1 => rng.pssm(m, -8, 6),
+            _ => rng.pssm(m, -128, 127),
+        };
+        let target = rng.sequence(n);
+        check(
+            &pssm,
+            &target,
+            GAP_VARIANTS[round % GAP_VARIANTS.len()],
+            &mut scratch,
+        );
+    }
+}
+
+#[test]
+fn homologs_with_indels_match_the_scalar_reference() {
+    let mut rng = Rng(2);
+    let mut scratch = Scratch::new();
+    for round in 0..150 {
+        let m = 1 + rng.below(600);
+        let query = rng.sequence(m);
+        let (before, after) = (rng.below(50), rng.below(50));
+        let target = [
+            rng.sequence(before),
+            rng.mutate(&query, 2 + round % 15),
+            rng.sequence(after),
+        ]
+        .concat();
+        let pssm = Pssm::from_sequence(&query);
+        let gaps = GAP_VARIANTS[round % GAP_VARIANTS.len()];
+        let score = check(&pssm, &target, gaps, &mut scratch);
+        if round % 15 < 5 && m > 50 && gaps == BLOSUM62_GAPS {
+            let alignment = align(&pssm, &target, gaps).unwrap().unwrap();
+            assert!(score.unwrap() > 0);
+            assert!(alignment.identities(&query, &target) * 2 > alignment.aligned_len());
+        }
+    }
+}
+
+#[test]
+fn a_real_pair_aligns_with_its_gap() {
+    // Ubiquitin against itself with five residues removed from the middle.
+    let query =
+        encode(b"MQIFVKTLTGKTITLEVEPSDTIENVKAKIQDKEGIPPDQQRLIFAGKQLEDGRTLSDYNIQKESTLHLVLRLRGG")
+            .unwrap();
+    let target = [&query[..30], &query[35..]].concat();
+    let pssm = Pssm::from_sequence(&query);
+    check(&pssm, &target, BLOSUM62_GAPS, &mut Scratch::new());
+    let alignment = align(&pssm, &target, BLOSUM62_GAPS).unwrap().unwrap();
+    assert_eq!((alignment.query_start, alignment.query_end), (0, 75));
+    assert_eq!((alignment.target_start, alignment.target_end), (0, 70));
+    assert_eq!(alignment.identities(&query, &target), 71);
+    assert_eq!(alignment.aligned_len(), 76);
+    let deletions = alignment
+        .ops
+        .iter()
+        .filter(|&&op| op == AlignOp::Deletion)
+        .count();
+    assert_eq!(deletions, 5);
+}
+
+#[test]
+fn all_negative_scores_give_no_alignment() {
+    let mut rng = Rng(3);
+    let mut scratch = Scratch::new();
+    for m in [1, 15, 16, 17, 100] {
+        let pssm = rng.pssm(m, -20, -1);
+        let target = rng.sequence(200);
+        assert_eq!(check(&pssm, &target, BLOSUM62_GAPS, &mut scratch), None);
+    }
+    // X against X scores -1 in BLOSUM62.
+    let xs = vec![X; 50];
+    assert_eq!(
+        check(&Pssm::from_sequence(&xs), &xs, BLOSUM62_GAPS, &mut scratch),
+        None
+    );
+    let empty = Pssm { rows: Vec::new() };
+    assert_eq!(check(&empty, &xs, BLOSUM62_GAPS, &mut scratch), None);
+    assert_eq!(
+        check(&Pssm::from_sequence(&xs), &[], BLOSUM62_GAPS, &mut scratch),
+        None
+    );
+}
+
+#[test]
+fn lengths_around_the_lane_count_and_scratch_reuse() {
+    let mut rng = Rng(4);
+    let mut scratch = Scratch::new();
+    for m in (1..=70).chain([255, 256, 257, 511, 512, 513]).rev() {
+        let query = rng.sequence(m);
+        let pssm = Pssm::from_sequence(&query);
+        for n in [1, 2, 15, 16, 17, 33, m] {
+            check(&pssm, &rng.sequence(n), BLOSUM62_GAPS, &mut scratch);
+            check(&pssm, &rng.mutate(&query, 5), BLOSUM62_GAPS, &mut scratch);
+        }
+    }
+}
+
+#[test]
+fn saturating_scores_fall_back_to_the_exact_score() {
+    // 5000 W against itself: 11 × 5000 = 55 000, beyond i16.
+    let w = vec![17u8; 5000];
+    let pssm = Pssm::from_sequence(&w);
+    let profile = QueryProfile::new(&pssm, BLOSUM62_GAPS);
+    let score = profile.score(&w, &mut Scratch::new()).unwrap();
+    assert_eq!(
+        score,
+        LocalScore {
+            score: 55_000,
+            query_end: 4999,
+            target_end: 4999
+        }
+    );
+    assert_eq!(Some(score), scalar_score(&pssm, &w, BLOSUM62_GAPS));
+    // A long homolog, scored near and beyond the i16 limit.
+    let mut rng = Rng(5);
+    let query = rng.sequence(7600);
+    let target = rng.mutate(&query, 2);
+    let score = check(
+        &Pssm::from_sequence(&query),
+        &target,
+        BLOSUM62_GAPS,
+        &mut Scratch::new(),
+    );
+    assert!(score.unwrap() > i16::MAX as i32, "{score:?}");
+}
+
+#[test]
+fn oversized_tracebacks_are_refused() {
+    let w = vec![17u8; 9000];
+    let pssm = Pssm::from_sequence(&w);
+    let error = align(&pssm, &w, BLOSUM62_GAPS).unwrap_err();
+    assert_eq!(
+        error,
+        TracebackTooLarge {
+            query_start: 0,
+            query_end: 8999,
+            target_start: 0,
+            target_end: 8999
+        }
+    );
+}
+
+/// Speed of the score kernel: a 300-residue query against 20 M random residues, then against
+/// 2 M residues of its homologs (scores above the `i8` range: both passes run).
+/// `cargo test --release -p ferrofold-msa -- --ignored --nocapture gcups`
+#[test]
+#[ignore]
+fn gcups() {
+    let mut rng = Rng(6);
+    let query = rng.sequence(300);
+    let pssm = Pssm::from_sequence(&query);
+    let profile = QueryProfile::new(&pssm, BLOSUM62_GAPS);
+    let mut scratch = Scratch::new();
+    let random: Vec<Vec<u8>> = (0..60_000)
+        .map(|_| {
+            let len = 100 + rng.below(467);
+            rng.sequence(len)
+        })
+        .collect();
+    let homologs: Vec<Vec<u8>> = (0..6_000).map(|_| rng.mutate(&query, 10)).collect();
+    let start = std::time::Instant::now();
+    let residues: usize = random[..6_000].iter().map(Vec::len).sum();
+    for target in &random[..6_000] {
+        scalar_score(&pssm, target, BLOSUM62_GAPS);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "scalar: {:.2} GCUPS",
+        300.0 * residues as f64 / seconds / 1e9
+    );
+    for (name, targets) in [("random", random), ("homologs", homologs)] {
+        let residues: usize = targets.iter().map(Vec::len).sum();
+        let start = std::time::Instant::now();
+        let total: i64 = targets
+            .iter()
+            .map(|t| profile.score(t, &mut scratch).map_or(0, |s| s.score as i64))
+            .sum();
+        let seconds = start.elapsed().as_secs_f64();
+        println!(
+            "{name}: {residues} residues in {seconds:.3} s: {:.2} GCUPS (mean score {})",
+            300.0 * residues as f64 / seconds / 1e9,
+            total / targets.len() as i64
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! The sequence database: protein sequences and their headers in one memory-mapped
+//! file, built once from FASTA ([`build_database`]) and opened by every search
+//! ([`Database::open`]). The layout is described in `format.rs`.
+
+mod build;
+mod format;
+mod open;
+#[cfg(test)]
+mod tests;
+
+pub use build::{build_database, BuildReport, SkipReason, Skipped, SKIP_EXAMPLES};
+pub use format::{FORMAT_VERSION, MAGIC};
+pub use open::Database;

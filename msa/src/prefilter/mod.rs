@@ -1,0 +1,80 @@
+//! The prefilter: finds, for each query of a batch, the database targets worth a gapped
+//! alignment, reading the database once per batch.
+
+mod neighbors;
+mod scan;
+
+pub use neighbors::{count_seeds, SeedTable, K};
+pub use scan::{ungapped_diagonal_score, Candidate};
+
+use rayon::prelude::*;
+
+use crate::db::Database;
+use crate::matrix::{Pssm, BLOSUM62_LAMBDA_UNGAPPED};
+use scan::ScanState;
+
+/// Prefilter settings (derived from the search's sensitivity).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PrefilterParams {
+    /// Score a k-mer needs against a query window to seed (lower: more sensitive).
+    pub kmer_threshold: i32,
+    /// Ungapped diagonal score a target needs to pass.
+    pub min_ungapped: i32,
+    /// Most targets passed on per query, best ungapped scores first.
+    pub max_candidates: usize,
+}
+
+/// Targets per parallel task: large enough to amortise the per-thread slot arrays.
+const TARGETS_PER_TASK: usize = 4096;
+
+/// Candidates per query of the batch, best ungapped score first. `progress` receives the
+/// number of targets scanned as tasks finish.
+pub fn prefilter(
+    db: &Database,
+    queries: &[&Pssm],
+    params: &PrefilterParams,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Vec<Vec<Candidate>> {
+    let table = SeedTable::build(queries, params.kmer_threshold);
+    let tasks = db.len().div_ceil(TARGETS_PER_TASK);
+    let found: Vec<Vec<(u32, Candidate)>> = (0..tasks)
+        .into_par_iter()
+        .map_init(
+            || ScanState::new(queries, &table, db.max_length()),
+            |state, task| {
+                let start = task * TARGETS_PER_TASK;
+                let end = (start + TARGETS_PER_TASK).min(db.len());
+                let mut out = Vec::new();
+                for index in start..end {
+                    state.scan_target(
+                        index as u32,
+                        db.sequence(index),
+                        params.min_ungapped,
+                        &mut out,
+                    );
+                }
+                progress(end - start);
+                out
+            },
+        )
+        .collect();
+    let mut per_query: Vec<Vec<Candidate>> = vec![Vec::new(); queries.len()];
+    for (q, candidate) in found.into_iter().flatten() {
+        per_query[q as usize].push(candidate);
+    }
+    // Rank by significance rather than raw score: a long target collects high chance scores
+    // (its ungapped E-value grows with its length), and would crowd out short homologs.
+    let significance = |c: &Candidate| {
+        let len = db.sequence(c.target as usize).len() as f64;
+        BLOSUM62_LAMBDA_UNGAPPED * c.ungapped as f64 - len.ln()
+    };
+    for candidates in &mut per_query {
+        candidates.sort_by(|a, b| {
+            significance(b)
+                .total_cmp(&significance(a))
+                .then(a.target.cmp(&b.target))
+        });
+        candidates.truncate(params.max_candidates);
+    }
+    per_query
+}

@@ -1,0 +1,147 @@
+//! The database scan: seed hits on diagonals, two hits on one diagonal open an ungapped
+//! alignment of the whole diagonal, and each target keeps its best diagonal score.
+
+use super::neighbors::{SeedTable, CODES, K};
+use crate::alphabet::X;
+use crate::matrix::Pssm;
+
+/// A target that passed the prefilter for one query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    pub target: u32,
+    /// Best ungapped segment score on a diagonal with two seed hits.
+    pub ungapped: i32,
+}
+
+/// Where the last seed hit on a diagonal of the current target was.
+#[derive(Clone, Copy)]
+struct DiagonalSlot {
+    /// Target index + 1 that wrote the slot (0: never), so slots need no clearing.
+    stamp: u32,
+    /// Query position of the last hit; `TRIGGERED` once the diagonal was taken.
+    last_pos: u32,
+}
+
+const TRIGGERED: u32 = u32::MAX;
+
+/// Per-thread state of the scan, reused across targets.
+pub struct ScanState<'a> {
+    queries: &'a [&'a Pssm],
+    table: &'a SeedTable,
+    /// Per query: one slot per diagonal `target_pos - query_pos + query_len`.
+    slots: Vec<Vec<DiagonalSlot>>,
+    /// Diagonals with two hits in the current target: (query, diagonal).
+    triggered: Vec<(u32, u32)>,
+    /// Best ungapped score per query in the current target, with the stamp that set it.
+    best: Vec<(u32, i32)>,
+    touched: Vec<u32>,
+}
+
+impl<'a> ScanState<'a> {
+    pub fn new(queries: &'a [&'a Pssm], table: &'a SeedTable, max_target_len: usize) -> Self {
+        let empty = DiagonalSlot {
+            stamp: 0,
+            last_pos: 0,
+        };
+        ScanState {
+            queries,
+            table,
+            slots: queries
+                .iter()
+                .map(|q| vec![empty; q.len() + max_target_len + 1])
+                .collect(),
+            triggered: Vec::new(),
+            best: vec![(0, 0); queries.len()],
+            touched: Vec::new(),
+        }
+    }
+
+    /// Scans target `index` and appends (query, candidate) for every query whose best
+    /// two-hit diagonal scores at least `min_ungapped`.
+    pub fn scan_target(
+        &mut self,
+        index: u32,
+        target: &[u8],
+        min_ungapped: i32,
+        out: &mut Vec<(u32, Candidate)>,
+    ) {
+        let stamp = index + 1;
+        self.collect_two_hit_diagonals(stamp, target);
+        for &(q, diagonal) in &self.triggered {
+            let pssm = self.queries[q as usize];
+            let score = ungapped_diagonal_score(pssm, target, diagonal as usize);
+            let best = &mut self.best[q as usize];
+            if best.0 != stamp {
+                *best = (stamp, score);
+                self.touched.push(q);
+            } else if score > best.1 {
+                best.1 = score;
+            }
+        }
+        for &q in &self.touched {
+            let ungapped = self.best[q as usize].1;
+            if ungapped >= min_ungapped {
+                out.push((
+                    q,
+                    Candidate {
+                        target: index,
+                        ungapped,
+                    },
+                ));
+            }
+        }
+        self.touched.clear();
+    }
+
+    fn collect_two_hit_diagonals(&mut self, stamp: u32, target: &[u8]) {
+        self.triggered.clear();
+        let modulus = CODES as u32;
+        let mut code = 0u32;
+        // Residues since the last X: a k-mer needs K of them.
+        let mut run = 0usize;
+        for (j, &c) in target.iter().enumerate() {
+            if c == X {
+                run = 0;
+                continue;
+            }
+            code = (code * 20 + c as u32) % modulus;
+            run += 1;
+            if run < K {
+                continue;
+            }
+            let target_start = (j + 1 - K) as u32;
+            for seed in self.table.seeds(code) {
+                let query_len = self.queries[seed.query as usize].len() as u32;
+                let diagonal = target_start + query_len - seed.pos;
+                let slot = &mut self.slots[seed.query as usize][diagonal as usize];
+                if slot.stamp != stamp {
+                    *slot = DiagonalSlot {
+                        stamp,
+                        last_pos: seed.pos,
+                    };
+                } else if slot.last_pos != TRIGGERED && seed.pos >= slot.last_pos + K as u32 {
+                    // A second hit that does not overlap the first.
+                    slot.last_pos = TRIGGERED;
+                    self.triggered.push((seed.query, diagonal));
+                }
+            }
+        }
+    }
+}
+
+/// Best ungapped segment score along one whole diagonal (Kadane's maximum subarray).
+/// `diagonal` is `target_pos - query_pos + query_len`.
+pub fn ungapped_diagonal_score(pssm: &Pssm, target: &[u8], diagonal: usize) -> i32 {
+    let query_len = pssm.len();
+    let first_query = query_len.saturating_sub(diagonal);
+    let offset = diagonal as isize - query_len as isize;
+    let last_query = query_len.min((target.len() as isize - offset).max(0) as usize);
+    let mut best = 0;
+    let mut running = 0;
+    for i in first_query..last_query {
+        let t = target[(i as isize + offset) as usize];
+        running = (running + pssm.score(i, t)).max(0);
+        best = best.max(running);
+    }
+    best
+}

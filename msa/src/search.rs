@@ -1,0 +1,295 @@
+//! The iterative search: prefilter, gapped alignment with E-values, then a profile of the
+//! hits for the next iteration (PSI-BLAST / MMseqs2 `--num-iterations`).
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::align::{AlignOp, Alignment, QueryProfile, Scratch};
+use crate::db::Database;
+use crate::matrix::{GapCosts, Pssm, BLOSUM62_GAPS};
+use crate::prefilter::{count_seeds, prefilter, PrefilterParams};
+use crate::profile::{build_pssm, GAP};
+use crate::stats::{KarlinAltschul, SearchSpace, BLOSUM62_11_1};
+
+/// Settings of a search (defaults follow ColabFold's MMseqs2 call).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchParams {
+    /// Search iterations; each after the first searches with the profile of the last.
+    pub iterations: usize,
+    /// Hits with an E-value up to this are reported.
+    pub evalue: f64,
+    /// Hits with an E-value up to this enter the next iteration's profile.
+    pub inclusion_evalue: f64,
+    /// Most hits reported per query (and targets aligned per query).
+    pub max_seqs: usize,
+    /// 1 (fast) to 8.5 (sensitive), as MMseqs2's `-s`.
+    pub sensitivity: f64,
+    pub gaps: GapCosts,
+}
+
+impl Default for SearchParams {
+    fn default() -> Self {
+        SearchParams {
+            iterations: 3,
+            evalue: 0.1,
+            inclusion_evalue: 1e-3,
+            max_seqs: 10_000,
+            sensitivity: 7.5,
+            gaps: BLOSUM62_GAPS,
+        }
+    }
+}
+
+impl SearchParams {
+    /// Prefilter settings for the sensitivity: each step of `-s` lowers the k-mer score
+    /// threshold by one, admitting more similar k-mers.
+    pub fn prefilter(&self) -> PrefilterParams {
+        PrefilterParams {
+            kmer_threshold: (25.0 - self.sensitivity).round() as i32,
+            min_ungapped: 15,
+            max_candidates: self.max_seqs.max(1),
+        }
+    }
+}
+
+/// One query of a search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    pub name: String,
+    /// Residue codes.
+    pub codes: Vec<u8>,
+}
+
+/// One reported hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// Index of the target in the database.
+    pub target: u32,
+    pub evalue: f64,
+    pub bits: f64,
+    /// Identical residues over the alignment length (columns including gaps).
+    pub identity: f64,
+    pub alignment: Alignment,
+}
+
+impl Hit {
+    /// The target's residues at the query's columns ([`GAP`] where it has none).
+    pub fn query_columns(&self, target: &[u8], query_len: usize) -> Vec<u8> {
+        let mut row = vec![GAP; query_len];
+        let (mut i, mut j) = (self.alignment.query_start, self.alignment.target_start);
+        for op in &self.alignment.ops {
+            match op {
+                AlignOp::Match => {
+                    row[i] = target[j];
+                    i += 1;
+                    j += 1;
+                }
+                AlignOp::Insertion => j += 1,
+                AlignOp::Deletion => i += 1,
+            }
+        }
+        row
+    }
+}
+
+/// The outcome of one query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryResult {
+    /// Hits in E-value order.
+    pub hits: Vec<Hit>,
+    /// Iterations run (fewer than asked when the profile converged).
+    pub iterations: usize,
+    /// Significant targets left out because their alignment is too long to trace back.
+    pub untraced: usize,
+}
+
+/// Progress of a search, for a progress bar.
+pub trait SearchProgress: Sync {
+    /// A new database pass starts: `targets` to scan for `queries` queries in `iteration`.
+    fn pass(&self, iteration: usize, queries: usize, targets: usize);
+    /// `targets` more targets scanned.
+    fn scanned(&self, targets: usize);
+    /// A pass (prefilter and alignment of one batch) is done.
+    fn finished(&self, summary: &PassSummary);
+}
+
+/// What one database pass did, for the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PassSummary {
+    pub iteration: usize,
+    pub queries: usize,
+    /// Targets the prefilter passed on, all queries together.
+    pub candidates: usize,
+    /// Hits within the E-value threshold, all queries together.
+    pub hits: usize,
+    pub prefilter_seconds: f64,
+    pub align_seconds: f64,
+}
+
+/// Most seeds in one batch's table (12 bytes each with the table's share of the offsets).
+const MAX_BATCH_SEEDS: usize = 48 << 20;
+/// Most queries per batch: each keeps a diagonal array per scanning thread.
+const MAX_BATCH_QUERIES: usize = 256;
+
+/// Searches every query against the database.
+pub fn search(
+    db: &Database,
+    queries: &[Query],
+    params: &SearchParams,
+    progress: &dyn SearchProgress,
+) -> Vec<QueryResult> {
+    let ka = BLOSUM62_11_1;
+    let prefilter_params = params.prefilter();
+    let mut profiles: Vec<Pssm> = queries
+        .iter()
+        .map(|q| Pssm::from_sequence(&q.codes))
+        .collect();
+    let mut results: Vec<QueryResult> = queries
+        .iter()
+        .map(|_| QueryResult {
+            hits: Vec::new(),
+            iterations: 0,
+            untraced: 0,
+        })
+        .collect();
+    let mut included: Vec<Vec<u32>> = vec![Vec::new(); queries.len()];
+    let mut active: Vec<usize> = (0..queries.len()).collect();
+    for iteration in 0..params.iterations.max(1) {
+        for batch in batches(&active, &profiles, prefilter_params.kmer_threshold) {
+            let pssms: Vec<&Pssm> = batch.iter().map(|&q| &profiles[q]).collect();
+            progress.pass(iteration + 1, batch.len(), db.len());
+            let started = Instant::now();
+            let candidates = prefilter(db, &pssms, &prefilter_params, &|n| progress.scanned(n));
+            let prefilter_seconds = started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let mut summary = PassSummary {
+                iteration: iteration + 1,
+                queries: batch.len(),
+                candidates: candidates.iter().map(Vec::len).sum(),
+                hits: 0,
+                prefilter_seconds,
+                align_seconds: 0.0,
+            };
+            for (&q, candidates) in batch.iter().zip(candidates) {
+                let targets: Vec<u32> = candidates.iter().map(|c| c.target).collect();
+                let space = ka.search_space(queries[q].codes.len(), db.total_residues(), db.len());
+                let (hits, untraced) = align_candidates(
+                    db,
+                    &profiles[q],
+                    &queries[q].codes,
+                    &targets,
+                    params,
+                    &ka,
+                    space,
+                );
+                summary.hits += hits.len();
+                results[q] = QueryResult {
+                    hits,
+                    iterations: iteration + 1,
+                    untraced,
+                };
+            }
+            summary.align_seconds = started.elapsed().as_secs_f64();
+            progress.finished(&summary);
+        }
+        if iteration + 1 == params.iterations {
+            break;
+        }
+        // Next profiles; a query whose included hits did not change has converged.
+        active.retain(|&q| {
+            let mut now: Vec<u32> = results[q]
+                .hits
+                .iter()
+                .filter(|h| h.evalue <= params.inclusion_evalue)
+                .map(|h| h.target)
+                .collect();
+            now.sort_unstable();
+            if now.is_empty() || now == included[q] {
+                return false;
+            }
+            let m = queries[q].codes.len();
+            let rows: Vec<Vec<u8>> = results[q]
+                .hits
+                .iter()
+                .filter(|h| h.evalue <= params.inclusion_evalue)
+                .map(|h| h.query_columns(db.sequence(h.target as usize), m))
+                .collect();
+            profiles[q] = build_pssm(&queries[q].codes, &rows);
+            included[q] = now;
+            true
+        });
+        if active.is_empty() {
+            break;
+        }
+    }
+    results
+}
+
+/// Cuts the active queries into batches whose seed tables fit the budget.
+fn batches(active: &[usize], profiles: &[Pssm], threshold: i32) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut seeds_in_last = 0usize;
+    for &q in active {
+        let seeds = count_seeds(&profiles[q], threshold);
+        let start_new = match out.last() {
+            None => true,
+            Some(last) => {
+                last.len() >= MAX_BATCH_QUERIES || seeds_in_last + seeds > MAX_BATCH_SEEDS
+            }
+        };
+        if start_new {
+            out.push(Vec::new());
+            seeds_in_last = 0;
+        }
+        out.last_mut().expect("a batch was just pushed").push(q);
+        seeds_in_last += seeds;
+    }
+    out
+}
+
+/// Gapped alignment of the prefilter's targets: SIMD scores first, tracebacks only for
+/// the targets within the E-value threshold, best `max_seqs` kept. Also returns how many
+/// significant targets had alignments too long to trace back.
+fn align_candidates(
+    db: &Database,
+    pssm: &Pssm,
+    query: &[u8],
+    targets: &[u32],
+    params: &SearchParams,
+    ka: &KarlinAltschul,
+    space: SearchSpace,
+) -> (Vec<Hit>, usize) {
+    let profile = QueryProfile::new(pssm, params.gaps);
+    let min_score = ka.min_score_for(params.evalue, space);
+    let mut scored: Vec<(u32, i32)> = targets
+        .par_iter()
+        .map_init(Scratch::new, |scratch, &t| {
+            let score = profile.score(db.sequence(t as usize), scratch);
+            (t, score.map_or(0, |s| s.score))
+        })
+        .filter(|&(_, score)| score >= min_score)
+        .collect();
+    scored.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    scored.truncate(params.max_seqs);
+    let traced: Vec<Option<Hit>> = scored
+        .par_iter()
+        .map_init(Scratch::new, |scratch, &(t, _)| {
+            let target = db.sequence(t as usize);
+            let alignment = profile.align(target, scratch).ok().flatten()?;
+            let identity =
+                alignment.identities(query, target) as f64 / alignment.aligned_len().max(1) as f64;
+            Some(Hit {
+                target: t,
+                evalue: ka.evalue(alignment.score, space),
+                bits: ka.bit_score(alignment.score),
+                identity,
+                alignment,
+            })
+        })
+        .collect();
+    let untraced = traced.iter().filter(|h| h.is_none()).count();
+    let mut hits: Vec<Hit> = traced.into_iter().flatten().collect();
+    hits.sort_by(|a, b| a.evalue.total_cmp(&b.evalue).then(a.target.cmp(&b.target)));
+    (hits, untraced)
+}

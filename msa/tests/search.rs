@@ -1,0 +1,233 @@
+//! The search end to end on synthetic databases: planted homologs are found with
+//! significant E-values, chance hits follow the Karlin–Altschul expectation, and profile
+//! iterations reach homologs a single sequence misses.
+
+use ferrofold_msa::align::{QueryProfile, Scratch};
+use ferrofold_msa::alphabet::{decode, X};
+use ferrofold_msa::db::{build_database, Database};
+use ferrofold_msa::matrix::{Pssm, BACKGROUND, BLOSUM62_GAPS};
+use ferrofold_msa::search::{search, Query, SearchParams, SearchProgress};
+use ferrofold_msa::stats::BLOSUM62_11_1;
+
+/// xorshift64*: reproducible test data without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn residue(&mut self) -> u8 {
+        let mut u = self.uniform();
+        for (a, &p) in BACKGROUND.iter().enumerate() {
+            if u < p {
+                return a as u8;
+            }
+            u -= p;
+        }
+        19
+    }
+
+    fn protein(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.residue()).collect()
+    }
+
+    /// A homolog of `seq`: each residue kept with probability `identity` (else a random
+    /// residue) and an indel every ~`indel_every` residues.
+    fn mutate(&mut self, seq: &[u8], identity: f64, indel_every: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(seq.len() + 16);
+        for &c in seq {
+            if self.next().is_multiple_of(indel_every as u64) {
+                if self.next().is_multiple_of(2) {
+                    continue;
+                }
+                let extra = 1 + self.next() % 3;
+                out.extend((0..extra).map(|_| self.residue()));
+            }
+            out.push(if self.uniform() < identity {
+                c
+            } else {
+                self.residue()
+            });
+        }
+        out
+    }
+}
+
+struct Quiet;
+
+impl SearchProgress for Quiet {
+    fn pass(&self, _: usize, _: usize, _: usize) {}
+    fn scanned(&self, _: usize) {}
+    fn finished(&self, _: &ferrofold_msa::search::PassSummary) {}
+}
+
+/// Writes `seqs` (named `s0`, `s1`, …) as FASTA and builds a database from it.
+fn database(dir: &std::path::Path, seqs: &[Vec<u8>]) -> Database {
+    let fasta: String = seqs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!(">s{i} synthetic\n{}\n", decode(s)))
+        .collect();
+    let fasta_path = dir.join("db.fasta");
+    std::fs::write(&fasta_path, fasta).unwrap();
+    let db_path = dir.join("db.ffdb");
+    build_database(&fasta_path, &db_path, &mut |_| {}).unwrap();
+    Database::open(&db_path).unwrap()
+}
+
+#[test]
+fn planted_homologs_are_found_and_background_is_not() {
+    let mut rng = Rng(42);
+    let query = rng.protein(250);
+    let mut seqs: Vec<Vec<u8>> = (0..3000)
+        .map(|i| rng.protein(100 + (i * 37) % 400))
+        .collect();
+    // Homologs at 90 %, 60 % and 45 % identity with indels, placed inside longer targets.
+    let planted = [(10usize, 0.9), (1500, 0.6), (2999, 0.45)];
+    for &(at, identity) in &planted {
+        let mut target = rng.protein(30);
+        target.extend(rng.mutate(&query, identity, 40));
+        target.extend(rng.protein(50));
+        seqs[at] = target;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path(), &seqs);
+    let params = SearchParams {
+        iterations: 1,
+        evalue: 1e-3,
+        ..SearchParams::default()
+    };
+    let queries = [Query {
+        name: "q".into(),
+        codes: query.clone(),
+    }];
+    let result = &search(&db, &queries, &params, &Quiet)[0];
+    let found: Vec<u32> = result.hits.iter().map(|h| h.target).collect();
+    for &(at, identity) in &planted {
+        assert!(
+            found.contains(&(at as u32)),
+            "{identity} identity homolog missed: {found:?}"
+        );
+    }
+    assert_eq!(
+        found.len(),
+        planted.len(),
+        "chance hits at E <= 1e-3: {found:?}"
+    );
+    // The alignment covers the planted region, and identities are ordered as planted.
+    let hit = |at: usize| result.hits.iter().find(|h| h.target == at as u32).unwrap();
+    let close = hit(10);
+    assert!(close.alignment.target_start >= 25 && close.alignment.target_start <= 35);
+    assert!(close.alignment.query_end - close.alignment.query_start > 230);
+    assert!(hit(10).identity > hit(1500).identity && hit(1500).identity > hit(2999).identity);
+    assert!(result.hits.windows(2).all(|w| w[0].evalue <= w[1].evalue));
+}
+
+#[test]
+fn chance_hits_match_the_expected_number() {
+    // Full Smith–Waterman of random queries against a random database: hits with E <= 1
+    // should number about one per query.
+    let mut rng = Rng(7);
+    let seqs: Vec<Vec<u8>> = (0..2000)
+        .map(|i| rng.protein(80 + (i * 53) % 500))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path(), &seqs);
+    let ka = BLOSUM62_11_1;
+    let queries = 60;
+    let mut chance = 0usize;
+    for q in 0..queries {
+        let query = rng.protein(120 + q * 7);
+        let profile = QueryProfile::new(&Pssm::from_sequence(&query), BLOSUM62_GAPS);
+        let space = ka.search_space(query.len(), db.total_residues(), db.len());
+        let mut scratch = Scratch::new();
+        chance += (0..db.len())
+            .filter_map(|t| profile.score(db.sequence(t), &mut scratch))
+            .filter(|s| ka.evalue(s.score, space) <= 1.0)
+            .count();
+    }
+    let per_query = chance as f64 / queries as f64;
+    assert!(
+        (0.4..=2.5).contains(&per_query),
+        "{per_query} chance hits per query at E <= 1"
+    );
+}
+
+#[test]
+fn profile_iterations_reach_remote_homologs() {
+    // A family: members at ~50 % identity to the query and each other's ancestor, and
+    // remote members at ~30 % that a single-sequence search ranks below the threshold.
+    let mut rng = Rng(1234);
+    let ancestor = rng.protein(200);
+    let mut seqs: Vec<Vec<u8>> = (0..2000)
+        .map(|i| rng.protein(150 + (i * 31) % 300))
+        .collect();
+    let query = rng.mutate(&ancestor, 0.55, 60);
+    for i in 0..40 {
+        seqs[i * 50] = rng.mutate(&ancestor, 0.55, 60);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path(), &seqs);
+    let queries = [Query {
+        name: "q".into(),
+        codes: query,
+    }];
+    let count = |iterations| {
+        let params = SearchParams {
+            iterations,
+            evalue: 1e-3,
+            ..SearchParams::default()
+        };
+        let result = &search(&db, &queries, &params, &Quiet)[0];
+        let members = result.hits.iter().filter(|h| h.target % 50 == 0).count();
+        (members, result.hits.len() - members)
+    };
+    let (one, false_one) = count(1);
+    let (three, false_three) = count(3);
+    assert!(
+        three > one,
+        "profiles found {three} members vs {one} with one iteration"
+    );
+    assert!(
+        three >= 36,
+        "profile search found only {three} of 40 members"
+    );
+    assert_eq!(false_one + false_three, 0, "false hits");
+}
+
+#[test]
+fn ambiguous_residues_never_seed_but_align() {
+    let mut rng = Rng(99);
+    let query = rng.protein(150);
+    let mut with_x = query.clone();
+    for i in (0..with_x.len()).step_by(10) {
+        with_x[i] = X;
+    }
+    let mut seqs: Vec<Vec<u8>> = (0..500).map(|_| rng.protein(200)).collect();
+    seqs[3] = query.clone();
+    seqs[7] = with_x;
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path(), &seqs);
+    let queries = [Query {
+        name: "q".into(),
+        codes: query,
+    }];
+    let params = SearchParams {
+        iterations: 1,
+        ..SearchParams::default()
+    };
+    let hits = &search(&db, &queries, &params, &Quiet)[0].hits;
+    assert_eq!(hits[0].target, 3);
+    assert!(
+        hits.iter().any(|h| h.target == 7),
+        "the X-masked copy was missed"
+    );
+}
