@@ -182,6 +182,9 @@ fn features_from_fasta(
         );
     };
     safe_output_path(&args.out, &record.name, "pdb")?;
+    // Checked before a database search that would otherwise run first.
+    ferrofold_engine::af2::pipeline::encode_query(&record.sequence)
+        .with_context(|| format!("record `{}`", record.name))?;
     let msa = match (&args.msa, &args.db) {
         (Some(path), _) => Some(read_a3m(path)?),
         (None, Some(db)) => {

@@ -1,17 +1,20 @@
 //! The query profile of an iterative search (PSI-BLAST's recipe): position-based sequence
-//! weights, BLOSUM62 pseudocounts mixed by the column's diversity, log-odds scores in
-//! BLOSUM62's half-bit scale.
+//! weights, BLOSUM62 pseudocounts mixed by the column's diversity, log-odds scores with
+//! BLOSUM62's λ.
 
 use crate::alphabet::{ALPHABET_SIZE, X};
-use crate::matrix::{blosum62_target_frequencies, Pssm, BACKGROUND};
+use crate::matrix::{blosum62_target_frequencies, Pssm, BACKGROUND, BLOSUM62_LAMBDA_UNGAPPED};
 
 /// Marks a query column the row does not cover.
 pub const GAP: u8 = 255;
 
 /// Weight of the pseudocounts (PSI-BLAST's β).
 const PSEUDOCOUNT_WEIGHT: f64 = 10.0;
-/// Half-bit units: scores are 2·log2(odds), BLOSUM62's scale.
-const SCORE_SCALE: f64 = 2.0 / std::f64::consts::LN_2;
+/// Scores are ln(odds)/λ with BLOSUM62's ungapped λ, so every column's scores have exactly
+/// BLOSUM62's λ (Σ_a p_a e^{λ s} = Σ_a Q_a = 1) and one set of E-value parameters serves
+/// both (PSI-BLAST rescales its PSSMs to the same end). Half-bit units would give λ = 0.347
+/// and a profile ~9 % weaker than the matrix it starts from.
+const SCORE_SCALE: f64 = 1.0 / BLOSUM62_LAMBDA_UNGAPPED;
 
 /// A PSSM for `query` from the rows of an MSA in query coordinates (`rows[k][i]` is the
 /// residue aligned to query position `i`, or [`GAP`]). The query itself is the first row;

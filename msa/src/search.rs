@@ -46,7 +46,7 @@ impl SearchParams {
     /// threshold by one, admitting more similar k-mers.
     pub fn prefilter(&self) -> PrefilterParams {
         PrefilterParams {
-            kmer_threshold: (25.0 - self.sensitivity).round() as i32,
+            kmer_threshold: (24.5 - self.sensitivity).round() as i32,
             min_ungapped: 15,
             max_candidates: self.max_seqs.max(1),
         }

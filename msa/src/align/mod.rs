@@ -13,7 +13,8 @@
 //!   [`scalar_score`] in `i32`, so the score is always exact. Without AVX2 at compile time the
 //!   scalar code is used.
 //! - [`QueryProfile::align`] / [`align`]: the alignment itself, for the hits only: an anchored
-//!   reverse pass from the end cell finds the start, then a traceback inside that rectangle.
+//!   reverse pass from the end cell finds the start (the score kernel on the reversed prefixes
+//!   with AVX2), then a traceback inside that rectangle.
 //!
 //! Positions are 0-based and ends are inclusive: `query_end`/`target_end` name the last aligned
 //! cell. Ties between equal maximal cells go to the first in target order, then query order.
@@ -168,9 +169,49 @@ impl QueryProfile {
         scratch: &mut Scratch,
     ) -> Result<Option<Alignment>, TracebackTooLarge> {
         match self.score(target, scratch) {
-            Some(end) => traceback::align_ending_at(&self.pssm, target, self.gaps, end).map(Some),
+            Some(end) => {
+                let start = self.find_start(target, end, scratch);
+                traceback::align_between(&self.pssm, target, self.gaps, start, end).map(Some)
+            }
             None => Ok(None),
         }
+    }
+}
+
+impl QueryProfile {
+    /// Start cell (query, target) of an alignment of score `end.score` ending at `end`, the
+    /// start nearest the end (in reverse target order, then reverse query order). With AVX2:
+    /// the score kernel on the reversed prefixes (the reversed query's striped profile costs
+    /// O(query × alphabet), far less than the rectangle), whose best cell is that start; the
+    /// scalar anchored pass otherwise, or when the reversed score is not exact.
+    fn find_start(&self, target: &[u8], end: LocalScore, scratch: &mut Scratch) -> (usize, usize) {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+        if end.score < i16::MAX as i32 {
+            // Every alignment of score `end.score` inside the prefix rectangle ends at `end`
+            // (the end cell is the first best cell in target, then query order), so the first
+            // best cell of the reversed run is the start the scalar pass would find.
+            let reversed = Pssm {
+                rows: self.pssm.rows[..=end.query_end]
+                    .iter()
+                    .rev()
+                    .copied()
+                    .collect(),
+            };
+            let reversed_target: Vec<u8> =
+                target[..=end.target_end].iter().rev().copied().collect();
+            let profile = striped::Profile::new(&reversed, self.gaps);
+            if let Some(found) = profile.score(&reversed_target, &mut scratch.buffers) {
+                if found.score == end.score {
+                    return (
+                        end.query_end - found.query_end,
+                        end.target_end - found.target_end,
+                    );
+                }
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+        let _ = scratch;
+        traceback::find_start(&self.pssm, target, self.gaps, end)
     }
 }
 

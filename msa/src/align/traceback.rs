@@ -18,14 +18,15 @@ const SOURCE: u8 = 3;
 const E_EXTENDS: u8 = 4;
 const F_EXTENDS: u8 = 8;
 
-/// The alignment of score `end.score` ending at `end`'s cell, `end` being the best local cell.
-pub(super) fn align_ending_at(
+/// The alignment of score `end.score` from `start` (query, target; from [`find_start`] or an
+/// equivalent) to `end`'s cell, `end` being the best local cell.
+pub(super) fn align_between(
     pssm: &Pssm,
     target: &[u8],
     gaps: GapCosts,
+    (query_start, target_start): (usize, usize),
     end: LocalScore,
 ) -> Result<Alignment, TracebackTooLarge> {
-    let (query_start, target_start) = find_start(pssm, target, gaps, end);
     let rows = end.query_end - query_start + 1;
     let columns = end.target_end - target_start + 1;
     let too_large = TracebackTooLarge {
@@ -59,7 +60,12 @@ pub(super) fn align_ending_at(
 /// Start cell of an alignment scoring `end.score` that ends at `end`: global DP on the reversed
 /// prefixes, anchored at the end cell, stopping at the first cell (in reverse target order,
 /// then reverse query order: the start nearest the end) that reaches the score. O(query) memory.
-fn find_start(pssm: &Pssm, target: &[u8], gaps: GapCosts, end: LocalScore) -> (usize, usize) {
+pub(super) fn find_start(
+    pssm: &Pssm,
+    target: &[u8],
+    gaps: GapCosts,
+    end: LocalScore,
+) -> (usize, usize) {
     let (open, extend) = (i64::from(gaps.open), i64::from(gaps.extend));
     let open_extend = open + extend;
     let goal = i64::from(end.score);
