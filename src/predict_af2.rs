@@ -33,6 +33,9 @@ struct ResultJson<'a> {
     predicted_aligned_error: Option<Vec<Vec<f32>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_predicted_aligned_error: Option<f32>,
+    /// With --templates: the templates the model read (id, chain, identity, coverage, E-value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    templates: Option<Vec<crate::templates_cmd::TemplateInfo>>,
     timings: Timings,
 }
 
@@ -58,6 +61,10 @@ pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
     if inputs.iter().filter(|x| **x).count() > 1 {
         bail!("give one of a FASTA file, --features or --features-pkl");
     }
+    if args.templates.is_some() && args.input.is_none() {
+        bail!("--templates needs a FASTA input (--features and --features-pkl carry their own templates)");
+    }
+    let mut templates_used = None;
     let (name, features) = match (&args.features, &args.input) {
         (None, None) if args.features_pkl.is_some() => {
             let path = args.features_pkl.as_ref().expect("checked");
@@ -77,7 +84,11 @@ pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
             }
             (name, features)
         }
-        (None, Some(fasta)) => features_from_fasta(args, &config, fasta, recycles)?,
+        (None, Some(fasta)) => {
+            let (name, features, used) = features_from_fasta(args, &config, fasta, recycles)?;
+            templates_used = used;
+            (name, features)
+        }
         (Some(_), Some(_)) => unreachable!("checked above"),
         (None, None) => {
             bail!("AlphaFold2 needs a FASTA file, --features FILE.npz or --features-pkl FILE.pkl")
@@ -132,6 +143,7 @@ pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
             pae.data().chunks(l).map(<[f32]>::to_vec).collect()
         }),
         max_predicted_aligned_error: pred.aligned_error.as_ref().map(|a| a.1),
+        templates: templates_used,
         timings: Timings {
             load_params_s,
             load_model_s,
@@ -165,14 +177,18 @@ pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
     Ok(())
 }
 
-/// Features from the single record of `fasta` and the optional `--msa` A3M, through our
-/// pipeline (AF2's sampling and masking, seeded; or `--deterministic`).
+/// The chosen templates of a FASTA input, for the JSON (`None` without `--templates`).
+type TemplatesUsed = Option<Vec<crate::templates_cmd::TemplateInfo>>;
+
+/// Features from the single record of `fasta`, the optional `--msa` A3M (or `--db` search)
+/// and the optional `--templates` search, through our pipeline (AF2's sampling and masking,
+/// seeded; or `--deterministic`).
 fn features_from_fasta(
     args: &PredictArgs,
     config: &ModelConfig,
     fasta: &std::path::Path,
     recycles: usize,
-) -> Result<(String, Vec<Features>)> {
+) -> Result<(String, Vec<Features>, TemplatesUsed)> {
     let records = read_fasta(fasta)?;
     let [record] = records.as_slice() else {
         bail!(
@@ -185,6 +201,22 @@ fn features_from_fasta(
     // Checked before a database search that would otherwise run first.
     ferrofold_engine::af2::pipeline::encode_query(&record.sequence)
         .with_context(|| format!("record `{}`", record.name))?;
+    // Template arguments and the library, also checked before any search.
+    let templates = crate::templates_cmd::setup(
+        args.templates.as_deref(),
+        args.max_template_date.as_deref(),
+        args.exclude_templates.as_deref(),
+    )?;
+    let templates = match templates {
+        Some(_) if !config.templates => {
+            eprintln!(
+                "{}: {} reads no templates; --templates is not searched",
+                record.name, config.name
+            );
+            None
+        }
+        t => t,
+    };
     let msa = match (&args.msa, &args.db) {
         (Some(path), _) => Some(read_a3m(path)?),
         (None, Some(db)) => {
@@ -195,9 +227,27 @@ fn features_from_fasta(
     };
     let mut cfg = PipelineConfig::for_model(config, args.seed, args.deterministic);
     cfg.num_recycle = recycles;
-    let features = build_features(&record.sequence, msa.as_ref(), &cfg)
+    let mut features = build_features(&record.sequence, msa.as_ref(), &cfg)
         .with_context(|| format!("record `{}`", record.name))?;
-    Ok((record.name.clone(), features))
+    let mut used = None;
+    if let Some(setup) = &templates {
+        let query = record.sequence.trim_end_matches('*').to_ascii_uppercase();
+        let found =
+            crate::templates_cmd::find_templates(setup, &record.name, &query, msa.as_ref())?;
+        let max = setup.params.max_templates;
+        let model = crate::templates_cmd::model_features(&found, features[0].len(), max);
+        for f in &mut features {
+            f.templates = model.clone();
+        }
+        used = Some(
+            found
+                .used(max)
+                .iter()
+                .map(crate::templates_cmd::TemplateInfo::of)
+                .collect(),
+        );
+    }
+    Ok((record.name.clone(), features, used))
 }
 
 /// Features from AF2's raw `features.pkl` (query, MSA, templates) through our pipeline.

@@ -37,7 +37,7 @@ impl Linear {
         with_bias: bool,
     ) -> LoadResult<Self> {
         Ok(Self {
-            w: p.get_owned("weights", &[d_in, d_out])?.transposed(),
+            w: p.get_owned_transposed("weights", &[d_in, d_out], 1)?,
             b: if with_bias {
                 Some(p.get_owned("bias", &[d_out])?)
             } else {
@@ -55,11 +55,8 @@ impl Linear {
         heads: usize,
         head_dim: usize,
     ) -> LoadResult<Self> {
-        let w = p.get_owned(name, &[d_in, heads, head_dim])?;
         Ok(Self {
-            w: w.reshape(&[d_in, heads * head_dim])
-                .expect("same size")
-                .transposed(),
+            w: p.get_owned_transposed(name, &[d_in, heads, head_dim], 1)?,
             b: None,
         })
     }

@@ -27,6 +27,9 @@ pub enum IoError {
     /// A structure that the chosen output format cannot represent.
     #[error("cannot write structure: {0}")]
     Structure(String),
+    /// A structure file (mmCIF/PDB) that cannot be read; `message` says why.
+    #[error("{}: {message}", path.display())]
+    StructureFile { path: PathBuf, message: String },
     /// A malformed or unsupported weights file.
     #[error("{origin}: {message}")]
     Weights { origin: String, message: String },
@@ -52,6 +55,13 @@ impl IoError {
         Self::File {
             path: path.into(),
             error,
+        }
+    }
+
+    pub(crate) fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self::StructureFile {
+            path: path.into(),
+            message: message.into(),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod mmcif;
 pub mod pdb;
 pub mod pickle_arrays;
 pub mod structure;
+pub mod structure_read;
 pub mod weights;
 
 pub use error::{IoError, Result};

@@ -24,8 +24,9 @@ use rayon::prelude::*;
 pub const MASK_BIAS: f32 = 1e9;
 
 /// Largest logits tensor (elements) one chunk may hold when the chunk size is automatic:
-/// 2^24 floats, 64 MiB.
-pub const AUTO_CHUNK_LOGITS: usize = 1 << 24;
+/// 2^21 floats, 8 MiB (the chunk's queries, keys, values and gates are smaller still), so
+/// attention adds little to the parameters' memory; larger chunks are no faster on CPU.
+pub const AUTO_CHUNK_LOGITS: usize = 1 << 21;
 
 /// Dimensions of an attention block (modules.py `Attention` / `GlobalAttention` config).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,10 +65,9 @@ impl AttentionDims {
 
 /// Output projection `output_w` `[H, Dv, out]` + `output_b`, as a linear on head-major channels.
 fn load_output(p: &Scope<'_>, d: &AttentionDims) -> LoadResult<Linear> {
-    let hv = d.heads * d.value_dim;
-    let w = p.get_owned("output_w", &[d.heads, d.value_dim, d.out])?;
     Ok(Linear {
-        w: w.reshape(&[hv, d.out]).expect("same size").transposed(), // [out, H*Dv]
+        // [out, H*Dv]
+        w: p.get_owned_transposed("output_w", &[d.heads, d.value_dim, d.out], 2)?,
         b: Some(p.get_owned("output_b", &[d.out])?),
     })
 }
@@ -141,14 +141,17 @@ impl Attention {
             assert_eq!(pb.shape(), &[h, nq, nk], "attention: pair bias");
         }
 
-        let mut q = self.query.forward(be, q_data); // [B, Q, H*Dk]
-        let scale = query_scale(d.key_dim);
-        q.data_mut().iter_mut().for_each(|v| *v *= scale);
-        let q = to_heads(&q, h); // [B*H, Q, Dk]
+        // Every temporary is dropped as soon as it is used: these are the largest
+        // activations of a block.
+        let q = {
+            let mut q = self.query.forward(be, q_data); // [B, Q, H*Dk]
+            let scale = query_scale(d.key_dim);
+            q.data_mut().iter_mut().for_each(|v| *v *= scale);
+            to_heads(&q, h) // [B*H, Q, Dk]
+        };
         let k = to_heads(&self.key.forward(be, m_data), h); // [B*H, K, Dk]
-        let v = to_heads(&self.value.forward(be, m_data), h); // [B*H, K, Dv]
-
         let mut logits = be.batched_matmul(MatView::n(&q), MatView::t(&k)); // [B*H, Q, K]
+        drop((q, k));
         logits
             .data_mut()
             .par_chunks_mut((nq * nk).max(1))
@@ -168,7 +171,9 @@ impl Attention {
                 }
             });
         be.softmax(&mut logits);
+        let v = to_heads(&self.value.forward(be, m_data), h); // [B*H, K, Dv]
         let avg = be.batched_matmul(MatView::n(&logits), MatView::n(&v)); // [B*H, Q, Dv]
+        drop((logits, v));
         let mut avg = from_heads(&avg, h); // [B, Q, H*Dv]
         if let Some(g) = &self.gating {
             let mut gate = g.forward(be, q_data); // [B, Q, H*Dv]
@@ -281,7 +286,7 @@ impl GlobalAttention {
 /// `key_w`, `value_w`), no bias.
 fn load_shared_head(p: &Scope<'_>, name: &str, d_in: usize, d_out: usize) -> LoadResult<Linear> {
     Ok(Linear {
-        w: p.get_owned(name, &[d_in, d_out])?.transposed(), // [out, in]
+        w: p.get_owned_transposed(name, &[d_in, d_out], 1)?, // [out, in]
         b: None,
     })
 }
@@ -304,7 +309,7 @@ impl MsaRowAttentionWithPairBias {
         Ok(Self {
             query_norm: LayerNorm::load_haiku(&p.sub("query_norm"), c_m)?,
             feat_2d_norm: LayerNorm::load_haiku(&p.sub("feat_2d_norm"), c_z)?,
-            feat_2d_weights: p.get_owned("feat_2d_weights", &[c_z, heads])?.transposed(),
+            feat_2d_weights: p.get_owned_transposed("feat_2d_weights", &[c_z, heads], 1)?,
             attention: Attention::load(&p.sub("attention"), AttentionDims::gated_self(c_m, heads))?,
             chunk_size: None,
         })
@@ -448,7 +453,7 @@ impl TriangleAttention {
     ) -> LoadResult<Self> {
         Ok(Self {
             query_norm: LayerNorm::load_haiku(&p.sub("query_norm"), c_z)?,
-            feat_2d_weights: p.get_owned("feat_2d_weights", &[c_z, heads])?.transposed(),
+            feat_2d_weights: p.get_owned_transposed("feat_2d_weights", &[c_z, heads], 1)?,
             attention: Attention::load(&p.sub("attention"), AttentionDims::gated_self(c_z, heads))?,
             orientation,
             chunk_size: None,
@@ -466,11 +471,11 @@ impl TriangleAttention {
     pub fn forward(&self, be: &dyn Backend, pair_act: &Tensor, pair_mask: &Tensor) -> Tensor {
         let per_column = self.orientation == TriangleOrientation::PerColumn;
         let (x, mask) = if per_column {
-            (pair_act.swap_leading_axes(), pair_mask.transposed())
+            let x = self.query_norm.forward(be, &pair_act.swap_leading_axes());
+            (x, pair_mask.transposed())
         } else {
-            (pair_act.clone(), pair_mask.clone())
-        };
-        let x = self.query_norm.forward(be, &x); // [R, R, c_z]
+            (self.query_norm.forward(be, pair_act), pair_mask.clone())
+        }; // [R, R, c_z], [R, R]
         let bias = pair_bias(be, &x, &self.feat_2d_weights); // [H, R, R]
         let chunk = self.chunk_size;
         // [R, R, c_z]
@@ -518,6 +523,9 @@ fn self_attention_rows(
     assert_eq!(mask.shape(), &[b, n], "attention mask");
     let bias = mask_bias(mask); // [B, N]
     let chunk = rows_per_chunk(chunk_size, attention.dims.heads * n * n);
+    if b <= chunk {
+        return attention.forward(be, x, x, Some(&bias), pair_bias);
+    }
     for_row_chunks(b, chunk, |rows| {
         let x = slice_rows(x, rows.clone()); // [chunk, N, c]
         let kb = slice_rows(&bias, rows); // [chunk, N]

@@ -11,8 +11,9 @@ use ferrofold_kernels::{Backend, MatView, Tensor};
 /// Added to the mask-product count before dividing (the official `epsilon`).
 const NORM_EPS: f32 = 1e-3;
 
-/// Floats in one chunk's `[rows, L, c, c]` outer-product buffer (two such live at once).
-const CHUNK_FLOATS: usize = 1 << 23;
+/// Floats in one chunk's `[rows, L, c, c]` outer-product buffer (two such live at once):
+/// 8 MiB each.
+const CHUNK_FLOATS: usize = 1 << 21;
 
 /// Algorithm 10 "OuterProductMean".
 #[derive(Debug)]
@@ -30,11 +31,8 @@ impl OuterProductMean {
     /// Loads `layer_norm_input`, `left_projection`, `right_projection`, `output_w` and
     /// `output_b` under `p` (`.../evoformer_iteration/outer_product_mean`).
     pub fn load(p: &Scope<'_>, c_m: usize, c_outer: usize, c_z: usize) -> LoadResult<Self> {
-        let w = p.get_owned("output_w", &[c_outer, c_outer, c_z])?; // [c, c, c_z]
-        let w = w
-            .reshape(&[c_outer * c_outer, c_z])
-            .expect("same size")
-            .transposed(); // [c_z, c * c]
+        // [c, c, c_z] as [c_z, c * c]
+        let w = p.get_owned_transposed("output_w", &[c_outer, c_outer, c_z], 2)?;
         Ok(Self {
             input_norm: LayerNorm::load_haiku(&p.sub("layer_norm_input"), c_m)?,
             left: Linear::load_haiku(&p.sub("left_projection"), c_m, c_outer, true)?,

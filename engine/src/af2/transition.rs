@@ -8,8 +8,9 @@ use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{Activation, Backend, Tensor};
 
-/// Rows (positions) per pass, bounding the `[rows, factor * c]` hidden activation.
-const ROWS_PER_CHUNK: usize = 1 << 14;
+/// Rows (positions) per pass, bounding the `[rows, factor * c]` hidden activation (8 MiB
+/// for the pair transition, 16 MiB for the MSA's).
+const ROWS_PER_CHUNK: usize = 1 << 12;
 
 /// Algorithm 9 (MSA, `factor` 4) / Algorithm 15 (pair, `factor` 4; 2 in the template stack).
 #[derive(Debug)]

@@ -105,7 +105,7 @@ pub fn fetch_igfold(dest: &Path, wheel_dir: Option<&Path>) -> anyhow::Result<()>
     )?;
     std::fs::write(&ckpt, bytes)?;
     let store = load_torch_checkpoint(&ckpt)?;
-    let tensors: Vec<_> = store.iter().collect();
+    let tensors: Vec<_> = store.iter()?.collect();
     save_safetensors(
         staging.path().join(ANTIBERTY_FILE),
         &tensors,

@@ -1,47 +1,141 @@
-//! NumPy `.npz` archives (AlphaFold's parameter files): a zip of `.npy` arrays, read in
-//! memory (nothing is extracted) with the same size budget as PyTorch checkpoints.
+//! NumPy `.npz` archives (AlphaFold's parameter files): a zip of `.npy` arrays, read
+//! without extracting anything and with the same size budget as PyTorch checkpoints.
+//!
+//! Uncompressed members (what `numpy.savez` writes, and the official AlphaFold files) are
+//! not loaded: the store keeps each array's shape and offset and reads an array, or one
+//! layer of a stacked array, straight into the tensor that asks for it. Compressed members
+//! (`numpy.savez_compressed`) are decompressed and decoded on opening.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::Path;
 
-use zip::ZipArchive;
+use zip::{CompressionMethod, ZipArchive};
 
 use super::dtype::ElemType;
+use super::store::InFile;
 use super::torch_zip::{read_entry, MAX_CHECKPOINT_BYTES};
 use super::TensorStore;
 use crate::{IoError, Result};
 use ferrofold_kernels::Tensor;
 
-/// Loads every array of an `.npz` file as f32, named by its entry without `.npy`
-/// (AlphaFold keys such as `alphafold/.../attention//query_w` keep their slashes).
+/// Largest `.npy` header read (NumPy writes well under 1 KiB).
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+
+/// Opens an `.npz` file as f32 arrays, named by their entries without `.npy` (AlphaFold
+/// keys such as `alphafold/.../attention//query_w` keep their slashes). Every header is
+/// checked and every member's checksum verified here; uncompressed arrays are then read on
+/// request (see the module documentation), so the file must stay in place while the store
+/// is used.
 pub fn load_npz(path: impl AsRef<Path>) -> Result<TensorStore> {
     let path = path.as_ref();
     let origin = path.display().to_string();
     let file = File::open(path).map_err(|e| IoError::file(path, e))?;
-    let mut zip = ZipArchive::new(BufReader::new(file))
+    let reader = file.try_clone().map_err(|e| IoError::file(path, e))?;
+    let mut zip = ZipArchive::new(BufReader::new(reader))
         .map_err(|e| IoError::weights(&origin, format!("not a readable npz (zip) archive: {e}")))?;
     let names = zip
         .file_names()
         .map(|n| n.map(|n| n.into_owned()))
         .collect::<std::result::Result<Vec<String>, _>>()
         .map_err(|e| IoError::weights(&origin, format!("bad entry name: {e}")))?;
-    let mut store = TensorStore::new(&origin);
+    let mut store = TensorStore::with_file(&origin, file);
     let mut budget = MAX_CHECKPOINT_BYTES;
     for entry in names {
         let Some(name) = entry.strip_suffix(".npy") else {
             continue;
         };
+        let array_error = |m: String| IoError::weights(&origin, format!("array `{name}`: {m}"));
+        if let Some((array, bytes)) = stored_array(&mut zip, &entry, budget, &origin)? {
+            budget -= bytes;
+            let array = array.map_err(array_error)?;
+            store.insert_in_file(name, array);
+            continue;
+        }
         let bytes = read_entry(&mut zip, &entry, budget, &origin)?;
         budget -= bytes.len() as u64;
-        let tensor = parse_npy(&bytes)
-            .map_err(|m| IoError::weights(&origin, format!("array `{name}`: {m}")))?;
+        let tensor = parse_npy(&bytes).map_err(array_error)?;
         store.insert(name.to_string(), tensor);
     }
     if store.is_empty() {
         return Err(IoError::weights(&origin, "holds no .npy arrays"));
     }
     Ok(store)
+}
+
+/// For an uncompressed member `entry`: its array's place in the file (or what is wrong
+/// with its header) and the member's size, after checking the size against `limit` and
+/// the data against the member's CRC-32. `None` for compressed or encrypted members.
+fn stored_array(
+    zip: &mut ZipArchive<BufReader<File>>,
+    entry: &str,
+    limit: u64,
+    origin: &str,
+) -> Result<Option<(std::result::Result<InFile, String>, u64)>> {
+    let fail = |message: String| IoError::weights(origin, format!("entry `{entry}`: {message}"));
+    let index = zip
+        .index_for_name(entry)
+        .ok_or_else(|| fail("missing from the archive".into()))?;
+    let mut member = zip.by_index_raw(index).map_err(|e| fail(e.to_string()))?;
+    if member.compression() != CompressionMethod::Stored || member.encrypted() {
+        return Ok(None);
+    }
+    let (size, crc) = (member.size(), member.crc32());
+    if member.compressed_size() != size {
+        return Err(fail(format!(
+            "stored uncompressed, but {} bytes in the archive hold {size}",
+            member.compressed_size()
+        )));
+    }
+    if size > limit {
+        return Err(fail(format!("{size} bytes is over the limit of {limit}")));
+    }
+    let data_start = member
+        .data_start()
+        .ok_or_else(|| fail("no data offset".into()))?;
+    // The header, then the rest of the member through the checksum without keeping it.
+    let mut hasher = crc32fast::Hasher::new();
+    let mut header = vec![0u8; size.min(12) as usize];
+    member
+        .read_exact(&mut header)
+        .map_err(|e| fail(e.to_string()))?;
+    let parsed = npy_header_len(&header).and_then(|len| {
+        if len as u64 > size.min(MAX_HEADER_BYTES) {
+            return Err(format!("truncated or oversized header ({len} bytes)"));
+        }
+        let mut rest = vec![0u8; len - header.len()];
+        member
+            .read_exact(&mut rest)
+            .map_err(|e| format!("cannot read header: {e}"))?;
+        header.extend_from_slice(&rest);
+        let h = parse_npy_header(&header)?;
+        h.check_data_len(size as usize - len)?;
+        Ok(InFile {
+            shape: h.shape,
+            elem: h.elem,
+            offset: data_start + len as u64,
+        })
+    });
+    hasher.update(&header);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut read = header.len() as u64;
+    loop {
+        let n = member.read(&mut buf).map_err(|e| fail(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        read += n as u64;
+    }
+    if read != size {
+        return Err(fail(format!(
+            "holds {read} bytes but its header says {size}"
+        )));
+    }
+    if hasher.finalize() != crc {
+        return Err(fail("checksum mismatch (corrupt file)".into()));
+    }
+    Ok(Some((parsed, size)))
 }
 
 /// Writes `arrays` as an uncompressed `.npz` of little-endian f32 `.npy` entries (what
@@ -88,22 +182,66 @@ fn npy_bytes(t: &Tensor) -> Vec<u8> {
 
 /// Parses one `.npy` file (format versions 1–3, little-endian, C order).
 pub(crate) fn parse_npy(bytes: &[u8]) -> std::result::Result<Tensor, String> {
+    let len = npy_header_len(bytes)?;
+    let header = parse_npy_header(bytes)?;
+    let data = &bytes[len..];
+    header.check_data_len(data.len())?;
+    Tensor::new(&header.shape, header.elem.decode(data)).map_err(|e| e.to_string())
+}
+
+/// What an `.npy` header declares.
+struct NpyHeader {
+    descr: String,
+    elem: ElemType,
+    shape: Vec<usize>,
+}
+
+impl NpyHeader {
+    /// Checks that `len` data bytes are exactly the declared array.
+    fn check_data_len(&self, len: usize) -> std::result::Result<(), String> {
+        let numel = self
+            .shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or("shape overflows")?;
+        if numel.checked_mul(self.elem.size()) != Some(len) {
+            return Err(format!(
+                "shape {:?} of {} needs {} bytes but {len} follow the header",
+                self.shape,
+                self.descr,
+                numel.saturating_mul(self.elem.size()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where the data of an `.npy` file starts (magic, version and header length read from
+/// the first 10 or 12 bytes of `bytes`).
+fn npy_header_len(bytes: &[u8]) -> std::result::Result<usize, String> {
     let rest = bytes
         .strip_prefix(b"\x93NUMPY")
         .ok_or("not an .npy array (bad magic)")?;
     let (&major, rest) = rest.split_first().ok_or("truncated header")?;
     let rest = rest.get(1..).ok_or("truncated header")?;
-    let (len, rest) = match major {
-        1 => (u16::from_le_bytes([rest[0], rest[1]]) as usize, &rest[2..]),
-        2 | 3 if rest.len() >= 4 => (
-            u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize,
-            &rest[4..],
-        ),
-        _ => return Err(format!("unsupported .npy version {major}")),
-    };
-    let header = std::str::from_utf8(rest.get(..len).ok_or("truncated header")?)
+    match major {
+        1 if rest.len() >= 2 => Ok(10 + u16::from_le_bytes([rest[0], rest[1]]) as usize),
+        2 | 3 if rest.len() >= 4 => {
+            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            Ok(12 + len)
+        }
+        1..=3 => Err("truncated header".into()),
+        _ => Err(format!("unsupported .npy version {major}")),
+    }
+}
+
+/// The header of the `.npy` file that `bytes` starts with (`bytes` holds at least the
+/// whole header).
+fn parse_npy_header(bytes: &[u8]) -> std::result::Result<NpyHeader, String> {
+    let end = npy_header_len(bytes)?;
+    let start = if bytes[6] == 1 { 10 } else { 12 };
+    let header = std::str::from_utf8(bytes.get(start..end).ok_or("truncated header")?)
         .map_err(|_| "header is not text")?;
-    let data = &rest[len..];
     let descr = dict_value(header, "descr").ok_or("header has no descr")?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
     let elem = match descr {
@@ -136,18 +274,11 @@ pub(crate) fn parse_npy(bytes: &[u8]) -> std::result::Result<Tensor, String> {
                 .map_err(|_| format!("bad shape {shape_text}"))
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let numel = shape
-        .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .ok_or("shape overflows")?;
-    if numel.checked_mul(elem.size()) != Some(data.len()) {
-        return Err(format!(
-            "shape {shape:?} of {descr} needs {} bytes but {} follow the header",
-            numel.saturating_mul(elem.size()),
-            data.len()
-        ));
-    }
-    Tensor::new(&shape, elem.decode(data)).map_err(|e| e.to_string())
+    Ok(NpyHeader {
+        descr: descr.to_string(),
+        elem,
+        shape,
+    })
 }
 
 /// The text of `'key': value` in a NumPy header dict (values are scalars, strings or
@@ -216,6 +347,69 @@ mod tests {
         assert_eq!(store.root().get_any("a").unwrap(), &a);
         assert_eq!(store.root().get_any("scalar").unwrap(), &s);
         assert_eq!(store.root().get_any("v").unwrap(), &v);
+    }
+
+    /// A stored (uncompressed) npz: arrays are read from the file on request, a layer of a
+    /// stacked array alone, transposed while read, and every use is tracked.
+    #[test]
+    fn stored_arrays_are_read_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("params.npz");
+        let stack = Tensor::from_fn(&[3, 2, 4], |i| i as f32);
+        let b = Tensor::from_fn(&[5], |i| -(i as f32));
+        save_npz(&path, &[("m/stack//w", &stack), ("m//b", &b)]).unwrap();
+        let store = load_npz(&path).unwrap();
+        let p = store.root_haiku().sub("m");
+        let w1 = p.sub("stack").layer(1).get_owned("w", &[2, 4]).unwrap();
+        assert_eq!(w1.data(), &stack.data()[8..16]);
+        let t = p
+            .sub("stack")
+            .layer(2)
+            .get_owned_transposed("w", &[2, 4], 1)
+            .unwrap();
+        assert_eq!(t.shape(), [4, 2]);
+        assert_eq!(t.data(), &[16.0, 20.0, 17.0, 21.0, 18.0, 22.0, 19.0, 23.0]);
+        assert_eq!(store.unused(), ["m//b"]);
+        let err = p.get_owned("b", &[4]).unwrap_err().to_string();
+        assert!(err.contains("`m//b`") && err.contains("[5]"), "{err}");
+        assert_eq!(p.get_any("b").unwrap(), &b);
+        assert_eq!(p.get("b", &[5]).unwrap(), &b);
+        let all: Vec<_> = store.iter().unwrap().map(|(n, t)| (n, t.len())).collect();
+        assert_eq!(all, [("m//b", 5), ("m/stack//w", 24)]);
+    }
+
+    #[test]
+    fn stored_arrays_are_checked_on_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("params.npz");
+        let a = Tensor::from_fn(&[64], |i| i as f32);
+        let bytes = npz_bytes(&[("a", &a)]).unwrap();
+        // A flipped data byte: the member's CRC-32 no longer matches.
+        let mut corrupt = bytes.clone();
+        let at = corrupt.windows(6).position(|w| w == b"\x93NUMPY").unwrap() + 128 + 100;
+        corrupt[at] ^= 1;
+        std::fs::write(&path, &corrupt).unwrap();
+        let err = load_npz(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("entry `a.npy`") && err.contains("checksum"),
+            "{err}"
+        );
+        // A header whose shape does not match the data that follows it.
+        let header = bytes.windows(5).position(|w| w == b"(64,)").unwrap();
+        let mut lying = bytes.clone();
+        lying[header..header + 5].copy_from_slice(b"(65,)");
+        // Keep the CRC right so that only the shape is wrong.
+        let member = lying.windows(6).position(|w| w == b"\x93NUMPY").unwrap();
+        let crc = crc32fast::hash(&lying[member..member + 128 + 256]);
+        for pos in [
+            14,
+            lying.windows(4).position(|w| w == b"PK\x01\x02").unwrap() + 16,
+        ] {
+            lying[pos..pos + 4].copy_from_slice(&crc.to_le_bytes());
+        }
+        std::fs::write(&path, &lying).unwrap();
+        let err = load_npz(&path).unwrap_err().to_string();
+        assert!(err.contains("array `a`: shape [65]"), "{err}");
     }
 
     #[test]

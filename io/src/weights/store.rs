@@ -2,26 +2,63 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use ferrofold_kernels::Tensor;
 
+use super::dtype::ElemType;
 use crate::{IoError, Result};
 
 /// Tensors by dotted name (e.g. `encoder.layers.0.weight`), plus the file's string
 /// metadata. Remembers which tensors were fetched so that leftovers can be reported
 /// with [`TensorStore::unused`].
+///
+/// A store opened on a file of uncompressed arrays (an `.npz` parameter file) keeps only
+/// their shapes and offsets: [`Scope::get_owned`] reads each array, or one layer of a
+/// stacked array, straight from the file into the tensor it returns, so the parameters
+/// are never held twice while a model is built from them.
 #[derive(Debug, Default)]
 pub struct TensorStore {
     origin: String,
     tensors: BTreeMap<String, Entry>,
     metadata: HashMap<String, String>,
+    /// The file that [`InFile`] entries are read from.
+    file: Option<Mutex<File>>,
 }
 
 #[derive(Debug)]
 struct Entry {
-    tensor: Tensor,
+    /// The decoded tensor: set on insertion, or on the first borrow of an in-file array.
+    tensor: OnceLock<Tensor>,
+    /// Where the array lies in the store's file, for arrays read on request.
+    in_file: Option<InFile>,
     used: AtomicBool,
+}
+
+/// An array stored uncompressed in the store's file: `shape` elements of `elem` from
+/// byte `offset`, little-endian, C order.
+#[derive(Debug, Clone)]
+pub(crate) struct InFile {
+    pub(crate) shape: Vec<usize>,
+    pub(crate) elem: ElemType,
+    pub(crate) offset: u64,
+}
+
+/// Bytes read from the file per step while decoding an in-file array (a stack buffer).
+const READ_CHUNK: usize = 1 << 16;
+
+impl Entry {
+    fn shape(&self) -> &[usize] {
+        match (&self.in_file, self.tensor.get()) {
+            (_, Some(t)) => t.shape(),
+            (Some(f), None) => &f.shape,
+            (None, None) => unreachable!("an entry holds a tensor or an in-file array"),
+        }
+    }
 }
 
 impl TensorStore {
@@ -33,13 +70,36 @@ impl TensorStore {
         }
     }
 
-    /// Adds or replaces a tensor, returning the replaced one.
+    /// A store whose [`InFile`] entries ([`TensorStore::insert_in_file`]) lie in `file`.
+    pub(crate) fn with_file(origin: impl Into<String>, file: File) -> Self {
+        Self {
+            file: Some(Mutex::new(file)),
+            ..Self::new(origin)
+        }
+    }
+
+    /// Adds or replaces a tensor, returning the replaced one (`None` when the replaced
+    /// entry was an array not yet read from the file).
     pub fn insert(&mut self, name: impl Into<String>, tensor: Tensor) -> Option<Tensor> {
         let entry = Entry {
-            tensor,
+            tensor: OnceLock::from(tensor),
+            in_file: None,
             used: AtomicBool::new(false),
         };
-        self.tensors.insert(name.into(), entry).map(|e| e.tensor)
+        self.tensors
+            .insert(name.into(), entry)
+            .and_then(|e| e.tensor.into_inner())
+    }
+
+    /// Adds an array that is read from the store's file when it is fetched.
+    pub(crate) fn insert_in_file(&mut self, name: impl Into<String>, array: InFile) {
+        debug_assert!(self.file.is_some(), "in-file arrays need the store's file");
+        let entry = Entry {
+            tensor: OnceLock::new(),
+            in_file: Some(array),
+            used: AtomicBool::new(false),
+        };
+        self.tensors.insert(name.into(), entry);
     }
 
     pub fn len(&self) -> usize {
@@ -50,9 +110,16 @@ impl TensorStore {
         self.tensors.is_empty()
     }
 
-    /// All tensors in name order (does not mark them used).
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
-        self.tensors.iter().map(|(k, e)| (k.as_str(), &e.tensor))
+    /// All tensors in name order (does not mark them used). Arrays still in the file are
+    /// read first (and then kept), which fails only if the file can no longer be read.
+    pub fn iter(&self) -> Result<impl Iterator<Item = (&str, &Tensor)>> {
+        for (name, entry) in &self.tensors {
+            self.tensor(name, entry)?;
+        }
+        Ok(self.tensors.iter().map(|(k, e)| {
+            let tensor = e.tensor.get().expect("every tensor was read above");
+            (k.as_str(), tensor)
+        }))
     }
 
     /// String metadata stored with the tensors (safetensors `__metadata__`).
@@ -91,6 +158,67 @@ impl TensorStore {
             .filter(|(_, e)| !e.used.load(Ordering::Relaxed))
             .map(|(k, _)| k.as_str())
             .collect()
+    }
+
+    /// The entry's tensor, read from the file (and kept) if it is not yet in memory.
+    fn tensor<'s>(&'s self, name: &str, entry: &'s Entry) -> Result<&'s Tensor> {
+        if let Some(t) = entry.tensor.get() {
+            return Ok(t);
+        }
+        let array = entry
+            .in_file
+            .as_ref()
+            .expect("an entry without a tensor is in the file");
+        let numel = array.shape.iter().product();
+        let t = self
+            .read(name, array, 0..numel)?
+            .reshape(&array.shape)
+            .map_err(|e| IoError::weights(&self.origin, e.to_string()))?;
+        // Another thread may have read it meanwhile: both copies are equal.
+        Ok(entry.tensor.get_or_init(|| t))
+    }
+
+    /// Elements `range` of the in-file `array` (named `name` in errors), as a flat tensor.
+    fn read(&self, name: &str, array: &InFile, range: Range<usize>) -> Result<Tensor> {
+        let mut data = vec![0f32; range.len()];
+        self.read_with(name, array, range, |k, v| data[k] = v)?;
+        Tensor::new(&[data.len()], data).map_err(|e| IoError::weights(&self.origin, e.to_string()))
+    }
+
+    /// Decodes elements `range` of the in-file `array` and hands each to `put` with its
+    /// index within `range`. Reads through a small stack buffer: nothing is allocated.
+    fn read_with(
+        &self,
+        name: &str,
+        array: &InFile,
+        range: Range<usize>,
+        mut put: impl FnMut(usize, f32),
+    ) -> Result<()> {
+        let fail = |e: std::io::Error| {
+            IoError::weights(&self.origin, format!("array `{name}`: cannot read it: {e}"))
+        };
+        let size = array.elem.size();
+        let mut file = self
+            .file
+            .as_ref()
+            .expect("in-file arrays come with their file")
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        file.seek(SeekFrom::Start(array.offset + (range.start * size) as u64))
+            .map_err(fail)?;
+        let mut buf = [0u8; READ_CHUNK];
+        let step = READ_CHUNK / size * size;
+        let (mut left, mut k) = (range.len() * size, 0);
+        while left > 0 {
+            let chunk = &mut buf[..left.min(step)];
+            file.read_exact(chunk).map_err(fail)?;
+            for c in chunk.chunks_exact(size) {
+                put(k, array.elem.decode_one(c));
+                k += 1;
+            }
+            left -= chunk.len();
+        }
+        Ok(())
     }
 }
 
@@ -149,57 +277,111 @@ impl<'a> Scope<'a> {
         }
     }
 
-    /// The tensor `name` with `shape`, copied; in a [`Scope::layer`] scope the stored
-    /// tensor is `[layers, ..shape]` and the scope's slice is returned.
+    /// The tensor `name` with `shape`, copied (arrays still in the file are read straight
+    /// into it); in a [`Scope::layer`] scope the stored tensor is `[layers, ..shape]` and
+    /// the scope's slice is returned.
     pub fn get_owned(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let Some(index) = self.layer else {
-            return self.get(name, shape).cloned();
+        let (full, entry, range) = self.slice(name, shape)?;
+        let flat = match (entry.tensor.get(), &entry.in_file) {
+            (Some(t), _) => Tensor::new(&[range.len()], t.data()[range].to_vec()),
+            (None, Some(array)) => Ok(self.store.read(&full, array, range)?),
+            (None, None) => unreachable!("an entry holds a tensor or an in-file array"),
         };
-        let tensor = self.get_any(name)?;
-        let found = tensor.shape();
-        if found.len() != shape.len() + 1 || found[1..] != *shape || index >= found[0] {
-            return Err(IoError::ShapeMismatch {
-                name: format!("{} (layer {index})", self.full_name(name)),
-                origin: self.store.origin.clone(),
-                expected: [&[index + 1][..], shape].concat(),
-                found: found.to_vec(),
-            });
-        }
-        let size: usize = shape.iter().product();
-        Tensor::new(
-            shape,
-            tensor.data()[index * size..(index + 1) * size].to_vec(),
-        )
-        .map_err(|e| IoError::weights(&self.store.origin, e.to_string()))
+        flat.and_then(|t| t.reshape(shape))
+            .map_err(|e| IoError::weights(&self.store.origin, e.to_string()))
     }
 
-    /// The tensor `name` under this scope, whatever its shape.
-    pub fn get_any(&self, name: &str) -> Result<&'a Tensor> {
+    /// Like [`Scope::get_owned`], but the tensor, seen as the matrix
+    /// `[shape[..split].product(), shape[split..].product()]`, comes transposed (a Haiku
+    /// `[in, out]` weight as `[out, in]`), written in place as it is read.
+    pub fn get_owned_transposed(
+        &self,
+        name: &str,
+        shape: &[usize],
+        split: usize,
+    ) -> Result<Tensor> {
+        let (full, entry, range) = self.slice(name, shape)?;
+        let rows: usize = shape[..split].iter().product();
+        let cols: usize = shape[split..].iter().product();
+        let mut out = vec![0f32; rows * cols];
+        let mut put = |k: usize, v: f32| out[(k % cols) * rows + k / cols] = v;
+        match (entry.tensor.get(), &entry.in_file) {
+            (Some(t), _) => t.data()[range]
+                .iter()
+                .enumerate()
+                .for_each(|(k, &v)| put(k, v)),
+            (None, Some(array)) => self.store.read_with(&full, array, range, put)?,
+            (None, None) => unreachable!("an entry holds a tensor or an in-file array"),
+        }
+        Tensor::new(&[cols, rows], out)
+            .map_err(|e| IoError::weights(&self.store.origin, e.to_string()))
+    }
+
+    /// The entry `name` (marked used) with its full name and the range of its elements
+    /// that [`Scope::get_owned`] returns, after checking `shape`.
+    fn slice(&self, name: &str, shape: &[usize]) -> Result<(String, &'a Entry, Range<usize>)> {
+        let (full, entry) = self.entry(name)?;
+        let found = entry.shape();
+        let size: usize = shape.iter().product();
+        let range = match self.layer {
+            None if found == shape => 0..size,
+            None => {
+                return Err(IoError::ShapeMismatch {
+                    name: full,
+                    origin: self.store.origin.clone(),
+                    expected: shape.to_vec(),
+                    found: found.to_vec(),
+                })
+            }
+            Some(index) => {
+                if found.len() != shape.len() + 1 || found[1..] != *shape || index >= found[0] {
+                    return Err(IoError::ShapeMismatch {
+                        name: format!("{full} (layer {index})"),
+                        origin: self.store.origin.clone(),
+                        expected: [&[index + 1][..], shape].concat(),
+                        found: found.to_vec(),
+                    });
+                }
+                index * size..(index + 1) * size
+            }
+        };
+        Ok((full, entry, range))
+    }
+
+    /// The entry `name` under this scope (marked used) and its full name.
+    fn entry(&self, name: &str) -> Result<(String, &'a Entry)> {
         let full = self.full_name(name);
         let entry = self
             .store
             .tensors
             .get(&full)
             .ok_or_else(|| IoError::MissingTensor {
-                name: full,
+                name: full.clone(),
                 origin: self.store.origin.clone(),
             })?;
         entry.used.store(true, Ordering::Relaxed);
-        Ok(&entry.tensor)
+        Ok((full, entry))
+    }
+
+    /// The tensor `name` under this scope, whatever its shape (an array still in the file
+    /// is read and kept in the store).
+    pub fn get_any(&self, name: &str) -> Result<&'a Tensor> {
+        let (full, entry) = self.entry(name)?;
+        self.store.tensor(&full, entry)
     }
 
     /// The tensor `name` under this scope, which must have exactly `shape`.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<&'a Tensor> {
-        let tensor = self.get_any(name)?;
-        if tensor.shape() != shape {
+        let (full, entry) = self.entry(name)?;
+        if entry.shape() != shape {
             return Err(IoError::ShapeMismatch {
-                name: self.full_name(name),
+                name: full,
                 origin: self.store.origin.clone(),
                 expected: shape.to_vec(),
-                found: tensor.shape().to_vec(),
+                found: entry.shape().to_vec(),
             });
         }
-        Ok(tensor)
+        self.store.tensor(&full, entry)
     }
 }
 
@@ -282,7 +464,7 @@ mod tests {
         assert!(s.insert("head.weight", Tensor::zeros(&[3])).is_some());
         assert_eq!(s.len(), 3);
         assert_eq!(s.root().get_any("head.weight").unwrap().shape(), [3]);
-        let names: Vec<_> = s.iter().map(|(n, _)| n).collect();
+        let names: Vec<_> = s.iter().unwrap().map(|(n, _)| n).collect();
         assert_eq!(
             names,
             [

@@ -303,7 +303,7 @@ mod tests {
     fn loads_views_dtypes_and_nested_dicts() {
         let dir = tempfile::tempdir().unwrap();
         let store = load_torch_checkpoint(write_zip(dir.path(), &valid_entries())).unwrap();
-        let names: Vec<_> = store.iter().map(|(n, _)| n).collect();
+        let names: Vec<_> = store.iter().unwrap().map(|(n, _)| n).collect();
         assert_eq!(
             names,
             [

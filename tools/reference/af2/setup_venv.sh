@@ -7,7 +7,8 @@
 # Everything comes from PyPI with the ordinary pip client:
 #   * jax/jaxlib 0.4.26 (CPU wheels; the version the shared notes used), dm-haiku 0.0.12,
 #     numpy 1.26.4 (jaxlib 0.4.26 predates numpy 2), dm-tree, ml-collections, absl-py,
-#     immutabledict, scipy, safetensors.
+#     immutabledict, scipy, safetensors; biopython 1.81 for alphafold.data.mmcif_parsing / templates
+#     (template_features_ref.py; the last Biopython line with Bio.Data.SCOPData).
 #   * The model code: `alphafold-colabfold==2.3.1` with --no-deps. The official `alphafold` on PyPI
 #     is only 2.0.0; alphafold-colabfold 2.3.1 is ColabFold's fork of DeepMind v2.3.1 and is the
 #     closest to it (later 2.3.x releases add Pallas kernels, bucketing, fp8, and import
@@ -39,6 +40,7 @@ PIP_DEPS=(
     "tabulate==0.9.0"
     "PyYAML==6.0.1"
     "safetensors==0.4.5"
+    "biopython==1.81"
 )
 NODEPS_PKGS=("alphafold-colabfold==2.3.1")
 

@@ -10,11 +10,12 @@ use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{Backend, Tensor};
 
-/// Largest feature block (elements) built at once before `embedding2d`: 2^22 floats, 16 MiB.
-const FEATURE_CHUNK: usize = 1 << 22;
+/// Largest feature block (elements) built at once before `embedding2d`: 2^20 floats, 4 MiB.
+const FEATURE_CHUNK: usize = 1 << 20;
 
-/// Query pair positions per pointwise-attention pass.
-const ATTENTION_ROWS_PER_CHUNK: usize = 1 << 14;
+/// Query pair positions per pointwise-attention pass (each pass's queries, gates and
+/// outputs are `[rows, c_z]`: 2 MiB apiece).
+const ATTENTION_ROWS_PER_CHUNK: usize = 1 << 12;
 
 /// Algorithm 16 lines 2-6: one template pair stack block (triangle attention around the
 /// starting and the ending node, triangle multiplication outgoing and incoming, pair

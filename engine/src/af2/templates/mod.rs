@@ -10,6 +10,9 @@
 
 mod embedding;
 pub mod features;
+pub mod featurize;
+pub mod library;
+pub mod search;
 mod torsion;
 
 pub use embedding::{
