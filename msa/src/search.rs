@@ -155,7 +155,7 @@ pub fn search(
         .collect();
     let mut included: Vec<Vec<u32>> = vec![Vec::new(); queries.len()];
     // Per query: the aligner of its latest iteration and its hits not yet traced.
-    let mut pending: Vec<Option<(Aligner, Vec<(u32, i32)>)>> =
+    let mut pending: Vec<Option<Pending>> =
         (0..queries.len()).map(|_| None).collect();
     let mut active: Vec<usize> = (0..queries.len()).collect();
     for iteration in 0..params.iterations.max(1) {
@@ -275,6 +275,12 @@ fn batches(active: &[usize], profiles: &[Pssm], threshold: i32) -> Vec<Vec<usize
     out
 }
 
+/// Targets scored per batch call: large enough to keep the 32 lanes full.
+const SCORE_CHUNK: usize = 1024;
+
+/// A query's aligner and its scored hits not traced yet.
+type Pending<'a> = (Aligner<'a>, Vec<(u32, i32)>);
+
 /// Gapped alignment of one query's prefilter targets.
 struct Aligner<'a> {
     db: &'a Database,
@@ -289,13 +295,21 @@ impl Aligner<'_> {
     /// `max_seqs`.
     fn score(&self, targets: &[u32], params: &SearchParams) -> Vec<(u32, i32)> {
         let min_score = self.ka.min_score_for(params.evalue, self.space);
+        // Inter-sequence SIMD scores 32 targets at a time; chunks keep both cores busy.
         let mut scored: Vec<(u32, i32)> = targets
-            .par_iter()
-            .map_init(Scratch::new, |scratch, &t| {
-                let score = self.profile.score(self.db.sequence(t as usize), scratch);
-                (t, score.map_or(0, |s| s.score))
+            .par_chunks(SCORE_CHUNK)
+            .map_init(Scratch::new, |scratch, chunk| {
+                let sequences: Vec<&[u8]> =
+                    chunk.iter().map(|&t| self.db.sequence(t as usize)).collect();
+                let scores = self.profile.score_batch(&sequences, scratch);
+                chunk
+                    .iter()
+                    .zip(scores)
+                    .filter(|&(_, score)| score >= min_score)
+                    .map(|(&t, score)| (t, score))
+                    .collect::<Vec<_>>()
             })
-            .filter(|&(_, score)| score >= min_score)
+            .flatten()
             .collect();
         scored.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         scored.truncate(params.max_seqs);

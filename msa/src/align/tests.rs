@@ -312,6 +312,156 @@ fn oversized_tracebacks_are_refused() {
     );
 }
 
+/// `score_batch` against `scalar_score`, target by target.
+fn check_batch(pssm: &Pssm, targets: &[Vec<u8>], gaps: GapCosts, scratch: &mut Scratch) {
+    let profile = QueryProfile::new(pssm, gaps);
+    let scores = profile.score_batch(targets, scratch);
+    assert_eq!(scores.len(), targets.len());
+    for (k, (target, &score)) in targets.iter().zip(&scores).enumerate() {
+        let reference = scalar_score(pssm, target, gaps).map_or(0, |s| s.score);
+        assert_eq!(
+            score,
+            reference,
+            "target {k} of {}: m {} n {} {gaps:?}",
+            targets.len(),
+            pssm.len(),
+            target.len()
+        );
+    }
+}
+
+#[test]
+fn batches_match_the_scalar_reference() {
+    let mut rng = Rng(9);
+    let mut scratch = Scratch::new();
+    for round in 0..60 {
+        let m = 1 + rng.below(if round % 4 == 0 { 40 } else { 400 });
+        let query = rng.sequence(m);
+        let pssm = match round % 3 {
+            0 => Pssm::from_sequence(&query),
+            1 => rng.pssm(m, -8, 6),
+            _ => rng.pssm(m, -128, 127),
+        };
+        let size = [1, 31, 32, 33, 100][round % 5];
+        let targets: Vec<Vec<u8>> = (0..size)
+            .map(|k| match k % 7 {
+                // Homologs (some beyond the byte range), an empty target, random ones.
+                0 => rng.mutate(&query, 2 + k % 20),
+                3 if round % 2 == 0 => Vec::new(),
+                _ => {
+                    let n = 1 + rng.below(700);
+                    rng.sequence(n)
+                }
+            })
+            .collect();
+        let gaps = GAP_VARIANTS[(round / 5) % GAP_VARIANTS.len()];
+        check_batch(&pssm, &targets, gaps, &mut scratch);
+    }
+}
+
+#[test]
+fn batches_with_positive_and_all_negative_profiles() {
+    let mut rng = Rng(10);
+    let mut scratch = Scratch::new();
+    for (round, (low, high)) in [(0, 5), (1, 127), (-20, -1), (-128, -128), (127, 127)]
+        .into_iter()
+        .enumerate()
+    {
+        let m = 1 + rng.below(100);
+        let pssm = rng.pssm(m, low, high);
+        let targets: Vec<Vec<u8>> = (0..40)
+            .map(|_| {
+                let n = 1 + rng.below(300);
+                rng.sequence(n)
+            })
+            .collect();
+        check_batch(&pssm, &targets, GAP_VARIANTS[round], &mut scratch);
+    }
+    let empty = QueryProfile::new(&Pssm { rows: Vec::new() }, BLOSUM62_GAPS);
+    assert_eq!(empty.score_batch(&[vec![1u8; 5]], &mut scratch), vec![0]);
+    let none: [&[u8]; 0] = [];
+    assert!(empty.score_batch(&none, &mut scratch).is_empty());
+}
+
+#[test]
+fn saturating_batches_are_rescored_exactly() {
+    let mut rng = Rng(11);
+    let mut scratch = Scratch::new();
+    // Identical long sequences (far beyond the byte range), mixed with random ones; then
+    // W against W beyond i16 (11 × 3100 = 34 100).
+    let query = rng.sequence(700);
+    let pssm = Pssm::from_sequence(&query);
+    let targets: Vec<Vec<u8>> = (0..70)
+        .map(|k| match k % 3 {
+            0 => query.clone(),
+            1 => query[k..k + 40].to_vec(),
+            _ => {
+                let n = 1 + rng.below(700);
+                rng.sequence(n)
+            }
+        })
+        .collect();
+    for gaps in GAP_VARIANTS {
+        check_batch(&pssm, &targets, gaps, &mut scratch);
+    }
+    let w = vec![17u8; 3100];
+    let profile = QueryProfile::new(&Pssm::from_sequence(&w), BLOSUM62_GAPS);
+    let targets = [&w[..], &w[..10], &w[..3000], &[0u8; 20][..]];
+    assert_eq!(
+        profile.score_batch(&targets, &mut scratch),
+        vec![34_100, 110, 33_000, 0]
+    );
+}
+
+#[test]
+#[should_panic(expected = "outside the alphabet")]
+fn batch_residue_codes_are_checked() {
+    let profile = QueryProfile::new(&Pssm::from_sequence(&[1, 2, 3]), BLOSUM62_GAPS);
+    profile.score_batch(&[vec![1u8, 21]], &mut Scratch::new());
+}
+
+/// Speed of the batch kernel against the striped one: a 300- and a 60-residue query against
+/// 20 M residues of random targets of 100–600 residues.
+/// `cargo test --release -p ferrofold-msa -- --ignored --nocapture batch_gcups`
+#[test]
+#[ignore]
+fn batch_gcups() {
+    let mut rng = Rng(12);
+    let mut targets: Vec<Vec<u8>> = Vec::new();
+    let mut residues = 0;
+    while residues < 20_000_000 {
+        let len = 100 + rng.below(501);
+        residues += len;
+        targets.push(rng.sequence(len));
+    }
+    let mut scratch = Scratch::new();
+    for m in [300, 60] {
+        let query = rng.sequence(m);
+        let profile = QueryProfile::new(&Pssm::from_sequence(&query), BLOSUM62_GAPS);
+        let cells = (m * residues) as f64;
+        let start = std::time::Instant::now();
+        let striped: Vec<i32> = targets
+            .iter()
+            .map(|t| profile.score(t, &mut scratch).map_or(0, |s| s.score))
+            .collect();
+        let striped_seconds = start.elapsed().as_secs_f64();
+        let start = std::time::Instant::now();
+        // In batches of 10 000, as the search scores its candidates.
+        let batched: Vec<i32> = targets
+            .chunks(10_000)
+            .flat_map(|chunk| profile.score_batch(chunk, &mut scratch))
+            .collect();
+        let batch_seconds = start.elapsed().as_secs_f64();
+        assert_eq!(striped, batched);
+        println!(
+            "query {m}: striped {:.2} GCUPS, batch {:.2} GCUPS ({:.2}x)",
+            cells / striped_seconds / 1e9,
+            cells / batch_seconds / 1e9,
+            striped_seconds / batch_seconds
+        );
+    }
+}
+
 /// Speed of the score kernel: a 300-residue query against 20 M random residues, then against
 /// 2 M residues of its homologs (scores above the `i8` range: both passes run).
 /// `cargo test --release -p ferrofold-msa -- --ignored --nocapture gcups`
