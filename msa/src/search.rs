@@ -154,6 +154,9 @@ pub fn search(
         })
         .collect();
     let mut included: Vec<Vec<u32>> = vec![Vec::new(); queries.len()];
+    // Per query: the aligner of its latest iteration and its hits not yet traced.
+    let mut pending: Vec<Option<Pending>> =
+        (0..queries.len()).map(|_| None).collect();
     let mut active: Vec<usize> = (0..queries.len()).collect();
     for iteration in 0..params.iterations.max(1) {
         for batch in batches(&active, &profiles, prefilter_params.kmer_threshold) {
@@ -171,24 +174,35 @@ pub fn search(
                 prefilter_seconds,
                 align_seconds: 0.0,
             };
+            let last = iteration + 1 == params.iterations;
             for (&q, candidates) in batch.iter().zip(candidates) {
                 let targets: Vec<u32> = candidates.iter().map(|c| c.target).collect();
                 let space = ka.search_space(queries[q].codes.len(), db.total_residues(), db.len());
-                let (hits, untraced) = align_candidates(
+                let aligner = Aligner {
                     db,
-                    &profiles[q],
-                    &queries[q].codes,
-                    &targets,
-                    params,
-                    &ka,
+                    profile: QueryProfile::new(&profiles[q], params.gaps),
+                    query: &queries[q].codes,
+                    ka,
                     space,
-                );
-                summary.hits += hits.len();
+                };
+                let mut scored = aligner.score(&targets, params);
+                // Before the last iteration only the hits that shape the next profile need
+                // their alignments now; the others wait in case the query converges here.
+                let split = if last {
+                    scored.len()
+                } else {
+                    let included = ka.min_score_for(params.inclusion_evalue, space);
+                    scored.partition_point(|&(_, score)| score >= included)
+                };
+                let rest = scored.split_off(split);
+                let (hits, untraced) = aligner.trace(&scored);
+                summary.hits += hits.len() + rest.len();
                 results[q] = QueryResult {
                     hits,
                     iterations: iteration + 1,
                     untraced,
                 };
+                pending[q] = Some((aligner, rest));
             }
             summary.align_seconds = started.elapsed().as_secs_f64();
             progress.finished(&summary);
@@ -223,6 +237,19 @@ pub fn search(
             break;
         }
     }
+    // Queries that converged before the last iteration: trace their weaker hits too.
+    for (result, pending) in results.iter_mut().zip(pending) {
+        let Some((aligner, rest)) = pending else {
+            continue;
+        };
+        if rest.is_empty() {
+            continue;
+        }
+        let (more, untraced) = aligner.trace(&rest);
+        result.hits.extend(more);
+        result.untraced += untraced;
+        sort_hits(&mut result.hits);
+    }
     results
 }
 
@@ -248,48 +275,74 @@ fn batches(active: &[usize], profiles: &[Pssm], threshold: i32) -> Vec<Vec<usize
     out
 }
 
-/// Gapped alignment of the prefilter's targets: SIMD scores first, tracebacks only for
-/// the targets within the E-value threshold, best `max_seqs` kept. Also returns how many
-/// significant targets had alignments too long to trace back.
-fn align_candidates(
-    db: &Database,
-    pssm: &Pssm,
-    query: &[u8],
-    targets: &[u32],
-    params: &SearchParams,
-    ka: &KarlinAltschul,
+/// Targets scored per batch call: large enough to keep the 32 lanes full.
+const SCORE_CHUNK: usize = 1024;
+
+/// A query's aligner and its scored hits not traced yet.
+type Pending<'a> = (Aligner<'a>, Vec<(u32, i32)>);
+
+/// Gapped alignment of one query's prefilter targets.
+struct Aligner<'a> {
+    db: &'a Database,
+    profile: QueryProfile,
+    query: &'a [u8],
+    ka: KarlinAltschul,
     space: SearchSpace,
-) -> (Vec<Hit>, usize) {
-    let profile = QueryProfile::new(pssm, params.gaps);
-    let min_score = ka.min_score_for(params.evalue, space);
-    let mut scored: Vec<(u32, i32)> = targets
-        .par_iter()
-        .map_init(Scratch::new, |scratch, &t| {
-            let score = profile.score(db.sequence(t as usize), scratch);
-            (t, score.map_or(0, |s| s.score))
-        })
-        .filter(|&(_, score)| score >= min_score)
-        .collect();
-    scored.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    scored.truncate(params.max_seqs);
-    let traced: Vec<Option<Hit>> = scored
-        .par_iter()
-        .map_init(Scratch::new, |scratch, &(t, _)| {
-            let target = db.sequence(t as usize);
-            let alignment = profile.align(target, scratch).ok().flatten()?;
-            let identity =
-                alignment.identities(query, target) as f64 / alignment.aligned_len().max(1) as f64;
-            Some(Hit {
-                target: t,
-                evalue: ka.evalue(alignment.score, space),
-                bits: ka.bit_score(alignment.score),
-                identity,
-                alignment,
+}
+
+impl Aligner<'_> {
+    /// SIMD scores of the targets within the E-value threshold, best first, at most
+    /// `max_seqs`.
+    fn score(&self, targets: &[u32], params: &SearchParams) -> Vec<(u32, i32)> {
+        let min_score = self.ka.min_score_for(params.evalue, self.space);
+        // Inter-sequence SIMD scores 32 targets at a time; chunks keep both cores busy.
+        let mut scored: Vec<(u32, i32)> = targets
+            .par_chunks(SCORE_CHUNK)
+            .map_init(Scratch::new, |scratch, chunk| {
+                let sequences: Vec<&[u8]> =
+                    chunk.iter().map(|&t| self.db.sequence(t as usize)).collect();
+                let scores = self.profile.score_batch(&sequences, scratch);
+                chunk
+                    .iter()
+                    .zip(scores)
+                    .filter(|&(_, score)| score >= min_score)
+                    .map(|(&t, score)| (t, score))
+                    .collect::<Vec<_>>()
             })
-        })
-        .collect();
-    let untraced = traced.iter().filter(|h| h.is_none()).count();
-    let mut hits: Vec<Hit> = traced.into_iter().flatten().collect();
+            .flatten()
+            .collect();
+        scored.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored.truncate(params.max_seqs);
+        scored
+    }
+
+    /// Alignments of scored targets, in E-value order; also how many were too long to
+    /// trace back.
+    fn trace(&self, scored: &[(u32, i32)]) -> (Vec<Hit>, usize) {
+        let traced: Vec<Option<Hit>> = scored
+            .par_iter()
+            .map_init(Scratch::new, |scratch, &(t, _)| {
+                let target = self.db.sequence(t as usize);
+                let alignment = self.profile.align(target, scratch).ok().flatten()?;
+                let identity = alignment.identities(self.query, target) as f64
+                    / alignment.aligned_len().max(1) as f64;
+                Some(Hit {
+                    target: t,
+                    evalue: self.ka.evalue(alignment.score, self.space),
+                    bits: self.ka.bit_score(alignment.score),
+                    identity,
+                    alignment,
+                })
+            })
+            .collect();
+        let untraced = traced.iter().filter(|h| h.is_none()).count();
+        let mut hits: Vec<Hit> = traced.into_iter().flatten().collect();
+        sort_hits(&mut hits);
+        (hits, untraced)
+    }
+}
+
+/// E-value order, ties by target index.
+fn sort_hits(hits: &mut [Hit]) {
     hits.sort_by(|a, b| a.evalue.total_cmp(&b.evalue).then(a.target.cmp(&b.target)));
-    (hits, untraced)
 }

@@ -12,6 +12,10 @@
 //!   scanning a target allocates nothing. A score that reaches `i16::MAX` is recomputed by
 //!   [`scalar_score`] in `i32`, so the score is always exact. Without AVX2 at compile time the
 //!   scalar code is used.
+//! - [`QueryProfile::score_batch`]: scores only, many targets at once: an inter-sequence
+//!   kernel (SWIPE: 32 targets in the `u8` lanes, lanes refilled as their targets end),
+//!   targets near the byte ceiling rescored as above, so again exact. About 4× the striped
+//!   kernel's cell rate on a 300-residue query, 10× on a 60-residue one.
 //! - [`QueryProfile::align`] / [`align`]: the alignment itself, for the hits only: an anchored
 //!   reverse pass from the end cell finds the start (the score kernel on the reversed prefixes
 //!   with AVX2), then a traceback inside that rectangle.
@@ -21,6 +25,8 @@
 //! Residue codes must be below [`ALPHABET_SIZE`](crate::alphabet::ALPHABET_SIZE) (a larger
 //! code panics).
 
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+mod batch;
 mod scalar;
 #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
 mod striped;
@@ -29,6 +35,7 @@ mod traceback;
 #[cfg(test)]
 mod tests;
 
+use crate::alphabet::ALPHABET_SIZE;
 use crate::matrix::{GapCosts, Pssm};
 
 pub use scalar::scalar_score;
@@ -114,6 +121,8 @@ pub struct QueryProfile {
     gaps: GapCosts,
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
     striped: striped::Profile,
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    batch: batch::Profile,
 }
 
 /// Per-thread buffers of the score kernel, reused across targets and queries.
@@ -121,6 +130,8 @@ pub struct QueryProfile {
 pub struct Scratch {
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
     buffers: striped::Buffers,
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    batch: batch::Buffers,
 }
 
 impl Scratch {
@@ -142,6 +153,8 @@ impl QueryProfile {
             gaps,
             #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
             striped: striped::Profile::new(pssm, gaps),
+            #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+            batch: batch::Profile::new(pssm, gaps),
         }
     }
 
@@ -160,6 +173,46 @@ impl QueryProfile {
         #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
         let _ = scratch;
         scalar_score(&self.pssm, target, self.gaps)
+    }
+
+    /// Best local score of each target (0 when no cell scores above 0), in input order: the
+    /// scores [`QueryProfile::score`] gives, for many targets at once. With AVX2, an
+    /// inter-sequence kernel (32 targets in the byte lanes, SWIPE); a target scoring near the
+    /// byte ceiling (`255 - bias`, the bias being the PSSM's most negative entry) is rescored
+    /// in `i16` lanes, then in `i32` beyond those, so scores are exact. Without AVX2, a loop
+    /// over [`QueryProfile::score`]. Panics on a residue code outside the alphabet.
+    pub fn score_batch<T: AsRef<[u8]>>(&self, targets: &[T], scratch: &mut Scratch) -> Vec<i32> {
+        for target in targets {
+            assert!(
+                target
+                    .as_ref()
+                    .iter()
+                    .all(|&c| (c as usize) < ALPHABET_SIZE),
+                "residue code outside the alphabet"
+            );
+        }
+        let mut out = vec![0; targets.len()];
+        if self.pssm.is_empty() {
+            return out;
+        }
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+        {
+            for k in self.batch.score(targets, &mut scratch.batch, &mut out) {
+                let target = targets[k].as_ref();
+                let wide = self.striped.score_wide(target, &mut scratch.buffers);
+                out[k] = match wide {
+                    Some(s) if s.score >= i16::MAX as i32 => {
+                        scalar_score(&self.pssm, target, self.gaps).map_or(0, |s| s.score)
+                    }
+                    found => found.map_or(0, |s| s.score),
+                };
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+        for (score, target) in out.iter_mut().zip(targets) {
+            *score = self.score(target.as_ref(), scratch).map_or(0, |s| s.score);
+        }
+        out
     }
 
     /// The best local alignment against `target`: `Ok(None)` when no cell scores above 0.

@@ -236,4 +236,10 @@ impl Profile {
             kernel_wide(&self.wide, self.len, target, buffers)
         }
     }
+
+    /// [`Profile::score`] in `i16` lanes only, for targets known to saturate `i8`.
+    pub(super) fn score_wide(&self, target: &[u8], buffers: &mut Buffers) -> Option<LocalScore> {
+        // SAFETY: this module is compiled only when AVX2 is enabled for the whole build.
+        unsafe { kernel_wide(&self.wide, self.len, target, buffers) }
+    }
 }

@@ -312,6 +312,298 @@ fn oversized_tracebacks_are_refused() {
     );
 }
 
+/// The banded traceback of `profile`'s best local alignment with `target` against the
+/// whole-rectangle Gotoh: same score (the local one), the same columns when the whole-rectangle
+/// path lies in the first or second band, and `i32` and `i64` arithmetic alike; then
+/// [`check`]. Returns how many of the first two bands fell short of the score (2: the corner
+/// band doubled).
+fn check_bands(pssm: &Pssm, target: &[u8], gaps: GapCosts, scratch: &mut Scratch) -> usize {
+    let profile = QueryProfile::new(pssm, gaps);
+    let Some(end) = profile.score(target, scratch) else {
+        return 0;
+    };
+    let (query_start, target_start) = profile.find_start(target, end, scratch);
+    let rows = end.query_end - query_start + 1;
+    let rectangle = &target[target_start..=end.target_end];
+    let goal = i64::from(end.score);
+    let band = |shape, wide| {
+        traceback::band_for_tests(pssm, query_start, rows, rectangle, gaps, shape, wide)
+    };
+    let full = band(traceback::Shape::Corners(usize::MAX / 4), true);
+    assert_eq!(full.0, goal);
+    let banded = traceback::banded_traceback(pssm, query_start, rows, rectangle, gaps, goal);
+    assert_eq!(banded.0, goal);
+    let first_shape = traceback::Shape::Line(traceback::LINE_HALF_WIDTH);
+    let first = band(first_shape, false);
+    assert_eq!(first, band(first_shape, true));
+    assert!(first.0 <= goal);
+    let corners = traceback::Shape::Corners(traceback::CORNER_HALF_WIDTH);
+    let second = band(corners, false);
+    assert_eq!(second, band(corners, true));
+    assert!(second.0 <= goal);
+    let columns = rectangle.len();
+    for (shape, (score, ops)) in [(first_shape, &first), (corners, &second)] {
+        if traceback::band_holds(rows, columns, shape, &full.1) {
+            assert_eq!((*score, ops), (full.0, &full.1));
+        }
+    }
+    if first.0 == goal {
+        assert_eq!(banded, first);
+    }
+    check(pssm, target, gaps, scratch);
+    usize::from(first.0 < goal) + usize::from(second.0 < goal)
+}
+
+#[test]
+fn bands_double_until_they_reach_the_score() {
+    let mut rng = Rng(11);
+    let mut scratch = Scratch::new();
+    let query = rng.sequence(600);
+    let pssm = Pssm::from_sequence(&query);
+    let q = |range: std::ops::Range<usize>| query[range].to_vec();
+    // An 80-residue insertion, then an 80-residue deletion: the corners share a diagonal, the
+    // path strays 80 from it.
+    let target = [q(0..100), rng.sequence(80), q(100..200), q(280..400)].concat();
+    assert_eq!(check_bands(&pssm, &target, BLOSUM62_GAPS, &mut scratch), 2);
+    // The same with the deletion first.
+    let target = [q(0..100), q(180..300), rng.sequence(80), q(300..420)].concat();
+    assert_eq!(check_bands(&pssm, &target, BLOSUM62_GAPS, &mut scratch), 2);
+    // Rows ≫ columns: a 70-residue insertion, then a 350-residue deletion.
+    let target = [q(0..80), rng.sequence(70), q(80..150), q(500..600)].concat();
+    let gaps = GapCosts { open: 3, extend: 0 };
+    assert_eq!(check_bands(&pssm, &target, gaps, &mut scratch), 2);
+    // Columns ≫ rows: a 70-residue deletion, then a 350-residue insertion.
+    let short = Pssm::from_sequence(&query[..250]);
+    let target = [q(0..80), q(150..200), rng.sequence(350), q(200..250)].concat();
+    assert_eq!(check_bands(&short, &target, gaps, &mut scratch), 2);
+    // Long gaps of 60 to 150 residues at random, every gap variant.
+    let mut short = [0; 3];
+    for round in 0..120 {
+        let m = 200 + rng.below(300);
+        let query = rng.sequence(m);
+        let mut target = Vec::new();
+        let mut at = 0;
+        while at < m {
+            let piece = (30 + rng.below(120)).min(m - at);
+            target.extend(rng.mutate(&query[at..at + piece], round % 8));
+            at += piece;
+            let gap = 60 + rng.below(91);
+            if rng.below(2) == 0 {
+                target.extend(rng.sequence(gap));
+            } else {
+                at += gap;
+            }
+        }
+        let gaps = GAP_VARIANTS[round % GAP_VARIANTS.len()];
+        let pssm = match round % 3 {
+            2 => rng.pssm(m, -8, 6),
+            _ => Pssm::from_sequence(&query),
+        };
+        short[check_bands(&pssm, &target, gaps, &mut scratch)] += 1;
+    }
+    assert!(short[1] >= 10 && short[2] >= 10, "{short:?}");
+}
+
+#[test]
+fn bands_agree_with_the_whole_rectangle_on_homologs() {
+    let mut rng = Rng(12);
+    let mut scratch = Scratch::new();
+    for round in 0..200 {
+        let m = 1 + rng.below(500);
+        let query = rng.sequence(m);
+        let target = match round % 4 {
+            0 => {
+                let n = 1 + rng.below(500);
+                rng.sequence(n)
+            }
+            _ => rng.mutate(&query, 2 + round % 25),
+        };
+        let pssm = match round % 3 {
+            0 => Pssm::from_sequence(&query),
+            1 => rng.pssm(m, -8, 6),
+            _ => rng.pssm(m, -128, 127),
+        };
+        check_bands(&pssm, &target, GAP_VARIANTS[round % 5], &mut scratch);
+    }
+}
+
+#[test]
+fn huge_gap_costs_trace_back_in_i64() {
+    // 2 400 × 2 400 with gaps of 30 000 + 30 000 per residue: the bound on the rectangle's
+    // scores passes i32::MAX / 8, so the traceback runs in i64.
+    let mut rng = Rng(13);
+    let query = rng.sequence(2400);
+    let target: Vec<u8> = query
+        .iter()
+        .map(|&c| {
+            if rng.below(10) == 0 {
+                rng.below(20) as u8
+            } else {
+                c
+            }
+        })
+        .collect();
+    let gaps = GapCosts {
+        open: 30_000,
+        extend: 30_000,
+    };
+    let pssm = Pssm::from_sequence(&query);
+    check_bands(&pssm, &target, gaps, &mut Scratch::new());
+    let mut target = target;
+    target.insert(1200, 0);
+    check_bands(&pssm, &target, gaps, &mut Scratch::new());
+}
+
+/// `score_batch` against `scalar_score`, target by target.
+fn check_batch(pssm: &Pssm, targets: &[Vec<u8>], gaps: GapCosts, scratch: &mut Scratch) {
+    let profile = QueryProfile::new(pssm, gaps);
+    let scores = profile.score_batch(targets, scratch);
+    assert_eq!(scores.len(), targets.len());
+    for (k, (target, &score)) in targets.iter().zip(&scores).enumerate() {
+        let reference = scalar_score(pssm, target, gaps).map_or(0, |s| s.score);
+        assert_eq!(
+            score,
+            reference,
+            "target {k} of {}: m {} n {} {gaps:?}",
+            targets.len(),
+            pssm.len(),
+            target.len()
+        );
+    }
+}
+
+#[test]
+fn batches_match_the_scalar_reference() {
+    let mut rng = Rng(9);
+    let mut scratch = Scratch::new();
+    for round in 0..60 {
+        let m = 1 + rng.below(if round % 4 == 0 { 40 } else { 400 });
+        let query = rng.sequence(m);
+        let pssm = match round % 3 {
+            0 => Pssm::from_sequence(&query),
+            1 => rng.pssm(m, -8, 6),
+            _ => rng.pssm(m, -128, 127),
+        };
+        let size = [1, 31, 32, 33, 100][round % 5];
+        let targets: Vec<Vec<u8>> = (0..size)
+            .map(|k| match k % 7 {
+                // Homologs (some beyond the byte range), an empty target, random ones.
+                0 => rng.mutate(&query, 2 + k % 20),
+                3 if round % 2 == 0 => Vec::new(),
+                _ => {
+                    let n = 1 + rng.below(700);
+                    rng.sequence(n)
+                }
+            })
+            .collect();
+        let gaps = GAP_VARIANTS[(round / 5) % GAP_VARIANTS.len()];
+        check_batch(&pssm, &targets, gaps, &mut scratch);
+    }
+}
+
+#[test]
+fn batches_with_positive_and_all_negative_profiles() {
+    let mut rng = Rng(10);
+    let mut scratch = Scratch::new();
+    for (round, (low, high)) in [(0, 5), (1, 127), (-20, -1), (-128, -128), (127, 127)]
+        .into_iter()
+        .enumerate()
+    {
+        let m = 1 + rng.below(100);
+        let pssm = rng.pssm(m, low, high);
+        let targets: Vec<Vec<u8>> = (0..40)
+            .map(|_| {
+                let n = 1 + rng.below(300);
+                rng.sequence(n)
+            })
+            .collect();
+        check_batch(&pssm, &targets, GAP_VARIANTS[round], &mut scratch);
+    }
+    let empty = QueryProfile::new(&Pssm { rows: Vec::new() }, BLOSUM62_GAPS);
+    assert_eq!(empty.score_batch(&[vec![1u8; 5]], &mut scratch), vec![0]);
+    let none: [&[u8]; 0] = [];
+    assert!(empty.score_batch(&none, &mut scratch).is_empty());
+}
+
+#[test]
+fn saturating_batches_are_rescored_exactly() {
+    let mut rng = Rng(11);
+    let mut scratch = Scratch::new();
+    // Identical long sequences (far beyond the byte range), mixed with random ones; then
+    // W against W beyond i16 (11 × 3100 = 34 100).
+    let query = rng.sequence(700);
+    let pssm = Pssm::from_sequence(&query);
+    let targets: Vec<Vec<u8>> = (0..70)
+        .map(|k| match k % 3 {
+            0 => query.clone(),
+            1 => query[k..k + 40].to_vec(),
+            _ => {
+                let n = 1 + rng.below(700);
+                rng.sequence(n)
+            }
+        })
+        .collect();
+    for gaps in GAP_VARIANTS {
+        check_batch(&pssm, &targets, gaps, &mut scratch);
+    }
+    let w = vec![17u8; 3100];
+    let profile = QueryProfile::new(&Pssm::from_sequence(&w), BLOSUM62_GAPS);
+    let targets = [&w[..], &w[..10], &w[..3000], &[0u8; 20][..]];
+    assert_eq!(
+        profile.score_batch(&targets, &mut scratch),
+        vec![34_100, 110, 33_000, 0]
+    );
+}
+
+#[test]
+#[should_panic(expected = "outside the alphabet")]
+fn batch_residue_codes_are_checked() {
+    let profile = QueryProfile::new(&Pssm::from_sequence(&[1, 2, 3]), BLOSUM62_GAPS);
+    profile.score_batch(&[vec![1u8, 21]], &mut Scratch::new());
+}
+
+/// Speed of the batch kernel against the striped one: a 300- and a 60-residue query against
+/// 20 M residues of random targets of 100–600 residues.
+/// `cargo test --release -p ferrofold-msa -- --ignored --nocapture batch_gcups`
+#[test]
+#[ignore]
+fn batch_gcups() {
+    let mut rng = Rng(12);
+    let mut targets: Vec<Vec<u8>> = Vec::new();
+    let mut residues = 0;
+    while residues < 20_000_000 {
+        let len = 100 + rng.below(501);
+        residues += len;
+        targets.push(rng.sequence(len));
+    }
+    let mut scratch = Scratch::new();
+    for m in [300, 60] {
+        let query = rng.sequence(m);
+        let profile = QueryProfile::new(&Pssm::from_sequence(&query), BLOSUM62_GAPS);
+        let cells = (m * residues) as f64;
+        let start = std::time::Instant::now();
+        let striped: Vec<i32> = targets
+            .iter()
+            .map(|t| profile.score(t, &mut scratch).map_or(0, |s| s.score))
+            .collect();
+        let striped_seconds = start.elapsed().as_secs_f64();
+        let start = std::time::Instant::now();
+        // In batches of 10 000, as the search scores its candidates.
+        let batched: Vec<i32> = targets
+            .chunks(10_000)
+            .flat_map(|chunk| profile.score_batch(chunk, &mut scratch))
+            .collect();
+        let batch_seconds = start.elapsed().as_secs_f64();
+        assert_eq!(striped, batched);
+        println!(
+            "query {m}: striped {:.2} GCUPS, batch {:.2} GCUPS ({:.2}x)",
+            cells / striped_seconds / 1e9,
+            cells / batch_seconds / 1e9,
+            striped_seconds / batch_seconds
+        );
+    }
+}
+
 /// Speed of the score kernel: a 300-residue query against 20 M random residues, then against
 /// 2 M residues of its homologs (scores above the `i8` range: both passes run).
 /// `cargo test --release -p ferrofold-msa -- --ignored --nocapture gcups`
@@ -403,5 +695,77 @@ fn align_speed() {
         align_seconds / pairs.len() as f64 * 1e6,
         100.0 * identities as f64 / columns as f64,
         aligned / pairs.len() as i64
+    );
+}
+
+/// Speed of the traceback alone on [`align_speed`]'s pairs: the banded traceback against the
+/// whole-rectangle Gotoh in `i64` (the traceback before bands), and how often the band doubled.
+/// `cargo test --release -p ferrofold-msa -- --ignored --nocapture traceback_speed`
+#[test]
+#[ignore]
+fn traceback_speed() {
+    let mut rng = Rng(7);
+    let mut scratch = Scratch::new();
+    let rectangles: Vec<(Pssm, usize, usize, Vec<u8>, i64)> = (0..2_000)
+        .map(|round| {
+            let len = 300 + rng.below(201);
+            let query = rng.sequence(len);
+            let target = rng.mutate(&query, 8 + round % 17);
+            let pssm = Pssm::from_sequence(&query);
+            let profile = QueryProfile::new(&pssm, BLOSUM62_GAPS);
+            let end = profile.score(&target, &mut scratch).unwrap();
+            let (query_start, target_start) = profile.find_start(&target, end, &mut scratch);
+            let rows = end.query_end - query_start + 1;
+            let rectangle = target[target_start..=end.target_end].to_vec();
+            (pssm, query_start, rows, rectangle, i64::from(end.score))
+        })
+        .collect();
+    let cells: usize = rectangles.iter().map(|r| r.2 * r.3.len()).sum();
+    let start = std::time::Instant::now();
+    let mut total = 0;
+    for (pssm, query_start, rows, rectangle, _) in &rectangles {
+        let (score, _) = traceback::band_for_tests(
+            pssm,
+            *query_start,
+            *rows,
+            rectangle,
+            BLOSUM62_GAPS,
+            traceback::Shape::Corners(usize::MAX / 4),
+            true,
+        );
+        total += score;
+    }
+    let full_seconds = start.elapsed().as_secs_f64();
+    let start = std::time::Instant::now();
+    let mut banded_total = 0;
+    for (pssm, query_start, rows, rectangle, goal) in &rectangles {
+        let (score, _) =
+            traceback::banded_traceback(pssm, *query_start, *rows, rectangle, BLOSUM62_GAPS, *goal);
+        banded_total += score;
+    }
+    let banded_seconds = start.elapsed().as_secs_f64();
+    assert_eq!(total, banded_total);
+    let doubled = rectangles
+        .iter()
+        .filter(|(pssm, query_start, rows, rectangle, goal)| {
+            traceback::band_for_tests(
+                pssm,
+                *query_start,
+                *rows,
+                rectangle,
+                BLOSUM62_GAPS,
+                traceback::Shape::Line(traceback::LINE_HALF_WIDTH),
+                false,
+            )
+            .0 < *goal
+        })
+        .count();
+    println!(
+        "traceback: whole rectangle (i64) {:.1} µs/pair, banded {:.1} µs/pair; {} pairs, mean \
+         rectangle {} cells, first band short {doubled} times",
+        full_seconds / rectangles.len() as f64 * 1e6,
+        banded_seconds / rectangles.len() as f64 * 1e6,
+        rectangles.len(),
+        cells / rectangles.len()
     );
 }

@@ -2,6 +2,14 @@
 //! alignment starts, then a global Gotoh with traceback runs inside that rectangle only. The
 //! rectangle's best global alignment scores exactly the local score (it holds one alignment of
 //! that score and none above the local maximum), so no full-matrix traceback is needed.
+//!
+//! Since that score is known in advance, the Gotoh runs in a band first (along the line from
+//! corner to corner, then between the corners' diagonals, see [`banded_traceback`]): every
+//! path in a band is a path of the rectangle, so a banded optimum equal to the local score is
+//! an optimal alignment (exact). Otherwise a wider band, up to the whole rectangle. Flags are stored for band
+//! cells only, and scores are `i32` whenever the rectangle's scores cannot approach its range.
+
+use std::ops::{Add, Sub};
 
 use super::{AlignOp, Alignment, LocalScore, TracebackTooLarge, MAX_TRACEBACK_CELLS};
 use crate::matrix::{GapCosts, Pssm};
@@ -39,12 +47,13 @@ pub(super) fn align_between(
     if cells > MAX_TRACEBACK_CELLS {
         return Err(too_large);
     }
-    let (score, ops) = global_traceback(
+    let (score, ops) = banded_traceback(
         pssm,
         query_start,
         rows,
         &target[target_start..=end.target_end],
         gaps,
+        i64::from(end.score),
     );
     debug_assert_eq!(score, i64::from(end.score));
     Ok(Alignment {
@@ -95,59 +104,227 @@ pub(super) fn find_start(
     unreachable!("no alignment of score {} ends at {end:?}", end.score)
 }
 
-/// Best global alignment of query rows `query_start..query_start + rows` with `target`: its
-/// score and columns. Ties prefer a match, then an insertion, then a deletion, and extending
-/// a gap over opening one.
-fn global_traceback(
+/// Half-width (in rows, and at least as many columns) of the first band, around the straight
+/// line between the rectangle's corners.
+pub(super) const LINE_HALF_WIDTH: usize = 32;
+
+/// Half-width of the second band, beyond the diagonals of the corners; it doubles from there.
+pub(super) const CORNER_HALF_WIDTH: usize = 32;
+
+/// Best global alignment of query rows `query_start..query_start + rows` with `target`, whose
+/// optimum is known to be `goal`: its score and columns. Bands in turn until one reaches
+/// `goal` or covers the rectangle (then its optimum is returned whatever it is): first along
+/// the straight line between the corners (indels spread along the alignment), then between
+/// the corners' diagonals (a few long indels) of doubling half-width. Within a band, ties
+/// prefer a match, then an insertion, then a deletion, and extending a gap over opening one;
+/// when the whole-rectangle traceback lies in the band, the band gives the same alignment.
+pub(super) fn banded_traceback(
     pssm: &Pssm,
     query_start: usize,
     rows: usize,
     target: &[u8],
     gaps: GapCosts,
+    goal: i64,
 ) -> (i64, Vec<AlignOp>) {
-    let (open, extend) = (i64::from(gaps.open), i64::from(gaps.extend));
-    let open_extend = open + extend;
     let columns = target.len();
-    let width = columns + 1;
-    let mut flags = vec![0u8; (rows + 1) * width];
-    // h[j]: H(i - 1, j) before row i, H(i, j) after; f[j] likewise for F.
-    let mut h: Vec<i64> = (0..=columns as i64)
-        .map(|j| if j == 0 { 0 } else { -(open + j * extend) })
+    // No cell of the rectangle (a path of at most rows + columns steps, each within 127 of a
+    // substitution or a gap cost) nor the −∞ stand-in minus a gap comes near i32's range.
+    let steps = (rows + columns) as i64;
+    let bound = (steps + 1) * (128 + i64::from(gaps.open) + i64::from(gaps.extend));
+    let narrow = bound < i64::from(i32::MAX / 8);
+    let mut shape = Shape::Line(LINE_HALF_WIDTH);
+    loop {
+        let band = Band::new(rows, columns, shape);
+        let (score, ops) = if narrow {
+            band_gotoh::<i32>(pssm, query_start, target, gaps, &band)
+        } else {
+            band_gotoh::<i64>(pssm, query_start, target, gaps, &band)
+        };
+        if score == goal || band.covers_all() {
+            return (score, ops);
+        }
+        shape = match shape {
+            Shape::Line(_) => Shape::Corners(CORNER_HALF_WIDTH),
+            Shape::Corners(half_width) => Shape::Corners(2 * half_width),
+        };
+    }
+}
+
+/// A band of the rectangle, by half-width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shape {
+    /// Cells with `|j·rows/columns − i| ≤ w` or `|j − i·columns/rows| ≤ w`: along the line
+    /// from corner to corner.
+    Line(usize),
+    /// Diagonals `j − i` from `min(0, columns − rows) − w` to `max(0, columns − rows) + w`.
+    Corners(usize),
+}
+
+/// Cells of the `(rows + 1) × (columns + 1)` Gotoh matrix: a span of columns per row, both
+/// ends nondecreasing from row to row, each span reaching at most one column past the
+/// previous one's end (so every band cell is reached from (0, 0) within the band).
+#[derive(Debug, Clone)]
+struct Band {
+    rows: usize,
+    columns: usize,
+    /// First and last band columns of each row.
+    spans: Vec<(usize, usize)>,
+    /// Index of each row's first cell in a flag array of the band cells, row by row; then the
+    /// number of cells.
+    offsets: Vec<usize>,
+}
+
+impl Band {
+    fn new(rows: usize, columns: usize, shape: Shape) -> Band {
+        let (r, c) = (rows as i64, columns as i64);
+        let spans: Vec<(usize, usize)> = (0..=r)
+            .map(|i| {
+                let (first, last) = match shape {
+                    Shape::Line(w) => {
+                        let w = w as i64;
+                        (
+                            ((i - w) * c).div_euclid(r).min((i * c).div_euclid(r) - w),
+                            (-((-(i + w) * c).div_euclid(r))).max(-((-i * c).div_euclid(r)) + w),
+                        )
+                    }
+                    Shape::Corners(w) => {
+                        let w = w as i64;
+                        (i + (c - r).min(0) - w, i + (c - r).max(0) + w)
+                    }
+                };
+                (first.clamp(0, c) as usize, last.clamp(0, c) as usize)
+            })
+            .collect();
+        let mut offsets = Vec::with_capacity(spans.len() + 1);
+        let mut total = 0;
+        for &(first, last) in &spans {
+            offsets.push(total);
+            total += last - first + 1;
+        }
+        offsets.push(total);
+        Band {
+            rows,
+            columns,
+            spans,
+            offsets,
+        }
+    }
+
+    fn covers_all(&self) -> bool {
+        self.spans[self.rows].0 == 0 && self.spans[0].1 == self.columns
+    }
+
+    /// Index of cell `(i, j)` (in the band) in the flag array.
+    fn index(&self, i: usize, j: usize) -> usize {
+        self.offsets[i] + (j - self.spans[i].0)
+    }
+}
+
+/// Score arithmetic of the Gotoh: `i32` when the scores allow, `i64` otherwise.
+trait Score: Copy + Ord + Add<Output = Self> + Sub<Output = Self> + From<i8> + Into<i64> {
+    /// Below any reachable score yet safe to subtract gap costs from.
+    const NEG: Self;
+    fn from_i64(value: i64) -> Self;
+}
+
+impl Score for i32 {
+    const NEG: i32 = i32::MIN / 4;
+    fn from_i64(value: i64) -> i32 {
+        i32::try_from(value).expect("score within i32")
+    }
+}
+
+impl Score for i64 {
+    const NEG: i64 = NEG;
+    fn from_i64(value: i64) -> i64 {
+        value
+    }
+}
+
+/// Best global alignment of query rows `query_start..query_start + band.rows` with `target`
+/// among the paths in `band` (cells outside it at −∞): its score and columns.
+fn band_gotoh<T: Score>(
+    pssm: &Pssm,
+    query_start: usize,
+    target: &[u8],
+    gaps: GapCosts,
+    band: &Band,
+) -> (i64, Vec<AlignOp>) {
+    let (rows, columns) = (band.rows, band.columns);
+    let open = T::from_i64(i64::from(gaps.open));
+    let extend = T::from_i64(i64::from(gaps.extend));
+    let open_extend = open + extend;
+    // Leading gap of `k` residues.
+    let boundary =
+        |k: usize| T::from_i64(-(i64::from(gaps.open) + k as i64 * i64::from(gaps.extend)));
+    let mut flags = vec![0u8; band.offsets[rows + 1]];
+    // h[j]: H(i - 1, j) before row i, H(i, j) after; f[j] likewise for F. Columns right of the
+    // band hold −∞ until the band reaches them; those left of it are never read again.
+    let last = band.spans[0].1;
+    let mut h: Vec<T> = (0..=columns)
+        .map(|j| match j {
+            0 => T::from(0),
+            j if j <= last => boundary(j),
+            _ => T::NEG,
+        })
         .collect();
-    let mut f = vec![NEG; width];
-    for (j, flag) in flags[..width].iter_mut().enumerate().skip(1) {
-        *flag = FROM_E | if j > 1 { E_EXTENDS } else { 0 };
+    let mut f = vec![T::NEG; columns + 1];
+    for (j, flag) in flags[band.index(0, 1)..=band.index(0, last)]
+        .iter_mut()
+        .enumerate()
+    {
+        *flag = FROM_E | if j > 0 { E_EXTENDS } else { 0 };
     }
     for i in 1..=rows {
-        let row = &mut flags[i * width..][..width];
-        row[0] = FROM_F | if i > 1 { F_EXTENDS } else { 0 };
-        let mut diagonal = h[0];
-        h[0] = -(open + i as i64 * extend);
-        let mut e = NEG;
-        for j in 1..=columns {
+        let (first, last) = band.spans[i];
+        let row_flags = &mut flags[band.offsets[i]..band.offsets[i + 1]];
+        // H(i - 1, j - 1) and H(i, j - 1) for the first computed cell j.
+        let (mut diagonal, mut left, row_flags, first) = if first == 0 {
+            row_flags[0] = FROM_F | if i > 1 { F_EXTENDS } else { 0 };
+            let diagonal = h[0];
+            h[0] = boundary(i);
+            (diagonal, h[0], &mut row_flags[1..], 1)
+        } else {
+            // (i - 1, first - 1) is in the band unless the band's start stayed put.
+            let diagonal = if first > band.spans[i - 1].0 {
+                h[first - 1]
+            } else {
+                T::NEG
+            };
+            (diagonal, T::NEG, row_flags, first)
+        };
+        let scores = &pssm.rows[query_start + i - 1];
+        let mut e = T::NEG;
+        let cells = h[first..=last]
+            .iter_mut()
+            .zip(&mut f[first..=last])
+            .zip(&target[first - 1..last])
+            .zip(row_flags);
+        for (((h, f), &code), flag_out) in cells {
             let mut flag = 0;
-            let (e_extend, e_open) = (e - extend, h[j - 1] - open_extend);
+            let (e_extend, e_open) = (e - extend, left - open_extend);
             if e_extend >= e_open {
                 flag |= E_EXTENDS;
             }
             e = e_extend.max(e_open);
-            let (f_extend, f_open) = (f[j] - extend, h[j] - open_extend);
+            let (f_extend, f_open) = (*f - extend, *h - open_extend);
             if f_extend >= f_open {
                 flag |= F_EXTENDS;
             }
-            f[j] = f_extend.max(f_open);
-            let mut cell = diagonal + i64::from(pssm.score(query_start + i - 1, target[j - 1]));
+            *f = f_extend.max(f_open);
+            let mut cell = diagonal + T::from(scores[code as usize]);
             if e > cell {
                 cell = e;
-                flag = (flag & !SOURCE) | FROM_E;
+                flag |= FROM_E;
             }
-            if f[j] > cell {
-                cell = f[j];
+            if *f > cell {
+                cell = *f;
                 flag = (flag & !SOURCE) | FROM_F;
             }
-            diagonal = h[j];
-            h[j] = cell;
-            row[j] = flag;
+            diagonal = *h;
+            *h = cell;
+            left = cell;
+            *flag_out = flag;
         }
     }
 
@@ -156,7 +333,7 @@ fn global_traceback(
     // Which matrix the path is in: H (FROM_DIAGONAL), E or F.
     let mut state = FROM_DIAGONAL;
     while i > 0 || j > 0 {
-        let flag = flags[i * width + j];
+        let flag = flags[band.index(i, j)];
         match state {
             FROM_E => {
                 ops.push(AlignOp::Insertion);
@@ -187,5 +364,41 @@ fn global_traceback(
         }
     }
     ops.reverse();
-    (h[columns], ops)
+    (h[columns].into(), ops)
+}
+
+/// One band's Gotoh (`wide`: `i64` arithmetic even where `i32` would do), for tests and
+/// benchmarks; `Shape::Corners(usize::MAX / 4)` is the whole rectangle.
+#[cfg(test)]
+pub(super) fn band_for_tests(
+    pssm: &Pssm,
+    query_start: usize,
+    rows: usize,
+    target: &[u8],
+    gaps: GapCosts,
+    shape: Shape,
+    wide: bool,
+) -> (i64, Vec<AlignOp>) {
+    let band = Band::new(rows, target.len(), shape);
+    if wide {
+        band_gotoh::<i64>(pssm, query_start, target, gaps, &band)
+    } else {
+        band_gotoh::<i32>(pssm, query_start, target, gaps, &band)
+    }
+}
+
+/// Whether the path of `ops` through the rectangle stays in the band of `shape`.
+#[cfg(test)]
+pub(super) fn band_holds(rows: usize, columns: usize, shape: Shape, ops: &[AlignOp]) -> bool {
+    let band = Band::new(rows, columns, shape);
+    let (mut i, mut j) = (0, 0);
+    let inside = |i: usize, j: usize| (band.spans[i].0..=band.spans[i].1).contains(&j);
+    ops.iter().all(|op| {
+        match op {
+            AlignOp::Match => (i, j) = (i + 1, j + 1),
+            AlignOp::Insertion => j += 1,
+            AlignOp::Deletion => i += 1,
+        }
+        inside(i, j)
+    })
 }

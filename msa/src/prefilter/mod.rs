@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::db::Database;
 use crate::matrix::{Pssm, BLOSUM62_LAMBDA_UNGAPPED};
-use scan::ScanState;
+use scan::{ScanState, SlotLayout};
 
 /// Prefilter settings (derived from the search's sensitivity).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,12 +35,15 @@ pub fn prefilter(
     params: &PrefilterParams,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Vec<Vec<Candidate>> {
-    let table = SeedTable::build(queries, params.kmer_threshold);
+    let layout = SlotLayout::new(queries, db.max_length());
+    let table = SeedTable::build(queries, params.kmer_threshold, |q, pos| {
+        layout.seed_key(queries, q, pos)
+    });
     let tasks = db.len().div_ceil(TARGETS_PER_TASK);
     let found: Vec<Vec<(u32, Candidate)>> = (0..tasks)
         .into_par_iter()
         .map_init(
-            || ScanState::new(queries, &table, db.max_length()),
+            || ScanState::new(queries, &table, &layout),
             |state, task| {
                 let start = task * TARGETS_PER_TASK;
                 let end = (start + TARGETS_PER_TASK).min(db.len());

@@ -12,10 +12,11 @@ pub const CODES: usize = 20usize.pow(K as u32);
 /// Most k-mers taken for one query window: bounds the table for flat profiles.
 const MAX_PER_WINDOW: usize = 4096;
 
-/// One seed: the query (its index in the batch) and the start of the window.
+/// One seed: a key naming the query of the batch (chosen by the table's user, see
+/// [`SeedTable::build`]) and the start of the query window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seed {
-    pub query: u32,
+    pub key: u32,
     pub pos: u32,
 }
 
@@ -26,13 +27,14 @@ pub struct SeedTable {
 }
 
 impl SeedTable {
-    /// Seeds of every k-mer scoring at least `threshold` against some window of a query.
-    pub fn build(queries: &[&Pssm], threshold: i32) -> SeedTable {
+    /// Seeds of every k-mer scoring at least `threshold` against some window of a query;
+    /// `key(query, pos)` gives each seed's key (the scan stores its diagonal-slot offset).
+    pub fn build(queries: &[&Pssm], threshold: i32, key: impl Fn(u32, u32) -> u32) -> SeedTable {
         let mut pairs: Vec<(u32, Seed)> = Vec::new();
         for (q, pssm) in queries.iter().enumerate() {
             for pos in 0..pssm.len().saturating_sub(K - 1) {
                 let seed = Seed {
-                    query: q as u32,
+                    key: key(q as u32, pos as u32),
                     pos: pos as u32,
                 };
                 for_each_neighbor(pssm, pos, threshold, |code| pairs.push((code, seed)));
@@ -46,7 +48,7 @@ impl SeedTable {
             offsets[c + 1] += offsets[c];
         }
         let mut fill = offsets.clone();
-        let mut seeds = vec![Seed { query: 0, pos: 0 }; pairs.len()];
+        let mut seeds = vec![Seed { key: 0, pos: 0 }; pairs.len()];
         for (code, seed) in pairs {
             seeds[fill[code as usize] as usize] = seed;
             fill[code as usize] += 1;
@@ -61,6 +63,20 @@ impl SeedTable {
         &self.seeds[self.offsets[c] as usize..self.offsets[c + 1] as usize]
     }
 
+    /// Asks the cache for the seeds of `code` ahead of their use: the scan's table reads
+    /// are random over megabytes and otherwise wait on memory.
+    #[inline]
+    pub fn prefetch(&self, code: u32) {
+        prefetch(self.offsets.as_ptr().wrapping_add(code as usize));
+    }
+
+    /// Asks the cache for the first seeds of `code` (whose offset should be cached by now).
+    #[inline]
+    pub fn prefetch_seeds(&self, code: u32) {
+        let first = self.offsets[code as usize] as usize;
+        prefetch(self.seeds.as_ptr().wrapping_add(first));
+    }
+
     /// Number of seeds in the table.
     pub fn len(&self) -> usize {
         self.seeds.len()
@@ -70,6 +86,18 @@ impl SeedTable {
     pub fn is_empty(&self) -> bool {
         self.seeds.is_empty()
     }
+}
+
+/// A cache hint; never faults, whatever the address.
+#[inline(always)]
+fn prefetch<T>(pointer: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch is a hint that never dereferences in a way that can fault.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(pointer.cast::<i8>())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = pointer;
 }
 
 /// Seeds a query window would produce: the table-size estimate batches are cut by.
@@ -174,9 +202,9 @@ mod tests {
             );
         }
         // The query's own k-mer is its best neighbour.
-        let table = SeedTable::build(&[&pssm], 15);
+        let table = SeedTable::build(&[&pssm], 15, |q, _| q + 7);
         let own = kmer_code(&query[2..2 + K]);
-        assert!(table.seeds(own).contains(&Seed { query: 0, pos: 2 }));
+        assert!(table.seeds(own).contains(&Seed { key: 7, pos: 2 }));
         assert_eq!(table.len(), count_seeds(&pssm, 15));
     }
 }

@@ -24,21 +24,59 @@ struct DiagonalSlot {
 
 const TRIGGERED: u32 = u32::MAX;
 
+/// Where each query's diagonals live in one flat slot array: query `q`'s diagonal `d`
+/// (`target_pos - query_pos + query_len`) is slot `base[q] + d`, so a seed keyed
+/// `base[q] + query_len - pos` hits slot `target_start + key`: one add in the hot loop.
+pub struct SlotLayout {
+    base: Vec<u32>,
+    total: usize,
+}
+
+impl SlotLayout {
+    pub fn new(queries: &[&Pssm], max_target_len: usize) -> SlotLayout {
+        let mut base = Vec::with_capacity(queries.len());
+        let mut total = 0usize;
+        for q in queries {
+            base.push(total as u32);
+            total += q.len() + max_target_len + 1;
+        }
+        SlotLayout { base, total }
+    }
+
+    /// The key the seed table stores for a seed of query `q` at window `pos`.
+    pub fn seed_key(&self, queries: &[&Pssm], q: u32, pos: u32) -> u32 {
+        self.base[q as usize] + queries[q as usize].len() as u32 - pos
+    }
+
+    /// The query and diagonal of a slot.
+    fn locate(&self, slot: u32) -> (u32, u32) {
+        let q = self.base.partition_point(|&b| b <= slot) - 1;
+        (q as u32, slot - self.base[q])
+    }
+}
+
+/// Seeds looked up this many windows ahead (offsets), and half as far (the seeds).
+const PREFETCH_DISTANCE: usize = 32;
+/// Marks a window that holds an `X`.
+const NO_CODE: u32 = u32::MAX;
+
 /// Per-thread state of the scan, reused across targets.
 pub struct ScanState<'a> {
     queries: &'a [&'a Pssm],
     table: &'a SeedTable,
-    /// Per query: one slot per diagonal `target_pos - query_pos + query_len`.
-    slots: Vec<Vec<DiagonalSlot>>,
-    /// Diagonals with two hits in the current target: (query, diagonal).
-    triggered: Vec<(u32, u32)>,
+    layout: &'a SlotLayout,
+    slots: Vec<DiagonalSlot>,
+    /// k-mer code of each window of the current target.
+    codes: Vec<u32>,
+    /// Slots of the diagonals with two hits in the current target.
+    triggered: Vec<u32>,
     /// Best ungapped score per query in the current target, with the stamp that set it.
     best: Vec<(u32, i32)>,
     touched: Vec<u32>,
 }
 
 impl<'a> ScanState<'a> {
-    pub fn new(queries: &'a [&'a Pssm], table: &'a SeedTable, max_target_len: usize) -> Self {
+    pub fn new(queries: &'a [&'a Pssm], table: &'a SeedTable, layout: &'a SlotLayout) -> Self {
         let empty = DiagonalSlot {
             stamp: 0,
             last_pos: 0,
@@ -46,10 +84,9 @@ impl<'a> ScanState<'a> {
         ScanState {
             queries,
             table,
-            slots: queries
-                .iter()
-                .map(|q| vec![empty; q.len() + max_target_len + 1])
-                .collect(),
+            layout,
+            slots: vec![empty; layout.total],
+            codes: Vec::new(),
             triggered: Vec::new(),
             best: vec![(0, 0); queries.len()],
             touched: Vec::new(),
@@ -67,7 +104,8 @@ impl<'a> ScanState<'a> {
     ) {
         let stamp = index + 1;
         self.collect_two_hit_diagonals(stamp, target);
-        for &(q, diagonal) in &self.triggered {
+        for &slot in &self.triggered {
+            let (q, diagonal) = self.layout.locate(slot);
             let pssm = self.queries[q as usize];
             let score = ungapped_diagonal_score(pssm, target, diagonal as usize);
             let best = &mut self.best[q as usize];
@@ -93,8 +131,9 @@ impl<'a> ScanState<'a> {
         self.touched.clear();
     }
 
-    fn collect_two_hit_diagonals(&mut self, stamp: u32, target: &[u8]) {
-        self.triggered.clear();
+    /// The k-mer code of every window of `target` ([`NO_CODE`] where it holds an `X`).
+    fn window_codes(&mut self, target: &[u8]) {
+        self.codes.clear();
         let modulus = CODES as u32;
         let mut code = 0u32;
         // Residues since the last X: a k-mer needs K of them.
@@ -102,18 +141,38 @@ impl<'a> ScanState<'a> {
         for (j, &c) in target.iter().enumerate() {
             if c == X {
                 run = 0;
+            } else {
+                code = (code * 20 + c as u32) % modulus;
+                run += 1;
+            }
+            // The window ending at residue j starts at j + 1 - K.
+            if j + 1 >= K {
+                self.codes.push(if run >= K { code } else { NO_CODE });
+            }
+        }
+    }
+
+    fn collect_two_hit_diagonals(&mut self, stamp: u32, target: &[u8]) {
+        self.triggered.clear();
+        self.window_codes(target);
+        let codes = &self.codes;
+        for (start, &code) in codes.iter().enumerate() {
+            if let Some(&ahead) = codes.get(start + PREFETCH_DISTANCE) {
+                if ahead != NO_CODE {
+                    self.table.prefetch(ahead);
+                }
+            }
+            if let Some(&ahead) = codes.get(start + PREFETCH_DISTANCE / 2) {
+                if ahead != NO_CODE {
+                    self.table.prefetch_seeds(ahead);
+                }
+            }
+            if code == NO_CODE {
                 continue;
             }
-            code = (code * 20 + c as u32) % modulus;
-            run += 1;
-            if run < K {
-                continue;
-            }
-            let target_start = (j + 1 - K) as u32;
             for seed in self.table.seeds(code) {
-                let query_len = self.queries[seed.query as usize].len() as u32;
-                let diagonal = target_start + query_len - seed.pos;
-                let slot = &mut self.slots[seed.query as usize][diagonal as usize];
+                let index = start as u32 + seed.key;
+                let slot = &mut self.slots[index as usize];
                 if slot.stamp != stamp {
                     *slot = DiagonalSlot {
                         stamp,
@@ -122,7 +181,7 @@ impl<'a> ScanState<'a> {
                 } else if slot.last_pos != TRIGGERED && seed.pos >= slot.last_pos + K as u32 {
                     // A second hit that does not overlap the first.
                     slot.last_pos = TRIGGERED;
-                    self.triggered.push((seed.query, diagonal));
+                    self.triggered.push(index);
                 }
             }
         }
