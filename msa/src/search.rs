@@ -1,6 +1,7 @@
 //! The iterative search: prefilter, gapped alignment with E-values, then a profile of the
 //! hits for the next iteration (PSI-BLAST / MMseqs2 `--num-iterations`).
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -155,8 +156,7 @@ pub fn search(
         .collect();
     let mut included: Vec<Vec<u32>> = vec![Vec::new(); queries.len()];
     // Per query: the aligner of its latest iteration and its hits not yet traced.
-    let mut pending: Vec<Option<Pending>> =
-        (0..queries.len()).map(|_| None).collect();
+    let mut pending: Vec<Option<Pending>> = (0..queries.len()).map(|_| None).collect();
     let mut active: Vec<usize> = (0..queries.len()).collect();
     for iteration in 0..params.iterations.max(1) {
         for batch in batches(&active, &profiles, prefilter_params.kmer_threshold) {
@@ -195,8 +195,18 @@ pub fn search(
                     scored.partition_point(|&(_, score)| score >= included)
                 };
                 let rest = scored.split_off(split);
-                let (hits, untraced) = aligner.trace(&scored);
+                let (mut hits, untraced) = aligner.trace(&scored);
                 summary.hits += hits.len() + rest.len();
+                // Hits of earlier iterations the new profile missed stay (MMseqs2 merges the
+                // iterations' results the same way): a profile can drift off a subfamily.
+                let fresh: HashSet<u32> = hits
+                    .iter()
+                    .map(|h| h.target)
+                    .chain(rest.iter().map(|&(t, _)| t))
+                    .collect();
+                let earlier = std::mem::take(&mut results[q].hits);
+                hits.extend(earlier.into_iter().filter(|h| !fresh.contains(&h.target)));
+                sort_hits(&mut hits);
                 results[q] = QueryResult {
                     hits,
                     iterations: iteration + 1,
@@ -239,16 +249,13 @@ pub fn search(
     }
     // Queries that converged before the last iteration: trace their weaker hits too.
     for (result, pending) in results.iter_mut().zip(pending) {
-        let Some((aligner, rest)) = pending else {
-            continue;
-        };
-        if rest.is_empty() {
-            continue;
+        if let Some((aligner, rest)) = pending.filter(|(_, rest)| !rest.is_empty()) {
+            let (more, untraced) = aligner.trace(&rest);
+            result.hits.extend(more);
+            result.untraced += untraced;
+            sort_hits(&mut result.hits);
         }
-        let (more, untraced) = aligner.trace(&rest);
-        result.hits.extend(more);
-        result.untraced += untraced;
-        sort_hits(&mut result.hits);
+        result.hits.truncate(params.max_seqs);
     }
     results
 }
@@ -295,13 +302,30 @@ impl Aligner<'_> {
     /// `max_seqs`.
     fn score(&self, targets: &[u32], params: &SearchParams) -> Vec<(u32, i32)> {
         let min_score = self.ka.min_score_for(params.evalue, self.space);
+        let included = self.ka.min_score_for(params.inclusion_evalue, self.space);
+        // Scores above both thresholds need not be exact yet: the traceback gives them.
+        let scored = self.score_with_cap(targets, min_score, min_score.max(included));
+        if scored.len() <= params.max_seqs {
+            return scored;
+        }
+        // More hits than kept: rank them by exact scores.
+        let mut scored = self.score_with_cap(targets, min_score, i32::MAX);
+        scored.truncate(params.max_seqs);
+        scored
+    }
+
+    /// Targets scoring at least `min_score`, best first; scores at or above `cap` may be
+    /// any value `>= cap`.
+    fn score_with_cap(&self, targets: &[u32], min_score: i32, cap: i32) -> Vec<(u32, i32)> {
         // Inter-sequence SIMD scores 32 targets at a time; chunks keep both cores busy.
         let mut scored: Vec<(u32, i32)> = targets
             .par_chunks(SCORE_CHUNK)
             .map_init(Scratch::new, |scratch, chunk| {
-                let sequences: Vec<&[u8]> =
-                    chunk.iter().map(|&t| self.db.sequence(t as usize)).collect();
-                let scores = self.profile.score_batch(&sequences, scratch);
+                let sequences: Vec<&[u8]> = chunk
+                    .iter()
+                    .map(|&t| self.db.sequence(t as usize))
+                    .collect();
+                let scores = self.profile.score_batch_capped(&sequences, scratch, cap);
                 chunk
                     .iter()
                     .zip(scores)
@@ -312,7 +336,6 @@ impl Aligner<'_> {
             .flatten()
             .collect();
         scored.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        scored.truncate(params.max_seqs);
         scored
     }
 
@@ -321,9 +344,13 @@ impl Aligner<'_> {
     fn trace(&self, scored: &[(u32, i32)]) -> (Vec<Hit>, usize) {
         let traced: Vec<Option<Hit>> = scored
             .par_iter()
-            .map_init(Scratch::new, |scratch, &(t, _)| {
+            .map_init(Scratch::new, |scratch, &(t, score)| {
                 let target = self.db.sequence(t as usize);
-                let alignment = self.profile.align(target, scratch).ok().flatten()?;
+                let alignment = self
+                    .profile
+                    .align_scoring_at_least(target, scratch, score)
+                    .ok()
+                    .flatten()?;
                 let identity = alignment.identities(self.query, target) as f64
                     / alignment.aligned_len().max(1) as f64;
                 Some(Hit {

@@ -175,6 +175,23 @@ impl QueryProfile {
         scalar_score(&self.pssm, target, self.gaps)
     }
 
+    /// [`QueryProfile::score`] without the byte-lane pass, for targets known to exceed it.
+    fn score_wide(&self, target: &[u8], scratch: &mut Scratch) -> Option<LocalScore> {
+        if self.pssm.is_empty() || target.is_empty() {
+            return None;
+        }
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+        {
+            let found = self.striped.score_wide(target, &mut scratch.buffers);
+            if found.is_none_or(|s| s.score < i16::MAX as i32) {
+                return found;
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+        let _ = scratch;
+        scalar_score(&self.pssm, target, self.gaps)
+    }
+
     /// Best local score of each target (0 when no cell scores above 0), in input order: the
     /// scores [`QueryProfile::score`] gives, for many targets at once. With AVX2, an
     /// inter-sequence kernel (32 targets in the byte lanes, SWIPE); a target scoring near the
@@ -182,6 +199,27 @@ impl QueryProfile {
     /// in `i16` lanes, then in `i32` beyond those, so scores are exact. Without AVX2, a loop
     /// over [`QueryProfile::score`]. Panics on a residue code outside the alphabet.
     pub fn score_batch<T: AsRef<[u8]>>(&self, targets: &[T], scratch: &mut Scratch) -> Vec<i32> {
+        self.batch_scores(targets, scratch, i32::MAX)
+    }
+
+    /// [`QueryProfile::score_batch`] when only scores below `cap` need to be exact: a score
+    /// at or above `cap` may be returned as any value `>= cap`, which spares rescoring the
+    /// strong hits (they saturate the byte lanes) when the caller ranks them by traceback.
+    pub fn score_batch_capped<T: AsRef<[u8]>>(
+        &self,
+        targets: &[T],
+        scratch: &mut Scratch,
+        cap: i32,
+    ) -> Vec<i32> {
+        self.batch_scores(targets, scratch, cap)
+    }
+
+    fn batch_scores<T: AsRef<[u8]>>(
+        &self,
+        targets: &[T],
+        scratch: &mut Scratch,
+        cap: i32,
+    ) -> Vec<i32> {
         for target in targets {
             assert!(
                 target
@@ -197,7 +235,11 @@ impl QueryProfile {
         }
         #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
         {
-            for k in self.batch.score(targets, &mut scratch.batch, &mut out) {
+            let saturated = self.batch.score(targets, &mut scratch.batch, &mut out);
+            if self.batch.ceiling() >= cap {
+                return out;
+            }
+            for k in saturated {
                 let target = targets[k].as_ref();
                 let wide = self.striped.score_wide(target, &mut scratch.buffers);
                 out[k] = match wide {
@@ -221,7 +263,24 @@ impl QueryProfile {
         target: &[u8],
         scratch: &mut Scratch,
     ) -> Result<Option<Alignment>, TracebackTooLarge> {
-        match self.score(target, scratch) {
+        self.align_scoring_at_least(target, scratch, 0)
+    }
+
+    /// [`QueryProfile::align`] for a target known to score at least `lower_bound` (e.g. from
+    /// [`QueryProfile::score_batch_capped`]): a strong hit skips the byte-lane pass it would
+    /// saturate.
+    pub fn align_scoring_at_least(
+        &self,
+        target: &[u8],
+        scratch: &mut Scratch,
+        lower_bound: i32,
+    ) -> Result<Option<Alignment>, TracebackTooLarge> {
+        let end = if lower_bound >= i8::MAX as i32 {
+            self.score_wide(target, scratch)
+        } else {
+            self.score(target, scratch)
+        };
+        match end {
             Some(end) => {
                 let start = self.find_start(target, end, scratch);
                 traceback::align_between(&self.pssm, target, self.gaps, start, end).map(Some)
@@ -253,7 +312,12 @@ impl QueryProfile {
             let reversed_target: Vec<u8> =
                 target[..=end.target_end].iter().rev().copied().collect();
             let profile = striped::Profile::new(&reversed, self.gaps);
-            if let Some(found) = profile.score(&reversed_target, &mut scratch.buffers) {
+            let found = if end.score >= i8::MAX as i32 {
+                profile.score_wide(&reversed_target, &mut scratch.buffers)
+            } else {
+                profile.score(&reversed_target, &mut scratch.buffers)
+            };
+            if let Some(found) = found {
                 if found.score == end.score {
                     return (
                         end.query_end - found.query_end,

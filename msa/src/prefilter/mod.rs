@@ -72,12 +72,15 @@ pub fn prefilter(
         BLOSUM62_LAMBDA_UNGAPPED * c.ungapped as f64 - len.ln()
     };
     for candidates in &mut per_query {
-        candidates.sort_by(|a, b| {
-            significance(b)
-                .total_cmp(&significance(a))
-                .then(a.target.cmp(&b.target))
-        });
-        candidates.truncate(params.max_candidates);
+        // Keys computed once: a logarithm per comparison showed in profiles.
+        let mut keyed: Vec<(f64, Candidate)> =
+            candidates.iter().map(|c| (significance(c), *c)).collect();
+        keyed.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.target.cmp(&b.1.target)));
+        *candidates = keyed
+            .into_iter()
+            .take(params.max_candidates)
+            .map(|(_, c)| c)
+            .collect();
     }
     per_query
 }

@@ -12,31 +12,23 @@ pub const CODES: usize = 20usize.pow(K as u32);
 /// Most k-mers taken for one query window: bounds the table for flat profiles.
 const MAX_PER_WINDOW: usize = 4096;
 
-/// One seed: a key naming the query of the batch (chosen by the table's user, see
-/// [`SeedTable::build`]) and the start of the query window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seed {
-    pub key: u32,
-    pub pos: u32,
-}
-
 /// Seeds of all queries of a batch, grouped by k-mer code (compressed rows).
 pub struct SeedTable {
     offsets: Vec<u32>,
-    seeds: Vec<Seed>,
+    /// One key per seed (see [`SeedTable::build`]): 4 bytes, as the scan's reads are
+    /// random and the table's size sets its cache misses.
+    seeds: Vec<u32>,
 }
 
 impl SeedTable {
     /// Seeds of every k-mer scoring at least `threshold` against some window of a query;
-    /// `key(query, pos)` gives each seed's key (the scan stores its diagonal-slot offset).
+    /// `key(query, pos)` gives each seed's key (the scan stores its diagonal-slot offset,
+    /// which names both the query and the window).
     pub fn build(queries: &[&Pssm], threshold: i32, key: impl Fn(u32, u32) -> u32) -> SeedTable {
-        let mut pairs: Vec<(u32, Seed)> = Vec::new();
+        let mut pairs: Vec<(u32, u32)> = Vec::new();
         for (q, pssm) in queries.iter().enumerate() {
             for pos in 0..pssm.len().saturating_sub(K - 1) {
-                let seed = Seed {
-                    key: key(q as u32, pos as u32),
-                    pos: pos as u32,
-                };
+                let seed = key(q as u32, pos as u32);
                 for_each_neighbor(pssm, pos, threshold, |code| pairs.push((code, seed)));
             }
         }
@@ -48,7 +40,7 @@ impl SeedTable {
             offsets[c + 1] += offsets[c];
         }
         let mut fill = offsets.clone();
-        let mut seeds = vec![Seed { key: 0, pos: 0 }; pairs.len()];
+        let mut seeds = vec![0u32; pairs.len()];
         for (code, seed) in pairs {
             seeds[fill[code as usize] as usize] = seed;
             fill[code as usize] += 1;
@@ -58,7 +50,7 @@ impl SeedTable {
 
     /// Seeds of one k-mer code.
     #[inline]
-    pub fn seeds(&self, code: u32) -> &[Seed] {
+    pub fn seeds(&self, code: u32) -> &[u32] {
         let c = code as usize;
         &self.seeds[self.offsets[c] as usize..self.offsets[c + 1] as usize]
     }
@@ -202,9 +194,9 @@ mod tests {
             );
         }
         // The query's own k-mer is its best neighbour.
-        let table = SeedTable::build(&[&pssm], 15, |q, _| q + 7);
+        let table = SeedTable::build(&[&pssm], 15, |q, pos| 1000 * (q + 7) + pos);
         let own = kmer_code(&query[2..2 + K]);
-        assert!(table.seeds(own).contains(&Seed { key: 7, pos: 2 }));
+        assert!(table.seeds(own).contains(&7002));
         assert_eq!(table.len(), count_seeds(&pssm, 15));
     }
 }

@@ -18,8 +18,8 @@ pub struct Candidate {
 struct DiagonalSlot {
     /// Target index + 1 that wrote the slot (0: never), so slots need no clearing.
     stamp: u32,
-    /// Query position of the last hit; `TRIGGERED` once the diagonal was taken.
-    last_pos: u32,
+    /// Target position of the last hit; `TRIGGERED` once the diagonal was taken.
+    last_start: u32,
 }
 
 const TRIGGERED: u32 = u32::MAX;
@@ -79,7 +79,7 @@ impl<'a> ScanState<'a> {
     pub fn new(queries: &'a [&'a Pssm], table: &'a SeedTable, layout: &'a SlotLayout) -> Self {
         let empty = DiagonalSlot {
             stamp: 0,
-            last_pos: 0,
+            last_start: 0,
         };
         ScanState {
             queries,
@@ -170,17 +170,20 @@ impl<'a> ScanState<'a> {
             if code == NO_CODE {
                 continue;
             }
-            for seed in self.table.seeds(code) {
-                let index = start as u32 + seed.key;
+            // On one diagonal, target and query positions move together, so the target
+            // position of the last hit tells overlap as well as the query's would.
+            let here = start as u32;
+            for &key in self.table.seeds(code) {
+                let index = here + key;
                 let slot = &mut self.slots[index as usize];
                 if slot.stamp != stamp {
                     *slot = DiagonalSlot {
                         stamp,
-                        last_pos: seed.pos,
+                        last_start: here,
                     };
-                } else if slot.last_pos != TRIGGERED && seed.pos >= slot.last_pos + K as u32 {
+                } else if slot.last_start != TRIGGERED && here >= slot.last_start + K as u32 {
                     // A second hit that does not overlap the first.
-                    slot.last_pos = TRIGGERED;
+                    slot.last_start = TRIGGERED;
                     self.triggered.push(index);
                 }
             }
