@@ -173,6 +173,7 @@ if tms:
 rtms = sorted(r["remote"][2] for r in rows if r["remote"])
 if rtms:
     print(f"with templates of >= 90 % identity also left out: a template for {len(rtms)}/{len(rows)}; "
-          f"TM-score median {statistics.median(rtms):.3f}, min {rtms[0]:.3f}, max {rtms[-1]:.3f}, "
+          f"TM-score min {rtms[0]:.3f}, median {statistics.median(rtms):.3f}, "
+          f"mean {statistics.mean(rtms):.3f}, max {rtms[-1]:.3f}, "
           f"> 0.5: {sum(t > 0.5 for t in rtms)}/{len(rows)}")
 PY

@@ -27,6 +27,9 @@ pub fn db_build_templates(dir: &Path, db: &Path) -> Result<()> {
     for (what, why) in &report.skipped {
         eprintln!("skipped {what}: {why}");
     }
+    for (what, why) in &report.notes {
+        eprintln!("note {what}: {why}");
+    }
     if report.entries.is_empty() {
         bail!(
             "no protein chain found in {} ({} structure files read, {} skipped)",
@@ -38,11 +41,12 @@ pub fn db_build_templates(dir: &Path, db: &Path) -> Result<()> {
     write_library(db, &report.entries)?;
     let residues: usize = report.entries.iter().map(|e| e.len()).sum();
     eprintln!(
-        "template library {}: {} chains ({residues} residues) from {} structure files; {} files or chains skipped",
+        "template library {}: {} chains ({residues} residues) from {} structure files; {} files or chains skipped; {} chains kept with a note",
         db.display(),
         report.entries.len(),
         report.files_seen,
-        report.skipped.len()
+        report.skipped.len(),
+        report.notes.len()
     );
     Ok(())
 }

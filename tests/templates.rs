@@ -346,3 +346,122 @@ fn foreign_truncated_and_corrupt_libraries_are_refused() {
     let missing = TemplateLibrary::open(&dir.path().join("none.db")).unwrap_err();
     assert!(format!("{missing:#}").contains("none.db"));
 }
+
+#[test]
+fn seqres_disagreeing_with_atoms_is_read_as_af2_and_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::copy(data("1a7g.cif.gz"), input.join("1a7g.cif.gz")).unwrap();
+    // mmCIF: SEQRES ALA GLY SER, but the atoms at label_seq_id 2 are a TRP, and an atom sits
+    // at label_seq_id 5, past SEQRES's 3 residues.
+    let mut cif = String::from(
+        "data_9MIS\n_entry.id 9MIS\nloop_\n_entity_poly_seq.entity_id\n_entity_poly_seq.num\n\
+         _entity_poly_seq.mon_id\n1 1 ALA\n1 2 GLY\n1 3 SER\nloop_\n_chem_comp.id\n\
+         _chem_comp.type\nALA 'L-peptide linking'\nGLY 'peptide linking'\n\
+         SER 'L-peptide linking'\nTRP 'L-peptide linking'\nloop_\n_struct_asym.id\n\
+         _struct_asym.entity_id\nA 1\nloop_\n_atom_site.group_PDB\n_atom_site.id\n\
+         _atom_site.label_atom_id\n_atom_site.label_comp_id\n_atom_site.label_asym_id\n\
+         _atom_site.label_seq_id\n_atom_site.auth_asym_id\n_atom_site.auth_seq_id\n\
+         _atom_site.Cartn_x\n_atom_site.Cartn_y\n_atom_site.Cartn_z\n",
+    );
+    let atoms = [
+        ("N", "ALA", 1),
+        ("CA", "ALA", 1),
+        ("C", "ALA", 1),
+        ("N", "TRP", 2),
+        ("CA", "TRP", 2),
+        ("C", "TRP", 2),
+        ("CB", "TRP", 2),
+        ("CG", "TRP", 2),
+        ("N", "SER", 3),
+        ("CA", "SER", 3),
+        ("OG", "SER", 3),
+        ("CA", "ALA", 5),
+    ];
+    for (i, (atom, res, num)) in atoms.iter().enumerate() {
+        let x = i as f32 * 1.5;
+        cif.push_str(&format!(
+            "ATOM {} {atom} {res} A {num} A {num} {x} 0.0 0.0\n",
+            i + 1
+        ));
+    }
+    std::fs::write(input.join("9mis.cif"), &cif).unwrap();
+    // PDB: SEQRES ALA GLY SER, ATOM records ALA TRP SER (chain A: noted); chain B's SEQRES
+    // has a residue the atoms lack (missing residue: no disagreement, no note).
+    let rec = |s: usize, name: &str, res: &str, ch: char, n: i32, x: f32| {
+        format!("ATOM  {s:>5}  {name:<3} {res} {ch}{n:>4}    {x:>8.3}   0.000   0.000  1.00  0.00")
+    };
+    let pdb = [
+        "HEADER    TEST                                    01-JAN-20   9PDB              "
+            .to_string(),
+        "SEQRES   1 A    3  ALA GLY SER".to_string(),
+        "SEQRES   1 B    3  GLY ALA SER".to_string(),
+        rec(1, "N", "ALA", 'A', 1, 0.0),
+        rec(2, "CA", "ALA", 'A', 1, 1.4),
+        rec(3, "CA", "TRP", 'A', 2, 5.0),
+        rec(4, "CB", "TRP", 'A', 2, 6.0),
+        rec(5, "CA", "SER", 'A', 3, 8.8),
+        rec(6, "CA", "GLY", 'B', 1, 20.0),
+        rec(7, "CA", "SER", 'B', 3, 23.8),
+    ]
+    .join("\n");
+    std::fs::write(input.join("9pdb.pdb"), pdb).unwrap();
+    let db = dir.path().join("t.db");
+    let o = Command::new(env!("CARGO_BIN_EXE_ferrofold"))
+        .args(["db", "build-templates"])
+        .arg(&input)
+        .arg(&db)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    for needle in [
+        "note 9mis.cif:A: label chain A: SEQRES disagrees with the atoms at 1 of 3 positions \
+         (label_seq_id 2: SEQRES GLY, atoms TRP)",
+        "atoms at label_seq_id 5 lie outside SEQRES (3 residues) and are ignored",
+        "note 9pdb.pdb:A: SEQRES (3 residues) disagrees with the ATOM records (modelled \
+         residue TRP 2 is not in it, in order); SEQRES is ignored",
+        "4 chains",
+        "0 files or chains skipped; 2 chains kept with a note",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
+    }
+    assert!(!err.contains("9pdb.pdb:B"), "{err}");
+    let lib = TemplateLibrary::open(&db).unwrap();
+    let ids: Vec<_> = lib.entries().iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["1a7g_E", "9mis_A", "9pdb_A", "9pdb_B"]);
+    // mmCIF as AF2: SEQRES is the sequence (G), the TRP's atoms fill their slots (CB, CG).
+    let mis = lib.get(1).unwrap();
+    assert_eq!(mis.info.sequence, "AGS");
+    let slots =
+        |r: usize| -> Vec<usize> { (0..37).filter(|&a| mis.masks[r * 37 + a] > 0.0).collect() };
+    assert_eq!(slots(1), [0, 1, 2, 3, 5]);
+    assert_eq!(slots(2), [0, 1, 8]);
+    // TRP CB is atom row 7.
+    assert_eq!(mis.positions[(37 + 3) * 3], 9.0);
+    // PDB: the modelled residues are the sequence.
+    assert_eq!(lib.get(2).unwrap().info.sequence, "AWS");
+    assert_eq!(lib.get(3).unwrap().info.sequence, "GS");
+    // The same notes from the readers directly; the real test structures have none.
+    let parsed = parse_mmcif(&cif, "x").unwrap();
+    assert_eq!(parsed.notes.len(), 1);
+    for f in ["1a7g.cif.gz", "1a8o.cif.gz", "4cup.cif.gz", "4zhl.cif.gz"] {
+        let s = read_structure(&data(f)).unwrap();
+        assert!(s.notes.is_empty(), "{f}: {:?}", s.notes);
+    }
+    // 3JQH lists two residues at nums 4 and 18 (microheterogeneity): AF2 reads two positions there, so
+    // the atoms after it are one position off; noted.
+    let s = read_structure(&data("3jqh.cif.gz")).unwrap();
+    assert_eq!(s.notes.len(), 1);
+    assert!(
+        s.notes[0]
+            .1
+            .contains("several residues at num 4, 18 (microheterogeneity)")
+            && s.notes[0]
+                .1
+                .contains("label_seq_id 4: SEQRES PRO, atoms SER"),
+        "{:?}",
+        s.notes
+    );
+}

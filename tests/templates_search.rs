@@ -297,3 +297,74 @@ fn search_templates_writes_the_chosen_templates() {
         cas
     );
 }
+
+/// `ferrofold predict --templates` end to end: a library built by the CLI from the test
+/// structures, a 56-residue mutated fragment of 1A8O chain A folded by model_1_ptm (random
+/// parameters in the official layout) with no recycling; then the same with 1A8O excluded.
+#[test]
+#[ignore = "needs the random AF2 parameters: run tools/test.sh (sets FERROFOLD_AF2_PARAMS)"]
+fn predict_with_templates_lists_them_and_writes_the_structure() {
+    let params = std::env::var("FERROFOLD_AF2_PARAMS")
+        .expect("FERROFOLD_AF2_PARAMS: path to params_model_1_ptm.npz from make_params.py");
+    let d = tempfile::tempdir().unwrap();
+    let lib = d.path().join("templates.db");
+    let lib = lib.to_str().unwrap();
+    let (ok, err) = ferrofold(&["db", "build-templates", data("").to_str().unwrap(), lib]);
+    assert!(ok, "{err}");
+    let native = sequence(&TemplateLibrary::open(Path::new(lib)).unwrap(), "1a8o_A");
+    let query = mutate(&native[5..61], 15);
+    assert_eq!(query.len(), 56);
+    assert!(!native.contains(&query));
+    let fa = fasta(d.path(), &query);
+    let predict = |out: &Path, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "predict",
+            "--model",
+            "model_1_ptm",
+            "--params",
+            &params,
+            &fa,
+            "--templates",
+            lib,
+            "--out",
+            out.to_str().unwrap(),
+            "--recycles",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        let (ok, err) = ferrofold(&args);
+        assert!(ok, "{err}");
+        let pdb = std::fs::read_to_string(out.join("q.pdb")).unwrap();
+        let cas = pdb
+            .lines()
+            .filter(|l| l.starts_with("ATOM") && &l[12..16] == " CA ")
+            .count();
+        assert_eq!(cas, query.len());
+        let cif = std::fs::read_to_string(out.join("q.cif")).unwrap();
+        assert!(cif.contains("_atom_site.") && cif.contains("_ma_qa_metric_local"));
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("q.json")).unwrap()).unwrap();
+        assert_eq!(json["plddt"].as_array().unwrap().len(), query.len());
+        json
+    };
+    let json = predict(&d.path().join("with"), &[]);
+    let t = json["templates"].as_array().unwrap();
+    assert_eq!(t[0]["id"], "1a8o_A");
+    assert_eq!(t[0]["pdb_id"], "1a8o");
+    assert_eq!(t[0]["chain"], "A");
+    let identity = t[0]["identity"].as_f64().unwrap();
+    assert!(identity > 0.85 && identity < 1.0, "{identity}");
+    assert!(t[0]["coverage"].as_f64().unwrap() > 0.95);
+    assert!(t[0]["evalue"].as_f64().unwrap() < 1e-10);
+    assert_eq!(
+        (
+            t[0]["query_start"].as_u64(),
+            t[0]["template_start"].as_u64()
+        ),
+        (Some(1), Some(6))
+    );
+    // The native entry excluded: gone from the JSON (and from what the model read).
+    let json = predict(&d.path().join("without"), &["--exclude-templates", "1a8o"]);
+    let t = json["templates"].as_array().unwrap();
+    assert!(t.iter().all(|h| h["pdb_id"] != "1a8o"), "{t:?}");
+}

@@ -39,3 +39,4 @@ cargo test --workspace --release "$@"
 # plain run).
 cargo test --release -p ferrofold-io -- --ignored
 cargo test --release --test af2_model -- --ignored
+cargo test --release --test templates_search -- --ignored

@@ -106,6 +106,64 @@ impl<'a> AtomSite<'a> {
     }
 }
 
+/// The remark on a chain whose SEQRES (`_entity_poly_seq`) disagrees with its atoms: positions
+/// whose atoms are another residue, atoms outside SEQRES; `None` when they agree.
+fn seqres_note(
+    label: &str,
+    seq: &[(&str, i64)],
+    differ: &[(i64, &str, &str)],
+    outside: &[i64],
+) -> Option<String> {
+    const SHOWN: usize = 3;
+    let n = seq.len();
+    let mut parts = Vec::new();
+    // Microheterogeneity: several residues listed at one `num`. AF2 makes each listed residue
+    // a position, so the atoms after it sit one position off (the disagreements below).
+    let mut repeated: Vec<i64> = seq
+        .windows(2)
+        .filter(|w| w[0].1 == w[1].1)
+        .map(|w| w[0].1)
+        .collect();
+    repeated.dedup();
+    if !repeated.is_empty() && !differ.is_empty() {
+        let shown: Vec<String> = repeated.iter().take(SHOWN).map(|v| v.to_string()).collect();
+        let more = if repeated.len() > SHOWN { ", ..." } else { "" };
+        parts.push(format!(
+            "SEQRES lists several residues at num {}{more} (microheterogeneity), each read as \
+             one position (as AF2)",
+            shown.join(", ")
+        ));
+    }
+    if !differ.is_empty() {
+        let shown: Vec<String> = differ
+            .iter()
+            .take(SHOWN)
+            .map(|(num, sr, at)| format!("label_seq_id {num}: SEQRES {sr}, atoms {at}"))
+            .collect();
+        let more = if differ.len() > SHOWN { ", ..." } else { "" };
+        parts.push(format!(
+            "SEQRES disagrees with the atoms at {} of {n} positions ({}{more}); the SEQRES \
+             residue is the sequence, the atoms are those of the modelled residue (as AF2)",
+            differ.len(),
+            shown.join("; ")
+        ));
+    }
+    if !outside.is_empty() {
+        let shown: Vec<String> = outside.iter().take(SHOWN).map(|v| v.to_string()).collect();
+        let more = if outside.len() > SHOWN { ", ..." } else { "" };
+        parts.push(format!(
+            "atoms at label_seq_id {}{more} lie outside SEQRES ({n} residues) and are \
+             ignored (as AF2)",
+            shown.join(", ")
+        ));
+    }
+    if parts.is_empty() {
+        None
+    } else {
+        Some(format!("label chain {label}: {}", parts.join("; ")))
+    }
+}
+
 /// Parses an mmCIF file's protein chains (first model). `fallback_id` names the entry when
 /// `_entry.id` is absent.
 pub fn parse_mmcif(text: &str, fallback_id: &str) -> Result<ParsedStructure, String> {
@@ -180,6 +238,8 @@ pub fn parse_mmcif(text: &str, fallback_id: &str) -> Result<ParsedStructure, Str
     // Pass 1: SEQRES position → residue id, per label chain (the last atom row wins, as AF2).
     let mut label_to_auth: HashMap<&str, &str> = HashMap::new();
     let mut seq_to_res: Vec<HashMap<i64, ResKey>> = vec![HashMap::new(); valid.len()];
+    // label_seq_id values whose atoms fall outside SEQRES (ignored, as AF2 does), per chain.
+    let mut outside: Vec<Vec<i64>> = vec![Vec::new(); valid.len()];
     for i in 0..sites.len() {
         if !in_first_model(i) {
             continue;
@@ -189,7 +249,11 @@ pub fn parse_mmcif(text: &str, fallback_id: &str) -> Result<ParsedStructure, Str
             if is_unset(sites.label_seq[i]) {
                 continue;
             }
-            let idx = int(sites.label_seq[i], "_atom_site.label_seq_id")? - start[c];
+            let num = int(sites.label_seq[i], "_atom_site.label_seq_id")?;
+            let idx = num - start[c];
+            if (idx < 0 || idx >= valid[c].1.len() as i64) && !outside[c].contains(&num) {
+                outside[c].push(num);
+            }
             seq_to_res[c].insert(idx, sites.key(i)?);
         }
     }
@@ -258,6 +322,8 @@ pub fn parse_mmcif(text: &str, fallback_id: &str) -> Result<ParsedStructure, Str
             positions: vec![0.0; n * 111],
             masks: vec![0.0; n * 37],
         };
+        // SEQRES positions whose atoms belong to another residue: (num, SEQRES, atoms).
+        let mut differ: Vec<(i64, &str, &str)> = Vec::new();
         for r in 0..n {
             let Some(key) = seq_to_res[c].get(&(r as i64)) else {
                 continue;
@@ -268,6 +334,9 @@ pub fn parse_mmcif(text: &str, fallback_id: &str) -> Result<ParsedStructure, Str
             let Some(res) = by_name.get(selected) else {
                 continue;
             };
+            if selected != seq[r].0 {
+                differ.push((seq[r].1, seq[r].0, selected));
+            }
             let (pos, mask) = res.atom37();
             chain.positions[r * 111..(r + 1) * 111].copy_from_slice(&pos);
             chain.masks[r * 37..(r + 1) * 37].copy_from_slice(&mask);
@@ -276,6 +345,9 @@ pub fn parse_mmcif(text: &str, fallback_id: &str) -> Result<ParsedStructure, Str
             out.skipped_chains
                 .push((auth.to_string(), "no residue with a CA atom".into()));
             continue;
+        }
+        if let Some(note) = seqres_note(label, seq, &differ, &outside[c]) {
+            out.notes.push((auth.to_string(), note));
         }
         out.chains.push(chain);
     }

@@ -10,9 +10,17 @@
 //!   of that SEQRES position names, as AF2 looks them up in the Biopython structure; with
 //!   alternate locations the atom of highest occupancy is kept (the first on ties), as
 //!   Biopython's `DisorderedAtom` selects.
+//!   SEQRES that disagrees with the atoms is read as AF2 reads it, and noted
+//!   ([`ParsedStructure::notes`]): where `_entity_poly_seq` names another residue than the
+//!   atoms at that `label_seq_id`, the SEQRES residue is the sequence (and so the template
+//!   aatype) and the modelled residue's atoms fill the atom37 slots their names give; atoms at a
+//!   `label_seq_id` outside SEQRES are ignored. The chain is kept. (Microheterogeneity, two
+//!   residues listed at one `num`, makes two positions, as in AF2, and shifts the atoms after
+//!   it by one: noted the same way.)
 //! - PDB ([`parse_pdb`]): no reliable SEQRES → ATOM mapping exists, so the sequence is the
 //!   modelled residues of the first model (amino acids with a CA atom, ATOM or HETATM, in file
-//!   order; insertion codes make separate residues); SEQRES records are ignored.
+//!   order; insertion codes make separate residues); SEQRES records are ignored, and a chain
+//!   whose modelled residues are not found in order in its SEQRES is noted.
 //! - Both: atom names that are atom37 names fill those slots; MSE's SE goes to SD; arginines
 //!   with NH1/NH2 swapped (NH1 farther from CD) are fixed, as `_get_atom_positions` does.
 //!   Coordinates are read as f64 and rounded to f32 (Biopython's `numpy.array(..., "f")`).
@@ -105,6 +113,9 @@ pub struct ParsedStructure {
     pub chains: Vec<ProteinChain>,
     /// Chains left out, with the reason (duplicate chain id, no modelled atom, ...).
     pub skipped_chains: Vec<(String, String)>,
+    /// Chains kept with a remark: (chain id, what was found and how it was read), e.g. SEQRES
+    /// that disagrees with the atoms.
+    pub notes: Vec<(String, String)>,
 }
 
 /// The format of a structure file, from its name.

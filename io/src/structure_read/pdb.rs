@@ -38,6 +38,30 @@ struct ChainBuild {
     residues: Vec<(String, ResidueAtoms)>,
 }
 
+/// The remark on a chain whose modelled residues are not found, in order, in its SEQRES
+/// (missing residues alone are no disagreement); `None` when they fit.
+fn seqres_note(seqres: &[u8], modelled: &[&(String, ResidueAtoms)]) -> Option<String> {
+    let mut at = 0;
+    for (resid, r) in modelled {
+        let code = one_letter_code(&r.name);
+        match seqres[at..].iter().position(|&s| s == code) {
+            Some(k) => at += k + 1,
+            None => {
+                return Some(format!(
+                    "SEQRES ({} residues) disagrees with the ATOM records (modelled residue {} \
+                     {} is not in it, in order); SEQRES is ignored: the {} modelled residues \
+                     are the sequence",
+                    seqres.len(),
+                    r.name,
+                    resid.trim(),
+                    modelled.len()
+                ))
+            }
+        }
+    }
+    None
+}
+
 /// Parses a PDB-format file's protein chains (first model). `fallback_id` names the entry when
 /// the HEADER has no id code (or the placeholder `0000`).
 pub fn parse_pdb(text: &str, fallback_id: &str) -> Result<ParsedStructure, String> {
@@ -48,6 +72,8 @@ pub fn parse_pdb(text: &str, fallback_id: &str) -> Result<ParsedStructure, Strin
     let mut closed: Vec<String> = Vec::new();
     let mut duplicate: Vec<String> = Vec::new();
     let mut atoms = 0usize;
+    // SEQRES one-letter codes per chain id, only to note disagreement with the atoms.
+    let mut seqres: Vec<(String, Vec<u8>)> = Vec::new();
     for line in text.lines() {
         let rec = col(line, 0, 6);
         match rec.trim_end() {
@@ -61,6 +87,14 @@ pub fn parse_pdb(text: &str, fallback_id: &str) -> Result<ParsedStructure, Strin
             }
             "REVDAT" if col(line, 7, 10).trim() == "1" && revdat1.is_none() => {
                 revdat1 = pdb_date(col(line, 13, 22));
+            }
+            "SEQRES" => {
+                let chain_id = col(line, 11, 12).trim().to_string();
+                let names = col(line, 19, 80).split_whitespace().map(one_letter_code);
+                match seqres.iter_mut().find(|(c, _)| *c == chain_id) {
+                    Some((_, s)) => s.extend(names),
+                    None => seqres.push((chain_id, names.collect())),
+                }
             }
             "ENDMDL" => break, // first model only
             "ATOM" | "HETATM" => {
@@ -155,17 +189,22 @@ pub fn parse_pdb(text: &str, fallback_id: &str) -> Result<ParsedStructure, Strin
         }
         // Residues with a CA atom (a point mutation, two names at one position, gives two
         // residues here: rare, and PDB files carry no SEQRES mapping to decide).
-        let residues: Vec<&ResidueAtoms> = c
+        let modelled: Vec<&(String, ResidueAtoms)> = c
             .residues
             .iter()
             .filter(|(_, r)| r.atoms.iter().any(|a| a.0 == "CA"))
-            .map(|(_, r)| r)
             .collect();
-        if residues.is_empty() {
+        if modelled.is_empty() {
             out.skipped_chains
                 .push((label.to_string(), "no amino acid with a CA atom".into()));
             continue;
         }
+        if let Some((_, sr)) = seqres.iter().find(|(id, _)| *id == c.id) {
+            if let Some(note) = seqres_note(sr, &modelled) {
+                out.notes.push((label.to_string(), note));
+            }
+        }
+        let residues: Vec<&ResidueAtoms> = modelled.iter().map(|(_, r)| r).collect();
         let mut chain = ProteinChain {
             chain_id: c.id.clone(),
             sequence: residues

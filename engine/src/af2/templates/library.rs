@@ -98,12 +98,16 @@ pub struct BuildReport {
     pub files_seen: usize,
     /// Files or chains left out: (file or `file:chain`, reason).
     pub skipped: Vec<(String, String)>,
+    /// Chains kept with a remark: (`file:chain`, remark), e.g. SEQRES disagreeing with the
+    /// atoms (read as AF2 reads it; see `structure_read`).
+    pub notes: Vec<(String, String)>,
 }
 
 /// Reads every structure file (`.cif`, `.mmcif`, `.pdb`, `.ent`, each optionally `.gz`) of
 /// `dir` (not recursive), in name order. Files that cannot be read, have no protein chain or
 /// repeat an entry id are recorded in `skipped`; so are chains with a duplicate chain id or no
-/// modelled CA. Never fails for bad files, only when `dir` cannot be listed.
+/// modelled CA. Chains kept with a remark (SEQRES disagreeing with the atoms) are in `notes`.
+/// Never fails for bad files, only when `dir` cannot be listed.
 pub fn build_from_dir(dir: &Path) -> Result<BuildReport> {
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
@@ -144,6 +148,9 @@ pub fn build_from_dir(dir: &Path) -> Result<BuildReport> {
             report
                 .skipped
                 .push((format!("{name}:{chain}"), reason.clone()));
+        }
+        for (chain, note) in &parsed.notes {
+            report.notes.push((format!("{name}:{chain}"), note.clone()));
         }
         for c in parsed.chains {
             let e = TemplateEntry::from_chain(&parsed.id, parsed.release_date.as_deref(), &name, c);
