@@ -35,6 +35,7 @@ fi
 export FERROFOLD_AF2_PARAMS="$af2_params"
 
 cargo test --workspace --release "$@"
+bash kernels/ci/nvrtc_check.sh "$venv" # CUDA kernels compiled with NVRTC for sm_80/sm_90 (no GPU)
 # The tests that need the readers, wheels and parameters set up above (ignored in a
 # plain run).
 cargo test --release -p ferrofold-io -- --ignored

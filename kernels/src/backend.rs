@@ -75,6 +75,61 @@ impl<'a> MatView<'a> {
     }
 }
 
+/// Logit bias per unit of missing key mask: masked keys get `MASK_BIAS * (mask - 1)` added to
+/// their logits (AlphaFold2's masking: a fully masked row attends uniformly, never NaN).
+pub const MASK_BIAS: f32 = 1e9;
+
+/// Inputs of the fused gated attention op, AlphaFold2's gated multi-head attention core (MSA
+/// row attention with pair bias, MSA column attention, triangle attention around the
+/// starting and ending node): for every batch row `b`, head `h` and query `i`
+///
+/// `logit[j] = (scale * q[b,h,i]) . k[b,h,j] + MASK_BIAS * (mask[b,j] - 1) + bias[h,i,j]`
+/// (added in this order), `out[b,h,i] = sigmoid(gate[b,h,i]) * sum_j softmax(logit)[j] v[b,h,j]`.
+#[derive(Clone, Copy, Debug)]
+pub struct GatedAttention<'a> {
+    /// Queries `[B, H, Q, D]`, not yet scaled.
+    pub q: &'a Tensor,
+    /// Keys `[B, H, K, D]`.
+    pub k: &'a Tensor,
+    /// Values `[B, H, K, Dv]`.
+    pub v: &'a Tensor,
+    /// Pair bias `[H, Q, K]`, shared by every batch row.
+    pub bias: Option<&'a Tensor>,
+    /// Key mask `[B, K]`: 1 keeps a key, 0 masks it.
+    pub mask: Option<&'a Tensor>,
+    /// Gate logits `[B, H, Q, Dv]`; the output is multiplied by their sigmoid.
+    pub gate: Option<&'a Tensor>,
+    /// Query scale, `D^-0.5` in AF2.
+    pub scale: f32,
+}
+
+impl GatedAttention<'_> {
+    /// `(B, H, Q, K, D, Dv)`, after checking every shape.
+    pub fn dims(&self) -> (usize, usize, usize, usize, usize, usize) {
+        let (qs, ks, vs) = (self.q.shape(), self.k.shape(), self.v.shape());
+        assert!(
+            qs.len() == 4 && ks.len() == 4 && vs.len() == 4,
+            "gated attention: q, k, v must be [B, H, N, D]"
+        );
+        let (b, h, nq, d) = (qs[0], qs[1], qs[2], qs[3]);
+        let (nk, dv) = (ks[2], vs[3]);
+        assert!(
+            ks == [b, h, nk, d] && vs == [b, h, nk, dv],
+            "gated attention: q {qs:?}, k {ks:?}, v {vs:?}"
+        );
+        if let Some(t) = self.bias {
+            assert_eq!(t.shape(), &[h, nq, nk], "gated attention: bias");
+        }
+        if let Some(t) = self.mask {
+            assert_eq!(t.shape(), &[b, nk], "gated attention: mask");
+        }
+        if let Some(t) = self.gate {
+            assert_eq!(t.shape(), &[b, h, nq, dv], "gated attention: gate");
+        }
+        (b, h, nq, nk, d, dv)
+    }
+}
+
 pub trait Backend: Send + Sync {
     /// `y = x W^T + b` over the last axis of `x`; `w` is `[out, in]` as stored by PyTorch
     /// and JAX-converted checkpoints alike.
@@ -109,6 +164,80 @@ pub trait Backend: Send + Sync {
         }
         self.softmax(&mut logits);
         logits
+    }
+
+    /// Softmax over the last axis of logits `x` `[B, H, Q, K]`, in place, of
+    /// `scale * x + MASK_BIAS * (mask[b, k] - 1) + bias[h, q, k]` (added in this order);
+    /// `bias` `[H, Q, K]` is shared by the batch, `mask` is `[B, K]`. A row that is all
+    /// `-inf` becomes all zeros.
+    fn masked_softmax(
+        &self,
+        x: &mut Tensor,
+        bias: Option<&Tensor>,
+        mask: Option<&Tensor>,
+        scale: f32,
+    ) {
+        let s = x.shape().to_vec();
+        assert_eq!(s.len(), 4, "masked_softmax: logits must be [B, H, Q, K]");
+        let (h, nq, nk) = (s[1], s[2], s[3]);
+        if let Some(t) = bias {
+            assert_eq!(t.shape(), &[h, nq, nk], "masked_softmax: bias");
+        }
+        if let Some(t) = mask {
+            assert_eq!(t.shape(), &[s[0], nk], "masked_softmax: mask");
+        }
+        for (row, r) in x.data_mut().chunks_mut(nk.max(1)).enumerate() {
+            let (b, hq) = (row / (h * nq), row % (h * nq));
+            for (j, v) in r.iter_mut().enumerate() {
+                *v *= scale;
+                if let Some(m) = mask {
+                    *v += MASK_BIAS * (m.data()[b * nk + j] - 1.0);
+                }
+                if let Some(t) = bias {
+                    *v += t.data()[hq * nk + j];
+                }
+            }
+        }
+        self.softmax(x);
+    }
+
+    /// Fused gated attention ([`GatedAttention`]) → `[B, H, Q, Dv]`. This default
+    /// materialises the logits of one batch row at a time (`[H, Q, K]`); backends override
+    /// it with a streaming kernel (the CPU backend's tiles keys with an online softmax, as
+    /// the CUDA kernel does).
+    fn gated_attention(&self, a: &GatedAttention<'_>) -> Tensor {
+        let (b, h, nq, nk, d, dv) = a.dims();
+        let mut out = Vec::with_capacity(b * h * nq * dv);
+        let row = |t: &Tensor, bi: usize, n: usize, c: usize| {
+            Tensor::new(
+                &[h, n, c],
+                t.data()[bi * h * n * c..(bi + 1) * h * n * c].to_vec(),
+            )
+            .expect("batch row")
+        };
+        for bi in 0..b {
+            let mut q = row(a.q, bi, nq, d);
+            q.data_mut().iter_mut().for_each(|v| *v *= a.scale);
+            let k = row(a.k, bi, nk, d);
+            let logits = self.batched_matmul(MatView::n(&q), MatView::t(&k)); // [H, Q, K]
+            let mut logits = logits.reshape(&[1, h, nq, nk]).expect("same size");
+            let mask = a.mask.map(|m| {
+                Tensor::new(&[1, nk], m.data()[bi * nk..(bi + 1) * nk].to_vec()).expect("mask row")
+            });
+            self.masked_softmax(&mut logits, a.bias, mask.as_ref(), 1.0);
+            let p = logits.reshape(&[h, nq, nk]).expect("same size");
+            let mut o = self.batched_matmul(MatView::n(&p), MatView::n(&row(a.v, bi, nk, dv)));
+            if let Some(g) = a.gate {
+                let mut g = row(g, bi, nq, dv);
+                self.activate(&mut g, Activation::Sigmoid);
+                o.data_mut()
+                    .iter_mut()
+                    .zip(g.data())
+                    .for_each(|(o, g)| *o *= g);
+            }
+            out.extend_from_slice(o.data());
+        }
+        Tensor::new(&[b, h, nq, dv], out).expect("attention output")
     }
 
     /// The whole triangle multiplicative update as one fused op: pair `z` `[L, L, C]` →

@@ -7,12 +7,14 @@
 mod activations;
 mod backend;
 mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod tensor;
 
 pub use activations::{exp, gelu, relu, sigmoid, softplus};
 pub use backend::{
-    Activation, Backend, LinearParams, MatView, NormParams, TriangleDirection,
-    TriangleMultiplicationParams,
+    Activation, Backend, GatedAttention, LinearParams, MatView, NormParams, TriangleDirection,
+    TriangleMultiplicationParams, MASK_BIAS,
 };
-pub use cpu::{softmax_row, CpuBackend};
+pub use cpu::{round_to_bf16, softmax_row, CpuBackend, ATTENTION_KEY_TILE};
 pub use tensor::{ShapeError, Tensor};

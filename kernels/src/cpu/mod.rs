@@ -1,9 +1,12 @@
 //! CPU backend: `gemm` for products, rayon for everything row-parallel.
 
+mod attention;
 mod triangle;
 
+pub use attention::{round_to_bf16, ATTENTION_KEY_TILE};
+
 use crate::backend::{
-    Activation, Backend, MatView, TriangleDirection, TriangleMultiplicationParams,
+    Activation, Backend, GatedAttention, MatView, TriangleDirection, TriangleMultiplicationParams,
 };
 use crate::{exp, Tensor};
 use crate::{gelu, relu, sigmoid};
@@ -219,6 +222,20 @@ impl Backend for CpuBackend {
             Activation::Gelu => apply(x, gelu),
             Activation::Sigmoid => apply(x, sigmoid),
         }
+    }
+
+    fn masked_softmax(
+        &self,
+        x: &mut Tensor,
+        bias: Option<&Tensor>,
+        mask: Option<&Tensor>,
+        scale: f32,
+    ) {
+        attention::masked_softmax(x, bias, mask, scale)
+    }
+
+    fn gated_attention(&self, a: &GatedAttention<'_>) -> Tensor {
+        attention::gated_attention(a)
     }
 
     fn triangle_multiplication(

@@ -1,0 +1,47 @@
+// Shared by every ferrofold CUDA program: storage types, conversions and warp reductions.
+// Compiled by NVRTC at run time, prepended to each kernel source by the Rust side
+// (kernels/src/cuda/sources.rs). It includes no header, so no CUDA toolkit include folder is
+// needed: bf16 is handled as raw bits, converted with the sm_80+ cvt instruction.
+
+// bf16 storage: the upper 16 bits of an IEEE fp32 value.
+struct bf16_t {
+    unsigned short bits;
+};
+
+__device__ __forceinline__ float to_f32(float x) { return x; }
+
+__device__ __forceinline__ float to_f32(bf16_t x) {
+    return __uint_as_float(((unsigned int)x.bits) << 16);
+}
+
+template <typename T> __device__ __forceinline__ T from_f32(float x);
+
+template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
+
+// Round to nearest even (NaN stays NaN), as PyTorch's and JAX's bf16 casts.
+template <> __device__ __forceinline__ bf16_t from_f32<bf16_t>(float x) {
+    bf16_t r;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r.bits) : "f"(x));
+    return r;
+}
+
+#define FF_FULL_MASK 0xffffffffu
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FF_FULL_MASK, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FF_FULL_MASK, v, o));
+    return v;
+}
+
+__device__ __forceinline__ float sigmoid_f32(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+// AlphaFold2's masking: a key with mask 0 gets the additive logit bias 1e9 * (mask - 1), added
+// before the pair bias, so a fully masked query row attends uniformly (never NaN).
+#define FF_MASK_BIAS 1e9f
+#define FF_NEG_INF (__int_as_float(0xff800000))

@@ -1,0 +1,73 @@
+// Row softmax over the last axis of attention logits x [batch, heads, queries, keys] with
+// AlphaFold2's masking and a pair bias:
+//   p[b, h, q, k] = softmax_k(scale * x[b, h, q, k] + 1e9 * (mask[b, k] - 1) + bias[h, q, k])
+// in exactly that order of additions. bias [heads, queries, keys] (storage type T) is shared by
+// every batch row; mask [batch, keys] is fp32 0/1. Either may be null. A row whose logits are all
+// -inf becomes all zeros (as the CPU backend's softmax_row), never NaN. Accumulation is fp32.
+// One warp per row: the first pass keeps a running (max, sum) per lane, the second writes.
+// Launch with blockDim.x a multiple of 32 (128 recommended), gridDim.x =
+// ceil(batch * heads * queries / (blockDim.x / 32)). y may alias x (in place).
+
+template <typename T>
+__device__ __forceinline__ float softmax_logit(const T* xr, const T* br, const float* mr,
+                                               float scale, int k) {
+    float v = scale * to_f32(xr[k]);
+    if (mr) v += FF_MASK_BIAS * (mr[k] - 1.0f);
+    if (br) v += to_f32(br[k]);
+    return v;
+}
+
+template <typename T>
+__device__ __forceinline__ void masked_softmax_rows(const T* x, const T* __restrict__ bias,
+                                                    const float* __restrict__ mask, T* y,
+                                                    int batch, int heads, int queries, int keys,
+                                                    float scale) {
+    const int lane = threadIdx.x & 31;
+    const long long rows = (long long)batch * heads * queries;
+    const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= rows) return;  // uniform over the warp
+    const int q = (int)(row % queries);
+    const int h = (int)((row / queries) % heads);
+    const int b = (int)(row / ((long long)queries * heads));
+    const T* xr = x + row * keys;
+    T* yr = y + row * keys;
+    const T* br = bias ? bias + ((long long)h * queries + q) * keys : nullptr;
+    const float* mr = mask ? mask + (long long)b * keys : nullptr;
+
+    // Running max and sum of exp(v - max) of this lane's elements.
+    float m = FF_NEG_INF, s = 0.0f;
+    for (int k = lane; k < keys; k += 32) {
+        const float v = softmax_logit(xr, br, mr, scale, k);
+        if (v == FF_NEG_INF) continue;
+        if (v > m) {
+            s = s * expf(m - v) + 1.0f;
+            m = v;
+        } else {
+            s += expf(v - m);
+        }
+    }
+    const float row_max = warp_max(m);
+    const float sum = warp_sum(m == FF_NEG_INF ? 0.0f : s * expf(m - row_max));
+    if (row_max == FF_NEG_INF) {
+        for (int k = lane; k < keys; k += 32) yr[k] = from_f32<T>(0.0f);
+        return;
+    }
+    const float inv = 1.0f / sum;
+    for (int k = lane; k < keys; k += 32) {
+        const float v = softmax_logit(xr, br, mr, scale, k);
+        yr[k] = from_f32<T>(expf(v - row_max) * inv);
+    }
+}
+
+extern "C" __global__ void masked_softmax_f32(const float* x, const float* __restrict__ bias,
+                                              const float* __restrict__ mask, float* y, int batch,
+                                              int heads, int queries, int keys, float scale) {
+    masked_softmax_rows<float>(x, bias, mask, y, batch, heads, queries, keys, scale);
+}
+
+extern "C" __global__ void masked_softmax_bf16(const bf16_t* x, const bf16_t* __restrict__ bias,
+                                               const float* __restrict__ mask, bf16_t* y,
+                                               int batch, int heads, int queries, int keys,
+                                               float scale) {
+    masked_softmax_rows<bf16_t>(x, bias, mask, y, batch, heads, queries, keys, scale);
+}

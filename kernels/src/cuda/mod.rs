@@ -1,0 +1,13 @@
+//! The CUDA backend's first slice (issue 5), behind the `cuda` cargo feature: a device
+//! probe that never panics, the CUDA C sources of the hand-written kernels and their
+//! run-time compilation with NVRTC. Every CUDA library is loaded at run time (cudarc's
+//! `dynamic-loading`), so this builds on machines with no CUDA toolkit and no driver.
+//!
+//! The kernels' CPU twins (the exact maths they must reproduce) are the CPU backend's
+//! `layer_norm`, `masked_softmax` and `gated_attention`.
+
+pub mod nvrtc;
+pub mod probe;
+pub mod sources;
+
+pub use probe::{cuda_available, cuda_device, driver_library_present, DeviceInfo, NoDevice};

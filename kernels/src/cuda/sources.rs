@@ -1,0 +1,162 @@
+//! The CUDA C programs of the CUDA backend, compiled at run time with NVRTC. Each program is
+//! `kernels/cuda/common.cuh` followed by one `.cu` file (NVRTC is given no include paths, so
+//! the sources include no headers).
+
+/// One NVRTC program and the `extern "C"` kernels it defines.
+#[derive(Clone, Copy, Debug)]
+pub struct Program {
+    /// Program name (the `.cu` file's stem), used in NVRTC logs and reports.
+    pub name: &'static str,
+    /// Full source: the common prelude and the kernel file.
+    pub source: &'static str,
+    /// Kernel entry points (unmangled).
+    pub kernels: &'static [&'static str],
+}
+
+macro_rules! program {
+    ($name:literal, [$($kernel:literal),+ $(,)?]) => {
+        Program {
+            name: $name,
+            source: concat!(
+                include_str!("../../cuda/common.cuh"),
+                "\n#line 1 \"",
+                $name,
+                ".cu\"\n",
+                include_str!(concat!("../../cuda/", $name, ".cu"))
+            ),
+            kernels: &[$($kernel),+],
+        }
+    };
+}
+
+/// Row-wise layer norm (fp32 accumulation; fp32 or bf16 storage).
+pub const LAYER_NORM: Program = program!("layer_norm", ["layer_norm_f32", "layer_norm_bf16"]);
+
+/// Row softmax with AF2's key mask and a pair bias broadcast over the batch.
+pub const MASKED_SOFTMAX: Program =
+    program!("softmax", ["masked_softmax_f32", "masked_softmax_bf16"]);
+
+/// Fused gated attention with pair bias and key mask (online softmax, key tiles of 32).
+pub const GATED_ATTENTION: Program = program!(
+    "attention",
+    [
+        "gated_attention_f32_d16",
+        "gated_attention_f32_d32",
+        "gated_attention_f32_d64",
+        "gated_attention_bf16_d16",
+        "gated_attention_bf16_d32",
+        "gated_attention_bf16_d64",
+    ]
+);
+
+/// Every program of the backend (what the NVRTC compile test covers).
+pub const PROGRAMS: &[Program] = &[LAYER_NORM, MASKED_SOFTMAX, GATED_ATTENTION];
+
+/// Queries per block and keys per tile of the gated attention kernels (`FF_ATT_BQ`,
+/// `FF_ATT_BK` in `attention.cu`), and its threads per block.
+pub const ATTENTION_BLOCK_QUERIES: usize = 16;
+pub const ATTENTION_KEY_TILE: usize = 32;
+pub const ATTENTION_THREADS: usize = 128;
+
+/// The gated attention entry point for a head dimension and storage type, or `None` when
+/// `head_dim` exceeds 64.
+pub fn gated_attention_kernel(head_dim: usize, bf16: bool) -> Option<&'static str> {
+    let d = match head_dim {
+        0..=16 => 16,
+        17..=32 => 32,
+        33..=64 => 64,
+        _ => return None,
+    };
+    Some(match (bf16, d) {
+        (false, 16) => "gated_attention_f32_d16",
+        (false, 32) => "gated_attention_f32_d32",
+        (false, _) => "gated_attention_f32_d64",
+        (true, 16) => "gated_attention_bf16_d16",
+        (true, 32) => "gated_attention_bf16_d32",
+        (true, _) => "gated_attention_bf16_d64",
+    })
+}
+
+/// Kernel argument of the gated attention kernels: the `AttentionArgs` struct of
+/// `attention.cu`, field for field (pointers are device addresses; strides count elements).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct AttentionArgs {
+    pub q: u64,
+    pub k: u64,
+    pub v: u64,
+    /// Gate logits (sigmoid applied in the kernel); 0 for none.
+    pub gate: u64,
+    /// Pair bias; 0 for none.
+    pub bias: u64,
+    /// Key mask `[batch, keys]`, fp32 0/1; 0 for none.
+    pub mask: u64,
+    pub out: u64,
+    /// Strides of q over (batch, head, query).
+    pub q_s: [i64; 3],
+    /// Strides of k over (batch, head, key).
+    pub k_s: [i64; 3],
+    /// Strides of v over (batch, head, key).
+    pub v_s: [i64; 3],
+    /// Strides of the gate over (batch, head, query).
+    pub g_s: [i64; 3],
+    /// Strides of the output over (batch, head, query).
+    pub o_s: [i64; 3],
+    /// Strides of the bias over (batch, head, query); batch stride 0 broadcasts.
+    pub bias_s: [i64; 3],
+    /// Batch stride of the mask.
+    pub mask_sb: i64,
+    pub batch: i32,
+    pub heads: i32,
+    pub nq: i32,
+    pub nk: i32,
+    pub d: i32,
+    pub scale: f32,
+}
+
+// 7 pointers, 19 strides, 5 ints and a float, padded to 8 bytes: the layout nvcc gives the
+// CUDA struct.
+const _: () = assert!(std::mem::size_of::<AttentionArgs>() == 7 * 8 + 19 * 8 + 5 * 4 + 4);
+const _: () = assert!(std::mem::align_of::<AttentionArgs>() == 8);
+
+impl AttentionArgs {
+    /// Contiguous `[batch, heads, rows, d]` strides.
+    pub fn bhnd_strides(heads: usize, rows: usize, d: usize) -> [i64; 3] {
+        [(heads * rows * d) as i64, (rows * d) as i64, d as i64]
+    }
+
+    /// Launch grid `(batch * heads, ceil(nq / 16), 1)`.
+    pub fn grid(&self) -> (u32, u32, u32) {
+        let bh = (self.batch as u32) * (self.heads as u32);
+        let tiles = (self.nq as u32).div_ceil(ATTENTION_BLOCK_QUERIES as u32);
+        (bh, tiles, 1)
+    }
+}
+
+// SAFETY: plain-old-data with the C layout of the kernel's parameter.
+unsafe impl cudarc::driver::DeviceRepr for AttentionArgs {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_kernel_is_defined_in_its_source() {
+        for p in PROGRAMS {
+            for k in p.kernels {
+                assert!(
+                    p.source.contains(&format!("({k},")) || p.source.contains(&format!(" {k}(")),
+                    "{k} not found in {}.cu",
+                    p.name
+                );
+            }
+        }
+        for d in [1, 8, 16, 17, 32, 33, 64] {
+            for bf16 in [false, true] {
+                let k = gated_attention_kernel(d, bf16).unwrap();
+                assert!(GATED_ATTENTION.kernels.contains(&k));
+            }
+        }
+        assert_eq!(gated_attention_kernel(65, false), None);
+    }
+}
