@@ -1,5 +1,5 @@
 //! The query profile of an iterative search (PSI-BLAST's recipe): position-based sequence
-//! weights, BLOSUM62 pseudocounts mixed by the column's diversity, log-odds scores with
+//! weights, BLOSUM62 pseudocounts mixed by the alignment's diversity, log-odds scores with
 //! BLOSUM62's λ.
 
 use crate::alphabet::{ALPHABET_SIZE, X};
@@ -26,6 +26,10 @@ pub fn build_pssm(query: &[u8], rows: &[Vec<u8>]) -> Pssm {
         .collect();
     let weights = henikoff_weights(&all, m);
     let target = blosum62_target_frequencies();
+    // PSI-BLAST's data weight α = N_c − 1, N_c the mean number of residue types per column:
+    // one number for the whole profile, so a family's conserved and variable columns are
+    // weighted alike (a per-column α sharpens conserved columns and loses remote members).
+    let alpha = mean_residue_types(&all, m) - 1.0;
     let mut pssm_rows = Vec::with_capacity(m);
     for i in 0..m {
         // Weighted residue frequencies of the column.
@@ -43,9 +47,6 @@ pub fn build_pssm(query: &[u8], rows: &[Vec<u8>]) -> Pssm {
             // Only gaps and X: the background.
             f = BACKGROUND;
         }
-        // Diversity of the column: exp(entropy), 1 for a single residue type.
-        let entropy: f64 = f.iter().filter(|&&p| p > 0.0).map(|&p| -p * p.ln()).sum();
-        let alpha = entropy.exp() - 1.0;
         let mut row = [0i8; ALPHABET_SIZE];
         for a in 0..20 {
             // Pseudocount: substitutions from the observed residues, q(a|b) = q(a,b)/p_b.
@@ -58,6 +59,22 @@ pub fn build_pssm(query: &[u8], rows: &[Vec<u8>]) -> Pssm {
         pssm_rows.push(row);
     }
     Pssm { rows: pssm_rows }
+}
+
+/// Mean over the columns of the number of distinct residue types in them.
+fn mean_residue_types(rows: &[&[u8]], m: usize) -> f64 {
+    let total: usize = (0..m)
+        .map(|i| {
+            let mut seen = [false; 20];
+            for row in rows {
+                if row[i] < 20 {
+                    seen[row[i] as usize] = true;
+                }
+            }
+            seen.iter().filter(|&&s| s).count()
+        })
+        .sum();
+    total as f64 / m.max(1) as f64
 }
 
 /// Henikoff position-based weights: each column shares one unit among its residue types,

@@ -158,12 +158,20 @@ pub fn search(
     // Per query: the aligner of its latest iteration and its hits not yet traced.
     let mut pending: Vec<Option<Pending>> = (0..queries.len()).map(|_| None).collect();
     let mut active: Vec<usize> = (0..queries.len()).collect();
+    let base = prefilter_params.kmer_threshold;
+    // Each query's seed budget: what its plain sequence gives at the base threshold. Profiles
+    // are sharper and would seed far more at that threshold; they get a higher one instead.
+    let budgets: Vec<usize> = profiles.iter().map(|p| count_seeds(p, base)).collect();
+    let mut thresholds: Vec<(i32, usize)> = budgets.iter().map(|&n| (base, n)).collect();
     for iteration in 0..params.iterations.max(1) {
-        for batch in batches(&active, &profiles, prefilter_params.kmer_threshold) {
+        for batch in batches(&active, &thresholds) {
             let pssms: Vec<&Pssm> = batch.iter().map(|&q| &profiles[q]).collect();
+            let batch_thresholds: Vec<i32> = batch.iter().map(|&q| thresholds[q].0).collect();
             progress.pass(iteration + 1, batch.len(), db.len());
             let started = Instant::now();
-            let candidates = prefilter(db, &pssms, &prefilter_params, &|n| progress.scanned(n));
+            let candidates = prefilter(db, &pssms, &batch_thresholds, &prefilter_params, &|n| {
+                progress.scanned(n)
+            });
             let prefilter_seconds = started.elapsed().as_secs_f64();
             let started = Instant::now();
             let mut summary = PassSummary {
@@ -240,6 +248,7 @@ pub fn search(
                 .map(|h| h.query_columns(db.sequence(h.target as usize), m))
                 .collect();
             profiles[q] = build_pssm(&queries[q].codes, &rows);
+            thresholds[q] = seed_threshold(&profiles[q], base, budgets[q]);
             included[q] = now;
             true
         });
@@ -260,12 +269,25 @@ pub fn search(
     results
 }
 
-/// Cuts the active queries into batches whose seed tables fit the budget.
-fn batches(active: &[usize], profiles: &[Pssm], threshold: i32) -> Vec<Vec<usize>> {
+/// The lowest k-mer threshold (from `base` up) at which `profile` seeds no more than
+/// `budget` times, with that seed count.
+fn seed_threshold(profile: &Pssm, base: i32, budget: usize) -> (i32, usize) {
+    let mut threshold = base;
+    let mut seeds = count_seeds(profile, threshold);
+    while seeds > budget.max(1) {
+        threshold += 1;
+        seeds = count_seeds(profile, threshold);
+    }
+    (threshold, seeds)
+}
+
+/// Cuts the active queries into batches whose seed tables fit the budget; `thresholds[q]`
+/// holds query `q`'s k-mer threshold and seed count.
+fn batches(active: &[usize], thresholds: &[(i32, usize)]) -> Vec<Vec<usize>> {
     let mut out: Vec<Vec<usize>> = Vec::new();
     let mut seeds_in_last = 0usize;
     for &q in active {
-        let seeds = count_seeds(&profiles[q], threshold);
+        let seeds = thresholds[q].1;
         let start_new = match out.last() {
             None => true,
             Some(last) => {

@@ -16,7 +16,8 @@ use scan::{ScanState, SlotLayout};
 /// Prefilter settings (derived from the search's sensitivity).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PrefilterParams {
-    /// Score a k-mer needs against a query window to seed (lower: more sensitive).
+    /// Score a k-mer needs against a window of a plain query to seed (lower: more
+    /// sensitive); profiles get their own thresholds (see `search`).
     pub kmer_threshold: i32,
     /// Ungapped diagonal score a target needs to pass.
     pub min_ungapped: i32,
@@ -27,16 +28,18 @@ pub struct PrefilterParams {
 /// Targets per parallel task: large enough to amortise the per-thread slot arrays.
 const TARGETS_PER_TASK: usize = 4096;
 
-/// Candidates per query of the batch, best ungapped score first. `progress` receives the
+/// Candidates per query of the batch, best ungapped score first; `thresholds[q]` is query
+/// `q`'s k-mer score threshold. `progress` receives the
 /// number of targets scanned as tasks finish.
 pub fn prefilter(
     db: &Database,
     queries: &[&Pssm],
+    thresholds: &[i32],
     params: &PrefilterParams,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Vec<Vec<Candidate>> {
     let layout = SlotLayout::new(queries, db.max_length());
-    let table = SeedTable::build(queries, params.kmer_threshold, |q, pos| {
+    let table = SeedTable::build(queries, thresholds, |q, pos| {
         layout.seed_key(queries, q, pos)
     });
     let tasks = db.len().div_ceil(TARGETS_PER_TASK);

@@ -21,12 +21,16 @@ pub struct SeedTable {
 }
 
 impl SeedTable {
-    /// Seeds of every k-mer scoring at least `threshold` against some window of a query;
+    /// Seeds of every k-mer scoring at least the query's threshold against one of its windows;
     /// `key(query, pos)` gives each seed's key (the scan stores its diagonal-slot offset,
     /// which names both the query and the window).
-    pub fn build(queries: &[&Pssm], threshold: i32, key: impl Fn(u32, u32) -> u32) -> SeedTable {
+    pub fn build(
+        queries: &[&Pssm],
+        thresholds: &[i32],
+        key: impl Fn(u32, u32) -> u32,
+    ) -> SeedTable {
         let mut pairs: Vec<(u32, u32)> = Vec::new();
-        for (q, pssm) in queries.iter().enumerate() {
+        for ((q, pssm), &threshold) in queries.iter().enumerate().zip(thresholds) {
             for pos in 0..pssm.len().saturating_sub(K - 1) {
                 let seed = key(q as u32, pos as u32);
                 for_each_neighbor(pssm, pos, threshold, |code| pairs.push((code, seed)));
@@ -194,7 +198,7 @@ mod tests {
             );
         }
         // The query's own k-mer is its best neighbour.
-        let table = SeedTable::build(&[&pssm], 15, |q, pos| 1000 * (q + 7) + pos);
+        let table = SeedTable::build(&[&pssm], &[15], |q, pos| 1000 * (q + 7) + pos);
         let own = kmer_code(&query[2..2 + K]);
         assert!(table.seeds(own).contains(&7002));
         assert_eq!(table.len(), count_seeds(&pssm, 15));
