@@ -31,7 +31,10 @@ pub fn a3m(query_name: &str, query_letters: &str, hits: &[&Hit], db: &Database) 
                 AlignOp::Deletion => out.push('-'),
             }
         }
-        out.extend(std::iter::repeat_n('-', m - alignment.query_end - 1));
+        out.extend(std::iter::repeat_n(
+            '-',
+            m.saturating_sub(alignment.query_end + 1),
+        ));
         out.push('\n');
     }
     out

@@ -29,7 +29,7 @@ pub fn build_pssm(query: &[u8], rows: &[Vec<u8>]) -> Pssm {
     // PSI-BLAST's data weight α = N_c − 1, N_c the mean number of residue types per column:
     // one number for the whole profile, so a family's conserved and variable columns are
     // weighted alike (a per-column α sharpens conserved columns and loses remote members).
-    let alpha = mean_residue_types(&all, m) - 1.0;
+    let alpha = (mean_residue_types(&all, m) - 1.0).max(0.0);
     let mut pssm_rows = Vec::with_capacity(m);
     for i in 0..m {
         // Weighted residue frequencies of the column.
@@ -61,20 +61,28 @@ pub fn build_pssm(query: &[u8], rows: &[Vec<u8>]) -> Pssm {
     Pssm { rows: pssm_rows }
 }
 
-/// Mean over the columns of the number of distinct residue types in them.
+/// Mean number of distinct residue types over the columns that hold any residue (columns of
+/// only gaps or `X` say nothing of the family's diversity).
 fn mean_residue_types(rows: &[&[u8]], m: usize) -> f64 {
-    let total: usize = (0..m)
-        .map(|i| {
-            let mut seen = [false; 20];
-            for row in rows {
-                if row[i] < 20 {
-                    seen[row[i] as usize] = true;
-                }
+    let (mut total, mut columns) = (0usize, 0usize);
+    for i in 0..m {
+        let mut seen = [false; 20];
+        for row in rows {
+            if row[i] < 20 {
+                seen[row[i] as usize] = true;
             }
-            seen.iter().filter(|&&s| s).count()
-        })
-        .sum();
-    total as f64 / m.max(1) as f64
+        }
+        let types = seen.iter().filter(|&&s| s).count();
+        if types > 0 {
+            total += types;
+            columns += 1;
+        }
+    }
+    if columns == 0 {
+        1.0
+    } else {
+        total as f64 / columns as f64
+    }
 }
 
 /// Henikoff position-based weights: each column shares one unit among its residue types,

@@ -130,8 +130,11 @@ pub struct PassSummary {
 
 /// Most seeds in one batch's table (12 bytes each with the table's share of the offsets).
 const MAX_BATCH_SEEDS: usize = 48 << 20;
-/// Most queries per batch: each keeps a diagonal array per scanning thread.
+/// Most queries per batch.
 const MAX_BATCH_QUERIES: usize = 256;
+/// Most diagonal slots per batch (8 bytes each, one array per scanning thread): a query
+/// takes its length plus the longest target's.
+const MAX_BATCH_SLOTS: usize = 8 << 20;
 
 /// Searches every query against the database.
 pub fn search(
@@ -155,16 +158,21 @@ pub fn search(
         })
         .collect();
     let mut included: Vec<Vec<u32>> = vec![Vec::new(); queries.len()];
-    // Per query: the aligner of its latest iteration and its hits not yet traced.
-    let mut pending: Vec<Option<Pending>> = (0..queries.len()).map(|_| None).collect();
+    // Per query and iteration: that iteration's aligner and its hits not yet traced.
+    let mut pending: Vec<Vec<Pending>> = (0..queries.len()).map(|_| Vec::new()).collect();
+    let iterations = params.iterations.max(1);
     let mut active: Vec<usize> = (0..queries.len()).collect();
     let base = prefilter_params.kmer_threshold;
     // Each query's seed budget: what its plain sequence gives at the base threshold. Profiles
     // are sharper and would seed far more at that threshold; they get a higher one instead.
     let budgets: Vec<usize> = profiles.iter().map(|p| count_seeds(p, base)).collect();
     let mut thresholds: Vec<(i32, usize)> = budgets.iter().map(|&n| (base, n)).collect();
-    for iteration in 0..params.iterations.max(1) {
-        for batch in batches(&active, &thresholds) {
+    let slots: Vec<usize> = queries
+        .iter()
+        .map(|q| q.codes.len() + db.max_length() + 1)
+        .collect();
+    for iteration in 0..iterations {
+        for batch in batches(&active, &thresholds, &slots) {
             let pssms: Vec<&Pssm> = batch.iter().map(|&q| &profiles[q]).collect();
             let batch_thresholds: Vec<i32> = batch.iter().map(|&q| thresholds[q].0).collect();
             progress.pass(iteration + 1, batch.len(), db.len());
@@ -182,7 +190,7 @@ pub fn search(
                 prefilter_seconds,
                 align_seconds: 0.0,
             };
-            let last = iteration + 1 == params.iterations;
+            let last = iteration + 1 == iterations;
             for (&q, candidates) in batch.iter().zip(candidates) {
                 let targets: Vec<u32> = candidates.iter().map(|c| c.target).collect();
                 let space = ka.search_space(queries[q].codes.len(), db.total_residues(), db.len());
@@ -220,12 +228,12 @@ pub fn search(
                     iterations: iteration + 1,
                     untraced,
                 };
-                pending[q] = Some((aligner, rest));
+                pending[q].push((aligner, rest));
             }
             summary.align_seconds = started.elapsed().as_secs_f64();
             progress.finished(&summary);
         }
-        if iteration + 1 == params.iterations {
+        if iteration + 1 == iterations {
             break;
         }
         // Next profiles; a query whose included hits did not change has converged.
@@ -256,14 +264,24 @@ pub fn search(
             break;
         }
     }
-    // Queries that converged before the last iteration: trace their weaker hits too.
+    // The weaker hits set aside before the last iteration, newest iteration first, for the
+    // targets no later iteration reported.
     for (result, pending) in results.iter_mut().zip(pending) {
-        if let Some((aligner, rest)) = pending.filter(|(_, rest)| !rest.is_empty()) {
+        let mut known: HashSet<u32> = result.hits.iter().map(|h| h.target).collect();
+        for (aligner, rest) in pending.into_iter().rev() {
+            let rest: Vec<(u32, i32)> = rest
+                .into_iter()
+                .filter(|(t, _)| !known.contains(t))
+                .collect();
+            if rest.is_empty() {
+                continue;
+            }
             let (more, untraced) = aligner.trace(&rest);
+            known.extend(more.iter().map(|h| h.target));
             result.hits.extend(more);
             result.untraced += untraced;
-            sort_hits(&mut result.hits);
         }
+        sort_hits(&mut result.hits);
         result.hits.truncate(params.max_seqs);
     }
     results
@@ -281,25 +299,30 @@ fn seed_threshold(profile: &Pssm, base: i32, budget: usize) -> (i32, usize) {
     (threshold, seeds)
 }
 
-/// Cuts the active queries into batches whose seed tables fit the budget; `thresholds[q]`
-/// holds query `q`'s k-mer threshold and seed count.
-fn batches(active: &[usize], thresholds: &[(i32, usize)]) -> Vec<Vec<usize>> {
+/// Cuts the active queries into batches whose seed tables and diagonal arrays fit the
+/// budgets; `thresholds[q]` holds query `q`'s k-mer threshold and seed count, `slots[q]` its
+/// diagonal slots.
+fn batches(active: &[usize], thresholds: &[(i32, usize)], slots: &[usize]) -> Vec<Vec<usize>> {
     let mut out: Vec<Vec<usize>> = Vec::new();
-    let mut seeds_in_last = 0usize;
+    let (mut seeds_in_last, mut slots_in_last) = (0usize, 0usize);
     for &q in active {
         let seeds = thresholds[q].1;
         let start_new = match out.last() {
             None => true,
             Some(last) => {
-                last.len() >= MAX_BATCH_QUERIES || seeds_in_last + seeds > MAX_BATCH_SEEDS
+                last.len() >= MAX_BATCH_QUERIES
+                    || seeds_in_last + seeds > MAX_BATCH_SEEDS
+                    || slots_in_last + slots[q] > MAX_BATCH_SLOTS
             }
         };
         if start_new {
             out.push(Vec::new());
             seeds_in_last = 0;
+            slots_in_last = 0;
         }
         out.last_mut().expect("a batch was just pushed").push(q);
         seeds_in_last += seeds;
+        slots_in_last += slots[q];
     }
     out
 }
@@ -320,26 +343,22 @@ struct Aligner<'a> {
 }
 
 impl Aligner<'_> {
-    /// SIMD scores of the targets within the E-value threshold, best first, at most
-    /// `max_seqs`.
+    /// SIMD scores of the targets within the E-value threshold, best first. Scores at or
+    /// above both thresholds are lower bounds of the true ones, so strong hits come in no
+    /// particular order until their tracebacks.
     fn score(&self, targets: &[u32], params: &SearchParams) -> Vec<(u32, i32)> {
         let min_score = self.ka.min_score_for(params.evalue, self.space);
         let included = self.ka.min_score_for(params.inclusion_evalue, self.space);
-        // Scores above both thresholds need not be exact yet: the traceback gives them.
-        let scored = self.score_with_cap(targets, min_score, min_score.max(included));
-        if scored.len() <= params.max_seqs {
-            return scored;
-        }
-        // More hits than kept: rank them by exact scores.
-        let mut scored = self.score_with_cap(targets, min_score, i32::MAX);
-        scored.truncate(params.max_seqs);
-        scored
+        // The prefilter passes at most `max_seqs` targets, so all that score enough are kept,
+        // and scores above both thresholds need not be exact: the traceback gives them.
+        debug_assert!(targets.len() <= params.max_seqs.max(1));
+        self.score_with_cap(targets, min_score, min_score.max(included))
     }
 
-    /// Targets scoring at least `min_score`, best first; scores at or above `cap` may be
-    /// any value `>= cap`.
+    /// Targets scoring at least `min_score`, best first; a score at or above `cap` is a lower
+    /// bound (itself `>= cap`) of the true one.
     fn score_with_cap(&self, targets: &[u32], min_score: i32, cap: i32) -> Vec<(u32, i32)> {
-        // Inter-sequence SIMD scores 32 targets at a time; chunks keep both cores busy.
+        // Inter-sequence SIMD scores 32 targets at a time; chunks spread them over the threads.
         let mut scored: Vec<(u32, i32)> = targets
             .par_chunks(SCORE_CHUNK)
             .map_init(Scratch::new, |scratch, chunk| {

@@ -5,7 +5,7 @@
 //! residue against a gap in the query), `F` a deletion (a query residue against a gap in the
 //! target).
 //!
-//! Two steps, as in MMseqs2 and SSW:
+//! Scores first, alignments for the hits only, as in MMseqs2 and SSW:
 //! - [`QueryProfile::score`]: score and end cell only, Farrar's striped algorithm on AVX2 with
 //!   saturating lanes (32 `i8` lanes first, 16 `i16` lanes for scores beyond 126), the striped
 //!   profiles built once per query and the buffers kept in a per-thread [`Scratch`], so
@@ -16,6 +16,8 @@
 //!   kernel (SWIPE: 32 targets in the `u8` lanes, lanes refilled as their targets end),
 //!   targets near the byte ceiling rescored as above, so again exact. About 4× the striped
 //!   kernel's cell rate on a 300-residue query, 10× on a 60-residue one.
+//!   [`QueryProfile::score_batch_capped`] skips that rescoring when only scores below a cap
+//!   need to be exact.
 //! - [`QueryProfile::align`] / [`align`]: the alignment itself, for the hits only: an anchored
 //!   reverse pass from the end cell finds the start (the score kernel on the reversed prefixes
 //!   with AVX2), then a traceback inside that rectangle.
@@ -203,8 +205,9 @@ impl QueryProfile {
     }
 
     /// [`QueryProfile::score_batch`] when only scores below `cap` need to be exact: a score
-    /// at or above `cap` may be returned as any value `>= cap`, which spares rescoring the
-    /// strong hits (they saturate the byte lanes) when the caller ranks them by traceback.
+    /// at or above `cap` may come back as a lower bound of the true score (itself `>= cap`),
+    /// which spares rescoring the strong hits (they saturate the byte lanes) when their
+    /// tracebacks give the exact scores anyway.
     pub fn score_batch_capped<T: AsRef<[u8]>>(
         &self,
         targets: &[T],

@@ -17,20 +17,22 @@ use scan::{ScanState, SlotLayout};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PrefilterParams {
     /// Score a k-mer needs against a window of a plain query to seed (lower: more
-    /// sensitive); profiles get their own thresholds (see `search`).
+    /// sensitive): the base `search` derives each query's threshold from; [`prefilter`]
+    /// itself takes the thresholds per query.
     pub kmer_threshold: i32,
     /// Ungapped diagonal score a target needs to pass.
     pub min_ungapped: i32,
-    /// Most targets passed on per query, best ungapped scores first.
+    /// Most targets passed on per query, the most significant first (ungapped score
+    /// corrected for the target's length).
     pub max_candidates: usize,
 }
 
 /// Targets per parallel task: large enough to amortise the per-thread slot arrays.
 const TARGETS_PER_TASK: usize = 4096;
 
-/// Candidates per query of the batch, best ungapped score first; `thresholds[q]` is query
-/// `q`'s k-mer score threshold. `progress` receives the
-/// number of targets scanned as tasks finish.
+/// Candidates per query of the batch, the most significant first (ungapped score corrected
+/// for the target's length); `thresholds[q]` is query `q`'s k-mer score threshold.
+/// `progress` receives the number of targets scanned as tasks finish.
 pub fn prefilter(
     db: &Database,
     queries: &[&Pssm],
@@ -38,6 +40,11 @@ pub fn prefilter(
     params: &PrefilterParams,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Vec<Vec<Candidate>> {
+    assert_eq!(
+        queries.len(),
+        thresholds.len(),
+        "one k-mer threshold per query"
+    );
     let layout = SlotLayout::new(queries, db.max_length());
     let table = SeedTable::build(queries, thresholds, |q, pos| {
         layout.seed_key(queries, q, pos)

@@ -37,7 +37,7 @@ impl SlotLayout {
         let mut base = Vec::with_capacity(queries.len());
         let mut total = 0usize;
         for q in queries {
-            base.push(total as u32);
+            base.push(u32::try_from(total).expect("search batches keep slot counts small"));
             total += q.len() + max_target_len + 1;
         }
         SlotLayout { base, total }
