@@ -390,12 +390,8 @@ pub fn search_templates(
         }
         let segment = &info.sequence[alignment.target_start..=alignment.target_end];
         let length_ratio = segment.len() as f64 / l as f64;
-        let (query_bytes, template_bytes) = (query.as_bytes(), info.sequence.as_bytes());
-        let identical = mapping
-            .iter()
-            .filter(|&&(q, t)| query_bytes[q] == template_bytes[t])
-            .count();
-        let identity = identical as f64 / alignment.aligned_len().max(1) as f64;
+        let identity =
+            alignment.identities(&codes, target) as f64 / alignment.aligned_len().max(1) as f64;
         // AF2's rule (an exact part of the query over > 95 % of it), widened to near-identical
         // chains (> 95 % identity over > 95 % of the query), as the issue asks.
         let exact_part = length_ratio > 0.95 && query.contains(segment);
@@ -416,8 +412,6 @@ pub fn search_templates(
                 continue;
             }
         };
-        let identity =
-            alignment.identities(&codes, target) as f64 / alignment.aligned_len().max(1) as f64;
         out.hits.push(TemplateHit {
             index,
             id: info.id.clone(),
