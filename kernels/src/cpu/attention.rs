@@ -93,40 +93,6 @@ pub(super) fn gated_attention(a: &GatedAttention<'_>) -> Tensor {
     out
 }
 
-/// [`crate::Backend::masked_softmax`], row-parallel.
-pub(super) fn masked_softmax(
-    x: &mut Tensor,
-    bias: Option<&Tensor>,
-    mask: Option<&Tensor>,
-    scale: f32,
-) {
-    let s = x.shape().to_vec();
-    assert_eq!(s.len(), 4, "masked_softmax: logits must be [B, H, Q, K]");
-    let (h, nq, nk) = (s[1], s[2], s[3]);
-    if let Some(t) = bias {
-        assert_eq!(t.shape(), &[h, nq, nk], "masked_softmax: bias");
-    }
-    if let Some(t) = mask {
-        assert_eq!(t.shape(), &[s[0], nk], "masked_softmax: mask");
-    }
-    x.data_mut()
-        .par_chunks_mut(nk.max(1))
-        .enumerate()
-        .for_each(|(row, r)| {
-            let (b, hq) = (row / (h * nq), row % (h * nq));
-            for (j, v) in r.iter_mut().enumerate() {
-                *v *= scale;
-                if let Some(m) = mask {
-                    *v += MASK_BIAS * (m.data()[b * nk + j] - 1.0);
-                }
-                if let Some(t) = bias {
-                    *v += t.data()[hq * nk + j];
-                }
-            }
-            super::softmax_row(r);
-        });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,7 +102,7 @@ mod tests {
     use crate::CpuBackend;
 
     /// A backend with the CPU backend's ops but the trait's default (materialising)
-    /// `gated_attention` and `masked_softmax`.
+    /// `gated_attention`.
     struct Materialising;
     impl Backend for Materialising {
         fn linear(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
@@ -317,9 +283,6 @@ mod tests {
         let mask = key_mask(b, nk);
         let mut got = x.clone();
         CpuBackend.masked_softmax(&mut got, Some(&bias), Some(&mask), 0.7);
-        let mut dflt = x.clone();
-        Materialising.masked_softmax(&mut dflt, Some(&bias), Some(&mask), 0.7);
-        assert_eq!(got, dflt);
         for row in 0..b * h * nq {
             let (bi, hq) = (row / (h * nq), row % (h * nq));
             let l: Vec<f64> = (0..nk)

@@ -224,16 +224,6 @@ impl Backend for CpuBackend {
         }
     }
 
-    fn masked_softmax(
-        &self,
-        x: &mut Tensor,
-        bias: Option<&Tensor>,
-        mask: Option<&Tensor>,
-        scale: f32,
-    ) {
-        attention::masked_softmax(x, bias, mask, scale)
-    }
-
     fn gated_attention(&self, a: &GatedAttention<'_>) -> Tensor {
         attention::gated_attention(a)
     }
