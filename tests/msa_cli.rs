@@ -11,61 +11,15 @@ use std::time::Instant;
 use ferrofold_engine::af2::config::ModelConfig;
 use ferrofold_engine::af2::pipeline::{build_features, PipelineConfig};
 use ferrofold_io::a3m::{parse_a3m, A3m};
-use ferrofold_msa::alphabet::decode;
-use ferrofold_msa::matrix::BACKGROUND;
+use ferrofold_msa::alphabet::{decode, encode};
 
-/// xorshift64*: reproducible test data without a dependency (as in msa/tests/search.rs).
-struct Rng(u64);
+#[path = "../msa/tests/synthetic/mod.rs"]
+mod synthetic;
+use synthetic::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn residue(&mut self) -> u8 {
-        let mut u = self.uniform();
-        for (a, &p) in BACKGROUND.iter().enumerate() {
-            if u < p {
-                return a as u8;
-            }
-            u -= p;
-        }
-        19
-    }
-
-    /// A random protein as letters.
-    fn protein(&mut self, len: usize) -> String {
-        let codes: Vec<u8> = (0..len).map(|_| self.residue()).collect();
-        decode(&codes)
-    }
-
-    /// A homolog of `seq`: each residue kept with probability `identity` (else a random
-    /// residue) and an indel every ~`indel_every` residues.
-    fn mutate(&mut self, seq: &str, identity: f64, indel_every: u64) -> String {
-        let mut out = Vec::with_capacity(seq.len() + 16);
-        for &c in seq.as_bytes() {
-            if self.next().is_multiple_of(indel_every) {
-                if self.next().is_multiple_of(2) {
-                    continue;
-                }
-                let extra = 1 + self.next() % 3;
-                out.extend((0..extra).map(|_| self.residue()));
-            }
-            out.push(if self.uniform() < identity {
-                ferrofold_msa::alphabet::encode_letter(c).unwrap()
-            } else {
-                self.residue()
-            });
-        }
-        decode(&out)
-    }
+/// A random protein as letters.
+fn protein(rng: &mut Rng, len: usize) -> String {
+    decode(&rng.protein(len))
 }
 
 /// The planted homolog's name in every database below.
@@ -86,8 +40,8 @@ impl Fixture {
     /// Writes the FASTA (plus `extra` records appended verbatim) without building it.
     fn fasta_only(seed: u64, n: usize, extra: &str) -> Fixture {
         let mut rng = Rng(seed);
-        let query = rng.protein(160);
-        let homolog = rng.mutate(&query, 0.6, 30);
+        let query = protein(&mut rng, 160);
+        let homolog = decode(&rng.mutate(&encode(query.as_bytes()).unwrap(), 0.6, 30));
         let mut targets = HashMap::new();
         let mut fasta = String::new();
         for i in 0..n {
@@ -96,7 +50,7 @@ impl Fixture {
                 targets.insert(HOMOLOG.to_string(), homolog.clone());
             }
             let len = 60 + (rng.next() % 340) as usize;
-            let s = rng.protein(len);
+            let s = protein(&mut rng, len);
             // Wrapped lines, as real FASTA files have.
             let wrapped: Vec<&str> = s
                 .as_bytes()
@@ -395,7 +349,7 @@ fn a_100_000_residue_query() {
     // Random residues with the fixture's query (whose homolog is in the database) at
     // 50 000.
     let mut rng = Rng(99);
-    let mut long = rng.protein(100_000);
+    let mut long = protein(&mut rng, 100_000);
     long.replace_range(50_000..50_000 + f.query.len(), &f.query);
     let queries = f.queries(&format!(">long\n{long}\n"));
     let out = f.dir.path().join("out");
@@ -518,7 +472,7 @@ fn db_build_skips_bad_records_with_a_warning() {
     let extra = format!(
         ">empty1\n\n>nuc1 a gene\n{}\n>bad1\n{spoiled}\n>stop1\n*\n>amb1 accepted\n{}*\n",
         "ACGTGCTAGCTAGCTAGGATCGATCGTAGCTAGN",
-        rng.protein(90).to_ascii_lowercase().replace('a', "b")
+        protein(&mut rng, 90).to_ascii_lowercase().replace('a', "b")
     );
     let f = Fixture::fasta_only(16, 200, &extra);
     let o = db_build(&f.fasta, &f.db);
