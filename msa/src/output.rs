@@ -2,7 +2,6 @@
 
 use std::fmt::Write;
 
-use crate::align::AlignOp;
 use crate::db::Database;
 use crate::search::Hit;
 
@@ -17,19 +16,12 @@ pub fn a3m(query_name: &str, query_letters: &str, hits: &[&Hit], db: &Database) 
         let alignment = &hit.alignment;
         let _ = writeln!(out, ">{}", db.name(hit.target as usize));
         out.extend(std::iter::repeat_n('-', alignment.query_start));
-        let mut j = alignment.target_start;
-        for op in &alignment.ops {
-            match op {
-                AlignOp::Match => {
-                    out.push(letter(target[j]));
-                    j += 1;
-                }
-                AlignOp::Insertion => {
-                    out.push(letter(target[j]).to_ascii_lowercase());
-                    j += 1;
-                }
-                AlignOp::Deletion => out.push('-'),
-            }
+        for column in alignment.columns() {
+            out.push(match column {
+                (Some(_), Some(j)) => letter(target[j]),
+                (None, Some(j)) => letter(target[j]).to_ascii_lowercase(),
+                _ => '-',
+            });
         }
         out.extend(std::iter::repeat_n(
             '-',

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::align::{AlignOp, Alignment, QueryProfile, Scratch};
+use crate::align::{Alignment, QueryProfile, Scratch};
 use crate::db::Database;
 use crate::matrix::{GapCosts, Pssm, BLOSUM62_GAPS};
 use crate::prefilter::{count_seeds, prefilter, PrefilterParams};
@@ -78,17 +78,8 @@ impl Hit {
     /// The target's residues at the query's columns ([`GAP`] where it has none).
     pub fn query_columns(&self, target: &[u8], query_len: usize) -> Vec<u8> {
         let mut row = vec![GAP; query_len];
-        let (mut i, mut j) = (self.alignment.query_start, self.alignment.target_start);
-        for op in &self.alignment.ops {
-            match op {
-                AlignOp::Match => {
-                    row[i] = target[j];
-                    i += 1;
-                    j += 1;
-                }
-                AlignOp::Insertion => j += 1,
-                AlignOp::Deletion => i += 1,
-            }
+        for (i, j) in self.alignment.matched_pairs() {
+            row[i] = target[j];
         }
         row
     }

@@ -83,19 +83,37 @@ impl Alignment {
     /// Number of `Match` columns whose two residues are the same code (`query` is the query's
     /// codes, `target` the whole target both as given to the aligner).
     pub fn identities(&self, query: &[u8], target: &[u8]) -> usize {
-        let (mut i, mut j, mut same) = (self.query_start, self.target_start, 0);
-        for op in &self.ops {
-            match op {
-                AlignOp::Match => {
-                    same += usize::from(query[i] == target[j]);
-                    i += 1;
-                    j += 1;
-                }
-                AlignOp::Insertion => j += 1,
-                AlignOp::Deletion => i += 1,
+        self.matched_pairs()
+            .filter(|&(i, j)| query[i] == target[j])
+            .count()
+    }
+
+    /// Each column's query and target positions: both for a match, the target's alone for
+    /// an insertion, the query's alone for a deletion.
+    pub fn columns(&self) -> impl Iterator<Item = (Option<usize>, Option<usize>)> + '_ {
+        let (mut i, mut j) = (self.query_start, self.target_start);
+        self.ops.iter().map(move |op| match op {
+            AlignOp::Match => {
+                (i, j) = (i + 1, j + 1);
+                (Some(i - 1), Some(j - 1))
             }
-        }
-        same
+            AlignOp::Insertion => {
+                j += 1;
+                (None, Some(j - 1))
+            }
+            AlignOp::Deletion => {
+                i += 1;
+                (Some(i - 1), None)
+            }
+        })
+    }
+
+    /// (query position, target position) of the match columns.
+    pub fn matched_pairs(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.columns().filter_map(|column| match column {
+            (Some(i), Some(j)) => Some((i, j)),
+            _ => None,
+        })
     }
 }
 

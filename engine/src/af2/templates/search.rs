@@ -33,7 +33,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use ferrofold_io::a3m::A3m;
-use ferrofold_msa::align::{AlignOp, Alignment, QueryProfile, Scratch};
+use ferrofold_msa::align::{Alignment, QueryProfile, Scratch};
 use ferrofold_msa::alphabet::{encode, encode_letter, X};
 use ferrofold_msa::matrix::{GapCosts, Pssm, BLOSUM62_GAPS};
 use ferrofold_msa::profile::{build_pssm, GAP};
@@ -294,20 +294,7 @@ pub fn query_profile(sequence: &str, msa: Option<&A3m>) -> Result<Pssm> {
 
 /// (query index, template index) of the match columns of `a`.
 pub fn alignment_mapping(a: &Alignment) -> Vec<(usize, usize)> {
-    let (mut i, mut j) = (a.query_start, a.target_start);
-    let mut out = Vec::with_capacity(a.ops.len());
-    for op in &a.ops {
-        match op {
-            AlignOp::Match => {
-                out.push((i, j));
-                i += 1;
-                j += 1;
-            }
-            AlignOp::Insertion => j += 1,
-            AlignOp::Deletion => i += 1,
-        }
-    }
-    out
+    a.matched_pairs().collect()
 }
 
 /// Searches `library` for templates of `sequence` (optionally with its MSA for the profile)
