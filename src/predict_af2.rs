@@ -231,9 +231,12 @@ fn features_from_fasta(
         .with_context(|| format!("record `{}`", record.name))?;
     let mut used = None;
     if let Some(setup) = &templates {
-        let query = record.sequence.trim_end_matches('*').to_ascii_uppercase();
-        let found =
-            crate::templates_cmd::find_templates(setup, &record.name, &query, msa.as_ref())?;
+        let found = crate::templates_cmd::find_templates(
+            setup,
+            &record.name,
+            &record.sequence,
+            msa.as_ref(),
+        )?;
         let max = setup.params.max_templates;
         let model = crate::templates_cmd::model_features(&found, features[0].len(), max);
         for f in &mut features {

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use ferrofold_io::atomic::{safe_output_path, write_atomic_all};
 use ferrofold_io::fasta::read_fasta;
-use ferrofold_msa::alphabet::encode;
+use ferrofold_msa::alphabet::{encode, query_letters};
 use ferrofold_msa::db::{build_database, Database};
 use ferrofold_msa::filter::DiversityFilter;
 use ferrofold_msa::output::{a3m, hit_table};
@@ -122,7 +122,7 @@ fn read_queries(path: &Path, out: &Path) -> Result<Vec<NamedQuery>> {
             );
         }
         safe_output_path(out, &record.name, "a3m")?;
-        let letters = record.sequence.trim_end_matches('*').to_ascii_uppercase();
+        let letters = query_letters(&record.sequence);
         queries.push(NamedQuery {
             letters,
             query: Query {
@@ -267,7 +267,7 @@ pub fn msa_for(name: &str, sequence: &str, db_path: &Path) -> Result<String> {
     let params = SearchParams::default();
     let results = search(&db, std::slice::from_ref(&query), &params, &progress);
     progress.0.finish_and_clear();
-    let letters = sequence.trim_end_matches('*').to_ascii_uppercase();
+    let letters = query_letters(sequence);
     eprintln!(
         "{name}: {} MSA hits in {}",
         results[0].hits.len(),

@@ -17,6 +17,7 @@ use ferrofold_io::atomic::{safe_output_path, write_atomic_all};
 use ferrofold_io::fasta::read_fasta;
 use ferrofold_io::pdb::write_pdb;
 use ferrofold_kernels::Tensor;
+use ferrofold_msa::alphabet::query_letters;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -315,7 +316,7 @@ pub fn run_search(args: &SearchTemplatesArgs) -> Result<()> {
     crate::prepare_output_dir(&args.out)?;
     let mut files: Vec<(PathBuf, String)> = Vec::new();
     for r in &records {
-        let query = r.sequence.trim_end_matches('*').to_ascii_uppercase();
+        let query = query_letters(&r.sequence);
         let found = find_templates(&setup, &r.name, &query, msa.as_ref())?;
         let json = SearchJson {
             name: &r.name,

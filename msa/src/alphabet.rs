@@ -87,6 +87,15 @@ pub fn encode(sequence: &[u8]) -> Result<Vec<u8>, SequenceProblem> {
     Ok(codes)
 }
 
+/// A query as it is written back (first A3M row, template search input): upper case, the
+/// trailing stop dropped as [`encode`] drops it.
+pub fn query_letters(sequence: &str) -> String {
+    sequence
+        .strip_suffix('*')
+        .unwrap_or(sequence)
+        .to_ascii_uppercase()
+}
+
 /// Letters of encoded residues.
 pub fn decode(codes: &[u8]) -> String {
     codes.iter().map(|&c| LETTERS[c as usize] as char).collect()

@@ -305,7 +305,7 @@ pub fn search_templates(
     msa: Option<&A3m>,
     params: &TemplateSearchParams,
 ) -> Result<TemplateSearch> {
-    let query = sequence.trim_end_matches('*').to_ascii_uppercase();
+    let query = ferrofold_msa::alphabet::query_letters(sequence);
     let codes = query_codes(&query)?;
     let pssm = query_profile(&query, msa)?;
     let l = codes.len();
