@@ -2,6 +2,7 @@
 
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{Backend, LinearParams, NormParams, Tensor};
+use rayon::prelude::*;
 
 /// Errors from loading parameters (missing or misshaped tensors carry their full name).
 pub type LoadResult<T> = ferrofold_io::Result<T>;
@@ -139,14 +140,17 @@ pub fn merge_heads(x: &Tensor) -> Tensor {
     })
 }
 
-/// Element-wise `a += b`.
+/// Element-wise `a += b` (blocks in parallel: the residual adds touch whole activations).
 pub fn add_assign(a: &mut Tensor, b: &Tensor) {
     assert_eq!(a.shape(), b.shape(), "add_assign shapes");
     a.data_mut()
-        .iter_mut()
-        .zip(b.data())
-        .for_each(|(x, y)| *x += y);
+        .par_chunks_mut(PAR_BLOCK)
+        .zip(b.data().par_chunks(PAR_BLOCK))
+        .for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(x, y)| *x += y));
 }
+
+/// Elements per parallel task in element-wise loops.
+pub const PAR_BLOCK: usize = 1 << 14;
 
 #[cfg(test)]
 mod tests {

@@ -81,23 +81,27 @@ pub const MASK_BIAS: f32 = 1e9;
 
 /// Inputs of the fused gated attention op, AlphaFold2's gated multi-head attention core (MSA
 /// row attention with pair bias, MSA column attention, triangle attention around the
-/// starting and ending node): for every batch row `b`, head `h` and query `i`
+/// starting and ending node, template pointwise attention): for every batch row `b`, head
+/// `h` and query `i`
 ///
-/// `logit[j] = (scale * q[b,h,i]) . k[b,h,j] + MASK_BIAS * (mask[b,j] - 1) + bias[h,i,j]`
-/// (added in this order), `out[b,h,i] = sigmoid(gate[b,h,i]) * sum_j softmax(logit)[j] v[b,h,j]`.
+/// `logit[j] = (scale * q[b,i,h]) . k[b,j,h] + MASK_BIAS * (mask[b,j] - 1) + bias[h,i,j]`
+/// (added in this order), `out[b,i,h] = sigmoid(gate[b,i,h]) * sum_j softmax(logit)[j] v[b,j,h]`.
+///
+/// Every tensor is in the projections' own layout (`[B, N, H, D]`: a linear layer's output
+/// `[B, N, H*D]` reshaped), so no head transpose is needed on either side of the op.
 #[derive(Clone, Copy, Debug)]
 pub struct GatedAttention<'a> {
-    /// Queries `[B, H, Q, D]`, not yet scaled.
+    /// Queries `[B, Q, H, D]`, not yet scaled.
     pub q: &'a Tensor,
-    /// Keys `[B, H, K, D]`.
+    /// Keys `[B, K, H, D]`.
     pub k: &'a Tensor,
-    /// Values `[B, H, K, Dv]`.
+    /// Values `[B, K, H, Dv]`.
     pub v: &'a Tensor,
     /// Pair bias `[H, Q, K]`, shared by every batch row.
     pub bias: Option<&'a Tensor>,
     /// Key mask `[B, K]`: 1 keeps a key, 0 masks it.
     pub mask: Option<&'a Tensor>,
-    /// Gate logits `[B, H, Q, Dv]`; the output is multiplied by their sigmoid.
+    /// Gate logits `[B, Q, H, Dv]`; the output is multiplied by their sigmoid.
     pub gate: Option<&'a Tensor>,
     /// Query scale, `D^-0.5` in AF2.
     pub scale: f32,
@@ -109,12 +113,12 @@ impl GatedAttention<'_> {
         let (qs, ks, vs) = (self.q.shape(), self.k.shape(), self.v.shape());
         assert!(
             qs.len() == 4 && ks.len() == 4 && vs.len() == 4,
-            "gated attention: q, k, v must be [B, H, N, D]"
+            "gated attention: q, k, v must be [B, N, H, D]"
         );
-        let (b, h, nq, d) = (qs[0], qs[1], qs[2], qs[3]);
-        let (nk, dv) = (ks[2], vs[3]);
+        let (b, nq, h, d) = (qs[0], qs[1], qs[2], qs[3]);
+        let (nk, dv) = (ks[1], vs[3]);
         assert!(
-            ks == [b, h, nk, d] && vs == [b, h, nk, dv],
+            ks == [b, nk, h, d] && vs == [b, nk, h, dv],
             "gated attention: q {qs:?}, k {ks:?}, v {vs:?}"
         );
         if let Some(t) = self.bias {
@@ -124,7 +128,7 @@ impl GatedAttention<'_> {
             assert_eq!(t.shape(), &[b, nk], "gated attention: mask");
         }
         if let Some(t) = self.gate {
-            assert_eq!(t.shape(), &[b, h, nq, dv], "gated attention: gate");
+            assert_eq!(t.shape(), &[b, nq, h, dv], "gated attention: gate");
         }
         (b, h, nq, nk, d, dv)
     }
@@ -201,44 +205,10 @@ pub trait Backend: Send + Sync {
         self.softmax(x);
     }
 
-    /// Fused gated attention ([`GatedAttention`]) → `[B, H, Q, Dv]`. This default
-    /// materialises the logits of one batch row at a time (`[H, Q, K]`); backends override
-    /// it with a streaming kernel (the CPU backend's tiles keys with an online softmax, as
-    /// the CUDA kernel does).
-    fn gated_attention(&self, a: &GatedAttention<'_>) -> Tensor {
-        let (b, h, nq, nk, d, dv) = a.dims();
-        let mut out = Vec::with_capacity(b * h * nq * dv);
-        let row = |t: &Tensor, bi: usize, n: usize, c: usize| {
-            Tensor::new(
-                &[h, n, c],
-                t.data()[bi * h * n * c..(bi + 1) * h * n * c].to_vec(),
-            )
-            .expect("batch row")
-        };
-        for bi in 0..b {
-            let mut q = row(a.q, bi, nq, d);
-            q.data_mut().iter_mut().for_each(|v| *v *= a.scale);
-            let k = row(a.k, bi, nk, d);
-            let logits = self.batched_matmul(MatView::n(&q), MatView::t(&k)); // [H, Q, K]
-            let mut logits = logits.reshape(&[1, h, nq, nk]).expect("same size");
-            let mask = a.mask.map(|m| {
-                Tensor::new(&[1, nk], m.data()[bi * nk..(bi + 1) * nk].to_vec()).expect("mask row")
-            });
-            self.masked_softmax(&mut logits, a.bias, mask.as_ref(), 1.0);
-            let p = logits.reshape(&[h, nq, nk]).expect("same size");
-            let mut o = self.batched_matmul(MatView::n(&p), MatView::n(&row(a.v, bi, nk, dv)));
-            if let Some(g) = a.gate {
-                let mut g = row(g, bi, nq, dv);
-                self.activate(&mut g, Activation::Sigmoid);
-                o.data_mut()
-                    .iter_mut()
-                    .zip(g.data())
-                    .for_each(|(o, g)| *o *= g);
-            }
-            out.extend_from_slice(o.data());
-        }
-        Tensor::new(&[b, h, nq, dv], out).expect("attention output")
-    }
+    /// Fused gated attention ([`GatedAttention`]) → `[B, Q, H, Dv]`, never holding more
+    /// than one batch row's logits at a time (the CUDA kernel streams key tiles through an
+    /// online softmax and holds none).
+    fn gated_attention(&self, a: &GatedAttention<'_>) -> Tensor;
 
     /// The whole triangle multiplicative update as one fused op: pair `z` `[L, L, C]` →
     /// the update `[L, L, C]` (the caller adds the residual). `mask` `[L, L]` zeroes the

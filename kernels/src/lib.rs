@@ -9,6 +9,7 @@ mod backend;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod reduce;
 mod tensor;
 
 pub use activations::{exp, gelu, relu, sigmoid, softplus};

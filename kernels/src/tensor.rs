@@ -1,5 +1,6 @@
 //! A dense, row-major f32 tensor living in host memory.
 
+use rayon::prelude::*;
 use std::fmt;
 
 /// Errors raised when tensor shapes do not fit an operation.
@@ -115,14 +116,16 @@ impl Tensor {
         }
     }
 
-    /// `[A, B, C]` → `[B, A, C]` (a copy).
+    /// `[A, B, C]` → `[B, A, C]` (a copy, rows of the result in parallel).
     pub fn swap_leading_axes(&self) -> Tensor {
         let (a, b, c) = (self.shape[0], self.shape[1], self.shape[2]);
-        let mut out = Vec::with_capacity(self.data.len());
-        for j in 0..b {
-            for i in 0..a {
-                out.extend_from_slice(&self.data[(i * b + j) * c..(i * b + j + 1) * c]);
-            }
+        let mut out = vec![0f32; self.data.len()];
+        if c > 0 && a > 0 {
+            out.par_chunks_mut(a * c).enumerate().for_each(|(j, dst)| {
+                for (i, d) in dst.chunks_mut(c).enumerate() {
+                    d.copy_from_slice(&self.data[(i * b + j) * c..(i * b + j + 1) * c]);
+                }
+            });
         }
         Tensor {
             shape: vec![b, a, c],

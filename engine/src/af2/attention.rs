@@ -8,25 +8,20 @@
 //! masked query row attends uniformly (not NaN), exactly as in AF2 v2.3.
 //!
 //! The attention runs over the leading ("batch") axis in chunks of rows
-//! ([`for_row_chunks`], AF2's `inference_subbatch`), so the logits take
-//! O(chunk * H * Q * K) memory. Rows are independent, so the chunk size doesn't change the
+//! ([`for_row_chunks`], AF2's `inference_subbatch`), so the projections take
+//! O(chunk * N * H * D) memory; the backend's fused op holds one batch row's logits at most. Rows are independent, so the chunk size doesn't change the
 //! maths; results are bitwise equal when the backend's `linear` is row-invariant (the CPU
 //! backend's gemm sums small row blocks in another order: a few ulp, see the tests).
 
-use std::ops::Range;
-
+use crate::chunk::{for_row_chunks, slice_rows};
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{Activation, Backend, MatView, Tensor};
-use rayon::prelude::*;
+use ferrofold_kernels::{Activation, Backend, GatedAttention, MatView, Tensor, MASK_BIAS};
 
-/// Logit bias per unit of missing mask: `bias = MASK_BIAS * (mask - 1)`.
-pub const MASK_BIAS: f32 = 1e9;
-
-/// Largest logits tensor (elements) one chunk may hold when the chunk size is automatic:
-/// 2^21 floats, 8 MiB (the chunk's queries, keys, values and gates are smaller still), so
-/// attention adds little to the parameters' memory; larger chunks are no faster on CPU.
-pub const AUTO_CHUNK_LOGITS: usize = 1 << 21;
+/// Most elements one chunk's attention activations may hold when the chunk size is
+/// automatic (queries, keys, values and gates: 2^22 floats, 16 MiB), so attention adds
+/// little to the parameters' memory. The backend holds at most one batch row's logits.
+pub const AUTO_CHUNK_ELEMENTS: usize = 1 << 22;
 
 /// Dimensions of an attention block (modules.py `Attention` / `GlobalAttention` config).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,70 +114,43 @@ impl Attention {
         self.dims
     }
 
-    /// q_data `[B, Q, q_in]`, m_data `[B, K, m_in]`, key_bias `[B, K]` (added to every
-    /// query's logits of batch row b, e.g. [`mask_bias`]), pair_bias `[H, Q, K]` (shared by
-    /// all batch rows, added after key_bias) → `[B, Q, out]`. Unchunked: the logits are
-    /// `[B, H, Q, K]`; see [`for_row_chunks`].
+    /// q_data `[B, Q, q_in]`, m_data `[B, K, m_in]`, key_mask `[B, K]` (1 keeps a key; 0
+    /// adds `-MASK_BIAS` to its logits), pair_bias `[H, Q, K]` (shared by all batch rows,
+    /// added after the mask) → `[B, Q, out]`. The projections stay in their own
+    /// `[B, N, H, D]` layout and the backend's fused op holds the logits of one batch row at
+    /// most; see [`for_row_chunks`] for bounding the projections.
     pub fn forward(
         &self,
         be: &dyn Backend,
         q_data: &Tensor,
         m_data: &Tensor,
-        key_bias: Option<&Tensor>,
+        key_mask: Option<&Tensor>,
         pair_bias: Option<&Tensor>,
     ) -> Tensor {
         let d = &self.dims;
         let (b, nq, nk, h) = (q_data.dim(0), q_data.dim(1), m_data.dim(1), d.heads);
         assert_eq!(m_data.dim(0), b, "attention: q/m batch");
-        if let Some(kb) = key_bias {
-            assert_eq!(kb.shape(), &[b, nk], "attention: key bias");
-        }
-        if let Some(pb) = pair_bias {
-            assert_eq!(pb.shape(), &[h, nq, nk], "attention: pair bias");
-        }
-
-        // Every temporary is dropped as soon as it is used: these are the largest
-        // activations of a block.
-        let q = {
-            let mut q = self.query.forward(be, q_data); // [B, Q, H*Dk]
-            let scale = query_scale(d.key_dim);
-            q.data_mut().iter_mut().for_each(|v| *v *= scale);
-            to_heads(&q, h) // [B*H, Q, Dk]
+        let heads = |t: Tensor, n: usize, width: usize| {
+            t.reshape(&[b, n, h, width]).expect("projection widths")
         };
-        let k = to_heads(&self.key.forward(be, m_data), h); // [B*H, K, Dk]
-        let mut logits = be.batched_matmul(MatView::n(&q), MatView::t(&k)); // [B*H, Q, K]
-        drop((q, k));
-        logits
-            .data_mut()
-            .par_chunks_mut((nq * nk).max(1))
-            .enumerate()
-            .for_each(|(bh, block)| {
-                let kb = key_bias.map(|t| &t.data()[(bh / h) * nk..(bh / h + 1) * nk]);
-                let pb = pair_bias.map(|t| &t.data()[(bh % h) * nq * nk..(bh % h + 1) * nq * nk]);
-                for (i, row) in block.chunks_mut(nk).enumerate() {
-                    // The official order: logits + bias, then += nonbatched_bias.
-                    if let Some(kb) = kb {
-                        row.iter_mut().zip(kb).for_each(|(x, b)| *x += b);
-                    }
-                    if let Some(pb) = pb {
-                        let pb = &pb[i * nk..(i + 1) * nk];
-                        row.iter_mut().zip(pb).for_each(|(x, b)| *x += b);
-                    }
-                }
-            });
-        be.softmax(&mut logits);
-        let v = to_heads(&self.value.forward(be, m_data), h); // [B*H, K, Dv]
-        let avg = be.batched_matmul(MatView::n(&logits), MatView::n(&v)); // [B*H, Q, Dv]
-        drop((logits, v));
-        let mut avg = from_heads(&avg, h); // [B, Q, H*Dv]
-        if let Some(g) = &self.gating {
-            let mut gate = g.forward(be, q_data); // [B, Q, H*Dv]
-            be.activate(&mut gate, Activation::Sigmoid);
-            avg.data_mut()
-                .iter_mut()
-                .zip(gate.data())
-                .for_each(|(x, g)| *x *= g);
-        }
+        let q = heads(self.query.forward(be, q_data), nq, d.key_dim); // [B, Q, H, Dk]
+        let k = heads(self.key.forward(be, m_data), nk, d.key_dim); // [B, K, H, Dk]
+        let v = heads(self.value.forward(be, m_data), nk, d.value_dim); // [B, K, H, Dv]
+        let gate = self
+            .gating
+            .as_ref()
+            .map(|g| heads(g.forward(be, q_data), nq, d.value_dim)); // [B, Q, H, Dv]
+        let avg = be.gated_attention(&GatedAttention {
+            q: &q,
+            k: &k,
+            v: &v,
+            bias: pair_bias,
+            mask: key_mask,
+            gate: gate.as_ref(),
+            scale: query_scale(d.key_dim),
+        }); // [B, Q, H, Dv]
+        drop((q, k, v, gate));
+        let avg = avg.reshape(&[b, nq, h * d.value_dim]).expect("same size"); // [B, Q, H*Dv]
         self.output.forward(be, &avg) // [B, Q, out]
     }
 }
@@ -298,7 +266,7 @@ pub struct MsaRowAttentionWithPairBias {
     feat_2d_norm: LayerNorm,
     feat_2d_weights: Tensor, // [H, c_z]
     attention: Attention,
-    /// Rows (MSA sequences) per chunk; `None`: automatic ([`AUTO_CHUNK_LOGITS`]).
+    /// Rows (MSA sequences) per chunk; `None`: automatic ([`AUTO_CHUNK_ELEMENTS`]).
     pub chunk_size: Option<usize>,
 }
 
@@ -349,7 +317,7 @@ impl MsaRowAttentionWithPairBias {
 pub struct MsaColumnAttention {
     query_norm: LayerNorm,
     attention: Attention,
-    /// Columns (residues) per chunk; `None`: automatic ([`AUTO_CHUNK_LOGITS`]).
+    /// Columns (residues) per chunk; `None`: automatic ([`AUTO_CHUNK_ELEMENTS`]).
     pub chunk_size: Option<usize>,
 }
 
@@ -384,7 +352,7 @@ impl MsaColumnAttention {
 pub struct MsaColumnGlobalAttention {
     query_norm: LayerNorm,
     attention: GlobalAttention,
-    /// Columns (residues) per chunk; `None`: automatic ([`AUTO_CHUNK_LOGITS`]).
+    /// Columns (residues) per chunk; `None`: automatic ([`AUTO_CHUNK_ELEMENTS`]).
     pub chunk_size: Option<usize>,
 }
 
@@ -438,7 +406,7 @@ pub struct TriangleAttention {
     feat_2d_weights: Tensor, // [H, c_z]
     attention: Attention,
     orientation: TriangleOrientation,
-    /// Pair rows per chunk; `None`: automatic ([`AUTO_CHUNK_LOGITS`]).
+    /// Pair rows per chunk; `None`: automatic ([`AUTO_CHUNK_ELEMENTS`]).
     pub chunk_size: Option<usize>,
 }
 
@@ -488,15 +456,6 @@ impl TriangleAttention {
     }
 }
 
-/// `1e9 * (mask - 1)`: the additive logit bias of a mask (AF2's masking, not `where`).
-pub fn mask_bias(mask: &Tensor) -> Tensor {
-    let mut b = mask.clone();
-    b.data_mut()
-        .iter_mut()
-        .for_each(|m| *m = MASK_BIAS * (*m - 1.0));
-    b
-}
-
 /// `einsum('qkc,ch->hqk', z, W)`: normalised pair z `[Q, K, c]`, weights `[H, c]` →
 /// `[H, Q, K]` (no bias term).
 fn pair_bias(be: &dyn Backend, z: &Tensor, w: &Tensor) -> Tensor {
@@ -521,104 +480,24 @@ fn self_attention_rows(
 ) -> Tensor {
     let (b, n) = (x.dim(0), x.dim(1));
     assert_eq!(mask.shape(), &[b, n], "attention mask");
-    let bias = mask_bias(mask); // [B, N]
-    let chunk = rows_per_chunk(chunk_size, attention.dims.heads * n * n);
+    let d = attention.dims;
+    let chunk = rows_per_chunk(chunk_size, n * d.heads * 2 * (d.key_dim + d.value_dim));
     if b <= chunk {
-        return attention.forward(be, x, x, Some(&bias), pair_bias);
+        return attention.forward(be, x, x, Some(mask), pair_bias);
     }
     for_row_chunks(b, chunk, |rows| {
         let x = slice_rows(x, rows.clone()); // [chunk, N, c]
-        let kb = slice_rows(&bias, rows); // [chunk, N]
-        attention.forward(be, &x, &x, Some(&kb), pair_bias)
+        let m = slice_rows(mask, rows); // [chunk, N]
+        attention.forward(be, &x, &x, Some(&m), pair_bias)
     })
 }
 
-/// Rows per chunk: `setting`, or as many as keep one chunk's logits (`per_row` elements
-/// per row) within [`AUTO_CHUNK_LOGITS`]; at least 1.
+/// Rows per chunk: `setting`, or as many as keep one chunk's activations (`per_row`
+/// elements per row) within [`AUTO_CHUNK_ELEMENTS`]; at least 1.
 fn rows_per_chunk(setting: Option<usize>, per_row: usize) -> usize {
-    setting.unwrap_or(AUTO_CHUNK_LOGITS / per_row.max(1)).max(1)
-}
-
-/// Runs `f` on consecutive ranges of at most `chunk` rows of the leading axis (`rows` in
-/// all) and stacks its outputs (each `[range.len(), ..]`) into `[rows, ..]`: AF2's
-/// `inference_subbatch`. `f` must treat rows independently.
-pub fn for_row_chunks(
-    rows: usize,
-    chunk: usize,
-    mut f: impl FnMut(Range<usize>) -> Tensor,
-) -> Tensor {
-    assert!(chunk > 0, "for_row_chunks: empty chunks");
-    if rows <= chunk {
-        return f(0..rows);
-    }
-    let mut shape = Vec::new();
-    let mut data = Vec::new();
-    for start in (0..rows).step_by(chunk) {
-        let range = start..(start + chunk).min(rows);
-        let part = f(range.clone());
-        assert_eq!(part.dim(0), range.len(), "for_row_chunks: chunk rows");
-        if shape.is_empty() {
-            shape = part.shape().to_vec();
-            data.reserve(part.len() / range.len() * rows);
-        }
-        assert_eq!(
-            part.shape()[1..],
-            shape[1..],
-            "for_row_chunks: chunk shapes"
-        );
-        data.extend_from_slice(part.data());
-    }
-    shape[0] = rows;
-    Tensor::new(&shape, data).expect("stacked chunks")
-}
-
-/// Rows `range` of the leading axis of `t`, copied.
-fn slice_rows(t: &Tensor, range: Range<usize>) -> Tensor {
-    if range.start == 0 && range.end == t.dim(0) {
-        return t.clone();
-    }
-    let per = t.len() / t.dim(0).max(1);
-    let mut shape = t.shape().to_vec();
-    shape[0] = range.len();
-    Tensor::new(
-        &shape,
-        t.data()[range.start * per..range.end * per].to_vec(),
-    )
-    .expect("slice")
-}
-
-/// `[B, N, H*D]` (channel h*D + d) → `[B*H, N, D]`.
-fn to_heads(x: &Tensor, heads: usize) -> Tensor {
-    let (b, n, c) = (x.dim(0), x.dim(1), x.dim(2));
-    let d = c / heads;
-    let src = x.data();
-    let mut out = Vec::with_capacity(src.len());
-    for bb in 0..b {
-        for h in 0..heads {
-            for i in 0..n {
-                let at = (bb * n + i) * c + h * d;
-                out.extend_from_slice(&src[at..at + d]);
-            }
-        }
-    }
-    Tensor::new(&[b * heads, n, d], out).expect("same size")
-}
-
-/// `[B*H, N, D]` → `[B, N, H*D]`.
-fn from_heads(x: &Tensor, heads: usize) -> Tensor {
-    let (bh, n, d) = (x.dim(0), x.dim(1), x.dim(2));
-    let b = bh / heads;
-    let src = x.data();
-    let mut out = Vec::with_capacity(src.len());
-    for bb in 0..b {
-        for i in 0..n {
-            for h in 0..heads {
-                let at = ((bb * heads + h) * n + i) * d;
-                out.extend_from_slice(&src[at..at + d]);
-            }
-        }
-    }
-    Tensor::new(&[b, n, heads * d], out).expect("same size")
+    setting
+        .unwrap_or(AUTO_CHUNK_ELEMENTS / per_row.max(1))
+        .max(1)
 }
 
 #[cfg(test)]
@@ -792,26 +671,5 @@ mod tests {
                 &format!("triangle attention, chunk {s:?}"),
             );
         }
-    }
-
-    #[test]
-    fn row_chunks_stack_in_order() {
-        let t = Tensor::from_fn(&[7, 2, 3], |i| i as f32);
-        for chunk in [1, 3, 7, 100] {
-            assert_eq!(
-                for_row_chunks(7, chunk, |r| slice_rows(&t, r)),
-                t,
-                "chunk {chunk}"
-            );
-        }
-        let x = Tensor::from_fn(&[2, 3, 8], |i| i as f32);
-        let h = to_heads(&x, 4); // [8, 3, 2]
-        assert_eq!(h.shape(), &[8, 3, 2]);
-        // batch 1, head 2, position 1, dim 1 is channel 2*2+1 of x[1, 1]
-        assert_eq!(
-            h.data()[((4 + 2) * 3 + 1) * 2 + 1],
-            x.data()[(3 + 1) * 8 + 5]
-        );
-        assert_eq!(from_heads(&h, 4), x);
     }
 }

@@ -7,6 +7,7 @@
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{Backend, MatView, Tensor};
+use rayon::prelude::*;
 
 /// Added to the mask-product count before dividing (the official `epsilon`).
 const NORM_EPS: f32 = 1e-3;
@@ -105,23 +106,30 @@ impl OuterProductMean {
             let outer = be.batched_matmul(MatView::t(&lc), MatView::n(&right)); // [1, ci * c, L * c]
             let od = outer.data();
             let mut pairs = vec![0f32; ci * l * c * c]; // [ci, L, c, c]
-            for i in 0..ci {
-                for a in 0..c {
-                    for j in 0..l {
-                        let src = ((i * c + a) * l + j) * c;
-                        let dst = ((i * l + j) * c + a) * c;
-                        pairs[dst..dst + c].copy_from_slice(&od[src..src + c]);
+            pairs
+                .par_chunks_mut(l * c * c)
+                .enumerate()
+                .for_each(|(i, dst)| {
+                    for a in 0..c {
+                        for j in 0..l {
+                            let src = ((i * c + a) * l + j) * c;
+                            let at = (j * c + a) * c;
+                            dst[at..at + c].copy_from_slice(&od[src..src + c]);
+                        }
                     }
-                }
-            }
+                });
             drop(outer);
             let pairs = Tensor::new(&[ci * l, c * c], pairs).expect("pair chunk"); // [ci * L, c * c]
-            let mut upd = self.output.forward(be, &pairs); // [ci * L, c_z]
-            upd.data_mut()
-                .chunks_mut(c_z)
+            let upd = self.output.forward(be, &pairs); // [ci * L, c_z]
+            out.data_mut()[i0 * l * c_z..(i0 + ci) * l * c_z]
+                .par_chunks_mut(c_z)
+                .zip(upd.data().par_chunks(c_z))
                 .zip(&norm.data()[i0 * l..(i0 + ci) * l])
-                .for_each(|(row, n)| row.iter_mut().for_each(|v| *v /= NORM_EPS + n));
-            out.data_mut()[i0 * l * c_z..(i0 + ci) * l * c_z].copy_from_slice(upd.data());
+                .for_each(|((dst, src), n)| {
+                    dst.iter_mut()
+                        .zip(src)
+                        .for_each(|(d, v)| *d = v / (NORM_EPS + n))
+                });
         }
         out
     }

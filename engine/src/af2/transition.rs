@@ -4,12 +4,14 @@
 //! The official module takes a mask and never uses it, so padded positions come out as
 //! ordinary numbers; this port takes no mask at all.
 
+use crate::chunk::{for_row_chunks, slice_rows};
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{Activation, Backend, Tensor};
 
-/// Rows (positions) per pass, bounding the `[rows, factor * c]` hidden activation (8 MiB
-/// for the pair transition, 16 MiB for the MSA's).
+/// Positions per pass (whole rows of the leading axis, at least one), bounding the
+/// `[positions, factor * c]` hidden activation (8 MiB for the pair transition, 16 MiB for
+/// the MSA's).
 const ROWS_PER_CHUNK: usize = 1 << 12;
 
 /// Algorithm 9 (MSA, `factor` 4) / Algorithm 15 (pair, `factor` 4; 2 in the template stack).
@@ -34,21 +36,12 @@ impl Transition {
 
     /// `act` `[.., c]` → the update `[.., c]` (the caller adds the residual).
     pub fn forward(&self, be: &dyn Backend, act: &Tensor) -> Tensor {
-        let c = act.dim(-1);
-        let rows = act.rows();
-        if rows <= ROWS_PER_CHUNK {
-            return self.forward_rows(be, act);
-        }
-        let mut out = Tensor::zeros(act.shape());
-        for (src, dst) in act
-            .data()
-            .chunks(ROWS_PER_CHUNK * c)
-            .zip(out.data_mut().chunks_mut(ROWS_PER_CHUNK * c))
-        {
-            let x = Tensor::new(&[src.len() / c, c], src.to_vec()).expect("row chunk"); // [R, c]
-            dst.copy_from_slice(self.forward_rows(be, &x).data());
-        }
-        out
+        let lead = act.dim(0).max(1);
+        let per_lead = act.rows() / lead; // positions per row of the leading axis
+        let chunk = (ROWS_PER_CHUNK / per_lead.max(1)).max(1);
+        for_row_chunks(act.dim(0), chunk, |r| {
+            self.forward_rows(be, &slice_rows(act, r))
+        })
     }
 
     fn forward_rows(&self, be: &dyn Backend, act: &Tensor) -> Tensor {

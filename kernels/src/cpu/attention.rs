@@ -1,18 +1,28 @@
-//! CPU twins of the CUDA backend's attention kernels (`kernels/cuda/attention.cu`,
-//! `softmax.cu`): the same maths in the same order, so the GPU kernels have a reference.
-//! The gated attention streams keys in tiles of [`ATTENTION_KEY_TILE`] with an online
-//! softmax, exactly the CUDA kernel's algorithm, and never holds more than one tile of
-//! logits per query.
+//! The CPU gated attention ([`GatedAttention`]) and the CPU twins of the CUDA backend's
+//! kernels (`kernels/cuda/attention.cu`, `softmax.cu`).
+//!
+//! Two paths, the same maths: for many queries and keys, each batch row's heads go through
+//! two GEMMs around a materialised `[queries, K]` softmax (per task, never the whole
+//! `[B, H, Q, K]`); for few (template pointwise attention: one query, four keys) a
+//! streaming loop over key tiles of [`ATTENTION_KEY_TILE`] with an online softmax, exactly
+//! the CUDA kernel's algorithm, which is also its reference.
 
+use std::ops::Range;
+
+use super::{gemm_strided, softmax_row};
 use crate::backend::{GatedAttention, MASK_BIAS};
 use crate::{exp, sigmoid, Tensor};
+use gemm::Parallelism;
 use rayon::prelude::*;
 
 /// Keys per tile of the streaming attention (the CUDA kernel's `FF_ATT_BK`).
 pub const ATTENTION_KEY_TILE: usize = 32;
 
-/// Queries per parallel task.
-const QUERIES_PER_TASK: usize = 16;
+/// Queries and keys from which a head goes through GEMMs rather than the streaming loop.
+const GEMM_MIN_LEN: usize = 8;
+
+/// Multiply-adds below which parallel tasks are grouped (rayon's per-task cost).
+const TASK_MIN_WORK: usize = 1 << 15;
 
 /// `x` rounded to the nearest bf16 (ties to even; NaN stays NaN), as an f32: what the CUDA
 /// kernels' bf16 storage keeps of a value (`cvt.rn.bf16.f32`).
@@ -25,111 +35,238 @@ pub fn round_to_bf16(x: f32) -> f32 {
     f32::from_bits(rounded)
 }
 
-/// The streaming gated attention ([`GatedAttention`]) → `[B, H, Q, Dv]`.
+/// The sizes of one call and where batch row `b`'s rows start.
+#[derive(Clone, Copy)]
+struct Dims {
+    h: usize,
+    nq: usize,
+    nk: usize,
+    d: usize,
+    dv: usize,
+}
+
+impl Dims {
+    /// Offset of `[b, n, head, 0]` in a `[B, N, H, width]` tensor.
+    fn at(&self, b: usize, n: usize, rows: usize, head: usize, width: usize) -> usize {
+        ((b * rows + n) * self.h + head) * width
+    }
+}
+
+/// One parallel task: queries `queries` of batch row `bi`, whose key mask is `mask`.
+struct Task<'a, 'b> {
+    a: &'b GatedAttention<'a>,
+    dims: Dims,
+    bi: usize,
+    queries: Range<usize>,
+    mask: Option<&'b [f32]>,
+}
+
+/// Which algorithm runs each head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Path {
+    Gemm,
+    Streaming,
+}
+
+/// The gated attention → `[B, Q, H, Dv]`, on the path that suits its sizes.
 pub(super) fn gated_attention(a: &GatedAttention<'_>) -> Tensor {
+    let (_, _, nq, nk, _, _) = a.dims();
+    let path = if nq >= GEMM_MIN_LEN && nk >= GEMM_MIN_LEN {
+        Path::Gemm
+    } else {
+        Path::Streaming
+    };
+    gated_attention_on(a, path)
+}
+
+/// The gated attention on a given path. Tasks are batch rows, split by queries when there
+/// are fewer rows than threads to share them.
+pub(super) fn gated_attention_on(a: &GatedAttention<'_>, path: Path) -> Tensor {
     let (b, h, nq, nk, d, dv) = a.dims();
-    let mut out = Tensor::zeros(&[b, h, nq, dv]);
+    let dims = Dims { h, nq, nk, d, dv };
+    let mut out = Tensor::zeros(&[b, nq, h, dv]);
     if out.is_empty() {
         return out;
     }
-    let (q, k, v) = (a.q.data(), a.k.data(), a.v.data());
+    let row = h * dv;
+    let splits = (4 * rayon::current_num_threads()).div_ceil(b).min(nq);
+    let per_task = nq.div_ceil(splits);
+    let work = nq * nk * h * (d + dv);
     out.data_mut()
-        .par_chunks_mut(QUERIES_PER_TASK * dv)
+        .par_chunks_mut(nq * row)
+        .with_min_len(TASK_MIN_WORK.div_ceil(work).max(1))
         .enumerate()
-        .for_each(|(task, dst)| {
-            let mut qs = vec![0f32; d];
-            let mut s = [0f32; ATTENTION_KEY_TILE];
-            let mut o = vec![0f32; dv];
-            for (r, orow) in dst.chunks_mut(dv).enumerate() {
-                let row = task * QUERIES_PER_TASK + r; // (b, h, i) flattened
-                let (bh, i) = (row / nq, row % nq);
-                let (bi, hi) = (bh / h, bh % h);
-                qs.iter_mut()
-                    .zip(&q[row * d..(row + 1) * d])
-                    .for_each(|(s, x)| *s = a.scale * x);
-                let kb = &k[bh * nk * d..(bh + 1) * nk * d];
-                let vb = &v[bh * nk * dv..(bh + 1) * nk * dv];
-                let mask = a.mask.map(|m| &m.data()[bi * nk..(bi + 1) * nk]);
-                let bias = a
-                    .bias
-                    .map(|t| &t.data()[(hi * nq + i) * nk..(hi * nq + i + 1) * nk]);
-                let (mut m, mut l) = (f32::NEG_INFINITY, 0f32);
-                o.fill(0.0);
-                for k0 in (0..nk).step_by(ATTENTION_KEY_TILE) {
-                    let n = ATTENTION_KEY_TILE.min(nk - k0);
-                    for (j, s) in s[..n].iter_mut().enumerate() {
-                        let key = &kb[(k0 + j) * d..(k0 + j + 1) * d];
-                        let mut x: f32 = qs.iter().zip(key).map(|(a, b)| a * b).sum();
-                        if let Some(mask) = mask {
-                            x += MASK_BIAS * (mask[k0 + j] - 1.0);
-                        }
-                        if let Some(bias) = bias {
-                            x += bias[k0 + j];
-                        }
-                        *s = x;
+        .for_each(|(bi, ob)| {
+            ob.par_chunks_mut(per_task * row)
+                .enumerate()
+                .for_each(|(t, dst)| {
+                    let task = Task {
+                        a,
+                        dims,
+                        bi,
+                        queries: t * per_task..t * per_task + dst.len() / row,
+                        mask: a.mask.map(|m| &m.data()[bi * nk..(bi + 1) * nk]),
+                    };
+                    match path {
+                        Path::Gemm => gemm_rows(&task, dst),
+                        Path::Streaming => streaming_rows(&task, dst),
                     }
-                    let tile_max = s[..n].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let m_new = m.max(tile_max);
-                    let corr = exp(m - m_new); // 0 on the first tile (clamped: ~1e-38)
-                    let corr = if m == f32::NEG_INFINITY { 0.0 } else { corr };
-                    l *= corr;
-                    o.iter_mut().for_each(|x| *x *= corr);
-                    for (j, s) in s[..n].iter().enumerate() {
-                        let p = exp(s - m_new);
-                        l += p;
-                        let val = &vb[(k0 + j) * dv..(k0 + j + 1) * dv];
-                        o.iter_mut().zip(val).for_each(|(o, v)| *o += p * v);
-                    }
-                    m = m_new;
-                }
-                let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
-                orow.iter_mut().zip(&o).for_each(|(y, x)| *y = x * inv);
-                if let Some(g) = a.gate {
-                    let g = &g.data()[row * dv..(row + 1) * dv];
-                    orow.iter_mut().zip(g).for_each(|(y, g)| *y *= sigmoid(*g));
-                }
-            }
+                })
         });
     out
+}
+
+/// `dst[r, h, :] = sigmoid(gate[b, i, h, :]) * o[r, :]` for query `i` = `queries[r]`.
+fn write_gated(
+    a: &GatedAttention<'_>,
+    dims: Dims,
+    bi: usize,
+    i: usize,
+    head: usize,
+    o: &[f32],
+    dst: &mut [f32],
+) {
+    dst.copy_from_slice(o);
+    if let Some(g) = a.gate {
+        let g = &g.data()[dims.at(bi, i, dims.nq, head, dims.dv)..][..dims.dv];
+        dst.iter_mut().zip(g).for_each(|(y, g)| *y *= sigmoid(*g));
+    }
+}
+
+/// Queries `queries` of batch row `bi`, every head: logits `[n, K]` = scaled queries times
+/// keys (one GEMM), masked and biased softmax per row, times values (a second GEMM).
+fn gemm_rows(t: &Task<'_, '_>, dst: &mut [f32]) {
+    let (a, dims, bi, queries, mask) = (t.a, t.dims, t.bi, t.queries.clone(), t.mask);
+    let Dims { h, nq, nk, d, dv } = dims;
+    let n = queries.len();
+    let (q, k, v) = (a.q.data(), a.k.data(), a.v.data());
+    let mut qs = vec![0f32; n * d]; // [n, D]
+    let mut p = vec![0f32; n * nk]; // [n, K]
+    let mut o = vec![0f32; n * dv]; // [n, Dv]
+    for head in 0..h {
+        for (r, i) in queries.clone().enumerate() {
+            let src = &q[dims.at(bi, i, nq, head, d)..][..d];
+            qs[r * d..(r + 1) * d]
+                .iter_mut()
+                .zip(src)
+                .for_each(|(s, x)| *s = a.scale * x);
+        }
+        // Keys as a [D, K] operand: element (c, j) at j * H * D + c.
+        let keys = &k[dims.at(bi, 0, nk, head, d)..];
+        let (hd, hdv) = ((h * d) as isize, (h * dv) as isize);
+        gemm_strided(
+            n,
+            nk,
+            d,
+            &mut p,
+            &qs,
+            (d as isize, 1),
+            keys,
+            (1, hd),
+            false,
+            Parallelism::None,
+        );
+        for (r, i) in queries.clone().enumerate() {
+            let row = &mut p[r * nk..(r + 1) * nk];
+            if let Some(m) = mask {
+                row.iter_mut()
+                    .zip(m)
+                    .for_each(|(x, m)| *x += MASK_BIAS * (m - 1.0));
+            }
+            if let Some(t) = a.bias {
+                let b = &t.data()[(head * nq + i) * nk..][..nk];
+                row.iter_mut().zip(b).for_each(|(x, b)| *x += b);
+            }
+            softmax_row(row);
+        }
+        let values = &v[dims.at(bi, 0, nk, head, dv)..]; // [K, Dv], rows H * Dv apart
+        gemm_strided(
+            n,
+            dv,
+            nk,
+            &mut o,
+            &p,
+            (nk as isize, 1),
+            values,
+            (hdv, 1),
+            false,
+            Parallelism::None,
+        );
+        for (r, i) in queries.clone().enumerate() {
+            let at = (r * h + head) * dv;
+            write_gated(
+                a,
+                dims,
+                bi,
+                i,
+                head,
+                &o[r * dv..(r + 1) * dv],
+                &mut dst[at..at + dv],
+            );
+        }
+    }
+}
+
+/// Queries `queries` of batch row `bi`, every head, streamed over key tiles with an online
+/// softmax: the CUDA kernel's algorithm.
+fn streaming_rows(t: &Task<'_, '_>, dst: &mut [f32]) {
+    let (a, dims, bi, mask) = (t.a, t.dims, t.bi, t.mask);
+    let Dims { h, nq, nk, d, dv } = dims;
+    let (q, k, v) = (a.q.data(), a.k.data(), a.v.data());
+    let mut qs = vec![0f32; d];
+    let mut s = [0f32; ATTENTION_KEY_TILE];
+    let mut o = vec![0f32; dv];
+    for (r, i) in t.queries.clone().enumerate() {
+        for head in 0..h {
+            qs.iter_mut()
+                .zip(&q[dims.at(bi, i, nq, head, d)..][..d])
+                .for_each(|(s, x)| *s = a.scale * x);
+            let bias = a
+                .bias
+                .map(|t| &t.data()[(head * nq + i) * nk..(head * nq + i + 1) * nk]);
+            let (mut m, mut l) = (f32::NEG_INFINITY, 0f32);
+            o.fill(0.0);
+            for k0 in (0..nk).step_by(ATTENTION_KEY_TILE) {
+                let n = ATTENTION_KEY_TILE.min(nk - k0);
+                for (j, s) in s[..n].iter_mut().enumerate() {
+                    let key = &k[dims.at(bi, k0 + j, nk, head, d)..][..d];
+                    let mut x: f32 = qs.iter().zip(key).map(|(a, b)| a * b).sum();
+                    if let Some(mask) = mask {
+                        x += MASK_BIAS * (mask[k0 + j] - 1.0);
+                    }
+                    if let Some(bias) = bias {
+                        x += bias[k0 + j];
+                    }
+                    *s = x;
+                }
+                let tile_max = s[..n].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let m_new = m.max(tile_max);
+                let corr = exp(m - m_new); // 0 on the first tile (clamped: ~1e-38)
+                let corr = if m == f32::NEG_INFINITY { 0.0 } else { corr };
+                l *= corr;
+                o.iter_mut().for_each(|x| *x *= corr);
+                for (j, s) in s[..n].iter().enumerate() {
+                    let p = exp(s - m_new);
+                    l += p;
+                    let val = &v[dims.at(bi, k0 + j, nk, head, dv)..][..dv];
+                    o.iter_mut().zip(val).for_each(|(o, v)| *o += p * v);
+                }
+                m = m_new;
+            }
+            let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+            o.iter_mut().for_each(|x| *x *= inv);
+            let at = (r * h + head) * dv;
+            write_gated(a, dims, bi, i, head, &o, &mut dst[at..at + dv]);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::TriangleMultiplicationParams;
-    use crate::backend::{Activation, Backend, MatView, TriangleDirection};
+    use crate::backend::Backend;
     use crate::cpu::tests::rand_tensor;
     use crate::CpuBackend;
-
-    /// A backend with the CPU backend's ops but the trait's default (materialising)
-    /// `gated_attention`.
-    struct Materialising;
-    impl Backend for Materialising {
-        fn linear(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
-            CpuBackend.linear(x, w, b)
-        }
-        fn batched_matmul(&self, a: MatView<'_>, b: MatView<'_>) -> Tensor {
-            CpuBackend.batched_matmul(a, b)
-        }
-        fn layer_norm(&self, x: &Tensor, g: &Tensor, b: &Tensor, eps: f32) -> Tensor {
-            CpuBackend.layer_norm(x, g, b, eps)
-        }
-        fn softmax(&self, x: &mut Tensor) {
-            CpuBackend.softmax(x)
-        }
-        fn activate(&self, x: &mut Tensor, f: Activation) {
-            CpuBackend.activate(x, f)
-        }
-        fn triangle_multiplication(
-            &self,
-            z: &Tensor,
-            p: &TriangleMultiplicationParams<'_>,
-            mask: Option<&Tensor>,
-            dir: TriangleDirection,
-        ) -> Tensor {
-            CpuBackend.triangle_multiplication(z, p, mask, dir)
-        }
-    }
 
     /// The definition in f64: materialised logits, two-pass softmax.
     fn naive(a: &GatedAttention<'_>) -> Vec<f32> {
@@ -137,15 +274,15 @@ mod tests {
         let mut out = vec![0f32; b * h * nq * dv];
         for bi in 0..b {
             for hi in 0..h {
-                let bh = bi * h + hi;
                 for i in 0..nq {
-                    let row = bh * nq + i;
+                    let row = (bi * nq + i) * h + hi; // [b, i, h]
+                    let key = |j: usize| (bi * nk + j) * h + hi; // [b, j, h]
                     let logits: Vec<f64> = (0..nk)
                         .map(|j| {
                             let mut x = (0..d)
                                 .map(|c| {
                                     (a.scale * a.q.data()[row * d + c]) as f64
-                                        * a.k.data()[(bh * nk + j) * d + c] as f64
+                                        * a.k.data()[key(j) * d + c] as f64
                                 })
                                 .sum::<f64>() as f32;
                             if let Some(m) = a.mask {
@@ -162,7 +299,7 @@ mod tests {
                     let sum: f64 = e.iter().sum();
                     for c in 0..dv {
                         let mut y = (0..nk)
-                            .map(|j| e[j] / sum * a.v.data()[(bh * nk + j) * dv + c] as f64)
+                            .map(|j| e[j] / sum * a.v.data()[key(j) * dv + c] as f64)
                             .sum::<f64>() as f32;
                         if let Some(g) = a.gate {
                             y *= 1.0 / (1.0 + (-g.data()[row * dv + c]).exp());
@@ -198,21 +335,24 @@ mod tests {
     }
 
     #[test]
-    fn streaming_attention_matches_the_definition() {
+    fn both_paths_match_the_definition() {
         // Key counts below, at and across tile boundaries (not multiples of 32); MSA row
         // attention (8 heads of 32), triangle attention (4 of 32), extra-MSA heads of 8,
-        // and a 64-wide head.
+        // a 64-wide head, one query over four keys (template pointwise attention), and a
+        // single batch row (queries split across tasks).
         for (b, h, nq, nk, d) in [
             (3, 2, 37, 45, 8),
             (3, 4, 5, 32, 32),
             (4, 8, 33, 65, 32),
             (3, 1, 17, 100, 64),
             (2, 2, 1, 1, 16),
+            (5, 4, 1, 4, 16),
+            (1, 8, 67, 67, 32),
         ] {
-            let q = rand_tensor(&[b, h, nq, d], 1);
-            let k = rand_tensor(&[b, h, nk, d], 2);
-            let v = rand_tensor(&[b, h, nk, d], 3);
-            let gate = rand_tensor(&[b, h, nq, d], 4);
+            let q = rand_tensor(&[b, nq, h, d], 1);
+            let k = rand_tensor(&[b, nk, h, d], 2);
+            let v = rand_tensor(&[b, nk, h, d], 3);
+            let gate = rand_tensor(&[b, nq, h, d], 4);
             let mut bias = rand_tensor(&[h, nq, nk], 5);
             bias.data_mut().iter_mut().for_each(|x| *x *= 4.0);
             let mask = key_mask(b, nk);
@@ -231,24 +371,24 @@ mod tests {
                     scale: (d as f32).powf(-0.5),
                 };
                 let want = naive(&a);
-                let streamed = CpuBackend.gated_attention(&a);
-                assert_eq!(streamed.shape(), &[b, h, nq, d]);
-                let materialised = Materialising.gated_attention(&a);
                 let tag = format!("{b}x{h}x{nq}x{nk}x{d} {with_bias}/{with_mask}/{with_gate}");
-                let e1 = max_rel_err(streamed.data(), &want);
-                let e2 = max_rel_err(materialised.data(), &want);
-                assert!(e1 < 1e-5, "streaming {tag}: {e1}");
-                assert!(e2 < 1e-5, "materialising {tag}: {e2}");
+                for path in [Path::Gemm, Path::Streaming] {
+                    let got = gated_attention_on(&a, path);
+                    assert_eq!(got.shape(), &[b, nq, h, d]);
+                    let e = max_rel_err(got.data(), &want);
+                    assert!(e < 1e-5, "{path:?} {tag}: {e}");
+                }
+                assert_eq!(CpuBackend.gated_attention(&a).shape(), &[b, nq, h, d]);
             }
         }
     }
 
     #[test]
     fn fully_masked_rows_attend_uniformly() {
-        let (b, h, nq, nk, d) = (2, 2, 3, 70, 16);
-        let q = rand_tensor(&[b, h, nq, d], 6);
-        let k = rand_tensor(&[b, h, nk, d], 7);
-        let v = rand_tensor(&[b, h, nk, d], 8);
+        let (b, h, nq, nk, d) = (2, 2, 9, 70, 16);
+        let q = rand_tensor(&[b, nq, h, d], 6);
+        let k = rand_tensor(&[b, nk, h, d], 7);
+        let v = rand_tensor(&[b, nk, h, d], 8);
         let bias = rand_tensor(&[h, nq, nk], 9);
         let mask = Tensor::zeros(&[b, nk]);
         let a = GatedAttention {
@@ -260,16 +400,21 @@ mod tests {
             gate: None,
             scale: 0.25,
         };
-        let out = CpuBackend.gated_attention(&a);
-        for bh in 0..b * h {
-            for c in 0..d {
+        for path in [Path::Gemm, Path::Streaming] {
+            let out = gated_attention_on(&a, path);
+            for (bi, hi, c) in
+                (0..b).flat_map(|bi| (0..h).flat_map(move |hi| (0..d).map(move |c| (bi, hi, c))))
+            {
                 let mean: f32 = (0..nk)
-                    .map(|j| v.data()[(bh * nk + j) * d + c])
+                    .map(|j| v.data()[((bi * nk + j) * h + hi) * d + c])
                     .sum::<f32>()
                     / nk as f32;
                 for i in 0..nq {
-                    let y = out.data()[(bh * nq + i) * d + c];
-                    assert!((y - mean).abs() < 1e-5, "{y} vs uniform mean {mean}");
+                    let y = out.data()[((bi * nq + i) * h + hi) * d + c];
+                    assert!(
+                        (y - mean).abs() < 1e-5,
+                        "{path:?}: {y} vs uniform mean {mean}"
+                    );
                 }
             }
         }

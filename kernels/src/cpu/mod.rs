@@ -8,7 +8,7 @@ pub use attention::{round_to_bf16, ATTENTION_KEY_TILE};
 use crate::backend::{
     Activation, Backend, GatedAttention, MatView, TriangleDirection, TriangleMultiplicationParams,
 };
-use crate::{exp, Tensor};
+use crate::{exp, reduce, Tensor};
 use crate::{gelu, relu, sigmoid};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -193,13 +193,15 @@ impl Backend for CpuBackend {
             "layer_norm: {:?} vs {c}",
             gamma.shape()
         );
-        let mut out = x.clone();
+        let mut out = Tensor::zeros(x.shape());
         let (g, b) = (gamma.data(), beta.data());
         out.data_mut()
             .par_chunks_mut(c * ROWS_PER_TASK)
-            .for_each(|rows| {
-                rows.chunks_mut(c)
-                    .for_each(|r| layer_norm_row(r, g, b, eps))
+            .zip(x.data().par_chunks(c * ROWS_PER_TASK))
+            .for_each(|(dst, src)| {
+                dst.chunks_mut(c)
+                    .zip(src.chunks(c))
+                    .for_each(|(d, s)| layer_norm_row(s, d, g, b, eps))
             });
         out
     }
@@ -239,30 +241,27 @@ impl Backend for CpuBackend {
     }
 }
 
-/// Layer normalisation of one row in place.
+/// Layer normalisation of one row `src` into `dst`.
 #[inline(always)]
-fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
-    let c = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / c;
-    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / c;
+fn layer_norm_row(src: &[f32], dst: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let c = src.len() as f32;
+    let mean = reduce::sum(src) / c;
+    let var = reduce::sum_sq_dev(src, mean) / c;
     let inv = 1.0 / (var + eps).sqrt();
-    for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
-        *v = (*v - mean) * inv * g + b;
+    for (((d, v), g), b) in dst.iter_mut().zip(src).zip(gamma).zip(beta) {
+        *d = (v - mean) * inv * g + b;
     }
 }
 
 /// Numerically stable softmax of one row. A row whose maximum is -inf stays all-zero
 /// rather than NaN.
 pub fn softmax_row(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = reduce::max(row);
     if max == f32::NEG_INFINITY {
         row.iter_mut().for_each(|v| *v = 0.0);
         return;
     }
-    for v in row.iter_mut() {
-        *v = exp(*v - max);
-    }
-    let inv = 1.0 / row.iter().sum::<f32>();
+    let inv = 1.0 / reduce::map_sum(row, |v| exp(v - max));
     row.iter_mut().for_each(|v| *v *= inv);
 }
 

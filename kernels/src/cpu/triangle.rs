@@ -159,10 +159,13 @@ pub(super) fn triangle_multiplication(
         .for_each(|(blk, gate_blk)| {
             let p0 = blk * BLOCK;
             let np = gate_blk.len() / c;
-            let mut x = z.data()[p0 * c..(p0 + np) * c].to_vec();
+            let mut x = vec![0f32; np * c];
             let norm = &p.input_norm;
             x.chunks_mut(c)
-                .for_each(|r| layer_norm_row(r, norm.gamma.data(), norm.beta.data(), norm.eps));
+                .zip(z.data()[p0 * c..(p0 + np) * c].chunks(c))
+                .for_each(|(d, s)| {
+                    layer_norm_row(s, d, norm.gamma.data(), norm.beta.data(), norm.eps)
+                });
             let mut proj = project_block(&w_in, &b_in, &x, c); // [4H + C, np]
             proj.iter_mut()
                 .skip(h * np)

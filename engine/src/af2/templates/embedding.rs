@@ -4,8 +4,9 @@
 
 use super::features::{pair_feature_channels, template_pair_features};
 use super::{SingleTemplate, TemplateBatch, TemplateConfig};
-use crate::af2::attention::{for_row_chunks, mask_bias, Attention, AttentionDims};
+use crate::af2::attention::{Attention, AttentionDims};
 use crate::af2::pair_stack::{PairOrder, PairStack, PairStackDims};
+use crate::chunk::for_row_chunks;
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{Backend, Tensor};
@@ -200,8 +201,6 @@ impl TemplatePointwiseAttention {
                 "pointwise attention: template [L, L, c_t]"
             );
         }
-        let mask = Tensor::new(&[nt], template_mask.to_vec()).expect("[T]");
-        let bias = mask_bias(&mask); // [T]
         let out = for_row_chunks(l * l, chunk, |rows| {
             let n = rows.len();
             let q = Tensor::new(
@@ -215,8 +214,8 @@ impl TemplatePointwiseAttention {
                     dst.copy_from_slice(&t.data()[r * ct..(r + 1) * ct]);
                 }
             }
-            let kb = Tensor::from_fn(&[n, nt], |i| bias.data()[i % nt]); // [n, T]
-            self.attention.forward(be, &q, &m, Some(&kb), None) // [n, 1, c_z]
+            let mask = Tensor::from_fn(&[n, nt], |i| template_mask[i % nt]); // [n, T]
+            self.attention.forward(be, &q, &m, Some(&mask), None) // [n, 1, c_z]
         });
         out.reshape(&[l, l, cz]).expect("same size")
     }
