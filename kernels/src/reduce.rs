@@ -20,13 +20,13 @@ fn fold_lanes(x: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
 }
 
 /// `sum(x)`.
-#[inline]
+#[inline(always)]
 pub fn sum(x: &[f32]) -> f32 {
     fold_lanes(x, 0.0, |a, v| a + v)
 }
 
 /// `max(x)`; `-inf` for an empty slice. NaNs are skipped, as `f32::max` skips them.
-#[inline]
+#[inline(always)]
 pub fn max(x: &[f32]) -> f32 {
     fold_lanes(x, f32::NEG_INFINITY, f32::max)
 }
@@ -50,7 +50,7 @@ pub fn map_sum(x: &mut [f32], f: impl Fn(f32) -> f32) -> f32 {
 }
 
 /// `sum((x - mean)^2)`.
-#[inline]
+#[inline(always)]
 pub fn sum_sq_dev(x: &[f32], mean: f32) -> f32 {
     let mut acc = [0f32; LANES];
     let chunks = x.chunks_exact(LANES);

@@ -46,6 +46,37 @@ impl Tensor {
         }
     }
 
+    /// A tensor of `shape` built in parallel blocks of `block` elements: each block is
+    /// zeroed by its own task (no serial memset of the whole allocation), then handed to
+    /// `f(block_index, block)` to fill.
+    pub fn par_blocks(
+        shape: &[usize],
+        block: usize,
+        f: impl Fn(usize, &mut [f32]) + Sync + Send,
+    ) -> Self {
+        let n: usize = shape.iter().product();
+        let mut data = Vec::<f32>::with_capacity(n);
+        data.spare_capacity_mut()[..n]
+            .par_chunks_mut(block.max(1))
+            .enumerate()
+            .for_each(|(i, chunk)| {
+                chunk.iter_mut().for_each(|x| {
+                    x.write(0.0);
+                });
+                // SAFETY: every element of `chunk` was initialised just above.
+                let chunk = unsafe {
+                    std::slice::from_raw_parts_mut(chunk.as_mut_ptr().cast::<f32>(), chunk.len())
+                };
+                f(i, chunk);
+            });
+        // SAFETY: the blocks above cover all `n` elements and initialised each one.
+        unsafe { data.set_len(n) };
+        Self {
+            shape: shape.to_vec(),
+            data,
+        }
+    }
+
     pub fn full(shape: &[usize], value: f32) -> Self {
         Self {
             shape: shape.to_vec(),

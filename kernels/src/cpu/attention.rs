@@ -61,6 +61,12 @@ struct Task<'a, 'b> {
     mask: Option<&'b [f32]>,
 }
 
+thread_local! {
+    /// Per-thread query, logit and output buffers of [`gemm_rows`], reused across tasks
+    /// (a fresh `[queries, K]` per task cost as much as its softmax).
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Which algorithm runs each head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Path {
@@ -84,36 +90,38 @@ pub(super) fn gated_attention(a: &GatedAttention<'_>) -> Tensor {
 pub(super) fn gated_attention_on(a: &GatedAttention<'_>, path: Path) -> Tensor {
     let (b, h, nq, nk, d, dv) = a.dims();
     let dims = Dims { h, nq, nk, d, dv };
-    let mut out = Tensor::zeros(&[b, nq, h, dv]);
-    if out.is_empty() {
-        return out;
+    let shape = [b, nq, h, dv];
+    if shape.contains(&0) {
+        return Tensor::zeros(&shape);
     }
     let row = h * dv;
     let splits = (4 * rayon::current_num_threads()).div_ceil(b).min(nq);
     let per_task = nq.div_ceil(splits);
-    let work = nq * nk * h * (d + dv);
-    out.data_mut()
-        .par_chunks_mut(nq * row)
-        .with_min_len(TASK_MIN_WORK.div_ceil(work).max(1))
-        .enumerate()
-        .for_each(|(bi, ob)| {
-            ob.par_chunks_mut(per_task * row)
-                .enumerate()
-                .for_each(|(t, dst)| {
-                    let task = Task {
-                        a,
-                        dims,
-                        bi,
-                        queries: t * per_task..t * per_task + dst.len() / row,
-                        mask: a.mask.map(|m| &m.data()[bi * nk..(bi + 1) * nk]),
-                    };
-                    match path {
-                        Path::Gemm => gemm_rows(&task, dst),
-                        Path::Streaming => streaming_rows(&task, dst),
-                    }
-                })
-        });
-    out
+    // Batch rows per block: several when each is tiny (one query over four keys).
+    let rows_per_block = TASK_MIN_WORK.div_ceil(nq * nk * h * (d + dv)).max(1);
+    Tensor::par_blocks(&shape, rows_per_block * nq * row, |blk, block| {
+        block
+            .par_chunks_mut(nq * row)
+            .enumerate()
+            .for_each(|(r, ob)| {
+                let bi = blk * rows_per_block + r;
+                ob.par_chunks_mut(per_task * row)
+                    .enumerate()
+                    .for_each(|(t, dst)| {
+                        let task = Task {
+                            a,
+                            dims,
+                            bi,
+                            queries: t * per_task..t * per_task + dst.len() / row,
+                            mask: a.mask.map(|m| &m.data()[bi * nk..(bi + 1) * nk]),
+                        };
+                        match path {
+                            Path::Gemm => gemm_rows(&task, dst),
+                            Path::Streaming => streaming_rows(&task, dst),
+                        }
+                    })
+            })
+    })
 }
 
 /// `dst[r, h, :] = sigmoid(gate[b, i, h, :]) * o[r, :]` for query `i` = `queries[r]`.
@@ -140,71 +148,76 @@ fn gemm_rows(t: &Task<'_, '_>, dst: &mut [f32]) {
     let Dims { h, nq, nk, d, dv } = dims;
     let n = queries.len();
     let (q, k, v) = (a.q.data(), a.k.data(), a.v.data());
-    let mut qs = vec![0f32; n * d]; // [n, D]
-    let mut p = vec![0f32; n * nk]; // [n, K]
-    let mut o = vec![0f32; n * dv]; // [n, Dv]
-    for head in 0..h {
-        for (r, i) in queries.clone().enumerate() {
-            let src = &q[dims.at(bi, i, nq, head, d)..][..d];
-            qs[r * d..(r + 1) * d]
-                .iter_mut()
-                .zip(src)
-                .for_each(|(s, x)| *s = a.scale * x);
+    SCRATCH.with_borrow_mut(|scratch| {
+        if scratch.len() < n * (d + nk + dv) {
+            scratch.resize(n * (d + nk + dv), 0.0);
         }
-        // Keys as a [D, K] operand: element (c, j) at j * H * D + c.
-        let keys = &k[dims.at(bi, 0, nk, head, d)..];
-        let (hd, hdv) = ((h * d) as isize, (h * dv) as isize);
-        gemm_strided(
-            n,
-            nk,
-            d,
-            &mut p,
-            &qs,
-            (d as isize, 1),
-            keys,
-            (1, hd),
-            false,
-            Parallelism::None,
-        );
-        for (r, i) in queries.clone().enumerate() {
-            let row = &mut p[r * nk..(r + 1) * nk];
-            if let Some(m) = mask {
-                row.iter_mut()
-                    .zip(m)
-                    .for_each(|(x, m)| *x += MASK_BIAS * (m - 1.0));
+        let (qs, rest) = scratch.split_at_mut(n * d); // [n, D]
+        let (p, rest) = rest.split_at_mut(n * nk); // [n, K]
+        let o = &mut rest[..n * dv]; // [n, Dv]
+        for head in 0..h {
+            for (r, i) in queries.clone().enumerate() {
+                let src = &q[dims.at(bi, i, nq, head, d)..][..d];
+                qs[r * d..(r + 1) * d]
+                    .iter_mut()
+                    .zip(src)
+                    .for_each(|(s, x)| *s = a.scale * x);
             }
-            if let Some(t) = a.bias {
-                let b = &t.data()[(head * nq + i) * nk..][..nk];
-                row.iter_mut().zip(b).for_each(|(x, b)| *x += b);
-            }
-            softmax_row(row);
-        }
-        let values = &v[dims.at(bi, 0, nk, head, dv)..]; // [K, Dv], rows H * Dv apart
-        gemm_strided(
-            n,
-            dv,
-            nk,
-            &mut o,
-            &p,
-            (nk as isize, 1),
-            values,
-            (hdv, 1),
-            false,
-            Parallelism::None,
-        );
-        for (r, i) in queries.clone().enumerate() {
-            let at = (r * h + head) * dv;
-            write_gated(
-                a,
-                dims,
-                bi,
-                i,
-                head,
-                &o[r * dv..(r + 1) * dv],
-                &mut dst[at..at + dv],
+            // Keys as a [D, K] operand: element (c, j) at j * H * D + c.
+            let keys = &k[dims.at(bi, 0, nk, head, d)..];
+            let (hd, hdv) = ((h * d) as isize, (h * dv) as isize);
+            gemm_strided(
+                n,
+                nk,
+                d,
+                p,
+                qs,
+                (d as isize, 1),
+                keys,
+                (1, hd),
+                false,
+                Parallelism::None,
             );
+            for (r, i) in queries.clone().enumerate() {
+                let row = &mut p[r * nk..(r + 1) * nk];
+                if let Some(m) = mask {
+                    row.iter_mut()
+                        .zip(m)
+                        .for_each(|(x, m)| *x += MASK_BIAS * (m - 1.0));
+                }
+                if let Some(t) = a.bias {
+                    let b = &t.data()[(head * nq + i) * nk..][..nk];
+                    row.iter_mut().zip(b).for_each(|(x, b)| *x += b);
+                }
+                softmax_row(row);
+            }
+            let values = &v[dims.at(bi, 0, nk, head, dv)..]; // [K, Dv], rows H * Dv apart
+            gemm_strided(
+                n,
+                dv,
+                nk,
+                o,
+                p,
+                (nk as isize, 1),
+                values,
+                (hdv, 1),
+                false,
+                Parallelism::None,
+            );
+            for (r, i) in queries.clone().enumerate() {
+                let at = (r * h + head) * dv;
+                write_gated(
+                    a,
+                    dims,
+                    bi,
+                    i,
+                    head,
+                    &o[r * dv..(r + 1) * dv],
+                    &mut dst[at..at + dv],
+                );
+            }
         }
-    }
+    });
 }
 
 /// Queries `queries` of batch row `bi`, every head, streamed over key tiles with an online

@@ -23,16 +23,6 @@ const LINEAR_ROWS: usize = 1024;
 /// Rows handed to one rayon task in row-wise ops.
 const ROWS_PER_TASK: usize = 64;
 
-/// Copies `row` into every consecutive `row.len()` slice of `dst` (bias initialisation).
-fn fill_rows(dst: &mut [f32], row: &[f32]) {
-    dst.par_chunks_mut(row.len() * ROWS_PER_TASK)
-        .for_each(|block| {
-            block
-                .chunks_mut(row.len())
-                .for_each(|r| r.copy_from_slice(row))
-        });
-}
-
 /// `dst[m, n] (+)= sum_k lhs[m, k] rhs[k, n]` on strided slices.
 #[allow(clippy::too_many_arguments)]
 fn gemm_strided(
@@ -120,39 +110,37 @@ impl Backend for CpuBackend {
         );
         let mut shape = x.shape().to_vec();
         *shape.last_mut().unwrap() = n_out;
-        let mut out = Tensor::zeros(&shape);
         if let Some(b) = b {
             assert_eq!(b.len(), n_out, "linear: bias length");
-            fill_rows(out.data_mut(), b.data());
         }
         // Row blocks in parallel, each a single-threaded gemm that packs the weight once
         // for LINEAR_ROWS rows (blocks of 64 rows re-packed a 256 x 1024 weight 16x as often
-        // as they used it).
+        // as they used it), into an output the same task initialises (bias rows or zeros).
         let (xd, wd) = (x.data(), w.data());
         let m = x.rows();
         let rows_per_task = m
             .div_ceil(2 * rayon::current_num_threads())
             .clamp(ROWS_PER_TASK, LINEAR_ROWS);
-        out.data_mut()
-            .par_chunks_mut(rows_per_task * n_out)
-            .enumerate()
-            .for_each(|(blk, dst)| {
-                let r0 = blk * rows_per_task;
-                let rows = dst.len() / n_out;
-                gemm_strided(
-                    rows,
-                    n_out,
-                    k,
-                    dst,
-                    &xd[r0 * k..(r0 + rows) * k],
-                    (k as isize, 1),
-                    wd,
-                    (1, k as isize),
-                    b.is_some(),
-                    Parallelism::None,
-                );
-            });
-        out
+        Tensor::par_blocks(&shape, rows_per_task * n_out, |blk, dst| {
+            let r0 = blk * rows_per_task;
+            let rows = dst.len() / n_out;
+            if let Some(b) = b {
+                dst.chunks_mut(n_out)
+                    .for_each(|r| r.copy_from_slice(b.data()));
+            }
+            gemm_strided(
+                rows,
+                n_out,
+                k,
+                dst,
+                &xd[r0 * k..(r0 + rows) * k],
+                (k as isize, 1),
+                wd,
+                (1, k as isize),
+                b.is_some(),
+                Parallelism::None,
+            );
+        })
     }
 
     fn batched_matmul(&self, a: MatView<'_>, b: MatView<'_>) -> Tensor {
@@ -193,17 +181,13 @@ impl Backend for CpuBackend {
             "layer_norm: {:?} vs {c}",
             gamma.shape()
         );
-        let mut out = Tensor::zeros(x.shape());
         let (g, b) = (gamma.data(), beta.data());
-        out.data_mut()
-            .par_chunks_mut(c * ROWS_PER_TASK)
-            .zip(x.data().par_chunks(c * ROWS_PER_TASK))
-            .for_each(|(dst, src)| {
-                dst.chunks_mut(c)
-                    .zip(src.chunks(c))
-                    .for_each(|(d, s)| layer_norm_row(s, d, g, b, eps))
-            });
-        out
+        let rows = c * ROWS_PER_TASK;
+        Tensor::par_blocks(x.shape(), rows, |blk, dst| {
+            dst.chunks_mut(c)
+                .zip(x.data()[blk * rows..].chunks(c))
+                .for_each(|(d, s)| layer_norm_row(s, d, g, b, eps))
+        })
     }
 
     fn softmax(&self, x: &mut Tensor) {
@@ -254,8 +238,25 @@ fn layer_norm_row(src: &[f32], dst: &mut [f32], gamma: &[f32], beta: &[f32], eps
 }
 
 /// Numerically stable softmax of one row. A row whose maximum is -inf stays all-zero
-/// rather than NaN.
+/// rather than NaN. Attention spends about as long here as in its GEMMs (one `exp` per
+/// logit), so AVX-512 CPUs get a 16-wide copy of the loop.
 pub fn softmax_row(row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        return unsafe { softmax_row_avx512(row) };
+    }
+    softmax_row_portable(row)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn softmax_row_avx512(row: &mut [f32]) {
+    softmax_row_portable(row)
+}
+
+#[inline(always)]
+fn softmax_row_portable(row: &mut [f32]) {
     let max = reduce::max(row);
     if max == f32::NEG_INFINITY {
         row.iter_mut().for_each(|v| *v = 0.0);
