@@ -3,6 +3,7 @@
 parameters, same iterations, same cores.
 
     python3 benches/af2_vs_jax.py [--lengths 64 128] [--threads 1 2] [--msa 32] [--extra 64]
+    python3 benches/af2_vs_jax.py --single-sequence --lengths 64 128 256 --threads 2
     python3 benches/af2_vs_jax.py --memory-check 1000 [--threads 2]
 
 Speed (default). Builds ferrofold (cargo build --release --quiet; --no-build skips it), makes the
@@ -23,6 +24,10 @@ cores (taskset -c 0..N-1):
   * peak RSS of each process from /usr/bin/time (the JAX figure includes compilation).
   * both final pLDDT vectors are compared (max |difference|): the two did the same computation.
 
+--single-sequence gives both the query alone: one MSA row, one padding extra row and one
+all-zero padding template (model_1 reads templates; AF2 pads them so), E = recycles + 1 slices. --jax-runs N times JAX's loop N times (default 2,
+the last reported); 1 halves a long run's cost.
+
 Equal work is on the features as given: S MSA rows, X extra rows, 1 template, unpadded. The
 official pipeline would pad to 508 MSA / 5120 extra rows / 4 templates; this bench does not, so
 its JAX figures are the official model on small unpadded inputs, not what AlphaFold does by
@@ -30,7 +35,7 @@ default.
 
 Memory check (--memory-check L [L ...]). ferrofold alone on a single-sequence features file of
 length L: 1 MSA row (the query), 1 extra-MSA row that is padding (mask 0; the official code needs
->= 1), no templates, E = 1, --recycles 0. Reports peak RSS and time; with two or more lengths it
+>= 1), one padding template, E = 1, --recycles 0. Reports peak RSS and time; with two or more lengths it
 also fits peak RSS = a + b*L^2 and extrapolates to --memory-target (default 1000).
 """
 import argparse
@@ -58,7 +63,10 @@ def write_features(path, L, n_msa, n_extra, template, num_recycle, single_sequen
     import numpy as np
     import make_model_golden as g
     if single_sequence:
-        feats, _, _ = g.make_features(L, 1, 0, num_recycle=num_recycle, template=False)
+        # model_1 reads templates: one all-zero padding template (mask 0), as AF2 pads
+        feats, _, _ = g.make_features(L, 1, 0, num_recycle=num_recycle, template=True)
+        for k in [k for k in feats if k.startswith("template_")]:
+            feats[k] = np.zeros_like(feats[k])
         E = feats["aatype"].shape[0]
         # one padding extra row, as make_fixed_size pads: zeros, mask 0
         feats["extra_msa"] = np.zeros((E, 1, L), np.int32)
@@ -113,10 +121,10 @@ def run_ferrofold(features, params, threads, recycles, cores, outdir):
             "total_s": t["total_s"], "plddt": res["plddt"], "ptm": res.get("ptm"), **usage}
 
 
-def run_jax(features, params, threads, recycles, cores):
+def run_jax(features, params, threads, recycles, cores, runs):
     cmd = [VENV_PY, os.path.join(REF, "bench_reference.py"), "--features", features,
            "--params", params, "--model", MODEL, "--recycles", str(recycles),
-           "--threads", str(threads), "--runs", "2"]
+           "--threads", str(threads), "--runs", str(runs)]
     out, _, usage = timed(cmd, cores)
     res = json.loads(out.strip().splitlines()[-1])
     res.update({"process_" + k: v for k, v in usage.items()})
@@ -142,13 +150,15 @@ def cores_for(threads):
 
 
 def speed(args, workdir):
+    inputs = ("single sequence (1 MSA row, 1 padding extra row, 1 padding template)"
+              if args.single_sequence else
+              f"MSA {args.msa} rows, extra {args.extra} rows, {1 if args.template else 0} template")
     print(f"machine: {os.cpu_count()} cores; model {MODEL}, {args.recycles + 1} iterations; "
-          f"MSA {args.msa} rows, extra {args.extra} rows, {1 if args.template else 0} template, "
-          f"unpadded; params {args.params}")
+          f"{inputs}, unpadded; params {args.params}")
     rows = []
     for L in args.lengths:
         feats, shapes = make_features_file(workdir, L, args.msa, args.extra, args.template,
-                                           args.recycles)
+                                           args.recycles, args.single_sequence)
         print(f"\nL={L}: {os.path.basename(feats)} msa_feat {shapes['msa_feat']}, "
               f"extra_msa {shapes['extra_msa']}", flush=True)
         for n in args.threads:
@@ -159,7 +169,7 @@ def speed(args, workdir):
             print(f"  threads {n}: ferrofold {ff['run_s']:.2f} s "
                   f"(iterations {', '.join(f'{x:.2f}' for x in ff['iterations_s'])}), "
                   f"load {ff['load_s']:.2f} s, peak {ff['peak_rss_mb']:.0f} MB", flush=True)
-            jx = run_jax(feats, args.params, n, args.recycles, cores)
+            jx = run_jax(feats, args.params, n, args.recycles, cores, args.jax_runs)
             print(f"  threads {n}: JAX compile {jx['compile_s']:.1f} s, runs "
                   f"{', '.join('%.2f' % r['wall_s'] for r in jx['runs'])} s, peak "
                   f"{jx['process_peak_rss_mb']:.0f} MB", flush=True)
@@ -178,7 +188,8 @@ def speed(args, workdir):
               f"{ff['run_s']:.2f} | {ff['load_s']:.2f} | {jx['run_s'] / ff['run_s']:.1f}x | "
               f"{jx['process_peak_rss_mb']:.0f} | {ff['peak_rss_mb']:.0f} | "
               f"{r['max_abs_dplddt']:.2g} | {r['loadavg_1min_before']:.1f} |")
-    print("\nrun s = the 4 iterations (network + heads), without loading or compiling. "
+    print(f"\n{inputs}.")
+    print(f"run s = the {args.recycles + 1} iterations (network + heads), without loading or compiling. "
           "speed-up = JAX run / ferrofold run. load avg = 1-min load average before the pair "
           f"of runs (other work on this {os.cpu_count()}-core machine inflates both).")
     for r in rows:
@@ -206,7 +217,7 @@ def memory(args, workdir):
         ff = run_ferrofold(feats, args.params, n, 0, cores, os.path.join(workdir, f"ss{L}"))
         pts.append((L, ff))
         print(f"single sequence L={L} (msa_feat {shapes['msa_feat']}, extra_msa "
-              f"{shapes['extra_msa']}, no templates, --recycles 0, {n} threads): peak RSS "
+              f"{shapes['extra_msa']}, 1 padding template, --recycles 0, {n} threads): peak RSS "
               f"{ff['peak_rss_mb']:.0f} MB ({ff['peak_rss_mb'] / 1024:.2f} GiB), iteration "
               f"{ff['run_s']:.1f} s, load {ff['load_s']:.2f} s, process {ff['wall_s']:.1f} s wall, "
               f"{ff['user_s'] + ff['sys_s']:.1f} CPU-s (load avg before {load:.2f})", flush=True)
@@ -249,7 +260,10 @@ def main():
     ap.add_argument("--extra", type=int, default=64, help="extra-MSA rows")
     ap.add_argument("--no-template", dest="template", action="store_false",
                     help="no template features (default: 1 template)")
+    ap.add_argument("--single-sequence", action="store_true",
+                    help="the query alone (--msa, --extra and the template are ignored)")
     ap.add_argument("--recycles", type=int, default=3, help="iterations - 1 (model_1: 3)")
+    ap.add_argument("--jax-runs", type=int, default=2, help="timed JAX loops; the last counts")
     ap.add_argument("--params", default="/tmp/af2/params_model_1_ptm.npz")
     ap.add_argument("--memory-check", type=int, nargs="+", metavar="L",
                     help="ferrofold alone on a single-sequence input of length L (no JAX)")

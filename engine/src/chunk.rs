@@ -3,16 +3,14 @@
 
 use std::ops::Range;
 
+use crate::nn::PAR_BLOCK;
 use ferrofold_kernels::Tensor;
 use rayon::prelude::*;
 
-/// Elements per parallel copy task.
-const COPY_BLOCK: usize = 1 << 14;
-
 /// `dst = src`, blocks in parallel (chunk copies move whole activations).
 fn par_copy(dst: &mut [f32], src: &[f32]) {
-    dst.par_chunks_mut(COPY_BLOCK)
-        .zip(src.par_chunks(COPY_BLOCK))
+    dst.par_chunks_mut(PAR_BLOCK)
+        .zip(src.par_chunks(PAR_BLOCK))
         .for_each(|(d, s)| d.copy_from_slice(s));
 }
 

@@ -149,8 +149,8 @@ pub fn add_assign(a: &mut Tensor, b: &Tensor) {
         .for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(x, y)| *x += y));
 }
 
-/// Elements per parallel task in element-wise loops.
-pub const PAR_BLOCK: usize = 1 << 14;
+/// Elements per parallel task in element-wise loops and copies.
+pub(crate) const PAR_BLOCK: usize = 1 << 14;
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,8 @@
 // Fused gated multi-head attention with pair bias and key mask (AlphaFold2's `Attention`
-// core, used by MSA row attention with pair bias, MSA column attention and triangle attention
-// around the starting and ending node), FlashAttention-style: keys are streamed in tiles of 32
-// through shared memory with an online softmax, so the [queries, keys] logits are never
+// core, used by MSA row attention with pair bias, MSA column attention, triangle attention
+// around the starting and ending node and template pointwise attention; one width d for the
+// queries, keys and values, so a launcher asserts Dk == Dv), FlashAttention-style: keys are
+// streamed in tiles of 32 through shared memory with an online softmax, so the logits are never
 // materialised (O(tile) memory per block, not O(L^3) for triangle attention).
 //
 // For every batch row b, head h, query i (channels d < D):

@@ -19,8 +19,8 @@ pub fn sigmoid(x: f32) -> f32 {
 
 /// `e^x` to about 2 ulp, branch-free so that loops over it vectorise (libm's `expf` is a
 /// call per element). Cephes' polynomial after reducing by `n ln 2`, in fused multiply-adds
-/// (the build targets x86-64-v3, which has FMA); inputs are clamped to [-87, 88], so
-/// far-negative logits give ~1e-38 rather than 0.
+/// ([`fma`]); inputs are clamped to [-87, 88], so far-negative logits give ~1e-38 rather
+/// than 0.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -29,18 +29,28 @@ pub fn exp(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
     let x = x.clamp(-87.0, 88.0);
     let n = (x * LOG2E + ROUND) - ROUND;
-    let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, x));
-    let p = 1.987_569_1e-4f32
-        .mul_add(r, 1.398_199_9e-3)
-        .mul_add(r, 8.333_452e-3)
-        .mul_add(r, 4.166_579_6e-2)
-        .mul_add(r, 1.666_666_5e-1)
-        .mul_add(r, 0.5);
-    let y = (p * r).mul_add(r, r) + 1.0;
+    let r = fma(-n, LN2_LO, fma(-n, LN2_HI, x));
+    let p = fma(1.987_569_1e-4, r, 1.398_199_9e-3);
+    let p = fma(p, r, 8.333_452e-3);
+    let p = fma(p, r, 4.166_579_6e-2);
+    let p = fma(p, r, 1.666_666_5e-1);
+    let p = fma(p, r, 0.5);
+    let y = fma(p * r, r, r) + 1.0;
     // 2^n without a float-to-int conversion: n + 127 lands in the low mantissa bits of
     // n + 127 + 2^23, and shifting them into the exponent field drops the rest.
     let biased = (n + (127.0 + 8_388_608.0)).to_bits();
     y * f32::from_bits(biased.wrapping_shl(23))
+}
+
+/// `a * b + c`, fused where the target has FMA (x86-64-v3, this build's baseline); a
+/// target without it would call libm's `fmaf` per element and stop vectorising.
+#[inline(always)]
+fn fma(a: f32, b: f32, c: f32) -> f32 {
+    if cfg!(target_feature = "fma") {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
 }
 
 /// `log(1 + e^x)` computed without overflow, with PyTorch's threshold of 20.

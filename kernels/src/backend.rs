@@ -173,7 +173,8 @@ pub trait Backend: Send + Sync {
     /// Softmax over the last axis of logits `x` `[B, H, Q, K]`, in place, of
     /// `scale * x + MASK_BIAS * (mask[b, k] - 1) + bias[h, q, k]` (added in this order);
     /// `bias` `[H, Q, K]` is shared by the batch, `mask` is `[B, K]`. A row that is all
-    /// `-inf` becomes all zeros.
+    /// `-inf` becomes all zeros. The models reach it through `gated_attention`; this op is
+    /// the reference of the CUDA softmax kernel (`kernels/cuda/softmax.cu`).
     fn masked_softmax(
         &self,
         x: &mut Tensor,
@@ -205,9 +206,9 @@ pub trait Backend: Send + Sync {
         self.softmax(x);
     }
 
-    /// Fused gated attention ([`GatedAttention`]) → `[B, Q, H, Dv]`, never holding more
-    /// than one batch row's logits at a time (the CUDA kernel streams key tiles through an
-    /// online softmax and holds none).
+    /// Fused gated attention ([`GatedAttention`]) → `[B, Q, H, Dv]`, never materialising
+    /// the whole `[B, H, Q, K]` logits (the CPU backend holds a block of queries' logits per
+    /// thread; the CUDA kernel streams key tiles through an online softmax and holds none).
     fn gated_attention(&self, a: &GatedAttention<'_>) -> Tensor;
 
     /// The whole triangle multiplicative update as one fused op: pair `z` `[L, L, C]` →

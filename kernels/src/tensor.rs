@@ -47,8 +47,9 @@ impl Tensor {
     }
 
     /// A tensor of `shape` built in parallel blocks of `block` elements: each block is
-    /// zeroed by its own task (no serial memset of the whole allocation), then handed to
-    /// `f(block_index, block)` to fill.
+    /// zeroed by its own task, then handed to `f(block_index, block)` to fill. A zeroed
+    /// allocation (`zeros`) is one serial memset whenever the allocator reuses freed memory,
+    /// as it does for every activation after the first block.
     pub fn par_blocks(
         shape: &[usize],
         block: usize,

@@ -9,7 +9,8 @@
 //!
 //! The attention runs over the leading ("batch") axis in chunks of rows
 //! ([`for_row_chunks`], AF2's `inference_subbatch`), so the projections take
-//! O(chunk * N * H * D) memory; the backend's fused op holds one batch row's logits at most. Rows are independent, so the chunk size doesn't change the
+//! O(chunk * N * H * D) memory; the backend's fused op never materialises the whole
+//! `[B, H, Q, K]` logits. Rows are independent, so the chunk size doesn't change the
 //! maths; results are bitwise equal when the backend's `linear` is row-invariant (the CPU
 //! backend's gemm sums small row blocks in another order: a few ulp, see the tests).
 
@@ -20,7 +21,7 @@ use ferrofold_kernels::{Activation, Backend, GatedAttention, MatView, Tensor, MA
 
 /// Most elements one chunk's attention activations may hold when the chunk size is
 /// automatic (queries, keys, values and gates: 2^22 floats, 16 MiB), so attention adds
-/// little to the parameters' memory. The backend holds at most one batch row's logits.
+/// little to the parameters' memory.
 pub const AUTO_CHUNK_ELEMENTS: usize = 1 << 22;
 
 /// Dimensions of an attention block (modules.py `Attention` / `GlobalAttention` config).
@@ -117,8 +118,8 @@ impl Attention {
     /// q_data `[B, Q, q_in]`, m_data `[B, K, m_in]`, key_mask `[B, K]` (1 keeps a key; 0
     /// adds `-MASK_BIAS` to its logits), pair_bias `[H, Q, K]` (shared by all batch rows,
     /// added after the mask) → `[B, Q, out]`. The projections stay in their own
-    /// `[B, N, H, D]` layout and the backend's fused op holds the logits of one batch row at
-    /// most; see [`for_row_chunks`] for bounding the projections.
+    /// `[B, N, H, D]` layout and the backend's fused op never materialises the whole
+    /// logits; see [`for_row_chunks`] for bounding the projections.
     pub fn forward(
         &self,
         be: &dyn Backend,
@@ -378,7 +379,10 @@ impl MsaColumnGlobalAttention {
         let x = self.query_norm.forward(be, &msa_act.swap_leading_axes()); // [R, S, c_m]
         let mask = msa_mask.transposed(); // [R, S]
         let (r, s, c) = (x.dim(0), x.dim(1), x.dim(2));
-        let chunk = rows_per_chunk(self.chunk_size, self.attention.dims.heads * s);
+        let d = self.attention.dims;
+        // per column: the gates [S, H*Dv], keys, values and the normalised input
+        let per_row = s * (d.heads * d.value_dim + d.key_dim + d.value_dim + c);
+        let chunk = rows_per_chunk(self.chunk_size, per_row);
         for_row_chunks(r, chunk, |rows| {
             let x = slice_rows(&x, rows.clone()); // [chunk, S, c_m]
             let m = slice_rows(&mask, rows); // [chunk, S]

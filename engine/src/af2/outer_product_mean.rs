@@ -4,6 +4,7 @@
 //! normalisation is `1e-3 + sum_s mask[s, i] * mask[s, j]` (not the plain row count), so a
 //! pair with no unmasked row comes out as `1000 * output_b`.
 
+use crate::chunk::for_row_chunks;
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{Backend, MatView, Tensor};
@@ -49,7 +50,8 @@ impl OuterProductMean {
     /// msa `[S, L, c_m]`, msa_mask `[S, L]` → the pair update `[L, L, c_z]`.
     ///
     /// Memory beyond the output is `O(S * L * c)` plus one chunk of residue rows, or with
-    /// few sequences (weights first) `O(S * c * L * c_z)`, at most the output's size.
+    /// few sequences (weights first) two `[S * c, L * c_z]` buffers, each at most the
+    /// output's size.
     pub fn forward(&self, be: &dyn Backend, msa: &Tensor, msa_mask: &Tensor) -> Tensor {
         let (s, l, c) = (msa.dim(0), msa.dim(1), self.c_outer);
         let order = if s < c && s * c <= l {
@@ -100,20 +102,18 @@ impl OuterProductMean {
         let m = msa_mask.clone().reshape(&[1, s, l]).expect("same size"); // [1, S, L]
         let norm = be.batched_matmul(MatView::t(&m), MatView::n(&m)); // [1, L, L]
 
+        let bias = self.output.b.as_ref().map(|b| b.data());
         let rows_per_chunk = match order {
             Order::WeightsFirst => {
-                let sums = self.weights_first(be, &left, &right); // [1, L, L * c_z]
-                let mut out = Tensor::zeros(&[l, l, c_z]);
-                let bias = self.output.b.as_ref().map(|b| b.data());
-                normalise(out.data_mut(), sums.data(), norm.data(), bias);
-                return out;
+                let mut sums = self.weights_first(be, &left, &right); // [1, L, L * c_z]
+                normalise(sums.data_mut(), c_z, norm.data(), bias);
+                return sums.reshape(&[l, l, c_z]).expect("same size");
             }
             Order::ProductsFirst { rows_per_chunk } => rows_per_chunk,
         };
         let right = right.reshape(&[1, s, l * c]).expect("same size"); // [1, S, L * c]
-        let mut out = Tensor::zeros(&[l, l, c_z]); // [L, L, c_z]
-        for i0 in (0..l).step_by(rows_per_chunk) {
-            let ci = rows_per_chunk.min(l - i0);
+        for_row_chunks(l, rows_per_chunk, |rows| {
+            let (i0, ci) = (rows.start, rows.len());
             let mut lc = Vec::with_capacity(s * ci * c);
             for row in left.data().chunks(l * c) {
                 lc.extend_from_slice(&row[i0 * c..(i0 + ci) * c]);
@@ -137,15 +137,16 @@ impl OuterProductMean {
                 });
             drop(outer);
             let pairs = Tensor::new(&[ci * l, c * c], pairs).expect("pair chunk"); // [ci * L, c * c]
-            let upd = self.output.forward(be, &pairs); // [ci * L, c_z], output_b added
+            let out = self.output.forward(be, &pairs); // [ci * L, c_z], output_b added
+            let mut out = out.reshape(&[ci, l, c_z]).expect("same size");
             normalise(
-                &mut out.data_mut()[i0 * l * c_z..(i0 + ci) * l * c_z],
-                upd.data(),
+                out.data_mut(),
+                c_z,
                 &norm.data()[i0 * l..(i0 + ci) * l],
                 None,
             );
-        }
-        out
+            out
+        })
     }
 
     /// `sum_{s,a} left[s, i, a] (sum_b right[s, j, b] output_w[a, b, :])`, the outer
@@ -192,23 +193,20 @@ enum Order {
     WeightsFirst,
 }
 
-/// `dst[p, :] = (src[p, :] + bias) / (NORM_EPS + norm[p])` for every pair `p`, rows of
-/// `c_z` in parallel (`bias` `None` when `src` has it already).
-fn normalise(dst: &mut [f32], src: &[f32], norm: &[f32], bias: Option<&[f32]>) {
-    let c_z = dst.len() / norm.len().max(1);
-    dst.par_chunks_mut(c_z)
-        .zip(src.par_chunks(c_z))
+/// `x[p, :] = (x[p, :] + bias) / (NORM_EPS + norm[p])` for every pair `p`, rows of `c_z`
+/// in parallel (`bias` `None` when `x` has it already).
+fn normalise(x: &mut [f32], c_z: usize, norm: &[f32], bias: Option<&[f32]>) {
+    if c_z == 0 {
+        return;
+    }
+    x.par_chunks_mut(c_z)
         .zip(norm)
-        .for_each(|((d, s), n)| match bias {
-            Some(b) => d
+        .for_each(|(x, n)| match bias {
+            Some(b) => x
                 .iter_mut()
-                .zip(s)
                 .zip(b)
-                .for_each(|((d, v), b)| *d = (v + b) / (NORM_EPS + n)),
-            None => d
-                .iter_mut()
-                .zip(s)
-                .for_each(|(d, v)| *d = v / (NORM_EPS + n)),
+                .for_each(|(x, b)| *x = (*x + b) / (NORM_EPS + n)),
+            None => x.iter_mut().for_each(|x| *x /= NORM_EPS + n),
         });
 }
 

@@ -2,8 +2,8 @@
 //! kernels (`kernels/cuda/attention.cu`, `softmax.cu`).
 //!
 //! Two paths, the same maths: for many queries and keys, each batch row's heads go through
-//! two GEMMs around a materialised `[queries, K]` softmax (per task, never the whole
-//! `[B, H, Q, K]`); for few (template pointwise attention: one query, four keys) a
+//! two GEMMs around a materialised softmax of at most [`GEMM_QUERY_BLOCK`] queries' logits
+//! per thread (never the whole `[B, H, Q, K]`); for few (template pointwise attention: one query, four keys) a
 //! streaming loop over key tiles of [`ATTENTION_KEY_TILE`] with an online softmax, exactly
 //! the CUDA kernel's algorithm, which is also its reference.
 
@@ -20,6 +20,9 @@ pub const ATTENTION_KEY_TILE: usize = 32;
 
 /// Queries and keys from which a head goes through GEMMs rather than the streaming loop.
 const GEMM_MIN_LEN: usize = 8;
+
+/// Most queries whose logits one thread holds at a time (`[block, K]`).
+const GEMM_QUERY_BLOCK: usize = 128;
 
 /// Multiply-adds below which parallel tasks are grouped (rayon's per-task cost).
 const TASK_MIN_WORK: usize = 1 << 15;
@@ -62,8 +65,10 @@ struct Task<'a, 'b> {
 }
 
 thread_local! {
-    /// Per-thread query, logit and output buffers of [`gemm_rows`], reused across tasks
-    /// (a fresh `[queries, K]` per task cost as much as its softmax).
+    /// Per-thread query, logit and output buffers of [`gemm_query_block`], reused across
+    /// tasks (a fresh `[queries, K]` per task cost as much as its softmax). Nothing inside
+    /// its borrow may call into rayon (the GEMMs run with `Parallelism::None`): a stolen
+    /// task on the same thread would find the buffer borrowed.
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -91,8 +96,8 @@ pub(super) fn gated_attention_on(a: &GatedAttention<'_>, path: Path) -> Tensor {
     let (b, h, nq, nk, d, dv) = a.dims();
     let dims = Dims { h, nq, nk, d, dv };
     let shape = [b, nq, h, dv];
-    if shape.contains(&0) {
-        return Tensor::zeros(&shape);
+    if shape.contains(&0) || nk == 0 {
+        return Tensor::zeros(&shape); // no keys: nothing to average (the CUDA kernel's zeros)
     }
     let row = h * dv;
     let splits = (4 * rayon::current_num_threads()).div_ceil(b).min(nq);
@@ -102,6 +107,7 @@ pub(super) fn gated_attention_on(a: &GatedAttention<'_>, path: Path) -> Tensor {
     Tensor::par_blocks(&shape, rows_per_block * nq * row, |blk, block| {
         block
             .par_chunks_mut(nq * row)
+            .with_min_len(rows_per_block)
             .enumerate()
             .for_each(|(r, ob)| {
                 let bi = blk * rows_per_block + r;
@@ -141,10 +147,19 @@ fn write_gated(
     }
 }
 
+/// The task's queries in blocks of at most [`GEMM_QUERY_BLOCK`], every head.
+fn gemm_rows(t: &Task<'_, '_>, dst: &mut [f32]) {
+    let row = t.dims.h * t.dims.dv;
+    for (blk, dst) in dst.chunks_mut(GEMM_QUERY_BLOCK * row).enumerate() {
+        let start = t.queries.start + blk * GEMM_QUERY_BLOCK;
+        gemm_query_block(t, start..start + dst.len() / row, dst);
+    }
+}
+
 /// Queries `queries` of batch row `bi`, every head: logits `[n, K]` = scaled queries times
 /// keys (one GEMM), masked and biased softmax per row, times values (a second GEMM).
-fn gemm_rows(t: &Task<'_, '_>, dst: &mut [f32]) {
-    let (a, dims, bi, queries, mask) = (t.a, t.dims, t.bi, t.queries.clone(), t.mask);
+fn gemm_query_block(t: &Task<'_, '_>, queries: Range<usize>, dst: &mut [f32]) {
+    let (a, dims, bi, mask) = (t.a, t.dims, t.bi, t.mask);
     let Dims { h, nq, nk, d, dv } = dims;
     let n = queries.len();
     let (q, k, v) = (a.q.data(), a.k.data(), a.v.data());
@@ -347,12 +362,48 @@ mod tests {
         })
     }
 
+    /// Both paths against the definition on random inputs of one shape, with and without
+    /// bias, mask and gate.
+    fn check_shape(b: usize, h: usize, nq: usize, nk: usize, d: usize) {
+        let q = rand_tensor(&[b, nq, h, d], 1);
+        let k = rand_tensor(&[b, nk, h, d], 2);
+        let v = rand_tensor(&[b, nk, h, d], 3);
+        let gate = rand_tensor(&[b, nq, h, d], 4);
+        let mut bias = rand_tensor(&[h, nq, nk], 5);
+        bias.data_mut().iter_mut().for_each(|x| *x *= 4.0);
+        let mask = key_mask(b, nk);
+        for (with_bias, with_mask, with_gate) in [
+            (true, true, true),
+            (false, false, false),
+            (true, false, true),
+        ] {
+            let a = GatedAttention {
+                q: &q,
+                k: &k,
+                v: &v,
+                bias: with_bias.then_some(&bias),
+                mask: with_mask.then_some(&mask),
+                gate: with_gate.then_some(&gate),
+                scale: (d as f32).powf(-0.5),
+            };
+            let want = naive(&a);
+            let tag = format!("{b}x{h}x{nq}x{nk}x{d} {with_bias}/{with_mask}/{with_gate}");
+            for path in [Path::Gemm, Path::Streaming] {
+                let got = gated_attention_on(&a, path);
+                assert_eq!(got.shape(), &[b, nq, h, d]);
+                let e = max_rel_err(got.data(), &want);
+                assert!(e < 1e-5, "{path:?} {tag}: {e}");
+            }
+            assert_eq!(CpuBackend.gated_attention(&a).shape(), &[b, nq, h, d]);
+        }
+    }
+
     #[test]
     fn both_paths_match_the_definition() {
         // Key counts below, at and across tile boundaries (not multiples of 32); MSA row
         // attention (8 heads of 32), triangle attention (4 of 32), extra-MSA heads of 8,
-        // a 64-wide head, one query over four keys (template pointwise attention), and a
-        // single batch row (queries split across tasks).
+        // a 64-wide head, one query over four keys (template pointwise attention), a
+        // single batch row (queries split across tasks) and no keys at all.
         for (b, h, nq, nk, d) in [
             (3, 2, 37, 45, 8),
             (3, 4, 5, 32, 32),
@@ -361,39 +412,21 @@ mod tests {
             (2, 2, 1, 1, 16),
             (5, 4, 1, 4, 16),
             (1, 8, 67, 67, 32),
+            (2, 2, 3, 0, 16),
         ] {
-            let q = rand_tensor(&[b, nq, h, d], 1);
-            let k = rand_tensor(&[b, nk, h, d], 2);
-            let v = rand_tensor(&[b, nk, h, d], 3);
-            let gate = rand_tensor(&[b, nq, h, d], 4);
-            let mut bias = rand_tensor(&[h, nq, nk], 5);
-            bias.data_mut().iter_mut().for_each(|x| *x *= 4.0);
-            let mask = key_mask(b, nk);
-            for (with_bias, with_mask, with_gate) in [
-                (true, true, true),
-                (false, false, false),
-                (true, false, true),
-            ] {
-                let a = GatedAttention {
-                    q: &q,
-                    k: &k,
-                    v: &v,
-                    bias: with_bias.then_some(&bias),
-                    mask: with_mask.then_some(&mask),
-                    gate: with_gate.then_some(&gate),
-                    scale: (d as f32).powf(-0.5),
-                };
-                let want = naive(&a);
-                let tag = format!("{b}x{h}x{nq}x{nk}x{d} {with_bias}/{with_mask}/{with_gate}");
-                for path in [Path::Gemm, Path::Streaming] {
-                    let got = gated_attention_on(&a, path);
-                    assert_eq!(got.shape(), &[b, nq, h, d]);
-                    let e = max_rel_err(got.data(), &want);
-                    assert!(e < 1e-5, "{path:?} {tag}: {e}");
-                }
-                assert_eq!(CpuBackend.gated_attention(&a).shape(), &[b, nq, h, d]);
-            }
+            check_shape(b, h, nq, nk, d);
         }
+    }
+
+    #[test]
+    fn long_query_runs_go_in_blocks() {
+        // One thread: 300 queries of 3 batch rows are 2 tasks of 150, each run as query
+        // blocks of 128 and 22.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        pool.install(|| check_shape(3, 2, 300, 40, 16));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! `dynamic-loading`), so this builds on machines with no CUDA toolkit and no driver.
 //!
 //! The kernels' CPU twins (the exact maths they must reproduce) are the CPU backend's
-//! `layer_norm`, `masked_softmax` and `gated_attention`.
+//! `layer_norm`, the trait's `masked_softmax` and the streaming path of the CPU
+//! `gated_attention` (the kernel's tiled online softmax; the CPU's GEMM path computes the
+//! same values another way).
 
 pub mod nvrtc;
 pub mod probe;
