@@ -24,6 +24,9 @@ cores (taskset -c 0..N-1):
   * peak RSS of each process from /usr/bin/time (the JAX figure includes compilation).
   * both final pLDDT vectors are compared (max |difference|): the two did the same computation.
 
+--reuse-jax JSON takes JAX's figures from an earlier run's --json (same inputs and machine: the
+reference does not change when ferrofold does) and runs ferrofold alone.
+
 --single-sequence gives both the query alone: one MSA row, one padding extra row and one
 all-zero padding template (model_1 reads templates; AF2 pads them so), E = recycles + 1 slices. --jax-runs N times JAX's loop N times (default 2,
 the last reported); 1 halves a long run's cost.
@@ -156,6 +159,11 @@ def speed(args, workdir):
     print(f"machine: {os.cpu_count()} cores; model {MODEL}, {args.recycles + 1} iterations; "
           f"{inputs}, unpadded; params {args.params}")
     rows = []
+    reused = {}
+    if args.reuse_jax:
+        reused = {(r["L"], r["threads"]): r["jax"] for r in json.load(open(args.reuse_jax))}
+        print(f"JAX figures reused from {args.reuse_jax} (same inputs, same machine): "
+              f"{sorted(reused)}")
     for L in args.lengths:
         feats, shapes = make_features_file(workdir, L, args.msa, args.extra, args.template,
                                            args.recycles, args.single_sequence)
@@ -169,7 +177,8 @@ def speed(args, workdir):
             print(f"  threads {n}: ferrofold {ff['run_s']:.2f} s "
                   f"(iterations {', '.join(f'{x:.2f}' for x in ff['iterations_s'])}), "
                   f"load {ff['load_s']:.2f} s, peak {ff['peak_rss_mb']:.0f} MB", flush=True)
-            jx = run_jax(feats, args.params, n, args.recycles, cores, args.jax_runs)
+            jx = (reused[(L, n)] if (L, n) in reused else
+                  run_jax(feats, args.params, n, args.recycles, cores, args.jax_runs))
             print(f"  threads {n}: JAX compile {jx['compile_s']:.1f} s, runs "
                   f"{', '.join('%.2f' % r['wall_s'] for r in jx['runs'])} s, peak "
                   f"{jx['process_peak_rss_mb']:.0f} MB", flush=True)
@@ -264,6 +273,9 @@ def main():
                     help="the query alone (--msa, --extra and the template are ignored)")
     ap.add_argument("--recycles", type=int, default=3, help="iterations - 1 (model_1: 3)")
     ap.add_argument("--jax-runs", type=int, default=2, help="timed JAX loops; the last counts")
+    ap.add_argument("--reuse-jax", metavar="JSON",
+                    help="take JAX's figures for matching (L, threads) from an earlier --json "
+                         "of the same inputs instead of running it again")
     ap.add_argument("--params", default="/tmp/af2/params_model_1_ptm.npz")
     ap.add_argument("--memory-check", type=int, nargs="+", metavar="L",
                     help="ferrofold alone on a single-sequence input of length L (no JAX)")

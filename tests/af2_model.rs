@@ -28,9 +28,13 @@ fn model_1_ptm_matches_jax() {
     let params = std::env::var("FERROFOLD_AF2_PARAMS")
         .expect("FERROFOLD_AF2_PARAMS: path to params_model_1_ptm.npz from make_params.py");
     let store = load_npz(&params).expect("parameters");
-    let model = AlphaFold::load(&store, ModelConfig::by_name("model_1_ptm").unwrap()).unwrap();
+    let model = AlphaFold::load(
+        std::sync::Arc::new(store),
+        ModelConfig::by_name("model_1_ptm").unwrap(),
+    )
+    .unwrap();
     let features = load_processed_features(&repo("tests/data/af2/model_features.npz")).unwrap();
-    let pred = model.predict(&CpuBackend, &features, 3);
+    let pred = model.predict(&CpuBackend, &features, 3).unwrap();
 
     let golden = load_safetensors(repo("tests/data/af2/model_1_ptm_outputs.safetensors")).unwrap();
     let g = |k: &str| golden.root().get_any(k).unwrap().clone();

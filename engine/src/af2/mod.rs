@@ -8,6 +8,7 @@ pub mod attention;
 pub mod config;
 pub mod embeddings;
 pub mod evoformer;
+pub mod evoformer_stack;
 pub mod features;
 pub mod heads;
 pub mod model;

@@ -5,6 +5,7 @@
 use super::config::ModelConfig;
 use super::embeddings::{self, EmbeddingFeatures, Embeddings, EmbeddingsConfig, RecyclingState};
 use super::evoformer::{self, EvoformerConfig, EvoformerIteration};
+use super::evoformer_stack::EvoformerStack;
 use super::features::Features;
 use super::features::TemplateFeatures;
 use super::heads::{
@@ -17,6 +18,7 @@ use super::templates::{
 use crate::nn::{Linear, LoadResult};
 use ferrofold_io::weights::TensorStore;
 use ferrofold_kernels::{Backend, Tensor};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Everything one prediction returns (the last recycling iteration's outputs).
@@ -54,7 +56,7 @@ pub struct AlphaFold {
     /// Template pair embedding and template torsion rows (models 1 and 2).
     templates: Option<(TemplateEmbedding, TemplateTorsionEmbedding)>,
     extra_msa_stack: Vec<EvoformerIteration>,
-    evoformer: Vec<EvoformerIteration>,
+    evoformer: EvoformerStack,
     single_activations: Linear,
     structure_module: StructureModule,
     heads: Heads,
@@ -63,8 +65,9 @@ pub struct AlphaFold {
 impl AlphaFold {
     /// Builds the model from an official parameter file; a missing or misshaped parameter
     /// fails with its full key, and parameters the configuration does not use (for example
-    /// a `_ptm` file loaded as a plain model) are refused.
-    pub fn load(store: &TensorStore, config: ModelConfig) -> anyhow::Result<Self> {
+    /// a `_ptm` file loaded as a plain model) are refused. The model keeps the store: the
+    /// Evoformer blocks are read from it as they run ([`EvoformerStack`]).
+    pub fn load(store: Arc<TensorStore>, config: ModelConfig) -> anyhow::Result<Self> {
         let root = store.root_haiku();
         let stack = |scope: &str, n: usize, cfg: &EvoformerConfig| -> LoadResult<Vec<_>> {
             let p = root.sub(scope);
@@ -92,10 +95,11 @@ impl AlphaFold {
                 config.extra_msa_blocks,
                 &EvoformerConfig::EXTRA_MSA,
             )?,
-            evoformer: stack(
+            evoformer: EvoformerStack::load(
+                Arc::clone(&store),
                 evoformer::SCOPE,
                 config.evoformer_blocks,
-                &EvoformerConfig::MAIN,
+                EvoformerConfig::MAIN,
             )?,
             single_activations: Linear::load_haiku(&emb.sub("single_activations"), 256, 384, true)?,
             structure_module: StructureModule::load(
@@ -117,13 +121,14 @@ impl AlphaFold {
     }
 
     /// Runs `num_recycle + 1` iterations; iteration `r` reads `features[r]` (the last
-    /// slice when there are fewer, as with deterministic features).
+    /// slice when there are fewer, as with deterministic features). Fails only if the
+    /// parameter file can no longer be read.
     pub fn predict(
         &self,
         be: &dyn Backend,
         features: &[Features],
         num_recycle: usize,
-    ) -> Prediction {
+    ) -> LoadResult<Prediction> {
         let l = features[0].len();
         let slice = |r: usize| &features[r.min(features.len() - 1)];
         let mut prev = RecyclingState::zeros(l, &EmbeddingsConfig::MONOMER);
@@ -131,11 +136,11 @@ impl AlphaFold {
         // Every iteration but the last only hands its state on (moved, not copied).
         for r in 0..num_recycle {
             let start = Instant::now();
-            prev = self.iteration(be, slice(r), &prev).prev;
+            prev = self.iteration(be, slice(r), &prev)?.prev;
             times.push(start.elapsed().as_secs_f64());
         }
         let start = Instant::now();
-        let it = self.iteration(be, slice(num_recycle), &prev);
+        let it = self.iteration(be, slice(num_recycle), &prev)?;
         times.push(start.elapsed().as_secs_f64());
         let aligned_error = it.heads.predicted_aligned_error.as_ref().map(|logits| {
             let breaks = self
@@ -152,7 +157,7 @@ impl AlphaFold {
                 ptm,
             )
         });
-        Prediction {
+        Ok(Prediction {
             plddt: compute_plddt(&it.heads.predicted_lddt),
             final_atom_positions: it.prev.pos,
             final_atom_mask: it.atom37_mask,
@@ -167,11 +172,16 @@ impl AlphaFold {
             aligned_error,
             pae_logits: it.heads.predicted_aligned_error,
             iteration_s: times,
-        }
+        })
     }
 
     /// One pass of the network (`AlphaFoldIteration`).
-    fn iteration(&self, be: &dyn Backend, f: &Features, prev: &RecyclingState) -> Iteration {
+    fn iteration(
+        &self,
+        be: &dyn Backend,
+        f: &Features,
+        prev: &RecyclingState,
+    ) -> LoadResult<Iteration> {
         let l = f.len();
         let emb = self.embeddings.forward(
             be,
@@ -203,9 +213,9 @@ impl AlphaFold {
         for block in &self.extra_msa_stack {
             (extra, pair) = block.forward(be, extra, &f.extra_msa_mask, pair, &pair_mask);
         }
-        for block in &self.evoformer {
-            (msa, pair) = block.forward(be, msa, &msa_mask, pair, &pair_mask);
-        }
+        let (msa, pair) = self
+            .evoformer
+            .forward(be, msa, &msa_mask, pair, &pair_mask)?;
         let c_m = msa.dim(2);
         let msa_first_row = Tensor::new(&[l, c_m], msa.data()[..l * c_m].to_vec()).expect("row 0");
         let single = self.single_activations.forward(be, &msa_first_row); // [L, 384]
@@ -215,7 +225,7 @@ impl AlphaFold {
             .structure_module
             .forward(be, &single, &pair, seq, &f.aatype);
         let heads = self.heads.forward(be, &single, &sm.act, &pair, &msa);
-        Iteration {
+        Ok(Iteration {
             prev: RecyclingState {
                 pos: sm.atom37_positions,
                 msa_first_row,
@@ -225,7 +235,7 @@ impl AlphaFold {
             structure_act: sm.act,
             atom37_mask: sm.atom37_mask,
             heads,
-        }
+        })
     }
 }
 

@@ -53,10 +53,24 @@ impl ElemType {
     /// Decodes a packed little-endian array; trailing bytes short of an element are
     /// ignored (callers check lengths first).
     pub(crate) fn decode(self, bytes: &[u8]) -> Vec<f32> {
-        bytes
-            .chunks_exact(self.size())
-            .map(|c| self.decode_one(c))
-            .collect()
+        let mut out = vec![0f32; bytes.len() / self.size()];
+        self.decode_into(bytes, &mut out);
+        out
+    }
+
+    /// Decodes `out.len()` packed elements from the start of `bytes` into `out`: the type
+    /// is matched once, so the f32 loop (parameter files) is a plain vectorised copy.
+    pub(crate) fn decode_into(self, bytes: &[u8], out: &mut [f32]) {
+        let elems = bytes.chunks_exact(self.size());
+        match self {
+            Self::F32 => out.iter_mut().zip(elems).for_each(|(o, c)| {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }),
+            _ => out
+                .iter_mut()
+                .zip(elems)
+                .for_each(|(o, c)| *o = self.decode_one(c)),
+        }
     }
 }
 

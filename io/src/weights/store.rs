@@ -169,30 +169,22 @@ impl TensorStore {
             .in_file
             .as_ref()
             .expect("an entry without a tensor is in the file");
-        let numel = array.shape.iter().product();
-        let t = self
-            .read(name, array, 0..numel)?
-            .reshape(&array.shape)
+        let mut data = vec![0f32; array.shape.iter().product()];
+        self.read_into(name, array, 0..data.len(), &mut data)?;
+        let t = Tensor::new(&array.shape, data)
             .map_err(|e| IoError::weights(&self.origin, e.to_string()))?;
         // Another thread may have read it meanwhile: both copies are equal.
         Ok(entry.tensor.get_or_init(|| t))
     }
 
-    /// Elements `range` of the in-file `array` (named `name` in errors), as a flat tensor.
-    fn read(&self, name: &str, array: &InFile, range: Range<usize>) -> Result<Tensor> {
-        let mut data = vec![0f32; range.len()];
-        self.read_with(name, array, range, |k, v| data[k] = v)?;
-        Tensor::new(&[data.len()], data).map_err(|e| IoError::weights(&self.origin, e.to_string()))
-    }
-
-    /// Decodes elements `range` of the in-file `array` and hands each to `put` with its
-    /// index within `range`. Reads through a small stack buffer: nothing is allocated.
-    fn read_with(
+    /// Elements `range` of the in-file `array` (named `name` in errors), decoded into `out`
+    /// (`range.len()` long) through a small stack buffer.
+    fn read_into(
         &self,
         name: &str,
         array: &InFile,
         range: Range<usize>,
-        mut put: impl FnMut(usize, f32),
+        out: &mut [f32],
     ) -> Result<()> {
         let fail = |e: std::io::Error| {
             IoError::weights(&self.origin, format!("array `{name}`: cannot read it: {e}"))
@@ -207,16 +199,11 @@ impl TensorStore {
         file.seek(SeekFrom::Start(array.offset + (range.start * size) as u64))
             .map_err(fail)?;
         let mut buf = [0u8; READ_CHUNK];
-        let step = READ_CHUNK / size * size;
-        let (mut left, mut k) = (range.len() * size, 0);
-        while left > 0 {
-            let chunk = &mut buf[..left.min(step)];
+        let step = READ_CHUNK / size;
+        for dst in out[..range.len()].chunks_mut(step) {
+            let chunk = &mut buf[..dst.len() * size];
             file.read_exact(chunk).map_err(fail)?;
-            for c in chunk.chunks_exact(size) {
-                put(k, array.elem.decode_one(c));
-                k += 1;
-            }
-            left -= chunk.len();
+            array.elem.decode_into(chunk, dst);
         }
         Ok(())
     }
@@ -282,13 +269,21 @@ impl<'a> Scope<'a> {
     /// the scope's slice is returned.
     pub fn get_owned(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let (full, entry, range) = self.slice(name, shape)?;
-        let flat = match (entry.tensor.get(), &entry.in_file) {
-            (Some(t), _) => Tensor::new(&[range.len()], t.data()[range].to_vec()),
-            (None, Some(array)) => Ok(self.store.read(&full, array, range)?),
+        let flat = self.flat(&full, entry, range)?;
+        Tensor::new(shape, flat).map_err(|e| IoError::weights(&self.store.origin, e.to_string()))
+    }
+
+    /// Elements `range` of `entry` (named `full`), decoded.
+    fn flat(&self, full: &str, entry: &Entry, range: Range<usize>) -> Result<Vec<f32>> {
+        match (entry.tensor.get(), &entry.in_file) {
+            (Some(t), _) => Ok(t.data()[range].to_vec()),
+            (None, Some(array)) => {
+                let mut data = vec![0f32; range.len()];
+                self.store.read_into(full, array, range, &mut data)?;
+                Ok(data)
+            }
             (None, None) => unreachable!("an entry holds a tensor or an in-file array"),
-        };
-        flat.and_then(|t| t.reshape(shape))
-            .map_err(|e| IoError::weights(&self.store.origin, e.to_string()))
+        }
     }
 
     /// Like [`Scope::get_owned`], but the tensor, seen as the matrix
@@ -303,15 +298,12 @@ impl<'a> Scope<'a> {
         let (full, entry, range) = self.slice(name, shape)?;
         let rows: usize = shape[..split].iter().product();
         let cols: usize = shape[split..].iter().product();
-        let mut out = vec![0f32; rows * cols];
-        let mut put = |k: usize, v: f32| out[(k % cols) * rows + k / cols] = v;
-        match (entry.tensor.get(), &entry.in_file) {
-            (Some(t), _) => t.data()[range]
-                .iter()
-                .enumerate()
-                .for_each(|(k, &v)| put(k, v)),
-            (None, Some(array)) => self.store.read_with(&full, array, range, put)?,
-            (None, None) => unreachable!("an entry holds a tensor or an in-file array"),
+        let flat = self.flat(&full, entry, range)?; // [rows, cols]
+        let mut out = vec![0f32; rows * cols]; // [cols, rows]
+        for (r, row) in flat.chunks_exact(cols.max(1)).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                out[c * rows + r] = v;
+            }
         }
         Tensor::new(&[cols, rows], out)
             .map_err(|e| IoError::weights(&self.store.origin, e.to_string()))
