@@ -149,6 +149,13 @@ pub fn add_assign(a: &mut Tensor, b: &Tensor) {
         .for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(x, y)| *x += y));
 }
 
+/// `x += f(x)`: a residual block whose update is freed as soon as it is added (updates
+/// held in `let` bindings would all stay alive to the end of the caller's block).
+pub fn add_update(x: &mut Tensor, f: impl FnOnce(&Tensor) -> Tensor) {
+    let update = f(x);
+    add_assign(x, &update);
+}
+
 /// Elements per parallel task in element-wise loops and copies.
 pub(crate) const PAR_BLOCK: usize = 1 << 14;
 

@@ -340,10 +340,12 @@ impl MsaColumnAttention {
 
     /// msa_act `[S, R, c_m]` (raw), msa_mask `[S, R]` → the update `[S, R, c_m]`.
     pub fn forward(&self, be: &dyn Backend, msa_act: &Tensor, msa_mask: &Tensor) -> Tensor {
-        let x = self.query_norm.forward(be, &msa_act.swap_leading_axes()); // [R, S, c_m]
-        let mask = msa_mask.transposed(); // [R, S]
-        self_attention_rows(be, &self.attention, &x, &mask, None, self.chunk_size)
-            .swap_leading_axes() // [S, R, c_m]
+        let out = {
+            let x = self.query_norm.forward(be, &msa_act.swap_leading_axes()); // [R, S, c_m]
+            let mask = msa_mask.transposed(); // [R, S]
+            self_attention_rows(be, &self.attention, &x, &mask, None, self.chunk_size)
+        }; // x freed before the result is swapped back
+        out.swap_leading_axes() // [S, R, c_m]
     }
 }
 
@@ -376,21 +378,23 @@ impl MsaColumnGlobalAttention {
 
     /// msa_act `[S, R, c_m]` (raw), msa_mask `[S, R]` → the update `[S, R, c_m]`.
     pub fn forward(&self, be: &dyn Backend, msa_act: &Tensor, msa_mask: &Tensor) -> Tensor {
-        let x = self.query_norm.forward(be, &msa_act.swap_leading_axes()); // [R, S, c_m]
-        let mask = msa_mask.transposed(); // [R, S]
-        let (r, s, c) = (x.dim(0), x.dim(1), x.dim(2));
-        let d = self.attention.dims;
-        // per column: the gates [S, H*Dv], keys, values and the normalised input
-        let per_row = s * (d.heads * d.value_dim + d.key_dim + d.value_dim + c);
-        let chunk = rows_per_chunk(self.chunk_size, per_row);
-        for_row_chunks(r, chunk, |rows| {
-            let x = slice_rows(&x, rows.clone()); // [chunk, S, c_m]
-            let m = slice_rows(&mask, rows); // [chunk, S]
-            self.attention.forward(be, &x, &x, &m)
-        })
-        .reshape(&[r, s, c])
-        .expect("gated global attention keeps the shape")
-        .swap_leading_axes() // [S, R, c_m]
+        let out = {
+            let x = self.query_norm.forward(be, &msa_act.swap_leading_axes()); // [R, S, c_m]
+            let mask = msa_mask.transposed(); // [R, S]
+            let (r, s, c) = (x.dim(0), x.dim(1), x.dim(2));
+            let d = self.attention.dims;
+            // per column: the gates [S, H*Dv], keys, values and the normalised input
+            let per_row = s * (d.heads * d.value_dim + d.key_dim + d.value_dim + c);
+            let chunk = rows_per_chunk(self.chunk_size, per_row);
+            for_row_chunks(r, chunk, |rows| {
+                let x = slice_rows(&x, rows.clone()); // [chunk, S, c_m]
+                let m = slice_rows(&mask, rows); // [chunk, S]
+                self.attention.forward(be, &x, &x, &m)
+            })
+            .reshape(&[r, s, c])
+            .expect("gated global attention keeps the shape")
+        }; // x freed before the result is swapped back
+        out.swap_leading_axes() // [S, R, c_m]
     }
 }
 
@@ -442,16 +446,16 @@ impl TriangleAttention {
     /// `[R, R, c_z]`.
     pub fn forward(&self, be: &dyn Backend, pair_act: &Tensor, pair_mask: &Tensor) -> Tensor {
         let per_column = self.orientation == TriangleOrientation::PerColumn;
-        let (x, mask) = if per_column {
-            let x = self.query_norm.forward(be, &pair_act.swap_leading_axes());
-            (x, pair_mask.transposed())
-        } else {
-            (self.query_norm.forward(be, pair_act), pair_mask.clone())
-        }; // [R, R, c_z], [R, R]
-        let bias = pair_bias(be, &x, &self.feat_2d_weights); // [H, R, R]
-        let chunk = self.chunk_size;
-        // [R, R, c_z]
-        let out = self_attention_rows(be, &self.attention, &x, &mask, Some(&bias), chunk);
+        let out = {
+            let (x, mask) = if per_column {
+                let x = self.query_norm.forward(be, &pair_act.swap_leading_axes());
+                (x, pair_mask.transposed())
+            } else {
+                (self.query_norm.forward(be, pair_act), pair_mask.clone())
+            }; // [R, R, c_z], [R, R]
+            let bias = pair_bias(be, &x, &self.feat_2d_weights); // [H, R, R]
+            self_attention_rows(be, &self.attention, &x, &mask, Some(&bias), self.chunk_size)
+        }; // [R, R, c_z]; x freed before the result is swapped back
         if per_column {
             out.swap_leading_axes()
         } else {

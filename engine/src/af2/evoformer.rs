@@ -14,7 +14,7 @@ use crate::af2::attention::{
 use crate::af2::outer_product_mean::OuterProductMean;
 use crate::af2::pair_stack::{PairOrder, PairStack, PairStackDims};
 use crate::af2::transition::Transition;
-use crate::nn::{add_assign, LoadResult};
+use crate::nn::{add_assign, add_update, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{Backend, Tensor};
 
@@ -167,17 +167,15 @@ impl EvoformerIteration {
             "evoformer: pair_mask must be [L, L]"
         );
 
-        let upd = self.row_attention.forward(be, &msa, msa_mask, &pair); // [S, L, c_m]
-        add_assign(&mut msa, &upd);
-        let upd = self.column_attention.forward(be, &msa, msa_mask); // [S, L, c_m]
-        add_assign(&mut msa, &upd);
-        let upd = self.msa_transition.forward(be, &msa); // [S, L, c_m]
-        add_assign(&mut msa, &upd);
-        drop(upd);
-
-        let upd = self.outer_product_mean.forward(be, &msa, msa_mask); // [L, L, c_z]
-        add_assign(&mut pair, &upd);
-        drop(upd);
+        add_update(&mut msa, |m| {
+            self.row_attention.forward(be, m, msa_mask, &pair)
+        }); // [S, L, c_m]
+        add_update(&mut msa, |m| self.column_attention.forward(be, m, msa_mask));
+        add_update(&mut msa, |m| self.msa_transition.forward(be, m));
+        add_assign(
+            &mut pair,
+            &self.outer_product_mean.forward(be, &msa, msa_mask),
+        ); // [L, L, c_z]
         (msa, self.pair_stack.forward(be, pair, pair_mask))
     }
 }

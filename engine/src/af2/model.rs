@@ -15,7 +15,7 @@ use super::structure::{StructureConfig, StructureModule};
 use super::templates::{
     self, TemplateBatch, TemplateConfig, TemplateEmbedding, TemplateTorsionEmbedding,
 };
-use crate::nn::{Linear, LoadResult};
+use crate::nn::{add_update, Linear, LoadResult};
 use ferrofold_io::weights::TensorStore;
 use ferrofold_kernels::{Backend, Tensor};
 use std::sync::Arc;
@@ -203,8 +203,9 @@ impl AlphaFold {
         let num_msa = msa.dim(0);
         if let (Some((pair_embedding, torsion)), Some(tf)) = (&self.templates, &f.templates) {
             let batch = template_batch(tf);
-            let update = pair_embedding.forward(be, &pair, &pair_mask, &batch);
-            crate::nn::add_assign(&mut pair, &update);
+            add_update(&mut pair, |p| {
+                pair_embedding.forward(be, p, &pair_mask, &batch)
+            });
             let (rows, mask) = torsion.forward(be, &batch); // [T, L, c_m], [T, L]
             msa = concat_rows(&msa, &rows);
             msa_mask = concat_rows(&msa_mask, &mask);

@@ -5,7 +5,7 @@
 use super::attention::{TriangleAttention, TriangleOrientation};
 use super::transition::Transition;
 use super::triangle_multiplication::TriangleMultiplication;
-use crate::nn::{add_assign, LoadResult};
+use crate::nn::{add_update, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{Backend, Tensor, TriangleDirection};
 
@@ -71,16 +71,12 @@ impl PairStack {
     /// pair `[L, L, c]`, pair_mask `[L, L]` → the updated pair (residual adds included).
     pub fn forward(&self, be: &dyn Backend, mut pair: Tensor, pair_mask: &Tensor) -> Tensor {
         let multiplications = |pair: &mut Tensor| {
-            let upd = self.tri_mul_outgoing.forward(be, pair, pair_mask); // [L, L, c]
-            add_assign(pair, &upd);
-            let upd = self.tri_mul_incoming.forward(be, pair, pair_mask);
-            add_assign(pair, &upd);
+            add_update(pair, |p| self.tri_mul_outgoing.forward(be, p, pair_mask)); // [L, L, c]
+            add_update(pair, |p| self.tri_mul_incoming.forward(be, p, pair_mask));
         };
         let attentions = |pair: &mut Tensor| {
-            let upd = self.tri_att_starting.forward(be, pair, pair_mask); // [L, L, c]
-            add_assign(pair, &upd);
-            let upd = self.tri_att_ending.forward(be, pair, pair_mask);
-            add_assign(pair, &upd);
+            add_update(pair, |p| self.tri_att_starting.forward(be, p, pair_mask)); // [L, L, c]
+            add_update(pair, |p| self.tri_att_ending.forward(be, p, pair_mask));
         };
         match self.order {
             PairOrder::MultiplicationsFirst => {
@@ -92,8 +88,7 @@ impl PairStack {
                 multiplications(&mut pair);
             }
         }
-        let upd = self.pair_transition.forward(be, &pair); // [L, L, c]
-        add_assign(&mut pair, &upd);
+        add_update(&mut pair, |p| self.pair_transition.forward(be, p)); // [L, L, c]
         pair
     }
 }
