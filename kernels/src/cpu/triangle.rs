@@ -1,17 +1,23 @@
-//! Fused triangle multiplicative update on the CPU. Work is split in blocks of pair
-//! positions: each block is normalised, projected (all five input-side linears in one
-//! GEMM) and gated while it is in cache; the gated left/right activations are stored
-//! channel-first (`[H, L*L]`) so that the per-channel triangle products are plain GEMMs;
-//! the centre norm, output projection and output gate again run block by block.
+//! Fused triangle multiplicative update on the CPU. Hidden channels go in blocks of
+//! [`CHANNEL_BLOCK`]: for each, pair positions are normalised, projected (the block's four
+//! input-side linears in one GEMM) and gated while in cache, the gated left/right sides
+//! stored channel-first (`[hc, L*L]`) so that the per-channel triangle products are plain
+//! GEMMs. Only the products of all channels are kept; the centre norm, output projection
+//! and output gate (from the input normalised again) then run block by block of positions.
 
 use super::{gemm_strided, layer_norm_row};
 use crate::backend::{LinearParams, NormParams, TriangleDirection, TriangleMultiplicationParams};
-use crate::{sigmoid, Backend, CpuBackend, MatView, Tensor};
+use crate::{sigmoid, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Pair positions per task.
 const BLOCK: usize = 256;
+
+/// Hidden channels whose gated sides exist at once: a quarter of AF2's 128, so the update
+/// holds about three pair-sized buffers at its peak instead of five.
+const CHANNEL_BLOCK: usize = 32;
 
 /// A buffer that parallel tasks write in disjoint ranges (it must outlive them: it is
 /// built from a `Vec` that the caller keeps until the parallel loop ends).
@@ -31,11 +37,30 @@ impl Disjoint {
     }
 }
 
-/// Concatenated weights `[sum out, in]` and biases of several linears over the same input.
-fn stack(layers: &[LinearParams<'_>]) -> (Vec<f32>, Vec<f32>) {
-    let w = layers.iter().flat_map(|l| l.w.data()).copied().collect();
-    let b = layers.iter().flat_map(|l| l.b.data()).copied().collect();
+/// Some output rows of a linear layer: weights `[rows, in]` and their biases.
+struct LinearRows<'a> {
+    w: &'a [f32],
+    b: &'a [f32],
+}
+
+/// Concatenated weights `[sum rows, in]` and biases of row ranges of linears over the same
+/// input.
+fn stack_rows(parts: &[LinearRows<'_>]) -> (Vec<f32>, Vec<f32>) {
+    let w = parts.iter().flat_map(|r| r.w).copied().collect();
+    let b = parts.iter().flat_map(|r| r.b).copied().collect();
     (w, b)
+}
+
+/// Weights `[out, in]` and biases of a linear, as [`project_block`] takes them.
+fn stack(layers: &[LinearParams<'_>]) -> (Vec<f32>, Vec<f32>) {
+    let parts: Vec<LinearRows<'_>> = layers
+        .iter()
+        .map(|l| LinearRows {
+            w: l.w.data(),
+            b: l.b.data(),
+        })
+        .collect();
+    stack_rows(&parts)
 }
 
 /// `dst[o, q] = b[o] + sum_k w[o, k] x[q, k]` for a block `x` `[np, k]` → `[out, np]`.
@@ -124,6 +149,18 @@ pub(super) fn triangle_multiplication(
     mask: Option<&Tensor>,
     dir: TriangleDirection,
 ) -> Tensor {
+    triangle_multiplication_in_blocks(z, p, mask, dir, CHANNEL_BLOCK)
+}
+
+/// The update with the hidden channels' gated sides made `channel_block` channels at a
+/// time (each block's triangle products kept, its sides freed).
+fn triangle_multiplication_in_blocks(
+    z: &Tensor,
+    p: &TriangleMultiplicationParams<'_>,
+    mask: Option<&Tensor>,
+    dir: TriangleDirection,
+    channel_block: usize,
+) -> Tensor {
     let (l, c) = (z.dim(0), z.dim(2));
     assert!(
         z.shape() == [l, l, c],
@@ -138,105 +175,134 @@ pub(super) fn triangle_multiplication(
         );
     }
     let n = l * l;
-    let (w_in, b_in) = stack(&[
-        p.left_proj,
-        p.left_gate,
-        p.right_proj,
-        p.right_gate,
-        p.output_gate,
-    ]);
     let mask = mask.map(|m| m.data());
 
-    let mut a = vec![0f32; h * n]; // [H, L, L] gated left
-    let mut b = vec![0f32; h * n]; // [H, L, L] gated right
-    let mut gate = vec![0f32; n * c]; // [L*L, C] sigmoid of the output gate
+    let mut mixed = vec![0f32; h * n]; // [H, L, L] triangle products
+    let (li, one) = (l as isize, 1);
+    // (lhs, rhs) strides of the per-channel product `o = lhs rhs` over the sides a, b.
+    let strides = match dir {
+        TriangleDirection::Outgoing => ((li, one), (one, li)), // o_ij = sum_k a_ik b_jk
+        TriangleDirection::Incoming => ((one, li), (li, one)), // o_ij = sum_k b_ki a_kj
+    };
+    for c0 in (0..h).step_by(channel_block.max(1)) {
+        let channels = c0..(c0 + channel_block).min(h);
+        let (a, b) = gated_sides(z, p, mask, channels.clone()); // [hc, L*L] each
+        mixed[channels.start * n..channels.end * n]
+            .par_chunks_mut(n)
+            .enumerate()
+            .for_each(|(ch, dst)| {
+                let (a, b) = (&a[ch * n..(ch + 1) * n], &b[ch * n..(ch + 1) * n]);
+                let (lhs, rhs) = match dir {
+                    TriangleDirection::Outgoing => (a, b),
+                    TriangleDirection::Incoming => (b, a),
+                };
+                gemm_strided(
+                    l,
+                    l,
+                    l,
+                    dst,
+                    lhs,
+                    strides.0,
+                    rhs,
+                    strides.1,
+                    false,
+                    Parallelism::None,
+                );
+            });
+    }
+
+    let (wo, bo) = (p.output_proj.w.data(), p.output_proj.b.data());
+    let (wg, bg) = stack(&[p.output_gate]);
+    Tensor::par_blocks(&[l, l, c], BLOCK * c, |blk, out_blk| {
+        let p0 = blk * BLOCK;
+        let np = out_blk.len() / c;
+        let mut t = vec![0f32; h * np]; // [H, np]
+        for (ch, dst) in t.chunks_mut(np).enumerate() {
+            dst.copy_from_slice(&mixed[ch * n + p0..ch * n + p0 + np]);
+        }
+        layer_norm_columns(&mut t, h, &p.center_norm);
+        out_blk.chunks_mut(c).for_each(|r| r.copy_from_slice(bo));
+        gemm_strided(
+            np,
+            c,
+            h,
+            out_blk,
+            &t,
+            (1, np as isize),
+            wo,
+            (1, h as isize),
+            true,
+            Parallelism::None,
+        );
+        // The output gate from the normalised input, [C, np].
+        let gate = project_block(&wg, &bg, &normalised(z, p0, np, &p.input_norm), c);
+        for (q, row) in out_blk.chunks_mut(c).enumerate() {
+            for (o, y) in row.iter_mut().enumerate() {
+                *y *= sigmoid(gate[o * np + q]);
+            }
+        }
+    })
+}
+
+/// Pair positions `p0..p0 + np` of `z` `[L*L, C]` through the input layer norm → `[np, C]`.
+fn normalised(z: &Tensor, p0: usize, np: usize, norm: &NormParams<'_>) -> Vec<f32> {
+    let c = z.dim(2);
+    let mut x = vec![0f32; np * c];
+    x.chunks_mut(c)
+        .zip(z.data()[p0 * c..(p0 + np) * c].chunks(c))
+        .for_each(|(d, s)| layer_norm_row(s, d, norm.gamma.data(), norm.beta.data(), norm.eps));
+    x
+}
+
+/// The gated, masked left and right sides of hidden channels `channels`, channel-first
+/// (`[hc, L*L]` each): `proj * sigmoid(gate) * mask` from the normalised pair.
+fn gated_sides<'a>(
+    z: &Tensor,
+    p: &TriangleMultiplicationParams<'a>,
+    mask: Option<&[f32]>,
+    channels: Range<usize>,
+) -> (Vec<f32>, Vec<f32>) {
+    let (l, c) = (z.dim(0), z.dim(2));
+    let (n, hc) = (l * l, channels.len());
+    let rows = |lin: LinearParams<'a>| LinearRows {
+        w: &lin.w.data()[channels.start * c..channels.end * c],
+        b: &lin.b.data()[channels.clone()],
+    };
+    // [4 hc, C]: left projection, left gate, right projection, right gate
+    let (w_in, b_in) = stack_rows(&[
+        rows(p.left_proj),
+        rows(p.left_gate),
+        rows(p.right_proj),
+        rows(p.right_gate),
+    ]);
+    let mut a = vec![0f32; hc * n];
+    let mut b = vec![0f32; hc * n];
     let (da, db) = (
         Disjoint(a.as_mut_ptr(), a.len()),
         Disjoint(b.as_mut_ptr(), b.len()),
     );
-    gate.par_chunks_mut(BLOCK * c)
-        .enumerate()
-        .for_each(|(blk, gate_blk)| {
-            let p0 = blk * BLOCK;
-            let np = gate_blk.len() / c;
-            let mut x = vec![0f32; np * c];
-            let norm = &p.input_norm;
-            x.chunks_mut(c)
-                .zip(z.data()[p0 * c..(p0 + np) * c].chunks(c))
-                .for_each(|(d, s)| {
-                    layer_norm_row(s, d, norm.gamma.data(), norm.beta.data(), norm.eps)
-                });
-            let mut proj = project_block(&w_in, &b_in, &x, c); // [4H + C, np]
-            proj.iter_mut()
-                .skip(h * np)
-                .take(h * np)
-                .for_each(|g| *g = sigmoid(*g));
-            proj.iter_mut()
-                .skip(3 * h * np)
-                .for_each(|g| *g = sigmoid(*g));
-            for (side, dst) in [(0, &da), (2, &db)] {
-                for ch in 0..h {
-                    let v = &proj[(side * h + ch) * np..][..np];
-                    let g = &proj[((side + 1) * h + ch) * np..][..np];
-                    // SAFETY: positions p0..p0 + np of every channel belong to this block only.
-                    let d = unsafe { dst.range(ch * n + p0, np) };
-                    d.iter_mut()
-                        .zip(v)
-                        .zip(g)
-                        .for_each(|((d, v), g)| *d = v * g);
-                    if let Some(m) = mask {
-                        d.iter_mut().zip(&m[p0..p0 + np]).for_each(|(d, m)| *d *= m);
-                    }
+    (0..n.div_ceil(BLOCK)).into_par_iter().for_each(|blk| {
+        let p0 = blk * BLOCK;
+        let np = BLOCK.min(n - p0);
+        let x = normalised(z, p0, np, &p.input_norm);
+        let proj = project_block(&w_in, &b_in, &x, c); // [4 hc, np]
+        for (side, dst) in [(0, &da), (2, &db)] {
+            for ch in 0..hc {
+                let v = &proj[(side * hc + ch) * np..][..np];
+                let g = &proj[((side + 1) * hc + ch) * np..][..np];
+                // SAFETY: positions p0..p0 + np of every channel belong to this block only.
+                let d = unsafe { dst.range(ch * n + p0, np) };
+                d.iter_mut()
+                    .zip(v)
+                    .zip(g)
+                    .for_each(|((d, v), g)| *d = v * sigmoid(*g));
+                if let Some(m) = mask {
+                    d.iter_mut().zip(&m[p0..p0 + np]).for_each(|(d, m)| *d *= m);
                 }
             }
-            for (q, row) in gate_blk.chunks_mut(c).enumerate() {
-                for (o, g) in row.iter_mut().enumerate() {
-                    *g = proj[(4 * h + o) * np + q];
-                }
-            }
-        });
-
-    let a = Tensor::new(&[h, l, l], a).expect("left block");
-    let b = Tensor::new(&[h, l, l], b).expect("right block");
-    let mixed = match dir {
-        // o_ij = sum_k a_ik b_jk
-        TriangleDirection::Outgoing => CpuBackend.batched_matmul(MatView::n(&a), MatView::t(&b)),
-        // o_ij = sum_k a_kj b_ki
-        TriangleDirection::Incoming => CpuBackend.batched_matmul(MatView::t(&b), MatView::n(&a)),
-    }; // [H, L, L]
-    drop((a, b));
-
-    let mixed = mixed.data();
-    let (wo, bo) = (p.output_proj.w.data(), p.output_proj.b.data());
-    let mut out = Tensor::zeros(&[l, l, c]);
-    out.data_mut()
-        .par_chunks_mut(BLOCK * c)
-        .zip(gate.par_chunks(BLOCK * c))
-        .enumerate()
-        .for_each(|(blk, (out_blk, gate_blk))| {
-            let p0 = blk * BLOCK;
-            let np = out_blk.len() / c;
-            let mut t = vec![0f32; h * np]; // [H, np]
-            for (ch, dst) in t.chunks_mut(np).enumerate() {
-                dst.copy_from_slice(&mixed[ch * n + p0..ch * n + p0 + np]);
-            }
-            layer_norm_columns(&mut t, h, &p.center_norm);
-            out_blk.chunks_mut(c).for_each(|r| r.copy_from_slice(bo));
-            gemm_strided(
-                np,
-                c,
-                h,
-                out_blk,
-                &t,
-                (1, np as isize),
-                wo,
-                (1, h as isize),
-                true,
-                Parallelism::None,
-            );
-            out_blk.iter_mut().zip(gate_blk).for_each(|(o, g)| *o *= g);
-        });
-    out
+        }
+    });
+    (a, b)
 }
 
 #[cfg(test)]
@@ -344,15 +410,21 @@ mod tests {
         };
         let mask = Tensor::from_fn(&[l, l], |i| if i % 5 == 3 { 0.0 } else { 1.0 });
         for dir in [TriangleDirection::Outgoing, TriangleDirection::Incoming] {
-            let got = CpuBackend.triangle_multiplication(&z, &p, Some(&mask), dir);
             let want = naive(&z, &p, mask.data(), dir);
-            let err = got
-                .data()
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
-            assert!(err < 1e-4, "{dir:?}: max error {err}");
+            // All 6 hidden channels at once, and in blocks of 4 + 2 and of 1.
+            for block in [CHANNEL_BLOCK, 4, 1] {
+                let got = triangle_multiplication_in_blocks(&z, &p, Some(&mask), dir, block);
+                let err = got
+                    .data()
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(
+                    err < 1e-4,
+                    "{dir:?}, channel block {block}: max error {err}"
+                );
+            }
         }
     }
 }
