@@ -101,9 +101,13 @@ pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
         );
     }
 
-    check_memory(&name, &features[0])?;
+    check_memory(&name, &features[0], 0)?; // up front, before the parameter file is read
     let start = Instant::now();
     let store = load_npz(params)?;
+    if store.resident_bytes() > 0 {
+        // a compressed parameter file is decoded whole on opening
+        check_memory(&name, &features[0], store.resident_bytes())?;
+    }
     let load_params_s = start.elapsed().as_secs_f64();
     let t = Instant::now();
     let model = AlphaFold::load(std::sync::Arc::new(store), config)?;
@@ -281,9 +285,11 @@ fn features_from_pickle(
 
 /// Refuses up front an input whose estimated peak memory exceeds what the machine has
 /// available (`MemAvailable`, or `FERROFOLD_MEMORY_LIMIT` bytes when set).
-fn check_memory(name: &str, f: &Features) -> Result<()> {
+/// Refuses an input whose estimated peak memory exceeds what is available; `resident` is
+/// what the parameter store already holds decoded (a compressed npz: all of it).
+fn check_memory(name: &str, f: &Features, resident: u64) -> Result<()> {
     let rows = f.msa_feat.dim(0) + f.templates.as_ref().map_or(0, |t| t.mask.len());
-    let need = estimate_peak_bytes(f.len(), rows, f.extra_msa.dim(0)) + PARAMS_BYTES;
+    let need = estimate_peak_bytes(f.len(), rows, f.extra_msa.dim(0)) + PARAMS_BYTES + resident;
     let limit = match std::env::var("FERROFOLD_MEMORY_LIMIT") {
         Ok(v) => Some(
             v.parse::<u64>()

@@ -1,7 +1,8 @@
 //! The 48-block Evoformer stack (Algorithm 6) with its parameters read from the parameter
 //! file block by block as the blocks run: the next block is read on a helper thread while
 //! the current one computes, so a run holds two blocks' parameters (about 7 MiB each)
-//! instead of all 350 MiB, and concurrent runs share the file through the page cache.
+//! instead of all 335 MiB, and concurrent runs share the file through the page cache. The
+//! file must stay unchanged until the prediction ends (its checksums are checked on open).
 
 use std::sync::Arc;
 

@@ -15,6 +15,7 @@ use super::structure::{StructureConfig, StructureModule};
 use super::templates::{
     self, TemplateBatch, TemplateConfig, TemplateEmbedding, TemplateTorsionEmbedding,
 };
+use crate::chunk::slice_rows;
 use crate::nn::{add_update, Linear, LoadResult};
 use ferrofold_io::weights::TensorStore;
 use ferrofold_kernels::{Backend, Tensor};
@@ -214,14 +215,18 @@ impl AlphaFold {
         for block in &self.extra_msa_stack {
             (extra, pair) = block.forward(be, extra, &f.extra_msa_mask, pair, &pair_mask);
         }
+        drop(extra); // only the pair carries the extra MSA on
         let (msa, pair) = self
             .evoformer
             .forward(be, msa, &msa_mask, pair, &pair_mask)?;
         let c_m = msa.dim(2);
         let msa_first_row = Tensor::new(&[l, c_m], msa.data()[..l * c_m].to_vec()).expect("row 0");
         let single = self.single_activations.forward(be, &msa_first_row); // [L, 384]
-        let msa = Tensor::new(&[num_msa, l, c_m], msa.data()[..num_msa * l * c_m].to_vec())
-            .expect("the MSA rows without template rows");
+                                                                          // The MSA rows without template rows; the full MSA is freed here, not at the end.
+        let msa = {
+            let full = msa;
+            slice_rows(&full, 0..num_msa)
+        };
         let sm = self
             .structure_module
             .forward(be, &single, &pair, seq, &f.aatype);
@@ -251,8 +256,8 @@ fn template_batch(t: &TemplateFeatures) -> TemplateBatch {
 
 /// A conservative estimate of the peak memory (bytes) of one prediction with `l` residues,
 /// `s` MSA rows (template rows included) and `x` extra-MSA rows, beyond the parameters:
-/// the pair representation and its copies in the fused triangle update (about a dozen
-/// `[L, L, 128]` f32 tensors at once), the MSA and extra-MSA activations with their
+/// the pair representation and its copies (the fused triangle update holds about three
+/// `[L, L, 128]` f32 tensors besides the pair; a dozen are counted), the MSA and extra-MSA activations with their
 /// attention and transition temporaries, and chunked attention logits (64 MiB).
 pub fn estimate_peak_bytes(l: usize, s: usize, x: usize) -> u64 {
     let (l, s, x) = (l as u64, s as u64, x as u64);

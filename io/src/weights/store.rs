@@ -106,6 +106,16 @@ impl TensorStore {
         self.tensors.len()
     }
 
+    /// Bytes of decoded tensors the store holds in memory (arrays still in its file, as in an
+    /// uncompressed npz, hold none until borrowed).
+    pub fn resident_bytes(&self) -> u64 {
+        self.tensors
+            .values()
+            .filter_map(|e| e.tensor.get())
+            .map(|t| 4 * t.len() as u64)
+            .sum()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
     }
@@ -288,7 +298,7 @@ impl<'a> Scope<'a> {
 
     /// Like [`Scope::get_owned`], but the tensor, seen as the matrix
     /// `[shape[..split].product(), shape[split..].product()]`, comes transposed (a Haiku
-    /// `[in, out]` weight as `[out, in]`), written in place as it is read.
+    /// `[in, out]` weight as `[out, in]`): read flat, then transposed.
     pub fn get_owned_transposed(
         &self,
         name: &str,

@@ -51,18 +51,6 @@ fn stack_rows(parts: &[LinearRows<'_>]) -> (Vec<f32>, Vec<f32>) {
     (w, b)
 }
 
-/// Weights `[out, in]` and biases of a linear, as [`project_block`] takes them.
-fn stack(layers: &[LinearParams<'_>]) -> (Vec<f32>, Vec<f32>) {
-    let parts: Vec<LinearRows<'_>> = layers
-        .iter()
-        .map(|l| LinearRows {
-            w: l.w.data(),
-            b: l.b.data(),
-        })
-        .collect();
-    stack_rows(&parts)
-}
-
 /// `dst[o, q] = b[o] + sum_k w[o, k] x[q, k]` for a block `x` `[np, k]` → `[out, np]`.
 fn project_block(w: &[f32], b: &[f32], x: &[f32], k: usize) -> Vec<f32> {
     let np = x.len() / k;
@@ -212,7 +200,7 @@ fn triangle_multiplication_in_blocks(
     }
 
     let (wo, bo) = (p.output_proj.w.data(), p.output_proj.b.data());
-    let (wg, bg) = stack(&[p.output_gate]);
+    let (wg, bg) = (p.output_gate.w.data(), p.output_gate.b.data());
     Tensor::par_blocks(&[l, l, c], BLOCK * c, |blk, out_blk| {
         let p0 = blk * BLOCK;
         let np = out_blk.len() / c;
@@ -235,7 +223,7 @@ fn triangle_multiplication_in_blocks(
             Parallelism::None,
         );
         // The output gate from the normalised input, [C, np].
-        let gate = project_block(&wg, &bg, &normalised(z, p0, np, &p.input_norm), c);
+        let gate = project_block(wg, bg, &normalised(z, p0, np, &p.input_norm), c);
         for (q, row) in out_blk.chunks_mut(c).enumerate() {
             for (o, y) in row.iter_mut().enumerate() {
                 *y *= sigmoid(gate[o * np + q]);
