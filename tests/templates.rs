@@ -247,6 +247,16 @@ fn pdb_reader_matches_mmcif_on_modelled_residues() {
     }
 }
 
+/// `ferrofold db build-templates INPUT DB`.
+fn build_templates(input: &Path, db: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ferrofold"))
+        .args(["db", "build-templates"])
+        .arg(input)
+        .arg(db)
+        .output()
+        .unwrap()
+}
+
 fn gz(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -288,12 +298,7 @@ fn build_templates_cli_skips_bad_files() {
     std::fs::write(input.join("dup.pdb"), pdb).unwrap();
     std::fs::write(input.join("notes.txt"), "ignored").unwrap();
     let db = dir.path().join("t.db");
-    let o = Command::new(env!("CARGO_BIN_EXE_ferrofold"))
-        .args(["db", "build-templates"])
-        .arg(&input)
-        .arg(&db)
-        .output()
-        .unwrap();
+    let o = build_templates(&input, &db);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     for needle in [
@@ -315,12 +320,7 @@ fn build_templates_cli_skips_bad_files() {
     // An empty folder is an error, not an empty library.
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_ferrofold"))
-        .args(["db", "build-templates"])
-        .arg(&empty)
-        .arg(dir.path().join("e.db"))
-        .output()
-        .unwrap();
+    let o = build_templates(&empty, &dir.path().join("e.db"));
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no protein chain"));
 }
@@ -408,12 +408,7 @@ fn seqres_disagreeing_with_atoms_is_read_as_af2_and_noted() {
     .join("\n");
     std::fs::write(input.join("9pdb.pdb"), pdb).unwrap();
     let db = dir.path().join("t.db");
-    let o = Command::new(env!("CARGO_BIN_EXE_ferrofold"))
-        .args(["db", "build-templates"])
-        .arg(&input)
-        .arg(&db)
-        .output()
-        .unwrap();
+    let o = build_templates(&input, &db);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     for needle in [

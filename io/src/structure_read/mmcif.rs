@@ -351,13 +351,5 @@ pub fn parse_mmcif(text: &str, fallback_id: &str) -> Result<ParsedStructure, Str
         }
         out.chains.push(chain);
     }
-    if out.chains.is_empty() {
-        let why: Vec<String> = out
-            .skipped_chains
-            .iter()
-            .map(|(c, r)| format!("{c}: {r}"))
-            .collect();
-        return Err(format!("no usable protein chain ({})", why.join("; ")));
-    }
-    Ok(out)
+    out.with_chains()
 }

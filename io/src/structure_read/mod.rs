@@ -118,6 +118,25 @@ pub struct ParsedStructure {
     pub notes: Vec<(String, String)>,
 }
 
+impl ParsedStructure {
+    /// The structure, or why it has no usable protein chain (the skipped chains' reasons).
+    pub(crate) fn with_chains(self) -> Result<Self, String> {
+        if !self.chains.is_empty() {
+            return Ok(self);
+        }
+        let why: Vec<String> = self
+            .skipped_chains
+            .iter()
+            .map(|(c, r)| format!("{c}: {r}"))
+            .collect();
+        Err(if why.is_empty() {
+            "no protein chains".into()
+        } else {
+            format!("no usable protein chain ({})", why.join("; "))
+        })
+    }
+}
+
 /// The format of a structure file, from its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StructureFormat {

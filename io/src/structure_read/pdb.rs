@@ -222,19 +222,7 @@ pub fn parse_pdb(text: &str, fallback_id: &str) -> Result<ParsedStructure, Strin
         }
         out.chains.push(chain);
     }
-    if out.chains.is_empty() {
-        let why: Vec<String> = out
-            .skipped_chains
-            .iter()
-            .map(|(c, r)| format!("{c}: {r}"))
-            .collect();
-        return Err(if why.is_empty() {
-            "no protein chains".into()
-        } else {
-            format!("no usable protein chain ({})", why.join("; "))
-        });
-    }
-    Ok(out)
+    out.with_chains()
 }
 
 #[cfg(test)]
