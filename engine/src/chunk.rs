@@ -3,8 +3,7 @@
 
 use std::ops::Range;
 
-use crate::nn::PAR_BLOCK;
-use ferrofold_kernels::Tensor;
+use ferrofold_kernels::{Tensor, PAR_BLOCK};
 use rayon::prelude::*;
 
 /// `dst = src`, blocks in parallel (chunk copies move whole activations).
@@ -58,12 +57,7 @@ pub fn slice_rows(t: &Tensor, range: Range<usize>) -> Tensor {
     let per = t.len() / t.dim(0).max(1);
     let mut shape = t.shape().to_vec();
     shape[0] = range.len();
-    let mut out = Tensor::zeros(&shape);
-    par_copy(
-        out.data_mut(),
-        &t.data()[range.start * per..range.end * per],
-    );
-    out
+    Tensor::par_copy_of(&shape, &t.data()[range.start * per..range.end * per])
 }
 
 #[cfg(test)]

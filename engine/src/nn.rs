@@ -1,7 +1,7 @@
 //! Parameterised layers shared by the models, loaded by checkpoint name.
 
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{Backend, LinearParams, NormParams, Tensor};
+use ferrofold_kernels::{Backend, LinearParams, NormParams, Tensor, PAR_BLOCK};
 use rayon::prelude::*;
 
 /// Errors from loading parameters (missing or misshaped tensors carry their full name).
@@ -155,9 +155,6 @@ pub fn add_update(x: &mut Tensor, f: impl FnOnce(&Tensor) -> Tensor) {
     let update = f(x);
     add_assign(x, &update);
 }
-
-/// Elements per parallel task in element-wise loops and copies.
-pub(crate) const PAR_BLOCK: usize = 1 << 14;
 
 #[cfg(test)]
 mod tests {

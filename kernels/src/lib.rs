@@ -18,4 +18,4 @@ pub use backend::{
     TriangleMultiplicationParams, MASK_BIAS,
 };
 pub use cpu::{round_to_bf16, softmax_row, CpuBackend, ATTENTION_KEY_TILE};
-pub use tensor::{ShapeError, Tensor};
+pub use tensor::{ShapeError, Tensor, PAR_BLOCK};

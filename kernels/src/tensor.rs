@@ -3,6 +3,9 @@
 use rayon::prelude::*;
 use std::fmt;
 
+/// Elements per parallel task in element-wise loops, copies and zeroing.
+pub const PAR_BLOCK: usize = 1 << 14;
+
 /// Errors raised when tensor shapes do not fit an operation.
 #[derive(Debug, thiserror::Error)]
 pub enum ShapeError {
@@ -39,11 +42,31 @@ impl Tensor {
         })
     }
 
+    /// A zero tensor; one of more than [`PAR_BLOCK`] elements is zeroed in parallel blocks
+    /// (see [`Tensor::par_blocks`]).
     pub fn zeros(shape: &[usize]) -> Self {
+        let n = shape.iter().product();
+        if n > PAR_BLOCK {
+            return Self::par_blocks(shape, PAR_BLOCK, |_, _| {});
+        }
         Self {
             shape: shape.to_vec(),
-            data: vec![0.0; shape.iter().product()],
+            data: vec![0.0; n],
         }
+    }
+
+    /// A tensor of `shape` holding a copy of `src`, copied in parallel blocks.
+    pub fn par_copy_of(shape: &[usize], src: &[f32]) -> Self {
+        let n: usize = shape.iter().product();
+        assert_eq!(
+            n,
+            src.len(),
+            "par_copy_of: {shape:?} from {} values",
+            src.len()
+        );
+        Self::par_blocks(shape, PAR_BLOCK, |i, d| {
+            d.copy_from_slice(&src[i * PAR_BLOCK..][..d.len()])
+        })
     }
 
     /// A tensor of `shape` built in parallel blocks of `block` elements: each block is

@@ -122,21 +122,17 @@ impl OuterProductMean {
                                                                             // outer[(i, a), (j, b)] = sum_s left[s, i, a] * right[s, j, b]
             let outer = be.batched_matmul(MatView::t(&lc), MatView::n(&right)); // [1, ci * c, L * c]
             let od = outer.data();
-            let mut pairs = vec![0f32; ci * l * c * c]; // [ci, L, c, c]
-            pairs
-                .par_chunks_mut(l * c * c)
-                .enumerate()
-                .for_each(|(i, dst)| {
-                    for a in 0..c {
-                        for j in 0..l {
-                            let src = ((i * c + a) * l + j) * c;
-                            let at = (j * c + a) * c;
-                            dst[at..at + c].copy_from_slice(&od[src..src + c]);
-                        }
+            // [ci * L, c * c]: pair (i, j), channels (a, b)
+            let pairs = Tensor::par_blocks(&[ci * l, c * c], l * c * c, |i, dst| {
+                for a in 0..c {
+                    for j in 0..l {
+                        let src = ((i * c + a) * l + j) * c;
+                        let at = (j * c + a) * c;
+                        dst[at..at + c].copy_from_slice(&od[src..src + c]);
                     }
-                });
+                }
+            });
             drop(outer);
-            let pairs = Tensor::new(&[ci * l, c * c], pairs).expect("pair chunk"); // [ci * L, c * c]
             let out = self.output.forward(be, &pairs); // [ci * L, c_z], output_b added
             let mut out = out.reshape(&[ci, l, c_z]).expect("same size");
             normalise(

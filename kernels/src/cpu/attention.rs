@@ -9,7 +9,7 @@
 
 use std::ops::Range;
 
-use super::{gemm_strided, softmax_row};
+use super::{gemm_strided, softmax_row_unscaled};
 use crate::backend::{GatedAttention, MASK_BIAS};
 use crate::{exp, sigmoid, Tensor};
 use gemm::Parallelism;
@@ -55,13 +55,20 @@ impl Dims {
     }
 }
 
-/// One parallel task: queries `queries` of batch row `bi`, whose key mask is `mask`.
+/// One parallel task: queries `queries` of batch row `bi`, whose key mask adds
+/// `mask_bias` to the logits (`None` when every key is kept: it would add zeros).
 struct Task<'a, 'b> {
     a: &'b GatedAttention<'a>,
     dims: Dims,
     bi: usize,
     queries: Range<usize>,
-    mask: Option<&'b [f32]>,
+    mask_bias: Option<Vec<f32>>,
+}
+
+/// `MASK_BIAS * (mask - 1)` per key, `None` when every key is kept.
+fn key_mask_bias(mask: Option<&[f32]>) -> Option<Vec<f32>> {
+    let mask = mask.filter(|m| m.iter().any(|&m| m != 1.0))?;
+    Some(mask.iter().map(|m| MASK_BIAS * (m - 1.0)).collect())
 }
 
 thread_local! {
@@ -119,7 +126,9 @@ pub(super) fn gated_attention_on(a: &GatedAttention<'_>, path: Path) -> Tensor {
                             dims,
                             bi,
                             queries: t * per_task..t * per_task + dst.len() / row,
-                            mask: a.mask.map(|m| &m.data()[bi * nk..(bi + 1) * nk]),
+                            mask_bias: key_mask_bias(
+                                a.mask.map(|m| &m.data()[bi * nk..(bi + 1) * nk]),
+                            ),
                         };
                         match path {
                             Path::Gemm => gemm_rows(&task, dst),
@@ -130,46 +139,59 @@ pub(super) fn gated_attention_on(a: &GatedAttention<'_>, path: Path) -> Tensor {
     })
 }
 
-/// `dst[r, h, :] = sigmoid(gate[b, i, h, :]) * o[r, :]` for query `i` = `queries[r]`.
-fn write_gated(
-    a: &GatedAttention<'_>,
+/// `dst = sigmoid(gate) * scale * o`, `scale` being the softmax's `1 / sum`.
+fn write_gated(gate: Option<&[f32]>, o: &[f32], scale: f32, dst: &mut [f32]) {
+    match gate {
+        Some(g) => {
+            for ((y, o), g) in dst.iter_mut().zip(o).zip(g) {
+                *y = scale * o * sigmoid(*g);
+            }
+        }
+        None => dst.iter_mut().zip(o).for_each(|(y, o)| *y = scale * o),
+    }
+}
+
+/// Query `i`'s gate of head `head` in batch row `bi`, `[Dv]`.
+fn gate_row<'t>(
+    a: &GatedAttention<'t>,
     dims: Dims,
     bi: usize,
     i: usize,
     head: usize,
-    o: &[f32],
-    dst: &mut [f32],
-) {
-    dst.copy_from_slice(o);
-    if let Some(g) = a.gate {
-        let g = &g.data()[dims.at(bi, i, dims.nq, head, dims.dv)..][..dims.dv];
-        dst.iter_mut().zip(g).for_each(|(y, g)| *y *= sigmoid(*g));
-    }
+) -> Option<&'t [f32]> {
+    a.gate
+        .map(|g| &g.data()[dims.at(bi, i, dims.nq, head, dims.dv)..][..dims.dv])
 }
 
-/// The task's queries in blocks of at most [`GEMM_QUERY_BLOCK`], every head.
+/// The task's queries in equal blocks of at most [`GEMM_QUERY_BLOCK`] (513 queries are
+/// five blocks of 103, not four of 128 and a one-row GEMM), every head.
 fn gemm_rows(t: &Task<'_, '_>, dst: &mut [f32]) {
     let row = t.dims.h * t.dims.dv;
-    for (blk, dst) in dst.chunks_mut(GEMM_QUERY_BLOCK * row).enumerate() {
-        let start = t.queries.start + blk * GEMM_QUERY_BLOCK;
+    let n = t.queries.len();
+    let per_block = n.div_ceil(n.div_ceil(GEMM_QUERY_BLOCK).max(1));
+    for (blk, dst) in dst.chunks_mut(per_block * row).enumerate() {
+        let start = t.queries.start + blk * per_block;
         gemm_query_block(t, start..start + dst.len() / row, dst);
     }
 }
 
 /// Queries `queries` of batch row `bi`, every head: logits `[n, K]` = scaled queries times
-/// keys (one GEMM), masked and biased softmax per row, times values (a second GEMM).
+/// keys (one GEMM), masked and biased softmax per row, times values (a second GEMM), the
+/// softmax's scale applied to the output.
 fn gemm_query_block(t: &Task<'_, '_>, queries: Range<usize>, dst: &mut [f32]) {
-    let (a, dims, bi, mask) = (t.a, t.dims, t.bi, t.mask);
+    let (a, dims, bi, mask_bias) = (t.a, t.dims, t.bi, t.mask_bias.as_deref());
     let Dims { h, nq, nk, d, dv } = dims;
     let n = queries.len();
     let (q, k, v) = (a.q.data(), a.k.data(), a.v.data());
     SCRATCH.with_borrow_mut(|scratch| {
-        if scratch.len() < n * (d + nk + dv) {
-            scratch.resize(n * (d + nk + dv), 0.0);
+        let len = n * (d + nk + dv + 1);
+        if scratch.len() < len {
+            scratch.resize(len, 0.0);
         }
         let (qs, rest) = scratch.split_at_mut(n * d); // [n, D]
         let (p, rest) = rest.split_at_mut(n * nk); // [n, K]
-        let o = &mut rest[..n * dv]; // [n, Dv]
+        let (o, rest) = rest.split_at_mut(n * dv); // [n, Dv]
+        let scales = &mut rest[..n]; // [n]
         for head in 0..h {
             for (r, i) in queries.clone().enumerate() {
                 let src = &q[dims.at(bi, i, nq, head, d)..][..d];
@@ -194,17 +216,9 @@ fn gemm_query_block(t: &Task<'_, '_>, queries: Range<usize>, dst: &mut [f32]) {
                 Parallelism::None,
             );
             for (r, i) in queries.clone().enumerate() {
+                let bias = a.bias.map(|t| &t.data()[(head * nq + i) * nk..][..nk]);
                 let row = &mut p[r * nk..(r + 1) * nk];
-                if let Some(m) = mask {
-                    row.iter_mut()
-                        .zip(m)
-                        .for_each(|(x, m)| *x += MASK_BIAS * (m - 1.0));
-                }
-                if let Some(t) = a.bias {
-                    let b = &t.data()[(head * nq + i) * nk..][..nk];
-                    row.iter_mut().zip(b).for_each(|(x, b)| *x += b);
-                }
-                softmax_row(row);
+                scales[r] = softmax_row_unscaled(row, [mask_bias, bias]);
             }
             let values = &v[dims.at(bi, 0, nk, head, dv)..]; // [K, Dv], rows H * Dv apart
             gemm_strided(
@@ -222,12 +236,9 @@ fn gemm_query_block(t: &Task<'_, '_>, queries: Range<usize>, dst: &mut [f32]) {
             for (r, i) in queries.clone().enumerate() {
                 let at = (r * h + head) * dv;
                 write_gated(
-                    a,
-                    dims,
-                    bi,
-                    i,
-                    head,
+                    gate_row(a, dims, bi, i, head),
                     &o[r * dv..(r + 1) * dv],
+                    scales[r],
                     &mut dst[at..at + dv],
                 );
             }
@@ -238,7 +249,7 @@ fn gemm_query_block(t: &Task<'_, '_>, queries: Range<usize>, dst: &mut [f32]) {
 /// Queries `queries` of batch row `bi`, every head, streamed over key tiles with an online
 /// softmax: the CUDA kernel's algorithm.
 fn streaming_rows(t: &Task<'_, '_>, dst: &mut [f32]) {
-    let (a, dims, bi, mask) = (t.a, t.dims, t.bi, t.mask);
+    let (a, dims, bi, mask_bias) = (t.a, t.dims, t.bi, t.mask_bias.as_deref());
     let Dims { h, nq, nk, d, dv } = dims;
     let (q, k, v) = (a.q.data(), a.k.data(), a.v.data());
     let mut qs = vec![0f32; d];
@@ -259,8 +270,8 @@ fn streaming_rows(t: &Task<'_, '_>, dst: &mut [f32]) {
                 for (j, s) in s[..n].iter_mut().enumerate() {
                     let key = &k[dims.at(bi, k0 + j, nk, head, d)..][..d];
                     let mut x: f32 = qs.iter().zip(key).map(|(a, b)| a * b).sum();
-                    if let Some(mask) = mask {
-                        x += MASK_BIAS * (mask[k0 + j] - 1.0);
+                    if let Some(mask_bias) = mask_bias {
+                        x += mask_bias[k0 + j];
                     }
                     if let Some(bias) = bias {
                         x += bias[k0 + j];
@@ -282,9 +293,13 @@ fn streaming_rows(t: &Task<'_, '_>, dst: &mut [f32]) {
                 m = m_new;
             }
             let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
-            o.iter_mut().for_each(|x| *x *= inv);
             let at = (r * h + head) * dv;
-            write_gated(a, dims, bi, i, head, &o, &mut dst[at..at + dv]);
+            write_gated(
+                gate_row(a, dims, bi, i, head),
+                &o,
+                inv,
+                &mut dst[at..at + dv],
+            );
         }
     }
 }
@@ -420,8 +435,8 @@ mod tests {
 
     #[test]
     fn long_query_runs_go_in_blocks() {
-        // One thread: 300 queries of 3 batch rows are 2 tasks of 150, each run as query
-        // blocks of 128 and 22.
+        // One thread: 300 queries of 3 batch rows are 2 tasks of 150, each run as two query
+        // blocks of 75.
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .build()

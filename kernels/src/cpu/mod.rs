@@ -52,22 +52,27 @@ fn gemm_strided(
         k * n == 0 || last(k, n, rhs_rs, rhs_cs) < rhs.len(),
         "gemm: right operand too small"
     );
+    // The gemm crate is column-major: its kernels store contiguous columns of `dst` and
+    // read its left operand without packing when that operand's columns are contiguous.
+    // Row-major `dst = lhs rhs` is column-major `dst^T = rhs^T lhs^T`, so it gets the
+    // operands swapped: `dst`'s rows become its columns, and a right operand with
+    // contiguous rows (weights, values) is read in place.
     // SAFETY: the asserts above keep every index the kernel touches inside the slices.
     unsafe {
         gemm::gemm(
-            m,
             n,
+            m,
             k,
             dst.as_mut_ptr(),
-            1,
             n as isize,
+            1,
             accumulate,
-            lhs.as_ptr(),
-            lhs_cs,
-            lhs_rs,
             rhs.as_ptr(),
-            rhs_cs,
             rhs_rs,
+            rhs_cs,
+            lhs.as_ptr(),
+            lhs_rs,
+            lhs_cs,
             1.0,
             1.0,
             false,
@@ -238,32 +243,48 @@ fn layer_norm_row(src: &[f32], dst: &mut [f32], gamma: &[f32], beta: &[f32], eps
 }
 
 /// Numerically stable softmax of one row. A row whose maximum is -inf stays all-zero
-/// rather than NaN. Attention spends about as long here as in its GEMMs (one `exp` per
-/// logit), so AVX-512 CPUs get a 16-wide copy of the loop.
+/// rather than NaN.
 pub fn softmax_row(row: &mut [f32]) {
+    let inv = softmax_row_unscaled(row, [None, None]);
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// The softmax of `row + biases` without its final scaling: adds the biases present (a
+/// pair bias, a key mask's bias), replaces every element by `e^(x - max)` and returns the
+/// scale, `1 / sum` (0 for a row whose maximum is -inf, which becomes all zeros). Attention
+/// folds that scale into its much narrower output, two passes over the logits instead of
+/// four. Attention spends about as long here as in its GEMMs (one `exp` per logit), so
+/// AVX-512 CPUs get a 16-wide copy of the loop.
+pub(crate) fn softmax_row_unscaled(row: &mut [f32], biases: [Option<&[f32]>; 2]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F, checked just above.
-        return unsafe { softmax_row_avx512(row) };
+        return unsafe { softmax_row_unscaled_avx512(row, biases) };
     }
-    softmax_row_portable(row)
+    softmax_row_unscaled_portable(row, biases)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn softmax_row_avx512(row: &mut [f32]) {
-    softmax_row_portable(row)
+fn softmax_row_unscaled_avx512(row: &mut [f32], biases: [Option<&[f32]>; 2]) -> f32 {
+    softmax_row_unscaled_portable(row, biases)
 }
 
 #[inline(always)]
-fn softmax_row_portable(row: &mut [f32]) {
-    let max = reduce::max(row);
+fn softmax_row_unscaled_portable(row: &mut [f32], biases: [Option<&[f32]>; 2]) -> f32 {
+    let max = match biases {
+        [None, None] => reduce::max(row),
+        [Some(b), None] | [None, Some(b)] => reduce::add_max(row, b),
+        [Some(b), Some(c)] => {
+            row.iter_mut().zip(b).for_each(|(x, b)| *x += b);
+            reduce::add_max(row, c)
+        }
+    };
     if max == f32::NEG_INFINITY {
-        row.iter_mut().for_each(|v| *v = 0.0);
-        return;
+        row.fill(0.0);
+        return 0.0;
     }
-    let inv = 1.0 / reduce::map_sum(row, |v| exp(v - max));
-    row.iter_mut().for_each(|v| *v *= inv);
+    1.0 / reduce::map_sum(row, |v| exp(v - max))
 }
 
 #[cfg(test)]
