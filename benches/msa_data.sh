@@ -4,6 +4,7 @@
 #     bash benches/msa_data.sh                 # full database + 33 queries
 #     SUBSET=20000 bash benches/msa_data.sh    # also db_subset20000.fasta for quick runs
 #     WORK=/data/msa bash benches/msa_data.sh  # another work folder (default target/msa-bench)
+#     QUERY_SEED=7 bash benches/msa_data.sh    # a second, held-out query set: queries_seed7.fasta
 #
 # Steps (each skipped when its output already exists, so reruns are cheap; delete a file to redo
 # its step):
@@ -19,7 +20,8 @@
 #  5. $WORK/queries.fasta: with python's random.Random(6), 30 database entries of 60-800
 #     residues made only of the 20 standard amino acids, then 3 queries without homologs:
 #     3 more such entries, each shuffled residue by residue (random.Random(6000 + i)), named
-#     shuffled_1..shuffled_3.
+#     shuffled_1..shuffled_3. QUERY_SEED=N draws them with random.Random(N) (shuffles with
+#     1000 N + i) into $WORK/queries_seedN.fasta instead: a query set no setting was tuned on.
 #  6. With SUBSET=N: $WORK/db_subsetN.fasta = the 30 queries' own entries plus N other entries
 #     drawn with random.Random(6), in database order.
 #
@@ -28,6 +30,7 @@ set -euo pipefail
 
 WORK=${WORK:-target/msa-bench}
 SUBSET=${SUBSET:-}
+QUERY_SEED=${QUERY_SEED:-6}
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 
@@ -79,14 +82,16 @@ for set in BPO MFO CCO; do
 done
 
 # 4-6. union, queries, subset
-WORK="$WORK" SUBSET="$SUBSET" python3 - <<'EOF'
+WORK="$WORK" SUBSET="$SUBSET" QUERY_SEED="$QUERY_SEED" python3 - <<'EOF'
 import os
 import random
 
 work = os.environ["WORK"]
 subset = os.environ.get("SUBSET", "").strip()
 db_path = os.path.join(work, "db.fasta")
-queries_path = os.path.join(work, "queries.fasta")
+query_seed = int(os.environ["QUERY_SEED"])
+queries_path = os.path.join(
+    work, "queries.fasta" if query_seed == 6 else f"queries_seed{query_seed}.fasta")
 AA20 = set("ACDEFGHIKLMNPQRSTVWY")
 
 
@@ -153,7 +158,7 @@ else:
 print(f"[msa_data] {db_path}: {len(by_acc)} sequences, {sum(map(len, by_acc.values()))} residues")
 
 if not os.path.exists(queries_path):
-    rng = random.Random(6)
+    rng = random.Random(query_seed)
     names = list(by_acc)
     picked, used = [], set()
     while len(picked) < 33:
@@ -166,7 +171,7 @@ if not os.path.exists(queries_path):
     queries = picked[:30]
     for i, (acc, seq) in enumerate(picked[30:], 1):
         residues = list(seq)
-        random.Random(6000 + i).shuffle(residues)
+        random.Random(1000 * query_seed + i).shuffle(residues)
         queries.append((f"shuffled_{i}", "".join(residues)))
     write_fasta(queries_path, queries)
 queries = list(read_fasta(queries_path))
