@@ -17,6 +17,7 @@ use ferrofold_msa::search::{
     search, PassSummary, Query, QueryResult, SearchParams, SearchProgress,
 };
 use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
 
 #[derive(Args)]
 pub struct SearchArgs {
@@ -33,8 +34,9 @@ pub struct SearchArgs {
     /// Report hits up to this E-value.
     #[arg(long, default_value_t = 0.1)]
     evalue: f64,
-    /// Include hits up to this E-value in the next iteration's profile.
-    #[arg(long, default_value_t = 1e-3)]
+    /// Include hits up to this E-value in the next iteration's profile (MMseqs2's
+    /// --e-profile default).
+    #[arg(long, default_value_t = 0.1)]
     inclusion_evalue: f64,
     /// Most hits per query.
     #[arg(long, default_value_t = 10_000)]
@@ -228,13 +230,18 @@ pub fn run(args: &SearchArgs) -> Result<()> {
                 result.untraced
             );
         }
-        let msa = filtered_a3m(name, &q.letters, &q.query.codes, result, &db, &filter);
-        files.push((safe_output_path(&args.out, name, "a3m")?, msa));
-        files.push((
-            safe_output_path(&args.out, name, "tsv")?,
-            hit_table(&result.hits, &db),
-        ));
+        files.push((safe_output_path(&args.out, name, "a3m")?, String::new()));
+        files.push((safe_output_path(&args.out, name, "tsv")?, String::new()));
     }
+    // The diversity filter is quadratic in a deep MSA's rows: queries in parallel.
+    files
+        .par_chunks_mut(2)
+        .zip(queries.par_iter().zip(&results))
+        .for_each(|(pair, (q, result))| {
+            let name = &q.query.name;
+            pair[0].1 = filtered_a3m(name, &q.letters, &q.query.codes, result, &db, &filter);
+            pair[1].1 = hit_table(&result.hits, &db);
+        });
     let borrowed: Vec<(&Path, &[u8])> = files
         .iter()
         .map(|(p, s)| (p.as_path(), s.as_bytes()))

@@ -11,9 +11,9 @@ pub const GAP: u8 = 255;
 /// Weight of the pseudocounts (PSI-BLAST's β).
 const PSEUDOCOUNT_WEIGHT: f64 = 10.0;
 /// Most mean relative entropy per profile column, in bits (HMMER's `--ere`, whose protein
-/// default is 0.59). Chosen from 0.4 / 0.5 / 0.55 / 0.59 on two query sets of the MSA
-/// benchmark (seeds 6 and 7), where it gave the best recall over both; 0.4 loses remote
-/// homologs sharply.
+/// default is 0.59). Chosen on two query sets of the MSA benchmark (seeds 6 and 7), where it
+/// gave the best recall over both among 0.4-0.7 and no weighting (BENCHMARKS.md); 0.4 loses
+/// remote homologs sharply.
 const ENTROPY_TARGET: f64 = 0.55;
 /// Scores are ln(odds)/λ with BLOSUM62's ungapped λ, so every column's scores have exactly
 /// BLOSUM62's λ (Σ_a p_a e^{λ s} = Σ_a Q_a = 1) and one set of E-value parameters serves

@@ -20,7 +20,8 @@ pub struct SearchParams {
     pub iterations: usize,
     /// Hits with an E-value up to this are reported.
     pub evalue: f64,
-    /// Hits with an E-value up to this enter the next iteration's profile.
+    /// Hits with an E-value up to this enter the next iteration's profile (MMseqs2's
+    /// `--e-profile`, whose default ColabFold keeps).
     pub inclusion_evalue: f64,
     /// Most hits reported per query (and targets aligned per query).
     pub max_seqs: usize,
@@ -34,7 +35,7 @@ impl Default for SearchParams {
         SearchParams {
             iterations: 3,
             evalue: 0.1,
-            inclusion_evalue: 1e-3,
+            inclusion_evalue: 0.1,
             max_seqs: 10_000,
             sensitivity: 7.5,
             gaps: BLOSUM62_GAPS,
