@@ -1,10 +1,12 @@
-//! Inter-sequence Smith–Waterman score kernel (SWIPE, Rognes 2011) on AVX2: 32 targets at
-//! once, one per unsigned byte lane, the query walked position by position for each target
-//! column, so lanes never depend on each other and there is no lazy-F loop.
+//! Inter-sequence Smith–Waterman score kernel (SWIPE, Rognes 2011): 64 targets at once on
+//! AVX-512BW CPUs, 32 on AVX2 ones, one per unsigned byte lane, the query walked position by
+//! position for each target column, so lanes never depend on each other and there is no
+//! lazy-F loop. One generic kernel over [`ByteLanes`]; the instruction set is picked at run
+//! time.
 //!
-//! - Scores: per query position two 32-byte tables (codes 0–15 and 16–20, biased by `bias`
-//!   so they are unsigned, each repeated in both 128-bit halves), looked up per lane by the
-//!   lanes' current residues with two `vpshufb` and an `or`.
+//! - Scores: per query position two tables (codes 0–15 and 16–20, biased by `bias` so they
+//!   are unsigned, each repeated in every 128-bit part), looked up per lane by the lanes'
+//!   current residues with two `vpshufb` and an `or`.
 //! - Arithmetic: unsigned saturating bytes, `H = max((H_diag + (score + bias)) -| bias, E, F)`
 //!   where `-|` saturates at 0, so the `max(0, ·)` of local alignment comes free and E and F
 //!   (clamped at 0 the same way) are exact wherever they could matter. A lane whose best
@@ -20,27 +22,157 @@ use std::arch::x86_64::*;
 
 use crate::matrix::{GapCosts, Pssm};
 
-const LANES: usize = 32;
+/// Most lanes (AVX-512: 64 bytes).
+const MAX_LANES: usize = 64;
 
-/// Most columns transposed at once (32 bytes each).
+/// Most columns transposed at once.
 const MAX_CHUNK: usize = 256;
+
+/// One vector's bytes, aligned for full-width loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+struct Block([u8; MAX_LANES]);
+
+impl Default for Block {
+    fn default() -> Block {
+        Block([0; MAX_LANES])
+    }
+}
+
+/// A vector of unsigned byte lanes: what the kernel needs of AVX2 and AVX-512BW. Every
+/// method is an intrinsic of its instruction set, so callers are `unsafe` and run only
+/// inside a function compiled with that set (the kernels' entry points below).
+trait ByteLanes: Copy {
+    const LANES: usize;
+    /// The first `LANES` bytes of `b`.
+    unsafe fn load(b: &Block) -> Self;
+    unsafe fn store(self, b: &mut Block);
+    unsafe fn splat(x: u8) -> Self;
+    /// Saturating add and subtract, wrapping subtract.
+    unsafe fn adds(self, o: Self) -> Self;
+    unsafe fn subs(self, o: Self) -> Self;
+    unsafe fn wrapping_sub(self, o: Self) -> Self;
+    unsafe fn max(self, o: Self) -> Self;
+    unsafe fn or(self, o: Self) -> Self;
+    /// `!self & o`.
+    unsafe fn and_not(self, o: Self) -> Self;
+    /// `vpshufb`: per 128-bit part, `self[idx & 15]`, or 0 where `idx` has bit 7 set.
+    unsafe fn lookup(self, idx: Self) -> Self;
+}
+
+#[derive(Clone, Copy)]
+struct Avx2(__m256i);
+
+impl ByteLanes for Avx2 {
+    const LANES: usize = 32;
+    #[inline(always)]
+    unsafe fn load(b: &Block) -> Self {
+        Avx2(_mm256_load_si256(b.0.as_ptr().cast()))
+    }
+    #[inline(always)]
+    unsafe fn store(self, b: &mut Block) {
+        _mm256_store_si256(b.0.as_mut_ptr().cast(), self.0)
+    }
+    #[inline(always)]
+    unsafe fn splat(x: u8) -> Self {
+        Avx2(_mm256_set1_epi8(x as i8))
+    }
+    #[inline(always)]
+    unsafe fn adds(self, o: Self) -> Self {
+        Avx2(_mm256_adds_epu8(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn subs(self, o: Self) -> Self {
+        Avx2(_mm256_subs_epu8(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn wrapping_sub(self, o: Self) -> Self {
+        Avx2(_mm256_sub_epi8(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn max(self, o: Self) -> Self {
+        Avx2(_mm256_max_epu8(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn or(self, o: Self) -> Self {
+        Avx2(_mm256_or_si256(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn and_not(self, o: Self) -> Self {
+        Avx2(_mm256_andnot_si256(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn lookup(self, idx: Self) -> Self {
+        Avx2(_mm256_shuffle_epi8(self.0, idx.0))
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Avx512(__m512i);
+
+impl ByteLanes for Avx512 {
+    const LANES: usize = 64;
+    #[inline(always)]
+    unsafe fn load(b: &Block) -> Self {
+        Avx512(_mm512_load_si512(b.0.as_ptr().cast()))
+    }
+    #[inline(always)]
+    unsafe fn store(self, b: &mut Block) {
+        _mm512_store_si512(b.0.as_mut_ptr().cast(), self.0)
+    }
+    #[inline(always)]
+    unsafe fn splat(x: u8) -> Self {
+        Avx512(_mm512_set1_epi8(x as i8))
+    }
+    #[inline(always)]
+    unsafe fn adds(self, o: Self) -> Self {
+        Avx512(_mm512_adds_epu8(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn subs(self, o: Self) -> Self {
+        Avx512(_mm512_subs_epu8(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn wrapping_sub(self, o: Self) -> Self {
+        Avx512(_mm512_sub_epi8(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn max(self, o: Self) -> Self {
+        Avx512(_mm512_max_epu8(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn or(self, o: Self) -> Self {
+        Avx512(_mm512_or_si512(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn and_not(self, o: Self) -> Self {
+        Avx512(_mm512_andnot_si512(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn lookup(self, idx: Self) -> Self {
+        Avx512(_mm512_shuffle_epi8(self.0, idx.0))
+    }
+}
 
 /// The query's score tables for the batch kernel.
 #[derive(Debug, Clone)]
 pub(super) struct Profile {
-    /// Per query position: biased scores of codes 0..16 and 16..21 (the rest 0).
-    tables: Vec<[__m256i; 2]>,
+    /// Per query position: biased scores of codes 0..16 and 16..21 (the rest 0), each
+    /// repeated in every 16 bytes.
+    tables: Vec<[Block; 2]>,
     bias: u8,
     open_extend: u8,
     extend: u8,
+    /// Whether this CPU runs the 64-lane kernel.
+    avx512: bool,
 }
 
 /// The kernel's state: H(i, j - 1) and E(i, j) per query position, and the transposed
 /// residues of a chunk.
 #[derive(Debug, Default)]
 pub(super) struct Buffers {
-    cells: Vec<[__m256i; 2]>,
-    residues: Vec<[u8; LANES]>,
+    cells: Vec<[Block; 2]>,
+    residues: Vec<Block>,
 }
 
 /// Where a lane stands: the index of its target, the next position and the target's length.
@@ -66,16 +198,11 @@ impl Profile {
             .rows
             .iter()
             .map(|row| {
-                let low: [u8; LANES] = std::array::from_fn(|k| biased(row[k % 16]));
-                let high: [u8; LANES] =
-                    std::array::from_fn(|k| row.get(16 + k % 16).map_or(0, |&s| biased(s)));
-                // SAFETY: both are 32 plain bytes.
-                unsafe {
-                    [
-                        std::mem::transmute::<[u8; LANES], __m256i>(low),
-                        std::mem::transmute::<[u8; LANES], __m256i>(high),
-                    ]
-                }
+                let low = Block(std::array::from_fn(|k| biased(row[k % 16])));
+                let high = Block(std::array::from_fn(|k| {
+                    row.get(16 + k % 16).map_or(0, |&s| biased(s))
+                }));
+                [low, high]
             })
             .collect();
         let saturate = |cost: i32| cost.min(u8::MAX as i32) as u8;
@@ -84,7 +211,14 @@ impl Profile {
             bias: bias as u8,
             open_extend: saturate(gaps.open + gaps.extend),
             extend: saturate(gaps.extend),
+            avx512: is_x86_feature_detected!("avx512bw"),
         }
+    }
+
+    /// Runs the 32-lane AVX2 kernel even on an AVX-512 CPU (tests cover both).
+    #[cfg(test)]
+    pub(super) fn use_avx2(&mut self) {
+        self.avx512 = false;
     }
 
     /// The lowest best score that may have saturated: such targets need rescoring.
@@ -102,12 +236,40 @@ impl Profile {
         buffers: &mut Buffers,
         out: &mut [i32],
     ) -> Vec<usize> {
-        // SAFETY: this module is compiled only when AVX2 is enabled for the whole build.
-        unsafe { self.kernel(targets, buffers, out) }
+        if self.avx512 {
+            // SAFETY: the CPU has AVX-512BW, checked when the profile was made.
+            unsafe { self.kernel_avx512(targets, buffers, out) }
+        } else {
+            // SAFETY: this module is compiled only when AVX2 is enabled for the whole build.
+            unsafe { self.kernel_avx2(targets, buffers, out) }
+        }
     }
 
     #[target_feature(enable = "avx2")]
-    fn kernel<T: AsRef<[u8]>>(
+    fn kernel_avx2<T: AsRef<[u8]>>(
+        &self,
+        targets: &[T],
+        buffers: &mut Buffers,
+        out: &mut [i32],
+    ) -> Vec<usize> {
+        // SAFETY: AVX2 is enabled in this function.
+        unsafe { self.kernel::<Avx2, T>(targets, buffers, out) }
+    }
+
+    #[target_feature(enable = "avx512bw")]
+    fn kernel_avx512<T: AsRef<[u8]>>(
+        &self,
+        targets: &[T],
+        buffers: &mut Buffers,
+        out: &mut [i32],
+    ) -> Vec<usize> {
+        // SAFETY: AVX-512BW is enabled in this function.
+        unsafe { self.kernel::<Avx512, T>(targets, buffers, out) }
+    }
+
+    /// The kernel on `V`'s lanes; inlined into an entry point that enables `V`'s set.
+    #[inline(always)]
+    unsafe fn kernel<V: ByteLanes, T: AsRef<[u8]>>(
         &self,
         targets: &[T],
         buffers: &mut Buffers,
@@ -120,18 +282,18 @@ impl Profile {
         order.sort_unstable_by_key(|&k| std::cmp::Reverse(targets[k].as_ref().len()));
         let mut queue = order.into_iter();
 
-        let zero = _mm256_setzero_si256();
         let Buffers { cells, residues } = buffers;
         cells.clear();
-        cells.resize(self.tables.len(), [zero; 2]);
+        cells.resize(self.tables.len(), [Block::default(); 2]);
         residues.clear();
-        residues.resize(MAX_CHUNK, [0; LANES]);
-        let mut lanes: [Option<Lane>; LANES] = [None; LANES];
-        let mut best = zero;
+        residues.resize(MAX_CHUNK, Block::default());
+        let mut lanes: [Option<Lane>; MAX_LANES] = [None; MAX_LANES];
+        let lanes = &mut lanes[..V::LANES];
+        let mut best = Block::default();
         let ceiling = self.ceiling();
         loop {
             // Refill lanes whose target ended; their first column starts from H = E = 0.
-            let mut reset = [0u8; LANES];
+            let mut reset = Block::default();
             let mut any_reset = false;
             for (k, lane) in lanes.iter_mut().enumerate() {
                 if lane.is_none() {
@@ -141,7 +303,7 @@ impl Profile {
                             position: 0,
                             len: targets[target].as_ref().len(),
                         });
-                        reset[k] = u8::MAX;
+                        reset.0[k] = u8::MAX;
                         any_reset = true;
                     }
                 }
@@ -159,89 +321,80 @@ impl Profile {
                 if let Some(lane) = lane {
                     let codes = &targets[lane.target].as_ref()[lane.position..][..chunk];
                     for (column, &code) in residues.iter_mut().zip(codes) {
-                        column[k] = code;
+                        column.0[k] = code;
                     }
                     lane.position += chunk;
                 }
             }
-            // SAFETY: both are 32 plain bytes.
-            let reset = unsafe { std::mem::transmute::<[u8; LANES], __m256i>(reset) };
+            let mut running = V::load(&best);
             let mut columns = residues[..chunk].iter();
             if any_reset {
                 let first = columns.next().expect("chunks are non-empty");
-                self.column::<true>(cells, first, reset, &mut best);
+                self.column::<V, true>(cells, first, V::load(&reset), &mut running);
             }
             let rest = columns.as_slice();
             let mut pairs = rest.chunks_exact(2);
             for pair in &mut pairs {
-                self.column_pair(cells, &pair[0], &pair[1], &mut best);
+                self.column_pair::<V>(cells, &pair[0], &pair[1], &mut running);
             }
             for column in pairs.remainder() {
-                self.column::<false>(cells, column, reset, &mut best);
+                self.column::<V, false>(cells, column, V::load(&reset), &mut running);
             }
             // Lanes whose target ended: read their best, then clear it for the next target.
-            // SAFETY: both are 32 plain bytes.
-            let mut bests = unsafe { std::mem::transmute::<__m256i, [u8; LANES]>(best) };
+            running.store(&mut best);
             for (k, slot) in lanes.iter_mut().enumerate() {
                 if let Some(lane) = *slot {
                     if lane.position == lane.len {
-                        let score = bests[k] as i32;
+                        let score = best.0[k] as i32;
                         out[lane.target] = score;
                         if score >= ceiling {
                             saturated.push(lane.target);
                         }
-                        bests[k] = 0;
+                        best.0[k] = 0;
                         *slot = None;
                     }
                 }
             }
-            // SAFETY: both are 32 plain bytes.
-            best = unsafe { std::mem::transmute::<[u8; LANES], __m256i>(bests) };
         }
         saturated
     }
 
     /// One target column for all lanes: `cells` goes from column `j - 1` to `j`, `best`
     /// takes the column's cells. With `RESET`, lanes set in `reset` start a new target.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn column<const RESET: bool>(
+    #[inline(always)]
+    unsafe fn column<V: ByteLanes, const RESET: bool>(
         &self,
-        cells: &mut [[__m256i; 2]],
-        residues: &[u8; LANES],
-        reset: __m256i,
-        best: &mut __m256i,
+        cells: &mut [[Block; 2]],
+        residues: &Block,
+        reset: V,
+        best: &mut V,
     ) {
-        // SAFETY: both are 32 plain bytes.
-        let residues = unsafe { std::mem::transmute::<[u8; LANES], __m256i>(*residues) };
+        let residues = V::load(residues);
         // Codes 0–15 index the first table (bit 7 clear), 16–20 the second; a set bit 7
         // makes `vpshufb` give 0, so the two lookups can be or-ed.
-        let index_low = _mm256_adds_epu8(residues, _mm256_set1_epi8(0x70));
-        let index_high = _mm256_sub_epi8(residues, _mm256_set1_epi8(16));
-        let bias = _mm256_set1_epi8(self.bias as i8);
-        let open_extend = _mm256_set1_epi8(self.open_extend as i8);
-        let extend = _mm256_set1_epi8(self.extend as i8);
-        let zero = _mm256_setzero_si256();
-        let mut diagonal = zero; // H(i - 1, j - 1)
-        let mut f = zero; // F(i, j)
+        let index_low = residues.adds(V::splat(0x70));
+        let index_high = residues.wrapping_sub(V::splat(16));
+        let bias = V::splat(self.bias);
+        let open_extend = V::splat(self.open_extend);
+        let extend = V::splat(self.extend);
+        let mut diagonal = V::splat(0); // H(i - 1, j - 1)
+        let mut f = V::splat(0); // F(i, j)
         let mut column_best = *best;
         for (cell, table) in cells.iter_mut().zip(&self.tables) {
-            let [mut left, mut e] = *cell;
+            let (mut left, mut e) = (V::load(&cell[0]), V::load(&cell[1]));
             if RESET {
-                left = _mm256_andnot_si256(reset, left);
-                e = _mm256_andnot_si256(reset, e);
+                left = reset.and_not(left);
+                e = reset.and_not(e);
             }
-            let score = _mm256_or_si256(
-                _mm256_shuffle_epi8(table[0], index_low),
-                _mm256_shuffle_epi8(table[1], index_high),
-            );
-            let mut h = _mm256_subs_epu8(_mm256_adds_epu8(diagonal, score), bias);
-            h = _mm256_max_epu8(h, e);
-            h = _mm256_max_epu8(h, f);
-            column_best = _mm256_max_epu8(column_best, h);
-            let gap = _mm256_subs_epu8(h, open_extend);
-            *cell = [h, _mm256_max_epu8(_mm256_subs_epu8(e, extend), gap)];
-            f = _mm256_max_epu8(_mm256_subs_epu8(f, extend), gap);
+            let score = V::load(&table[0])
+                .lookup(index_low)
+                .or(V::load(&table[1]).lookup(index_high));
+            let h = diagonal.adds(score).subs(bias).max(e).max(f);
+            column_best = column_best.max(h);
+            let gap = h.subs(open_extend);
+            h.store(&mut cell[0]);
+            e.subs(extend).max(gap).store(&mut cell[1]);
+            f = f.subs(extend).max(gap);
             diagonal = left;
         }
         *best = column_best;
@@ -249,64 +402,41 @@ impl Profile {
 
     /// Two target columns at once (no lane starting a target): H and E go through memory
     /// once per two columns.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn column_pair(
+    #[inline(always)]
+    unsafe fn column_pair<V: ByteLanes>(
         &self,
-        cells: &mut [[__m256i; 2]],
-        first: &[u8; LANES],
-        second: &[u8; LANES],
-        best: &mut __m256i,
+        cells: &mut [[Block; 2]],
+        first: &Block,
+        second: &Block,
+        best: &mut V,
     ) {
-        // SAFETY: both are 32 plain bytes.
-        let (first, second) = unsafe {
-            (
-                std::mem::transmute::<[u8; LANES], __m256i>(*first),
-                std::mem::transmute::<[u8; LANES], __m256i>(*second),
-            )
-        };
-        let sixteen = _mm256_set1_epi8(16);
-        let seventy = _mm256_set1_epi8(0x70);
-        let (low0, high0) = (
-            _mm256_adds_epu8(first, seventy),
-            _mm256_sub_epi8(first, sixteen),
-        );
-        let (low1, high1) = (
-            _mm256_adds_epu8(second, seventy),
-            _mm256_sub_epi8(second, sixteen),
-        );
-        let bias = _mm256_set1_epi8(self.bias as i8);
-        let open_extend = _mm256_set1_epi8(self.open_extend as i8);
-        let extend = _mm256_set1_epi8(self.extend as i8);
-        let zero = _mm256_setzero_si256();
-        let (mut diagonal0, mut diagonal1) = (zero, zero);
-        let (mut f0, mut f1) = (zero, zero);
+        let (first, second) = (V::load(first), V::load(second));
+        let (sixteen, seventy) = (V::splat(16), V::splat(0x70));
+        let (low0, high0) = (first.adds(seventy), first.wrapping_sub(sixteen));
+        let (low1, high1) = (second.adds(seventy), second.wrapping_sub(sixteen));
+        let bias = V::splat(self.bias);
+        let open_extend = V::splat(self.open_extend);
+        let extend = V::splat(self.extend);
+        let (mut diagonal0, mut diagonal1) = (V::splat(0), V::splat(0));
+        let (mut f0, mut f1) = (V::splat(0), V::splat(0));
         let mut column_best = *best;
         for (cell, table) in cells.iter_mut().zip(&self.tables) {
-            let [left, e0] = *cell;
-            let score0 = _mm256_or_si256(
-                _mm256_shuffle_epi8(table[0], low0),
-                _mm256_shuffle_epi8(table[1], high0),
-            );
-            let score1 = _mm256_or_si256(
-                _mm256_shuffle_epi8(table[0], low1),
-                _mm256_shuffle_epi8(table[1], high1),
-            );
-            let mut h0 = _mm256_subs_epu8(_mm256_adds_epu8(diagonal0, score0), bias);
-            h0 = _mm256_max_epu8(h0, e0);
-            h0 = _mm256_max_epu8(h0, f0);
-            let gap0 = _mm256_subs_epu8(h0, open_extend);
-            let e1 = _mm256_max_epu8(_mm256_subs_epu8(e0, extend), gap0);
-            f0 = _mm256_max_epu8(_mm256_subs_epu8(f0, extend), gap0);
+            let (left, e0) = (V::load(&cell[0]), V::load(&cell[1]));
+            let (t0, t1) = (V::load(&table[0]), V::load(&table[1]));
+            let score0 = t0.lookup(low0).or(t1.lookup(high0));
+            let score1 = t0.lookup(low1).or(t1.lookup(high1));
+            let h0 = diagonal0.adds(score0).subs(bias).max(e0).max(f0);
+            let gap0 = h0.subs(open_extend);
+            let e1 = e0.subs(extend).max(gap0);
+            f0 = f0.subs(extend).max(gap0);
             diagonal0 = left;
 
-            let mut h1 = _mm256_subs_epu8(_mm256_adds_epu8(diagonal1, score1), bias);
-            h1 = _mm256_max_epu8(h1, e1);
-            h1 = _mm256_max_epu8(h1, f1);
-            column_best = _mm256_max_epu8(column_best, _mm256_max_epu8(h0, h1));
-            let gap1 = _mm256_subs_epu8(h1, open_extend);
-            *cell = [h1, _mm256_max_epu8(_mm256_subs_epu8(e1, extend), gap1)];
-            f1 = _mm256_max_epu8(_mm256_subs_epu8(f1, extend), gap1);
+            let h1 = diagonal1.adds(score1).subs(bias).max(e1).max(f1);
+            column_best = column_best.max(h0.max(h1));
+            let gap1 = h1.subs(open_extend);
+            h1.store(&mut cell[0]);
+            e1.subs(extend).max(gap1).store(&mut cell[1]);
+            f1 = f1.subs(extend).max(gap1);
             diagonal1 = h0;
         }
         *best = column_best;

@@ -454,21 +454,28 @@ fn huge_gap_costs_trace_back_in_i64() {
     check_bands(&pssm, &target, gaps, &mut Scratch::new());
 }
 
-/// `score_batch` against `scalar_score`, target by target.
+/// `score_batch` against `scalar_score`, target by target, on the kernel this CPU picks and
+/// on the AVX2 one.
 fn check_batch(pssm: &Pssm, targets: &[Vec<u8>], gaps: GapCosts, scratch: &mut Scratch) {
     let profile = QueryProfile::new(pssm, gaps);
-    let scores = profile.score_batch(targets, scratch);
-    assert_eq!(scores.len(), targets.len());
-    for (k, (target, &score)) in targets.iter().zip(&scores).enumerate() {
-        let reference = scalar_score(pssm, target, gaps).map_or(0, |s| s.score);
-        assert_eq!(
-            score,
-            reference,
-            "target {k} of {}: m {} n {} {gaps:?}",
-            targets.len(),
-            pssm.len(),
-            target.len()
-        );
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    let profiles = [profile.clone(), profile.with_avx2_batch_kernel()];
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+    let profiles = [profile];
+    for (kernel, profile) in profiles.iter().enumerate() {
+        let scores = profile.score_batch(targets, scratch);
+        assert_eq!(scores.len(), targets.len());
+        for (k, (target, &score)) in targets.iter().zip(&scores).enumerate() {
+            let reference = scalar_score(pssm, target, gaps).map_or(0, |s| s.score);
+            assert_eq!(
+                score,
+                reference,
+                "kernel {kernel}, target {k} of {}: m {} n {} {gaps:?}",
+                targets.len(),
+                pssm.len(),
+                target.len()
+            );
+        }
     }
 }
 
@@ -484,7 +491,8 @@ fn batches_match_the_scalar_reference() {
             1 => rng.pssm(m, -8, 6),
             _ => rng.pssm(m, -128, 127),
         };
-        let size = [1, 31, 32, 33, 100][round % 5];
+        // Around the 32 and 64 lanes of the two kernels.
+        let size = [1, 31, 32, 33, 63, 64, 65, 100][round % 8];
         let targets: Vec<Vec<u8>> = (0..size)
             .map(|k| match k % 7 {
                 // Homologs (some beyond the byte range), an empty target, random ones.
