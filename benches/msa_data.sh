@@ -23,7 +23,7 @@
 #     shuffled_1..shuffled_3. QUERY_SEED=N draws them with random.Random(N) (shuffles with
 #     1000 N + i) into $WORK/queries_seedN.fasta instead: a query set no setting was tuned on.
 #  6. With SUBSET=N: $WORK/db_subsetN.fasta = the 30 queries' own entries plus N other entries
-#     drawn with random.Random(6), in database order.
+#     drawn with random.Random(6), in database order (db_subsetN_seedM.fasta for QUERY_SEED=M).
 #
 # Then: python3 benches/msa_vs_reference.py --db-fasta $WORK/db.fasta --queries $WORK/queries.fasta
 set -euo pipefail
@@ -182,7 +182,8 @@ print(f"[msa_data] {queries_path}: {len(queries)} queries "
 
 if subset:
     n = int(subset)
-    sub_path = os.path.join(work, f"db_subset{n}.fasta")
+    sub_path = os.path.join(
+        work, f"db_subset{n}.fasta" if query_seed == 6 else f"db_subset{n}_seed{query_seed}.fasta")
     if not os.path.exists(sub_path):
         own = {name for name, _ in queries if name in by_acc}
         others = [a for a in by_acc if a not in own]

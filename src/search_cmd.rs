@@ -34,7 +34,7 @@ pub struct SearchArgs {
     /// Report hits up to this E-value.
     #[arg(long, default_value_t = 0.1)]
     evalue: f64,
-    /// Include hits up to this E-value in the next iteration's profile (MMseqs2's
+    /// Include hits up to this E-value in the next iteration's profile (MMseqs2 14's
     /// --e-profile default).
     #[arg(long, default_value_t = 0.1)]
     inclusion_evalue: f64,

@@ -1,6 +1,6 @@
 //! The query profile of an iterative search (PSI-BLAST's recipe): position-based sequence
-//! weights, BLOSUM62 pseudocounts mixed by the alignment's diversity, log-odds scores with
-//! BLOSUM62's λ.
+//! weights, BLOSUM62 pseudocounts mixed by the alignment's diversity, capped by HMMER's
+//! entropy weighting, log-odds scores with BLOSUM62's λ.
 
 use crate::alphabet::{ALPHABET_SIZE, X};
 use crate::matrix::{blosum62_target_frequencies, Pssm, BACKGROUND, BLOSUM62_LAMBDA_UNGAPPED};
@@ -118,6 +118,12 @@ fn entropy_weighted(columns: &[Column], alpha: f64) -> f64 {
     };
     if mean_entropy(alpha) <= ENTROPY_TARGET {
         return alpha;
+    }
+    // Unlike HMMER's prior, the pseudocounts alone can hold more than the target: BLOSUM62's
+    // substitutions from one residue carry 0.2 (M) to 1.8 (W) bits, 0.58 on average over
+    // the background. A shallow or conserved alignment then keeps no data weight.
+    if mean_entropy(0.0) >= ENTROPY_TARGET {
+        return 0.0;
     }
     // The entropy grows with the data weight: at 0 the profile is the pseudocounts alone.
     let (mut lo, mut hi) = (0.0, alpha);
@@ -245,9 +251,15 @@ mod tests {
         assert!(mean(40.0) > ENTROPY_TARGET);
         let capped = entropy_weighted(&columns, 40.0);
         assert!(capped < 40.0 && (mean(capped) - ENTROPY_TARGET).abs() < 1e-6);
-        // Pseudocounts alone are below it and stay as they are.
+        // Pseudocounts alone are below it for these residues; the weight 0 stays.
         assert!(mean(0.0) < ENTROPY_TARGET);
         assert_eq!(entropy_weighted(&columns, 0.0), 0.0);
+        // Conserved W, P, G and C columns are above it on pseudocounts alone: weight 0.
+        let rare = encode(b"WPGCWPGC").unwrap();
+        let columns: Vec<Column> = (0..rare.len())
+            .map(|i| Column::new(&[&rare[..]], &[1.0], i, &target))
+            .collect();
+        assert_eq!(entropy_weighted(&columns, 40.0), 0.0);
     }
 
     #[test]

@@ -249,8 +249,9 @@ pub fn softmax_row(row: &mut [f32]) {
     row.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// The softmax of `row + biases` without its final scaling: adds the biases present (a
-/// pair bias, a key mask's bias), replaces every element by `e^(x - max)` and returns the
+/// The softmax of `row + biases` without its final scaling: adds the biases present (in
+/// order; attention passes a key mask's bias, then a pair bias), replaces every element by
+/// `e^(x - max)` and returns the
 /// scale, `1 / sum` (0 for a row whose maximum is -inf, which becomes all zeros). Attention
 /// folds that scale into its much narrower output, two passes over the logits instead of
 /// four. Attention spends about as long here as in its GEMMs (one `exp` per logit), so
@@ -276,6 +277,8 @@ fn softmax_row_unscaled_portable(row: &mut [f32], biases: [Option<&[f32]>; 2]) -
         [None, None] => reduce::max(row),
         [Some(b), None] | [None, Some(b)] => reduce::add_max(row, b),
         [Some(b), Some(c)] => {
+            // Both (a partly masked row with a pair bias): one pass more.
+            assert_eq!(row.len(), b.len(), "softmax bias length");
             row.iter_mut().zip(b).for_each(|(x, b)| *x += b);
             reduce::add_max(row, c)
         }

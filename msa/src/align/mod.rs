@@ -16,7 +16,8 @@
 //!   kernel (SWIPE: 64 targets in the `u8` lanes of AVX-512BW, 32 with AVX2 only, lanes
 //!   refilled as their targets end), targets near the byte ceiling rescored as above, so
 //!   again exact. On AVX-512, about 8× the striped kernel's cell rate on a 300-residue query
-//!   (51 GCUPS per core), 20× on a 60-residue one; AVX2 alone gives about half that.
+//!   (51 GCUPS per core), 20× on a 60-residue one (35 GCUPS); the AVX2 kernel on the same
+//!   CPU gives 27 and 22.
 //!   [`QueryProfile::score_batch_capped`] skips that rescoring when only scores below a cap
 //!   need to be exact.
 //! - [`QueryProfile::align`] / [`align`]: the alignment itself, for the hits only: an anchored
