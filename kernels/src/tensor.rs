@@ -2,6 +2,16 @@
 
 use rayon::prelude::*;
 use std::fmt;
+use std::mem::MaybeUninit;
+
+/// `chunk` as the floats it holds.
+///
+/// # Safety
+/// Every element of `chunk` must be initialised.
+unsafe fn assume_init(chunk: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout and the caller vouches for the values.
+    unsafe { std::slice::from_raw_parts_mut(chunk.as_mut_ptr().cast::<f32>(), chunk.len()) }
+}
 
 /// Elements per parallel task in element-wise loops, copies and zeroing.
 pub const PAR_BLOCK: usize = 1 << 14;
@@ -78,22 +88,35 @@ impl Tensor {
         block: usize,
         f: impl Fn(usize, &mut [f32]) + Sync + Send,
     ) -> Self {
+        // SAFETY: each block is zeroed whole before `f` sees it.
+        unsafe {
+            Self::par_blocks_uninit(shape, block, |i, chunk| {
+                chunk.iter_mut().for_each(|x| {
+                    x.write(0.0);
+                });
+                f(i, assume_init(chunk));
+            })
+        }
+    }
+
+    /// [`Tensor::par_blocks`] without the zeroing, for outputs a kernel writes whole (a GEMM
+    /// that overwrites its destination, bias rows): `f(block_index, block)` gets the block
+    /// uninitialised.
+    ///
+    /// # Safety
+    /// `f` must initialise every element of its block.
+    pub unsafe fn par_blocks_uninit(
+        shape: &[usize],
+        block: usize,
+        f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+    ) -> Self {
         let n: usize = shape.iter().product();
         let mut data = Vec::<f32>::with_capacity(n);
         data.spare_capacity_mut()[..n]
             .par_chunks_mut(block.max(1))
             .enumerate()
-            .for_each(|(i, chunk)| {
-                chunk.iter_mut().for_each(|x| {
-                    x.write(0.0);
-                });
-                // SAFETY: every element of `chunk` was initialised just above.
-                let chunk = unsafe {
-                    std::slice::from_raw_parts_mut(chunk.as_mut_ptr().cast::<f32>(), chunk.len())
-                };
-                f(i, chunk);
-            });
-        // SAFETY: the blocks above cover all `n` elements and initialised each one.
+            .for_each(|(i, chunk)| f(i, chunk));
+        // SAFETY: the blocks cover all `n` elements and the caller's `f` initialised each.
         unsafe { data.set_len(n) };
         Self {
             shape: shape.to_vec(),

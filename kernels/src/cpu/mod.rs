@@ -12,6 +12,7 @@ use crate::{exp, reduce, Tensor};
 use crate::{gelu, relu, sigmoid};
 use gemm::Parallelism;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// The CPU backend. Threads come from rayon's global pool.
 #[derive(Clone, Copy, Debug, Default)]
@@ -30,6 +31,42 @@ fn gemm_strided(
     n: usize,
     k: usize,
     dst: &mut [f32],
+    lhs: &[f32],
+    lhs_strides: (isize, isize),
+    rhs: &[f32],
+    rhs_strides: (isize, isize),
+    accumulate: bool,
+    par: Parallelism,
+) {
+    let (dst, len) = (dst.as_mut_ptr().cast::<MaybeUninit<f32>>(), dst.len());
+    // SAFETY: `dst` is `len` initialised floats.
+    unsafe {
+        gemm_into(
+            m,
+            n,
+            k,
+            std::slice::from_raw_parts_mut(dst, len),
+            lhs,
+            lhs_strides,
+            rhs,
+            rhs_strides,
+            accumulate,
+            par,
+        )
+    }
+}
+
+/// [`gemm_strided`] into a destination that may be uninitialised when `accumulate` is off:
+/// the gemm crate then writes all `m * n` elements without reading them.
+///
+/// # Safety
+/// With `accumulate` on, `dst`'s first `m * n` elements must be initialised.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_into(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [MaybeUninit<f32>],
     lhs: &[f32],
     (lhs_rs, lhs_cs): (isize, isize),
     rhs: &[f32],
@@ -63,7 +100,7 @@ fn gemm_strided(
             n,
             m,
             k,
-            dst.as_mut_ptr(),
+            dst.as_mut_ptr().cast::<f32>(),
             n as isize,
             1,
             accumulate,
@@ -120,32 +157,39 @@ impl Backend for CpuBackend {
         }
         // Row blocks in parallel, each a single-threaded gemm that packs the weight once
         // for LINEAR_ROWS rows (blocks of 64 rows re-packed a 256 x 1024 weight 16x as often
-        // as they used it), into an output the same task initialises (bias rows or zeros).
+        // as they used it), into an output the same task writes whole: bias rows and an
+        // accumulating GEMM, or a GEMM that overwrites (no zeroing pass first).
         let (xd, wd) = (x.data(), w.data());
         let m = x.rows();
         let rows_per_task = m
             .div_ceil(2 * rayon::current_num_threads())
             .clamp(ROWS_PER_TASK, LINEAR_ROWS);
-        Tensor::par_blocks(&shape, rows_per_task * n_out, |blk, dst| {
-            let r0 = blk * rows_per_task;
-            let rows = dst.len() / n_out;
-            if let Some(b) = b {
-                dst.chunks_mut(n_out)
-                    .for_each(|r| r.copy_from_slice(b.data()));
-            }
-            gemm_strided(
-                rows,
-                n_out,
-                k,
-                dst,
-                &xd[r0 * k..(r0 + rows) * k],
-                (k as isize, 1),
-                wd,
-                (1, k as isize),
-                b.is_some(),
-                Parallelism::None,
-            );
-        })
+        // SAFETY: every block is written whole, as said above.
+        unsafe {
+            Tensor::par_blocks_uninit(&shape, rows_per_task * n_out, |blk, dst| {
+                let r0 = blk * rows_per_task;
+                let rows = dst.len() / n_out;
+                if let Some(b) = b {
+                    for row in dst.chunks_mut(n_out) {
+                        row.iter_mut().zip(b.data()).for_each(|(d, v)| {
+                            d.write(*v);
+                        });
+                    }
+                }
+                gemm_into(
+                    rows,
+                    n_out,
+                    k,
+                    dst,
+                    &xd[r0 * k..(r0 + rows) * k],
+                    (k as isize, 1),
+                    wd,
+                    (1, k as isize),
+                    b.is_some(),
+                    Parallelism::None,
+                );
+            })
+        }
     }
 
     fn batched_matmul(&self, a: MatView<'_>, b: MatView<'_>) -> Tensor {
