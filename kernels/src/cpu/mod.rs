@@ -295,11 +295,11 @@ pub fn softmax_row(row: &mut [f32]) {
 
 /// The softmax of `row + biases` without its final scaling: adds the biases present (in
 /// order; attention passes a key mask's bias, then a pair bias), replaces every element by
-/// `e^(x - max)` and returns the
-/// scale, `1 / sum` (0 for a row whose maximum is -inf, which becomes all zeros). Attention
-/// folds that scale into its much narrower output, two passes over the logits instead of
-/// four. Attention spends about as long here as in its GEMMs (one `exp` per logit), so
-/// AVX-512 CPUs get a 16-wide copy of the loop.
+/// `e^(x - max)` and returns the scale, `1 / sum` (0 for a row whose maximum is -inf, which
+/// becomes all zeros). Attention folds that scale into its much narrower output: two passes
+/// over the logits instead of four (three with both biases). Attention spends about as long
+/// here as in its GEMMs (one `exp` per logit), so AVX-512 CPUs get a 16-wide copy of the
+/// loop.
 pub(crate) fn softmax_row_unscaled(row: &mut [f32], biases: [Option<&[f32]>; 2]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
