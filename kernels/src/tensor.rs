@@ -74,9 +74,14 @@ impl Tensor {
             "par_copy_of: {shape:?} from {} values",
             src.len()
         );
-        Self::par_blocks(shape, PAR_BLOCK, |i, d| {
-            d.copy_from_slice(&src[i * PAR_BLOCK..][..d.len()])
-        })
+        // SAFETY: each block is written whole from `src`, which has exactly `n` values.
+        unsafe {
+            Self::par_blocks_uninit(shape, PAR_BLOCK, |i, d| {
+                for (d, s) in d.iter_mut().zip(&src[i * PAR_BLOCK..]) {
+                    d.write(*s);
+                }
+            })
+        }
     }
 
     /// A tensor of `shape` built in parallel blocks of `block` elements: each block is
