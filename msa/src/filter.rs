@@ -54,10 +54,17 @@ impl DiversityFilter {
 /// Identical residues over the columns both rows cover; 0 when they share none.
 fn identity(a: &[u8], b: &[u8]) -> f64 {
     let (mut same, mut both) = (0u32, 0u32);
-    for (&x, &y) in a.iter().zip(b) {
-        let covered = (x != GAP) & (y != GAP);
-        both += covered as u32;
-        same += (covered & (x == y)) as u32;
+    // Byte counters over blocks of at most 255 columns vectorise across whole registers
+    // (this comparison is most of the filter's time).
+    for (a, b) in a.chunks(255).zip(b.chunks(255)) {
+        let (mut block_same, mut block_both) = (0u8, 0u8);
+        for (&x, &y) in a.iter().zip(b) {
+            let covered = (x != GAP) & (y != GAP);
+            block_both += covered as u8;
+            block_same += (covered & (x == y)) as u8;
+        }
+        both += block_both as u32;
+        same += block_same as u32;
     }
     if both == 0 {
         0.0
