@@ -30,18 +30,18 @@ impl DiversityFilter {
     pub fn keep(&self, query: &[u8], rows: &[Vec<u8>]) -> Vec<usize> {
         let m = query.len().max(1) as f64;
         let covered: Vec<usize> = (0..rows.len())
-            .filter(|&r| cover(&rows[r]) as f64 / m >= self.min_coverage)
+            .filter(|&r| Row::new(&rows[r]).cover as f64 / m >= self.min_coverage)
             .collect();
         if covered.len() <= self.min_enable {
             return covered;
         }
-        let mut kept: Vec<(&[u8], usize)> = vec![(query, cover(query))];
+        let mut kept: Vec<Row> = vec![Row::new(query)];
         let mut indices = Vec::new();
         for r in covered {
-            let row = (&rows[r][..], cover(&rows[r]));
+            let row = Row::new(&rows[r]);
             if kept
                 .iter()
-                .all(|&k| !more_identical_than(k, row, self.max_seq_id))
+                .all(|k| !k.more_identical_than(&row, self.max_seq_id))
             {
                 kept.push(row);
                 indices.push(r);
@@ -51,40 +51,61 @@ impl DiversityFilter {
     }
 }
 
-/// Columns a row covers.
-fn cover(row: &[u8]) -> usize {
-    row.iter().filter(|&&c| c != GAP).count()
-}
-
 /// Columns compared per block: byte counters, and a block is the unit of the early exit.
 const BLOCK: usize = 64;
 
-/// Whether rows `a` and `b` (with their [`cover`] counts) are more than `max_id` identical
-/// over the columns both cover (never when they share none). Exact, but most pairs are
-/// decided after a block or two: once the mismatches seen reach `1 - max_id` of the most
-/// columns the two could share (plus one, against rounding), the identity can only end
-/// below `max_id`.
-fn more_identical_than(
-    (a, cover_a): (&[u8], usize),
-    (b, cover_b): (&[u8], usize),
-    max_id: f64,
-) -> bool {
-    let decided = (1.0 - max_id) * cover_a.min(cover_b) as f64 + 1.0;
-    let (mut same, mut both) = (0u32, 0u32);
-    for (a, b) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
-        let (mut block_same, mut block_both) = (0u8, 0u8);
-        for (&x, &y) in a.iter().zip(b) {
-            let covered = (x != GAP) & (y != GAP);
-            block_both += covered as u8;
-            block_same += (covered & (x == y)) as u8;
-        }
-        both += block_both as u32;
-        same += block_same as u32;
-        if (both - same) as f64 >= decided {
-            return false;
+/// An MSA row in query coordinates with what the comparison's shortcuts need.
+struct Row<'a> {
+    codes: &'a [u8],
+    /// Columns covered.
+    cover: usize,
+    /// From the first covered column to past the last (empty when none is).
+    span: std::ops::Range<usize>,
+}
+
+impl<'a> Row<'a> {
+    fn new(codes: &'a [u8]) -> Row<'a> {
+        let first = codes.iter().position(|&c| c != GAP);
+        let span = match first {
+            Some(first) => first..codes.iter().rposition(|&c| c != GAP).map_or(0, |l| l + 1),
+            None => 0..0,
+        };
+        Row {
+            codes,
+            cover: codes.iter().filter(|&&c| c != GAP).count(),
+            span,
         }
     }
-    both > 0 && same as f64 / both as f64 > max_id
+
+    /// Whether the two rows are more than `max_id` identical over the columns both cover
+    /// (never when they share none). Exact, but most pairs are decided early: only the
+    /// overlap of their spans is read, and once the mismatches seen reach `1 - max_id` of
+    /// the most columns the two could share (plus one, against rounding), the identity can
+    /// only end below `max_id`.
+    fn more_identical_than(&self, other: &Row, max_id: f64) -> bool {
+        let start = self.span.start.max(other.span.start);
+        let end = self.span.end.min(other.span.end);
+        if start >= end {
+            return false;
+        }
+        let decided = (1.0 - max_id) * self.cover.min(other.cover) as f64 + 1.0;
+        let (a, b) = (&self.codes[start..end], &other.codes[start..end]);
+        let (mut same, mut both) = (0u32, 0u32);
+        for (a, b) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+            let (mut block_same, mut block_both) = (0u8, 0u8);
+            for (&x, &y) in a.iter().zip(b) {
+                let covered = (x != GAP) & (y != GAP);
+                block_both += covered as u8;
+                block_same += (covered & (x == y)) as u8;
+            }
+            both += block_both as u32;
+            same += block_same as u32;
+            if (both - same) as f64 >= decided {
+                return false;
+            }
+        }
+        both > 0 && same as f64 / both as f64 > max_id
+    }
 }
 
 #[cfg(test)]
@@ -128,14 +149,24 @@ mod tests {
         };
         for case in 0..2000 {
             let len = 1 + next(400) as usize;
+            // Gapped ends and gaps inside, so spans overlap partly or not at all.
+            let (lead, tail) = (next(len as u64) as usize, next(len as u64) as usize);
             let a: Vec<u8> = (0..len)
-                .map(|_| if next(5) == 0 { GAP } else { next(20) as u8 })
+                .map(|i| {
+                    if i < lead / 2 || i >= len - tail / 2 || next(5) == 0 {
+                        GAP
+                    } else {
+                        next(20) as u8
+                    }
+                })
                 .collect();
             // b copies a except at a per-case mutation rate (0 to 15 %) and its own gaps.
             let rate = next(16);
             let b: Vec<u8> = a
                 .iter()
-                .map(|&x| match next(100) {
+                .enumerate()
+                .map(|(i, &x)| match next(100) {
+                    _ if i < tail / 3 => GAP,
                     r if r < rate => next(20) as u8,
                     r if r < rate + 3 => GAP,
                     _ => x,
@@ -150,7 +181,7 @@ mod tests {
             }
             for max_id in [0.9, 0.95, 0.99] {
                 let full = both > 0 && same as f64 / both as f64 > max_id;
-                let fast = more_identical_than((&a, cover(&a)), (&b, cover(&b)), max_id);
+                let fast = Row::new(&a).more_identical_than(&Row::new(&b), max_id);
                 assert_eq!(
                     fast, full,
                     "case {case}, identity {same}/{both}, max {max_id}"
