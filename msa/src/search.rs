@@ -168,11 +168,30 @@ pub fn search(
         for batch in batches(&active, &thresholds, &slots) {
             let pssms: Vec<&Pssm> = batch.iter().map(|&q| &profiles[q]).collect();
             let batch_thresholds: Vec<i32> = batch.iter().map(|&q| thresholds[q].0).collect();
+            let last = iteration + 1 == iterations;
+            // The last profile shapes nothing after it: hits already far beyond any threshold
+            // keep their alignments, and their candidate places go to new targets (a large
+            // superfamily otherwise fills them with its known members again).
+            let skip: Vec<Vec<u32>> = batch
+                .iter()
+                .map(|&q| {
+                    if last {
+                        settled(&results[q].hits)
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect();
             progress.pass(iteration + 1, batch.len(), db.len());
             let started = Instant::now();
-            let candidates = prefilter(db, &pssms, &batch_thresholds, &prefilter_params, &|n| {
-                progress.scanned(n)
-            });
+            let candidates = prefilter(
+                db,
+                &pssms,
+                &batch_thresholds,
+                &skip,
+                &prefilter_params,
+                &|n| progress.scanned(n),
+            );
             let prefilter_seconds = started.elapsed().as_secs_f64();
             let started = Instant::now();
             let mut summary = PassSummary {
@@ -183,7 +202,6 @@ pub fn search(
                 prefilter_seconds,
                 align_seconds: 0.0,
             };
-            let last = iteration + 1 == iterations;
             for (&q, candidates) in batch.iter().zip(candidates) {
                 let targets: Vec<u32> = candidates.iter().map(|c| c.target).collect();
                 let space = ka.search_space(queries[q].codes.len(), db.total_residues(), db.len());
@@ -278,6 +296,20 @@ pub fn search(
         result.hits.truncate(params.max_seqs);
     }
     results
+}
+
+/// E-value below which a hit is settled: the last iteration does not align it again.
+const SETTLED_EVALUE: f64 = 1e-10;
+
+/// Targets of the settled hits, sorted.
+fn settled(hits: &[Hit]) -> Vec<u32> {
+    let mut targets: Vec<u32> = hits
+        .iter()
+        .filter(|h| h.evalue <= SETTLED_EVALUE)
+        .map(|h| h.target)
+        .collect();
+    targets.sort_unstable();
+    targets
 }
 
 /// The lowest k-mer threshold (from `base` up) at which `profile` seeds no more than

@@ -182,3 +182,40 @@ fn ambiguous_residues_never_seed_but_align() {
         "the X-masked copy was missed"
     );
 }
+
+/// Skipped targets take no candidate place: with a cap of 2 and the two strongest homologs
+/// skipped, the next two come through (the last iteration's settled hits rely on this).
+#[test]
+fn skipped_targets_free_their_candidate_places() {
+    use ferrofold_msa::prefilter::{prefilter, PrefilterParams};
+    let mut rng = Rng(7);
+    let query = rng.protein(200);
+    let mut seqs: Vec<Vec<u8>> = (0..500).map(|_| rng.protein(200)).collect();
+    // Homologs in decreasing identity at targets 0..4.
+    for (at, identity) in [0.95, 0.9, 0.85, 0.8].into_iter().enumerate() {
+        seqs[at] = rng.mutate(&query, identity, 0);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path(), &seqs);
+    let pssm = Pssm::from_sequence(&query);
+    let base = SearchParams::default().prefilter();
+    let params = PrefilterParams {
+        max_candidates: 2,
+        ..base
+    };
+    let run = |skip: Vec<u32>| -> Vec<u32> {
+        let found = prefilter(
+            &db,
+            &[&pssm],
+            &[base.kmer_threshold],
+            &[skip],
+            &params,
+            &|_| {},
+        );
+        let mut targets: Vec<u32> = found[0].iter().map(|c| c.target).collect();
+        targets.sort_unstable();
+        targets
+    };
+    assert_eq!(run(Vec::new()), vec![0, 1]);
+    assert_eq!(run(vec![0, 1]), vec![2, 3]);
+}

@@ -31,19 +31,20 @@ pub struct PrefilterParams {
 const TARGETS_PER_TASK: usize = 4096;
 
 /// Candidates per query of the batch, the most significant first (ungapped score corrected
-/// for the target's length); `thresholds[q]` is query `q`'s k-mer score threshold.
-/// `progress` receives the number of targets scanned as tasks finish.
+/// for the target's length); `thresholds[q]` is query `q`'s k-mer score threshold, and the
+/// targets in `skip[q]` (sorted) are left out before the cap, so they take no candidate's
+/// place. `progress` receives the number of targets scanned as tasks finish.
 pub fn prefilter(
     db: &Database,
     queries: &[&Pssm],
     thresholds: &[i32],
+    skip: &[Vec<u32>],
     params: &PrefilterParams,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Vec<Vec<Candidate>> {
-    assert_eq!(
-        queries.len(),
-        thresholds.len(),
-        "one k-mer threshold per query"
+    assert!(
+        thresholds.len() == queries.len() && skip.len() == queries.len(),
+        "one k-mer threshold and one skip list per query"
     );
     let layout = SlotLayout::new(queries, db.max_length());
     let table = SeedTable::build(queries, thresholds, |q, pos| {
@@ -81,10 +82,13 @@ pub fn prefilter(
         let len = db.sequence(c.target as usize).len() as f64;
         BLOSUM62_LAMBDA_UNGAPPED * c.ungapped as f64 - len.ln()
     };
-    for candidates in &mut per_query {
+    for (candidates, skip) in per_query.iter_mut().zip(skip) {
         // Keys computed once: a logarithm per comparison showed in profiles.
-        let mut keyed: Vec<(f64, Candidate)> =
-            candidates.iter().map(|c| (significance(c), *c)).collect();
+        let mut keyed: Vec<(f64, Candidate)> = candidates
+            .iter()
+            .filter(|c| skip.binary_search(&c.target).is_err())
+            .map(|c| (significance(c), *c))
+            .collect();
         keyed.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.target.cmp(&b.1.target)));
         *candidates = keyed
             .into_iter()
