@@ -1,7 +1,7 @@
 //! The iterative search: prefilter, gapped alignment with E-values, then a profile of the
 //! hits for the next iteration (PSI-BLAST / MMseqs2 `--num-iterations`). Hits of earlier
 //! iterations stay in the result unless a later one reports them again; the last iteration
-//! does not align the hits already settled (E ≤ [`SETTLED_EVALUE`]) again.
+//! does not align the hits already settled (E ≤ 1e-10, `SETTLED_EVALUE`) again.
 
 use std::collections::HashSet;
 use std::time::Instant;

@@ -26,7 +26,7 @@
 //!
 //! Positions are 0-based and ends are inclusive: `query_end`/`target_end` name the last aligned
 //! cell. Ties between equal maximal cells go to the first in target order, then query order.
-//! Residue codes must be below [`ALPHABET_SIZE`](crate::alphabet::ALPHABET_SIZE) (a larger
+//! Residue codes must be below [`ALPHABET_SIZE`] (a larger
 //! code panics).
 
 #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
