@@ -29,19 +29,21 @@ impl DiversityFilter {
     /// Indices of the rows kept (in query coordinates, best first), the query excluded.
     pub fn keep(&self, query: &[u8], rows: &[Vec<u8>]) -> Vec<usize> {
         let m = query.len().max(1) as f64;
+        let rows: Vec<Row> = rows.iter().map(|r| Row::new(r)).collect();
         let covered: Vec<usize> = (0..rows.len())
-            .filter(|&r| Row::new(&rows[r]).cover as f64 / m >= self.min_coverage)
+            .filter(|&r| rows[r].cover as f64 / m >= self.min_coverage)
             .collect();
         if covered.len() <= self.min_enable {
             return covered;
         }
-        let mut kept: Vec<Row> = vec![Row::new(query)];
+        let query = Row::new(query);
+        let mut kept: Vec<&Row> = vec![&query];
         let mut indices = Vec::new();
         for r in covered {
-            let row = Row::new(&rows[r]);
+            let row = &rows[r];
             if kept
                 .iter()
-                .all(|k| !k.more_identical_than(&row, self.max_seq_id))
+                .all(|k| !k.more_identical_than(row, self.max_seq_id))
             {
                 kept.push(row);
                 indices.push(r);
