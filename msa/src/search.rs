@@ -417,7 +417,7 @@ impl Aligner<'_> {
                 let target = self.db.sequence(t as usize);
                 let alignment = self
                     .profile
-                    .align_scoring_at_least(target, scratch, score)
+                    .align_batch_hit(target, scratch, score)
                     .ok()
                     .flatten()?;
                 let identity = alignment.identities(self.query, target) as f64

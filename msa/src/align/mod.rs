@@ -22,7 +22,9 @@
 //!   need to be exact.
 //! - [`QueryProfile::align`] / [`align`]: the alignment itself, for the hits only: an anchored
 //!   reverse pass from the end cell finds the start (the score kernel on the reversed prefixes
-//!   with AVX2), then a traceback inside that rectangle.
+//!   with AVX2, stopped where it reaches the known score), then a traceback inside that
+//!   rectangle. [`QueryProfile::align_batch_hit`] also stops the forward pass where it
+//!   reaches the exact score the batch kernel gave.
 //!
 //! Positions are 0-based and ends are inclusive: `query_end`/`target_end` name the last aligned
 //! cell. Ties between equal maximal cells go to the first in target order, then query order.
@@ -294,23 +296,37 @@ impl QueryProfile {
         target: &[u8],
         scratch: &mut Scratch,
     ) -> Result<Option<Alignment>, TracebackTooLarge> {
-        self.align_scoring_at_least(target, scratch, 0)
+        let end = self.score(target, scratch);
+        self.align_ending_at(target, scratch, end)
     }
 
-    /// [`QueryProfile::align`] for a target known to score at least `lower_bound` (e.g. from
-    /// [`QueryProfile::score_batch_capped`]): a strong hit skips the byte-lane pass it would
-    /// saturate.
-    pub fn align_scoring_at_least(
+    /// [`QueryProfile::align`] for a target whose [`QueryProfile::score_batch_capped`] score
+    /// is `batch_score`: an exact one (below the batch kernel's byte ceiling) ends the scan
+    /// for the end cell where the score is reached, and a lower bound past the `i8` lanes
+    /// skips the byte-lane pass it would saturate.
+    pub fn align_batch_hit(
         &self,
         target: &[u8],
         scratch: &mut Scratch,
-        lower_bound: i32,
+        batch_score: i32,
     ) -> Result<Option<Alignment>, TracebackTooLarge> {
-        let end = if lower_bound >= i8::MAX as i32 {
+        let end = if batch_score > 0 && batch_score < self.exact_batch_scores_below() {
+            self.end_of(target, scratch, batch_score)
+        } else if batch_score >= i8::MAX as i32 {
             self.score_wide(target, scratch)
         } else {
             self.score(target, scratch)
         };
+        self.align_ending_at(target, scratch, end)
+    }
+
+    /// The alignment ending at `end`, the best local cell (`None`: no alignment).
+    fn align_ending_at(
+        &self,
+        target: &[u8],
+        scratch: &mut Scratch,
+        end: Option<LocalScore>,
+    ) -> Result<Option<Alignment>, TracebackTooLarge> {
         match end {
             Some(end) => {
                 let start = self.find_start(target, end, scratch);
@@ -319,14 +335,38 @@ impl QueryProfile {
             None => Ok(None),
         }
     }
+
+    /// Scores of [`QueryProfile::score_batch_capped`] below this are exact whatever the cap.
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    fn exact_batch_scores_below(&self) -> i32 {
+        self.batch.ceiling()
+    }
+
+    /// Without AVX2 every batch score is exact.
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+    fn exact_batch_scores_below(&self) -> i32 {
+        i32::MAX
+    }
+
+    /// The end cell of the best local alignment with `target`, known to score `score` (> 0).
+    fn end_of(&self, target: &[u8], scratch: &mut Scratch, score: i32) -> Option<LocalScore> {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+        if score < i16::MAX as i32 {
+            return self.striped.end_of(target, &mut scratch.buffers, score);
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+        let _ = scratch;
+        scalar_score(&self.pssm, target, self.gaps)
+    }
 }
 
 impl QueryProfile {
     /// Start cell (query, target) of an alignment of score `end.score` ending at `end`, the
     /// start nearest the end (in reverse target order, then reverse query order). With AVX2:
     /// the score kernel on the reversed prefixes (the reversed query's striped profile costs
-    /// O(query × alphabet), far less than the rectangle), whose best cell is that start; the
-    /// scalar anchored pass otherwise, or when the reversed score is not exact.
+    /// O(query × alphabet), far less than the rectangle), whose best cell is that start, the
+    /// scan stopping at the first column that reaches the score; the scalar anchored pass
+    /// otherwise, or when the reversed score is not exact.
     fn find_start(&self, target: &[u8], end: LocalScore, scratch: &mut Scratch) -> (usize, usize) {
         #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
         if end.score < i16::MAX as i32 {
@@ -342,12 +382,13 @@ impl QueryProfile {
             };
             let reversed_target: Vec<u8> =
                 target[..=end.target_end].iter().rev().copied().collect();
-            let profile = striped::Profile::new(&reversed, self.gaps);
-            let found = if end.score >= i8::MAX as i32 {
-                profile.score_wide(&reversed_target, &mut scratch.buffers)
-            } else {
-                profile.score(&reversed_target, &mut scratch.buffers)
-            };
+            let found = striped::end_of_known_score(
+                &reversed,
+                self.gaps,
+                &reversed_target,
+                &mut scratch.buffers,
+                end.score,
+            );
             if let Some(found) = found {
                 if found.score == end.score {
                     return (

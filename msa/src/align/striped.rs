@@ -5,6 +5,7 @@
 //! rerun in 16 `i16` lanes.
 
 use std::arch::x86_64::*;
+use std::borrow::Cow;
 
 use super::LocalScore;
 use crate::alphabet::ALPHABET_SIZE;
@@ -66,13 +67,15 @@ macro_rules! striped {
         }
 
         /// Best score (saturated at the lane maximum) and its end cell, first in target order
-        /// then query order; `len` (the query length) and `target` non-empty.
+        /// then query order; `len` (the query length) and `target` non-empty. Stops after the
+        /// first column whose best reaches `stop_at` (a score known to be the maximum).
         #[target_feature(enable = "avx2")]
         fn $kernel(
             profile: &Striped<$lane>,
             len: usize,
             target: &[u8],
             buffers: &mut Buffers,
+            stop_at: $lane,
         ) -> Option<LocalScore> {
             const LANES: usize = 32 / size_of::<$lane>();
             /// Shifts lanes up by one (lane `k` gets lane `k - 1`), lane 0 gets 0.
@@ -178,6 +181,9 @@ macro_rules! striped {
                     best_vector = $set1(best);
                     target_end = j;
                     best_column.copy_from_slice(h_store);
+                    if best >= stop_at {
+                        break;
+                    }
                 }
             }
             if best == 0 {
@@ -229,17 +235,75 @@ impl Profile {
     pub(super) fn score(&self, target: &[u8], buffers: &mut Buffers) -> Option<LocalScore> {
         // SAFETY: this module is compiled only when AVX2 is enabled for the whole build.
         unsafe {
-            let narrow = kernel_narrow(&self.narrow, self.len, target, buffers);
+            let narrow = kernel_narrow(&self.narrow, self.len, target, buffers, i8::MAX);
             if narrow.is_none_or(|s| s.score < i8::MAX as i32) {
                 return narrow;
             }
-            kernel_wide(&self.wide, self.len, target, buffers)
+            kernel_wide(&self.wide, self.len, target, buffers, i16::MAX)
         }
     }
 
     /// [`Profile::score`] in `i16` lanes only, for targets known to saturate `i8`.
     pub(super) fn score_wide(&self, target: &[u8], buffers: &mut Buffers) -> Option<LocalScore> {
         // SAFETY: this module is compiled only when AVX2 is enabled for the whole build.
-        unsafe { kernel_wide(&self.wide, self.len, target, buffers) }
+        unsafe { kernel_wide(&self.wide, self.len, target, buffers, i16::MAX) }
+    }
+
+    /// The end cell of the best local alignment with `target` when its score is known to be
+    /// `score` (in `1..i16::MAX`): the scan stops at the first column that reaches it.
+    pub(super) fn end_of(
+        &self,
+        target: &[u8],
+        buffers: &mut Buffers,
+        score: i32,
+    ) -> Option<LocalScore> {
+        end_at_score(
+            || Cow::Borrowed(&self.narrow),
+            || Cow::Borrowed(&self.wide),
+            self.len,
+            target,
+            buffers,
+            score,
+        )
+    }
+}
+
+/// [`Profile::end_of`] for a one-off query (e.g. a reversed prefix): only the lane width that
+/// holds `score` is built.
+pub(super) fn end_of_known_score(
+    pssm: &Pssm,
+    gaps: GapCosts,
+    target: &[u8],
+    buffers: &mut Buffers,
+    score: i32,
+) -> Option<LocalScore> {
+    end_at_score(
+        || Cow::Owned(build_narrow(pssm, gaps)),
+        || Cow::Owned(build_wide(pssm, gaps)),
+        pssm.len(),
+        target,
+        buffers,
+        score,
+    )
+}
+
+/// The kernel of the lane width that holds `score` (in `1..i16::MAX`), stopped where the
+/// score is reached; the profile of that width comes from `narrow` or `wide`.
+fn end_at_score<'p>(
+    narrow: impl FnOnce() -> Cow<'p, Striped<i8>>,
+    wide: impl FnOnce() -> Cow<'p, Striped<i16>>,
+    len: usize,
+    target: &[u8],
+    buffers: &mut Buffers,
+    score: i32,
+) -> Option<LocalScore> {
+    debug_assert!((1..i16::MAX as i32).contains(&score));
+    // SAFETY: this module is compiled only when AVX2 is enabled for the whole build.
+    unsafe {
+        if score < i8::MAX as i32 {
+            kernel_narrow(&narrow(), len, target, buffers, score as i8)
+        } else {
+            kernel_wide(&wide(), len, target, buffers, score as i16)
+        }
     }
 }

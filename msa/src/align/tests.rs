@@ -564,6 +564,51 @@ fn saturating_batches_are_rescored_exactly() {
 }
 
 #[test]
+fn batch_hits_align_as_the_full_passes_do() {
+    // Exact batch scores stop the forward and reverse passes early; capped ones are lower
+    // bounds: either way the alignment is `align`'s.
+    let mut rng = Rng(12);
+    let mut scratch = Scratch::new();
+    for round in 0..40 {
+        let m = 1 + rng.below(500);
+        let query = rng.sequence(m);
+        let pssm = if round % 3 == 2 {
+            rng.pssm(m, -8, 6)
+        } else {
+            Pssm::from_sequence(&query)
+        };
+        let targets: Vec<Vec<u8>> = (0..50)
+            .map(|k| {
+                if k % 2 == 0 {
+                    // Homologs inside random flanks: the end is far from the target's end.
+                    let flank = rng.below(300);
+                    let mut target = rng.sequence(flank);
+                    target.extend(rng.mutate(&query, 2 + k % 25));
+                    let flank = rng.below(300);
+                    target.extend(rng.sequence(flank));
+                    target
+                } else {
+                    let n = 1 + rng.below(600);
+                    rng.sequence(n)
+                }
+            })
+            .collect();
+        let gaps = GAP_VARIANTS[round % GAP_VARIANTS.len()];
+        let profile = QueryProfile::new(&pssm, gaps);
+        for cap in [1, 60, 200, i32::MAX] {
+            let scores = profile.score_batch_capped(&targets, &mut scratch, cap);
+            for (target, &score) in targets.iter().zip(&scores) {
+                let expected = profile.align(target, &mut scratch).unwrap();
+                let found = profile
+                    .align_batch_hit(target, &mut scratch, score)
+                    .unwrap();
+                assert_eq!(found, expected, "round {round}, cap {cap}, score {score}");
+            }
+        }
+    }
+}
+
+#[test]
 #[should_panic(expected = "outside the alphabet")]
 fn batch_residue_codes_are_checked() {
     let profile = QueryProfile::new(&Pssm::from_sequence(&[1, 2, 3]), BLOSUM62_GAPS);
