@@ -123,7 +123,8 @@ pub struct PassSummary {
     pub align_seconds: f64,
 }
 
-/// Most seeds in one batch's table (12 bytes each with the table's share of the offsets).
+/// Most seeds in one batch's table (8 bytes each while it is built; then at most 4 each
+/// beyond its fixed 25.6 MB of entries).
 const MAX_BATCH_SEEDS: usize = 48 << 20;
 /// Most queries per batch.
 const MAX_BATCH_QUERIES: usize = 256;

@@ -4,7 +4,7 @@
 
 use crate::matrix::Pssm;
 
-/// Seed length. 20^5 codes keep the table's offsets (12.8 MB) near the L3 cache while
+/// Seed length. 20^5 codes keep the table (25.6 MB of entries) near the L3 cache while
 /// random seed hits stay below one per database residue for a batch of dozens of queries.
 pub const K: usize = 5;
 /// Number of distinct k-mer codes over the 20 amino acids.
@@ -12,18 +12,49 @@ pub const CODES: usize = 20usize.pow(K as u32);
 /// Most k-mers taken for one query window: bounds the table for flat profiles.
 const MAX_PER_WINDOW: usize = 4096;
 
-/// Seeds of all queries of a batch, grouped by k-mer code (compressed rows).
+/// One k-mer code's seeds: up to two inline (unused words [`Entry::UNUSED`]), more as
+/// `OVERFLOW | start` and the count of a run in the table's overflow array. Most database
+/// windows match at most two seeds, so the scan's one random read per window (8 bytes, one
+/// cache line) usually holds all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(8))]
+pub struct Entry([u32; 2]);
+
+impl Entry {
+    const UNUSED: u32 = u32::MAX;
+    const OVERFLOW: u32 = 1 << 31;
+    /// No seeds.
+    pub const EMPTY: Entry = Entry([Entry::UNUSED; 2]);
+
+    /// The inline words: keys, or [`Entry::UNUSED`] (above every key) where there are fewer
+    /// than two; meaningless for an entry with overflow.
+    #[inline]
+    pub fn inline_keys(&self) -> [u32; 2] {
+        self.0
+    }
+
+    /// Start of the entry's run in the overflow array, if it has one.
+    #[inline]
+    fn overflow_start(&self) -> Option<u32> {
+        let first = self.0[0];
+        (first != Entry::UNUSED && first & Entry::OVERFLOW != 0).then_some(first & !Entry::OVERFLOW)
+    }
+}
+
+/// Seeds of all queries of a batch, by k-mer code.
 pub struct SeedTable {
-    offsets: Vec<u32>,
-    /// One key per seed (see [`SeedTable::build`]): 4 bytes, as the scan's reads are
-    /// random and the table's size sets its cache misses.
-    seeds: Vec<u32>,
+    entries: Vec<Entry>,
+    /// The seeds of codes with more than two, code by code: 4-byte keys (see
+    /// [`SeedTable::build`]), as the scan's reads are random and the table's size sets its
+    /// cache misses.
+    overflow: Vec<u32>,
+    len: usize,
 }
 
 impl SeedTable {
     /// Seeds of every k-mer scoring at least the query's threshold against one of its windows;
     /// `key(query, pos)` gives each seed's key (the scan stores its diagonal-slot offset,
-    /// which names both the query and the window).
+    /// which names both the query and the window), below 2^31.
     pub fn build(
         queries: &[&Pssm],
         thresholds: &[i32],
@@ -33,54 +64,99 @@ impl SeedTable {
         for ((q, pssm), &threshold) in queries.iter().enumerate().zip(thresholds) {
             for pos in 0..pssm.len().saturating_sub(K - 1) {
                 let seed = key(q as u32, pos as u32);
+                assert!(seed < Entry::OVERFLOW, "seed key {seed} beyond 31 bits");
                 for_each_neighbor(pssm, pos, threshold, |code| pairs.push((code, seed)));
             }
         }
-        let mut offsets = vec![0u32; CODES + 1];
+        let mut counts = vec![0u32; CODES];
         for &(code, _) in &pairs {
-            offsets[code as usize + 1] += 1;
+            counts[code as usize] += 1;
         }
-        for c in 0..CODES {
-            offsets[c + 1] += offsets[c];
+        // Runs in the overflow array for the codes with more than two seeds.
+        let mut entries = vec![Entry::EMPTY; CODES];
+        let mut overflow_len = 0u32;
+        for (entry, &count) in entries.iter_mut().zip(&counts) {
+            if count > 2 {
+                assert!(
+                    overflow_len < Entry::OVERFLOW,
+                    "seed table beyond 2^31 seeds"
+                );
+                *entry = Entry([Entry::OVERFLOW | overflow_len, 0]);
+                overflow_len += count;
+            }
         }
-        let mut fill = offsets.clone();
-        let mut seeds = vec![0u32; pairs.len()];
-        for (code, seed) in pairs {
-            seeds[fill[code as usize] as usize] = seed;
-            fill[code as usize] += 1;
+        let mut overflow = vec![0u32; overflow_len as usize];
+        for &(code, seed) in &pairs {
+            let entry = &mut entries[code as usize];
+            match entry.overflow_start() {
+                Some(start) => {
+                    overflow[(start + entry.0[1]) as usize] = seed;
+                    entry.0[1] += 1;
+                }
+                None if entry.0[0] == Entry::UNUSED => entry.0[0] = seed,
+                None => entry.0[1] = seed,
+            }
         }
-        SeedTable { offsets, seeds }
+        SeedTable {
+            entries,
+            overflow,
+            len: pairs.len(),
+        }
+    }
+
+    /// The entry of one k-mer code.
+    #[inline]
+    pub fn entry(&self, code: u32) -> Entry {
+        self.entries[code as usize]
+    }
+
+    /// The seeds an entry (of this table) holds.
+    #[inline]
+    pub fn seeds_of<'t>(&'t self, entry: &'t Entry) -> &'t [u32] {
+        match self.overflow_of(entry) {
+            Some(seeds) => seeds,
+            None => {
+                let used = entry.0.iter().filter(|&&w| w != Entry::UNUSED).count();
+                &entry.0[..used]
+            }
+        }
+    }
+
+    /// The seeds of an entry with more than two, `None` for an inline one.
+    #[inline]
+    pub fn overflow_of(&self, entry: &Entry) -> Option<&[u32]> {
+        let start = entry.overflow_start()?;
+        Some(&self.overflow[start as usize..(start + entry.0[1]) as usize])
     }
 
     /// Seeds of one k-mer code.
-    #[inline]
     pub fn seeds(&self, code: u32) -> &[u32] {
-        let c = code as usize;
-        &self.seeds[self.offsets[c] as usize..self.offsets[c + 1] as usize]
+        self.seeds_of(&self.entries[code as usize])
     }
 
-    /// Asks the cache for the seeds of `code` ahead of their use: the scan's table reads
-    /// are random over megabytes and otherwise wait on memory.
+    /// Asks the cache for the entry of `code` ahead of its use: the scan's table reads are
+    /// random over megabytes and otherwise wait on memory.
     #[inline]
     pub fn prefetch(&self, code: u32) {
-        prefetch(self.offsets.as_ptr().wrapping_add(code as usize));
+        prefetch(self.entries.as_ptr().wrapping_add(code as usize));
     }
 
-    /// Asks the cache for the first seeds of `code` (whose offset should be cached by now).
+    /// Asks the cache for the overflow seeds of an entry, if it has any (without a branch:
+    /// an inline entry asks for the array's start).
     #[inline]
-    pub fn prefetch_seeds(&self, code: u32) {
-        let first = self.offsets[code as usize] as usize;
-        prefetch(self.seeds.as_ptr().wrapping_add(first));
+    pub fn prefetch_seeds(&self, entry: &Entry) {
+        let start = entry.overflow_start().unwrap_or(0);
+        prefetch(self.overflow.as_ptr().wrapping_add(start as usize));
     }
 
     /// Number of seeds in the table.
     pub fn len(&self) -> usize {
-        self.seeds.len()
+        self.len
     }
 
     /// Whether no query window produced a seed.
     pub fn is_empty(&self) -> bool {
-        self.seeds.is_empty()
+        self.len == 0
     }
 }
 

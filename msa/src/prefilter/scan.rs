@@ -1,7 +1,7 @@
 //! The database scan: seed hits on diagonals, two hits on one diagonal open an ungapped
 //! alignment of the whole diagonal, and each target keeps its best diagonal score.
 
-use super::neighbors::{SeedTable, CODES, K};
+use super::neighbors::{Entry, SeedTable, CODES, K};
 use crate::alphabet::X;
 use crate::matrix::Pssm;
 
@@ -27,9 +27,13 @@ const TRIGGERED: u32 = u32::MAX;
 /// Where each query's diagonals live in one flat slot array: query `q`'s diagonal `d`
 /// (`target_pos - query_pos + query_len`) is slot `base[q] + d`, so a seed keyed
 /// `base[q] + query_len - pos` hits slot `target_start + key`: one add in the hot loop.
+/// After the queries' slots come `max_target_len` spare ones for the stand-in key
+/// [`SlotLayout::spare_key`].
 pub struct SlotLayout {
     base: Vec<u32>,
+    /// The queries' slots.
     total: usize,
+    max_target_len: usize,
 }
 
 impl SlotLayout {
@@ -40,7 +44,18 @@ impl SlotLayout {
             base.push(u32::try_from(total).expect("search batches keep slot counts small"));
             total += q.len() + max_target_len + 1;
         }
-        SlotLayout { base, total }
+        SlotLayout {
+            base,
+            total,
+            max_target_len,
+        }
+    }
+
+    /// A key that no seed has: window `w` maps it to spare slot `w`, a different one for
+    /// every window, so it never makes two hits on one diagonal. The scan feeds it for an
+    /// entry's unused words instead of branching on them.
+    fn spare_key(&self) -> u32 {
+        u32::try_from(self.total).expect("search batches keep slot counts small")
     }
 
     /// The key the seed table stores for a seed of query `q` at window `pos`.
@@ -55,8 +70,11 @@ impl SlotLayout {
     }
 }
 
-/// Seeds looked up this many windows ahead (offsets), and half as far (the seeds).
-const PREFETCH_DISTANCE: usize = 32;
+/// Windows between fetching a window's table entry and reading it, and between fetching its
+/// overflow seeds and reading those (counted over a whole group of targets, so short targets
+/// are prefetched as well as long ones).
+const ENTRIES_AHEAD: usize = 48;
+const SEEDS_AHEAD: usize = 16;
 /// Marks a window that holds an `X`.
 const NO_CODE: u32 = u32::MAX;
 
@@ -66,10 +84,17 @@ pub struct ScanState<'a> {
     table: &'a SeedTable,
     layout: &'a SlotLayout,
     slots: Vec<DiagonalSlot>,
-    /// k-mer code of each window of the current target.
+    /// k-mer code of each window of the group's targets, one target after the other.
     codes: Vec<u32>,
-    /// Slots of the diagonals with two hits in the current target.
+    /// Each target's end in `codes`.
+    ends: Vec<usize>,
+    /// Each window's table entry.
+    entries: Vec<Entry>,
+    /// Slots of the diagonals with two hits in the current target: the first
+    /// `triggered_len`, the buffer as long as the slot array (each slot triggers once per
+    /// target), so that every hit may write one without a branch.
     triggered: Vec<u32>,
+    triggered_len: usize,
     /// Best ungapped score per query in the current target, with the stamp that set it.
     best: Vec<(u32, i32)>,
     touched: Vec<u32>,
@@ -85,17 +110,60 @@ impl<'a> ScanState<'a> {
             queries,
             table,
             layout,
-            slots: vec![empty; layout.total],
+            slots: vec![empty; layout.total + layout.max_target_len],
             codes: Vec::new(),
-            triggered: Vec::new(),
+            ends: Vec::new(),
+            entries: Vec::new(),
+            triggered: vec![0; layout.total + layout.max_target_len],
+            triggered_len: 0,
             best: vec![(0, 0); queries.len()],
             touched: Vec::new(),
         }
     }
 
-    /// Scans target `index` and appends (query, candidate) for every query whose best
-    /// two-hit diagonal scores at least `min_ungapped`.
-    pub fn scan_target(
+    /// Scans `targets`, database indices `first..`, and appends (query, candidate) for every
+    /// query whose best two-hit diagonal in a target scores at least `min_ungapped`. The
+    /// table is read in two passes over the group's windows, entries then overflow seeds, so
+    /// neither read waits on the other's miss.
+    pub fn scan_targets(
+        &mut self,
+        first: u32,
+        targets: &[&[u8]],
+        min_ungapped: i32,
+        out: &mut Vec<(u32, Candidate)>,
+    ) {
+        self.codes.clear();
+        self.ends.clear();
+        for target in targets {
+            window_codes(target, &mut self.codes);
+            self.ends.push(self.codes.len());
+        }
+        self.entries.clear();
+        for (w, &code) in self.codes.iter().enumerate() {
+            if let Some(&ahead) = self.codes.get(w + ENTRIES_AHEAD) {
+                if ahead != NO_CODE {
+                    self.table.prefetch(ahead);
+                }
+            }
+            self.entries.push(if code == NO_CODE {
+                Entry::EMPTY
+            } else {
+                self.table.entry(code)
+            });
+        }
+        let mut window = 0;
+        for (k, target) in targets.iter().enumerate() {
+            let index = first + k as u32;
+            let end = self.ends[k];
+            self.collect_two_hit_diagonals(index + 1, window, end);
+            window = end;
+            self.score_diagonals(index, target, min_ungapped, out);
+        }
+    }
+
+    /// Ungapped scores of the triggered diagonals of target `index`; appends the queries
+    /// whose best reaches `min_ungapped`.
+    fn score_diagonals(
         &mut self,
         index: u32,
         target: &[u8],
@@ -103,8 +171,7 @@ impl<'a> ScanState<'a> {
         out: &mut Vec<(u32, Candidate)>,
     ) {
         let stamp = index + 1;
-        self.collect_two_hit_diagonals(stamp, target);
-        for &slot in &self.triggered {
+        for &slot in &self.triggered[..self.triggered_len] {
             let (q, diagonal) = self.layout.locate(slot);
             let pssm = self.queries[q as usize];
             let score = ungapped_diagonal_score(pssm, target, diagonal as usize);
@@ -131,62 +198,71 @@ impl<'a> ScanState<'a> {
         self.touched.clear();
     }
 
-    /// The k-mer code of every window of `target` ([`NO_CODE`] where it holds an `X`).
-    fn window_codes(&mut self, target: &[u8]) {
-        self.codes.clear();
-        let modulus = CODES as u32;
-        let mut code = 0u32;
-        // Residues since the last X: a k-mer needs K of them.
-        let mut run = 0usize;
-        for (j, &c) in target.iter().enumerate() {
-            if c == X {
-                run = 0;
-            } else {
-                code = (code * 20 + c as u32) % modulus;
-                run += 1;
+    /// Diagonals with two non-overlapping seed hits among windows `first..end` (one
+    /// target's, stamped `stamp`), into `triggered`. Whether a slot is new to the target is
+    /// as good as random, so it is selected without a branch; so are an entry's inline words.
+    fn collect_two_hit_diagonals(&mut self, stamp: u32, first: usize, end: usize) {
+        self.triggered_len = 0;
+        let spare = self.layout.spare_key();
+        for w in first..end {
+            if let Some(ahead) = self.entries.get(w + SEEDS_AHEAD) {
+                self.table.prefetch_seeds(ahead);
             }
-            // The window ending at residue j starts at j + 1 - K.
-            if j + 1 >= K {
-                self.codes.push(if run >= K { code } else { NO_CODE });
+            let here = (w - first) as u32;
+            let entry = &self.entries[w];
+            match self.table.overflow_of(entry) {
+                Some(keys) => {
+                    for &key in keys {
+                        self.hit(stamp, here, key);
+                    }
+                }
+                None => {
+                    for key in entry.inline_keys() {
+                        self.hit(stamp, here, key.min(spare));
+                    }
+                }
             }
         }
     }
 
-    fn collect_two_hit_diagonals(&mut self, stamp: u32, target: &[u8]) {
-        self.triggered.clear();
-        self.window_codes(target);
-        let codes = &self.codes;
-        for (start, &code) in codes.iter().enumerate() {
-            if let Some(&ahead) = codes.get(start + PREFETCH_DISTANCE) {
-                if ahead != NO_CODE {
-                    self.table.prefetch(ahead);
-                }
-            }
-            if let Some(&ahead) = codes.get(start + PREFETCH_DISTANCE / 2) {
-                if ahead != NO_CODE {
-                    self.table.prefetch_seeds(ahead);
-                }
-            }
-            if code == NO_CODE {
-                continue;
-            }
-            // On one diagonal, target and query positions move together, so the target
-            // position of the last hit tells overlap as well as the query's would.
-            let here = start as u32;
-            for &key in self.table.seeds(code) {
-                let index = here + key;
-                let slot = &mut self.slots[index as usize];
-                if slot.stamp != stamp {
-                    *slot = DiagonalSlot {
-                        stamp,
-                        last_start: here,
-                    };
-                } else if slot.last_start != TRIGGERED && here >= slot.last_start + K as u32 {
-                    // A second hit that does not overlap the first.
-                    slot.last_start = TRIGGERED;
-                    self.triggered.push(index);
-                }
-            }
+    /// A seed hit at target window `here` of the seed keyed `key`.
+    #[inline(always)]
+    fn hit(&mut self, stamp: u32, here: u32, key: u32) {
+        // On one diagonal, target and query positions move together, so the target position
+        // of the first hit tells overlap as well as the query's would.
+        let index = here + key;
+        let slot = &mut self.slots[index as usize];
+        let fresh = slot.stamp != stamp;
+        let last = slot.last_start;
+        // A second hit that does not overlap the first.
+        let second = !fresh & (last != TRIGGERED) & (here >= last.wrapping_add(K as u32));
+        let next = if second { TRIGGERED } else { last };
+        *slot = DiagonalSlot {
+            stamp,
+            last_start: if fresh { here } else { next },
+        };
+        self.triggered[self.triggered_len] = index;
+        self.triggered_len += second as usize;
+    }
+}
+
+/// Appends the k-mer code of every window of `target` to `codes` ([`NO_CODE`] where it holds
+/// an `X`).
+fn window_codes(target: &[u8], codes: &mut Vec<u32>) {
+    let modulus = CODES as u32;
+    let mut code = 0u32;
+    // Residues since the last X: a k-mer needs K of them.
+    let mut run = 0usize;
+    for (j, &c) in target.iter().enumerate() {
+        if c == X {
+            run = 0;
+        } else {
+            code = (code * 20 + c as u32) % modulus;
+            run += 1;
+        }
+        // The window ending at residue j starts at j + 1 - K.
+        if j + 1 >= K {
+            codes.push(if run >= K { code } else { NO_CODE });
         }
     }
 }
