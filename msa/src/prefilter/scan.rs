@@ -1,7 +1,7 @@
 //! The database scan: seed hits on diagonals, two hits on one diagonal open an ungapped
 //! alignment of the whole diagonal, and each target keeps its best diagonal score.
 
-use super::neighbors::{Entry, SeedTable, CODES, K};
+use super::neighbors::{Entry, SeedTable, K};
 use crate::alphabet::X;
 use crate::matrix::Pssm;
 
@@ -247,24 +247,22 @@ impl<'a> ScanState<'a> {
 }
 
 /// Appends the k-mer code of every window of `target` to `codes` ([`NO_CODE`] where it holds
-/// an `X`).
+/// an `X`). Each window's code comes from its own K residues, with no state carried from the
+/// window before, so the loop runs in SIMD lanes.
 fn window_codes(target: &[u8], codes: &mut Vec<u32>) {
-    let modulus = CODES as u32;
-    let mut code = 0u32;
-    // Residues since the last X: a k-mer needs K of them.
-    let mut run = 0usize;
-    for (j, &c) in target.iter().enumerate() {
-        if c == X {
-            run = 0;
+    codes.extend(target.windows(K).map(|window| {
+        let mut code = 0u32;
+        let mut has_x = false;
+        for &c in window {
+            code = code * 20 + c as u32;
+            has_x |= c == X;
+        }
+        if has_x {
+            NO_CODE
         } else {
-            code = (code * 20 + c as u32) % modulus;
-            run += 1;
+            code
         }
-        // The window ending at residue j starts at j + 1 - K.
-        if j + 1 >= K {
-            codes.push(if run >= K { code } else { NO_CODE });
-        }
-    }
+    }));
 }
 
 /// Best ungapped segment score along one whole diagonal (Kadane's maximum subarray).
@@ -282,4 +280,25 @@ pub fn ungapped_diagonal_score(pssm: &Pssm, target: &[u8], diagonal: usize) -> i
         best = best.max(running);
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_with_an_x_have_no_code() {
+        // A, R, N, D, C, X, ...: codes are base-20 numbers of the window's residues.
+        let target = [0u8, 1, 2, 3, 4, 5, X, 6, 7, 8, 9, 10, 11];
+        let mut codes = vec![7];
+        window_codes(&target, &mut codes);
+        let code = |w: &[u8]| w.iter().fold(0u32, |c, &r| c * 20 + r as u32);
+        let mut expected = vec![7, code(&[0, 1, 2, 3, 4]), code(&[1, 2, 3, 4, 5])];
+        expected.extend([NO_CODE; K]);
+        expected.extend([code(&[6, 7, 8, 9, 10]), code(&[7, 8, 9, 10, 11])]);
+        assert_eq!(codes, expected);
+        codes.clear();
+        window_codes(&target[..K - 1], &mut codes);
+        assert!(codes.is_empty());
+    }
 }
