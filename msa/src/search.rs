@@ -1,5 +1,6 @@
 //! The iterative search: prefilter, gapped alignment with E-values, then a profile of the
-//! hits for the next iteration (PSI-BLAST / MMseqs2 `--num-iterations`). Hits of earlier
+//! hits for the next iteration (PSI-BLAST / MMseqs2 `--num-iterations`; the prefilter seeds
+//! with the profile before its entropy cap, the alignments score with the capped one). Hits of earlier
 //! iterations stay in the result unless a later one reports them again; the last iteration
 //! does not align the hits already settled (E ≤ 1e-10, `SETTLED_EVALUE`) again.
 
@@ -12,7 +13,7 @@ use crate::align::{Alignment, QueryProfile, Scratch};
 use crate::db::Database;
 use crate::matrix::{GapCosts, Pssm, BLOSUM62_GAPS};
 use crate::prefilter::{count_seeds, prefilter, PrefilterParams};
-use crate::profile::{build_pssm, GAP};
+use crate::profile::{build_profiles, GAP};
 use crate::stats::{KarlinAltschul, SearchSpace, BLOSUM62_11_1};
 
 /// Settings of a search (defaults follow ColabFold's MMseqs2 call).
@@ -154,6 +155,9 @@ pub fn search(
         })
         .collect();
     let mut included: Vec<Vec<u32>> = vec![Vec::new(); queries.len()];
+    // The prefilter's profiles: the same MSA without the entropy weighting (see
+    // `Profiles::seeding`); the plain query's at first.
+    let mut seeding = profiles.clone();
     // Per query and iteration: that iteration's aligner and its hits not yet traced.
     let mut pending: Vec<Vec<Pending>> = (0..queries.len()).map(|_| Vec::new()).collect();
     let iterations = params.iterations.max(1);
@@ -169,7 +173,7 @@ pub fn search(
         .collect();
     for iteration in 0..iterations {
         for batch in batches(&active, &thresholds, &slots) {
-            let pssms: Vec<&Pssm> = batch.iter().map(|&q| &profiles[q]).collect();
+            let pssms: Vec<&Pssm> = batch.iter().map(|&q| &seeding[q]).collect();
             let batch_thresholds: Vec<i32> = batch.iter().map(|&q| thresholds[q].0).collect();
             let last = iteration + 1 == iterations;
             // The last profile shapes nothing after it: hits already far beyond any threshold
@@ -269,8 +273,9 @@ pub fn search(
                 .filter(|h| h.evalue <= params.inclusion_evalue)
                 .map(|h| h.query_columns(db.sequence(h.target as usize), m))
                 .collect();
-            profiles[q] = build_pssm(&queries[q].codes, &rows);
-            thresholds[q] = seed_threshold(&profiles[q], base, budgets[q]);
+            let built = build_profiles(&queries[q].codes, &rows);
+            (profiles[q], seeding[q]) = (built.alignment, built.seeding);
+            thresholds[q] = seed_threshold(&seeding[q], base, budgets[q]);
             included[q] = now;
             true
         });
