@@ -1,8 +1,8 @@
 //! The iterative search: prefilter, gapped alignment with E-values, then a profile of the
 //! hits for the next iteration (PSI-BLAST / MMseqs2 `--num-iterations`; the prefilter seeds
 //! with the profile before its entropy cap, the alignments score with the capped one). Hits of earlier
-//! iterations stay in the result unless a later one reports them again; the last iteration
-//! does not align the hits already settled (E ≤ 1e-10, `SETTLED_EVALUE`) again.
+//! iterations stay in the result unless a later one reports them again; later iterations do
+//! not align the hits already settled (E ≤ 1e-10, `SETTLED_EVALUE`) again.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -176,19 +176,11 @@ pub fn search(
             let pssms: Vec<&Pssm> = batch.iter().map(|&q| &seeding[q]).collect();
             let batch_thresholds: Vec<i32> = batch.iter().map(|&q| thresholds[q].0).collect();
             let last = iteration + 1 == iterations;
-            // The last profile shapes nothing after it: hits already far beyond any threshold
-            // keep their alignments, and their candidate places go to new targets (a large
-            // superfamily otherwise fills them with its known members again).
-            let skip: Vec<Vec<u32>> = batch
-                .iter()
-                .map(|&q| {
-                    if last {
-                        settled(&results[q].hits)
-                    } else {
-                        Vec::new()
-                    }
-                })
-                .collect();
+            // Hits already far beyond any threshold keep their alignments (a newer profile
+            // barely moves them, and they still shape the next one), and their candidate places
+            // go to new targets (a large superfamily otherwise fills them with its known
+            // members again).
+            let skip: Vec<Vec<u32>> = batch.iter().map(|&q| settled(&results[q].hits)).collect();
             progress.pass(iteration + 1, batch.len(), db.len());
             let started = Instant::now();
             let candidates = prefilter(
@@ -306,7 +298,7 @@ pub fn search(
     results
 }
 
-/// E-value below which a hit is settled: the last iteration does not align it again.
+/// E-value below which a hit is settled: later iterations do not align it again.
 const SETTLED_EVALUE: f64 = 1e-10;
 
 /// Targets of the settled hits, sorted.
