@@ -2,7 +2,7 @@
 //! hits for the next iteration (PSI-BLAST / MMseqs2 `--num-iterations`; the prefilter seeds
 //! with the profile before its entropy cap, the alignments score with the capped one). Hits of earlier
 //! iterations stay in the result unless a later one reports them again; later iterations do
-//! not align the hits already settled (E ≤ 1e-10, `SETTLED_EVALUE`) again.
+//! not align the hits already settled (E ≤ 1e-6, `SETTLED_EVALUE`) again.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -299,7 +299,7 @@ pub fn search(
 }
 
 /// E-value below which a hit is settled: later iterations do not align it again.
-const SETTLED_EVALUE: f64 = 1e-10;
+const SETTLED_EVALUE: f64 = 1e-6;
 
 /// Targets of the settled hits, sorted.
 fn settled(hits: &[Hit]) -> Vec<u32> {

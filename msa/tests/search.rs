@@ -184,7 +184,7 @@ fn ambiguous_residues_never_seed_but_align() {
 }
 
 /// Skipped targets take no candidate place: with a cap of 2 and the two strongest homologs
-/// skipped, the next two come through (the last iteration's settled hits rely on this).
+/// skipped, the next two come through (the later iterations' settled hits rely on this).
 #[test]
 fn skipped_targets_free_their_candidate_places() {
     use ferrofold_msa::prefilter::{prefilter, PrefilterParams};
