@@ -1,6 +1,7 @@
 //! The iterative search: prefilter, gapped alignment with E-values, then a profile of the
-//! hits for the next iteration (PSI-BLAST / MMseqs2 `--num-iterations`; the prefilter seeds
-//! with the profile before its entropy cap, the alignments score with the capped one). Hits of earlier
+//! hits for the next iteration (PSI-BLAST / MMseqs2 `--num-iterations`; the prefilter and
+//! the last iteration's alignments use the profile before its entropy cap, the alignments
+//! whose hits shape the next profile the capped one). Hits of earlier
 //! iterations stay in the result unless a later one reports them again; later iterations do
 //! not align the hits already settled (E ≤ 1e-6, `SETTLED_EVALUE`) again.
 
@@ -155,9 +156,9 @@ pub fn search(
         })
         .collect();
     let mut included: Vec<Vec<u32>> = vec![Vec::new(); queries.len()];
-    // The prefilter's profiles: the same MSA without the entropy weighting (see
-    // `Profiles::seeding`); the plain query's at first.
-    let mut seeding = profiles.clone();
+    // The same MSAs without the entropy weighting, for the prefilter and the last
+    // iteration's alignments (`Profiles::full`); the plain query's at first.
+    let mut full = profiles.clone();
     // Per query and iteration: that iteration's aligner and its hits not yet traced.
     let mut pending: Vec<Vec<Pending>> = (0..queries.len()).map(|_| Vec::new()).collect();
     let iterations = params.iterations.max(1);
@@ -173,7 +174,7 @@ pub fn search(
         .collect();
     for iteration in 0..iterations {
         for batch in batches(&active, &thresholds, &slots) {
-            let pssms: Vec<&Pssm> = batch.iter().map(|&q| &seeding[q]).collect();
+            let pssms: Vec<&Pssm> = batch.iter().map(|&q| &full[q]).collect();
             let batch_thresholds: Vec<i32> = batch.iter().map(|&q| thresholds[q].0).collect();
             let last = iteration + 1 == iterations;
             // Hits already far beyond any threshold keep their alignments (a newer profile
@@ -204,9 +205,11 @@ pub fn search(
             for (&q, candidates) in batch.iter().zip(candidates) {
                 let targets: Vec<u32> = candidates.iter().map(|c| c.target).collect();
                 let space = ka.search_space(queries[q].codes.len(), db.total_residues(), db.len());
+                // The last hits shape no profile after them: scored with all the MSA holds.
+                let pssm = if last { &full[q] } else { &profiles[q] };
                 let aligner = Aligner {
                     db,
-                    profile: QueryProfile::new(&profiles[q], params.gaps),
+                    profile: QueryProfile::new(pssm, params.gaps),
                     query: &queries[q].codes,
                     ka,
                     space,
@@ -266,8 +269,8 @@ pub fn search(
                 .map(|h| h.query_columns(db.sequence(h.target as usize), m))
                 .collect();
             let built = build_profiles(&queries[q].codes, &rows);
-            (profiles[q], seeding[q]) = (built.alignment, built.seeding);
-            thresholds[q] = seed_threshold(&seeding[q], base, budgets[q]);
+            (profiles[q], full[q]) = (built.capped, built.full);
+            thresholds[q] = seed_threshold(&full[q], base, budgets[q]);
             included[q] = now;
             true
         });
