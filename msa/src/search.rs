@@ -1,9 +1,9 @@
 //! The iterative search: prefilter, gapped alignment with E-values, then a profile of the
-//! hits for the next iteration (PSI-BLAST / MMseqs2 `--num-iterations`; the prefilter and
-//! the last iteration's alignments use the profile before its entropy cap, the alignments
-//! whose hits shape the next profile the capped one). Hits of earlier
-//! iterations stay in the result unless a later one reports them again; later iterations do
-//! not align the hits already settled (E ≤ 1e-6, `SETTLED_EVALUE`) again.
+//! hits for the next iteration (PSI-BLAST / MMseqs2 `--num-iterations`). The prefilter and
+//! the last iteration's alignments use the profile before its entropy cap; the alignments
+//! whose hits shape the next profile use the capped one. Hits of earlier iterations stay in
+//! the result unless a later one reports them again; later iterations do not align the hits
+//! already settled (E ≤ 1e-6, `SETTLED_EVALUE`) again.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -178,9 +178,9 @@ pub fn search(
             let batch_thresholds: Vec<i32> = batch.iter().map(|&q| thresholds[q].0).collect();
             let last = iteration + 1 == iterations;
             // Hits already far beyond any threshold keep their alignments (a newer profile
-            // barely moves them, and they still shape the next one), and their candidate places
-            // go to new targets (a large superfamily otherwise fills them with its known
-            // members again).
+            // barely moves them, and they still shape the next one), and their candidate
+            // places go to new targets (a large superfamily otherwise fills them with its
+            // known members again).
             let skip: Vec<Vec<u32>> = batch.iter().map(|&q| settled(&results[q].hits)).collect();
             progress.pass(iteration + 1, batch.len(), db.len());
             let started = Instant::now();
