@@ -283,9 +283,13 @@ impl QueryProfile {
                 };
             }
         }
+        // Without AVX2 every score is exact, so the cap changes nothing.
         #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
-        for (score, target) in out.iter_mut().zip(targets) {
-            *score = self.score(target.as_ref(), scratch).map_or(0, |s| s.score);
+        {
+            let _ = cap;
+            for (score, target) in out.iter_mut().zip(targets) {
+                *score = self.score(target.as_ref(), scratch).map_or(0, |s| s.score);
+            }
         }
         out
     }
@@ -355,7 +359,7 @@ impl QueryProfile {
             return self.striped.end_of(target, &mut scratch.buffers, score);
         }
         #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
-        let _ = scratch;
+        let _ = (scratch, score);
         scalar_score(&self.pssm, target, self.gaps)
     }
 }
