@@ -62,9 +62,11 @@ pub fn prefilter(
                 let start = task * TARGETS_PER_TASK;
                 let end = (start + TARGETS_PER_TASK).min(db.len());
                 let mut out = Vec::new();
+                let mut targets: Vec<&[u8]> = Vec::with_capacity(TARGETS_PER_GROUP);
                 for group in (start..end).step_by(TARGETS_PER_GROUP) {
                     let last = (group + TARGETS_PER_GROUP).min(end);
-                    let targets: Vec<&[u8]> = (group..last).map(|t| db.sequence(t)).collect();
+                    targets.clear();
+                    targets.extend((group..last).map(|t| db.sequence(t)));
                     state.scan_targets(group as u32, &targets, params.min_ungapped, &mut out);
                 }
                 progress(end - start);
