@@ -110,18 +110,6 @@ impl SeedTable {
         self.entries[code as usize]
     }
 
-    /// The seeds an entry (of this table) holds.
-    #[inline]
-    pub fn seeds_of<'t>(&'t self, entry: &'t Entry) -> &'t [u32] {
-        match self.overflow_of(entry) {
-            Some(seeds) => seeds,
-            None => {
-                let used = entry.0.iter().filter(|&&w| w != Entry::UNUSED).count();
-                &entry.0[..used]
-            }
-        }
-    }
-
     /// The seeds of an entry with more than two, `None` for an inline one.
     #[inline]
     pub fn overflow_of(&self, entry: &Entry) -> Option<&[u32]> {
@@ -131,7 +119,14 @@ impl SeedTable {
 
     /// Seeds of one k-mer code.
     pub fn seeds(&self, code: u32) -> &[u32] {
-        self.seeds_of(&self.entries[code as usize])
+        let entry = &self.entries[code as usize];
+        match self.overflow_of(entry) {
+            Some(seeds) => seeds,
+            None => {
+                let used = entry.0.iter().filter(|&&w| w != Entry::UNUSED).count();
+                &entry.0[..used]
+            }
+        }
     }
 
     /// Asks the cache for the entry of `code` ahead of its use: the scan's table reads are
