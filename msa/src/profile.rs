@@ -1,6 +1,7 @@
 //! The query profile of an iterative search (PSI-BLAST's recipe): position-based sequence
 //! weights, BLOSUM62 pseudocounts mixed by the alignment's diversity, capped by HMMER's
-//! entropy weighting, log-odds scores with BLOSUM62's λ. The prefilter and the last
+//! entropy weighting, log-odds scores with BLOSUM62's λ, less part of each neighbourhood's
+//! residue preference (MMseqs2's profile composition correction). The prefilter and the last
 //! iteration's alignments take the same profile without the cap ([`Profiles`]).
 
 use crate::alphabet::{ALPHABET_SIZE, X};
@@ -16,10 +17,11 @@ const PSEUDOCOUNT_WEIGHT: f64 = 10.0;
 /// gave the best recall over both among 0.4-0.7 and no weighting (BENCHMARKS.md); 0.4 loses
 /// remote homologs sharply.
 const ENTROPY_TARGET: f64 = 0.55;
-/// Scores are ln(odds)/λ with BLOSUM62's ungapped λ, so every column's scores have exactly
-/// BLOSUM62's λ (Σ_a p_a e^{λ s} = Σ_a Q_a = 1) and one set of E-value parameters serves
-/// both (PSI-BLAST rescales its PSSMs to the same end). Half-bit units would give λ = 0.347
-/// and a profile ~9 % weaker than the matrix it starts from.
+/// Scores are ln(odds)/λ with BLOSUM62's ungapped λ, so before the composition correction
+/// every column's scores have exactly BLOSUM62's λ (Σ_a p_a e^{λ s} = Σ_a Q_a = 1) and one
+/// set of E-value parameters serves both (PSI-BLAST rescales its PSSMs to the same end).
+/// Half-bit units would give λ = 0.347 and a profile ~9 % weaker than the matrix it starts
+/// from.
 const SCORE_SCALE: f64 = 1.0 / BLOSUM62_LAMBDA_UNGAPPED;
 
 /// A PSSM for `query` from the rows of an MSA in query coordinates (`rows[k][i]` is the
@@ -28,6 +30,24 @@ const SCORE_SCALE: f64 = 1.0 / BLOSUM62_LAMBDA_UNGAPPED;
 pub fn build_pssm(query: &[u8], rows: &[Vec<u8>]) -> Pssm {
     let (columns, alpha) = weighted_columns(query, rows);
     scores(&columns, entropy_weighted(&columns, alpha))
+}
+
+/// The first iteration's PSSM of a plain query: its BLOSUM62 rows with the same composition
+/// correction as every profile, so a Gly-rich or other biased stretch of the query does not
+/// score unrelated sequences of that composition as homologs.
+pub fn sequence_pssm(query: &[u8]) -> Pssm {
+    let blosum = Pssm::from_sequence(query);
+    let scores: Vec<[f64; 20]> = blosum
+        .rows
+        .iter()
+        .map(|row| std::array::from_fn(|a| row[a] as f64))
+        .collect();
+    let mut pssm = rounded(&local_composition_corrected(&scores));
+    // X keeps its BLOSUM62 scores.
+    for (row, original) in pssm.rows.iter_mut().zip(&blosum.rows) {
+        *row = std::array::from_fn(|a| if a < 20 { row[a] } else { original[a] });
+    }
+    pssm
 }
 
 /// The two PSSMs of one search iteration, from the same MSA.
@@ -72,21 +92,81 @@ fn weighted_columns(query: &[u8], rows: &[Vec<u8>]) -> (Vec<Column>, f64) {
     (columns, alpha)
 }
 
-/// Log-odds scores of the columns mixed with data weight `alpha`.
+/// Log-odds scores of the columns mixed with data weight `alpha`, corrected for the local
+/// composition ([`local_composition_corrected`]), rounded.
 fn scores(columns: &[Column], alpha: f64) -> Pssm {
-    let mut pssm_rows = Vec::with_capacity(columns.len());
-    for column in columns {
-        let mut row = [0i8; ALPHABET_SIZE];
-        for (a, score) in row[..20].iter_mut().enumerate() {
-            let q = column.mixed(alpha, a);
-            *score = (SCORE_SCALE * (q / BACKGROUND[a]).ln())
-                .round()
-                .clamp(-127.0, 127.0) as i8;
-        }
+    // [L][20]
+    let log_odds: Vec<[f64; 20]> = columns
+        .iter()
+        .map(|column| {
+            std::array::from_fn(|a| SCORE_SCALE * (column.mixed(alpha, a) / BACKGROUND[a]).ln())
+        })
+        .collect();
+    let mut pssm = rounded(&local_composition_corrected(&log_odds));
+    for row in &mut pssm.rows {
         row[X as usize] = -1;
-        pssm_rows.push(row);
     }
-    Pssm { rows: pssm_rows }
+    pssm
+}
+
+/// Scores rounded to a PSSM (`X` scored 0).
+fn rounded(scores: &[[f64; 20]]) -> Pssm {
+    let rows = scores
+        .iter()
+        .map(|scores| {
+            let mut row = [0i8; ALPHABET_SIZE];
+            for (out, &score) in row.iter_mut().zip(scores) {
+                *out = score.round().clamp(-127.0, 127.0) as i8;
+            }
+            row
+        })
+        .collect();
+    Pssm { rows }
+}
+
+/// Half-width of the window of [`local_composition_corrected`] (MMseqs2's profile bias
+/// correction uses the same 40 columns).
+const COMPOSITION_WINDOW: usize = 20;
+/// Share of the neighbourhood's residue preference taken off each column. MMseqs2 takes all of
+/// it; on the MSA benchmark's shuffled-database decoys (`benches/msa_decoys.py`, seed 7)
+/// one half kept decoy hits at E ≤ 1e-3 at one (none stronger than 2e-4, against 754 reaching
+/// 1e-46 without it), with recall 0.968 against 0.946 for all of it; 0.3 let a decoy through at
+/// 1e-33 (BENCHMARKS.md).
+const COMPOSITION_CORRECTION: f64 = 0.5;
+
+/// Each column's scores less part of its neighbourhood's preference for each residue: the
+/// mean over the other columns within [`COMPOSITION_WINDOW`] of `s(j, a) − E_p[s(j, ·)]`
+/// (MMseqs2's `calcGlobalAaBiasCorrection`), times [`COMPOSITION_CORRECTION`]. A profile of a
+/// transmembrane, Ser/Thr-rich or other biased stretch favours its residues in every column;
+/// uncorrected, it scores any unrelated sequence of that composition as a homolog, and the
+/// next iteration's profile drifts further towards the composition.
+fn local_composition_corrected(scores: &[[f64; 20]]) -> Vec<[f64; 20]> {
+    let m = scores.len();
+    // [L] expected score of each column against a background residue
+    let null: Vec<f64> = scores
+        .iter()
+        .map(|row| row.iter().zip(&BACKGROUND).map(|(s, p)| s * p).sum())
+        .collect();
+    // [L + 1][20] prefix sums of the columns' preferences
+    let mut prefix = vec![[0.0f64; 20]; m + 1];
+    for j in 0..m {
+        for a in 0..20 {
+            prefix[j + 1][a] = prefix[j][a] + scores[j][a] - null[j];
+        }
+    }
+    (0..m)
+        .map(|i| {
+            let (lo, hi) = (
+                i.saturating_sub(COMPOSITION_WINDOW),
+                (i + COMPOSITION_WINDOW).min(m),
+            );
+            let width = (hi - lo) as f64;
+            std::array::from_fn(|a| {
+                let neighbours = prefix[hi][a] - prefix[lo][a] - (scores[i][a] - null[i]);
+                scores[i][a] - COMPOSITION_CORRECTION * neighbours / width
+            })
+        })
+        .collect()
 }
 
 /// One query column of the MSA: weighted residue frequencies `f` and their substitution
@@ -319,6 +399,55 @@ mod tests {
         // A lone query: no data weight to cap, one profile.
         let lone = build_profiles(&query, &[]);
         assert_eq!(lone.full, lone.capped);
+    }
+
+    #[test]
+    fn the_composition_correction_takes_off_part_of_the_neighbours_preference() {
+        // Neutral columns around one that favours W: the column keeps its own scores, its
+        // neighbours within the window lose part of its preference, the others nothing.
+        let w = crate::alphabet::encode_letter(b'W').unwrap() as usize;
+        let mut favoured = [-1.0f64; 20];
+        favoured[w] = 10.0;
+        let mut scores = vec![[0.0f64; 20]; 60];
+        scores[30] = favoured;
+        let corrected = local_composition_corrected(&scores);
+        assert_eq!(corrected[30], favoured);
+        let null: f64 = favoured.iter().zip(&BACKGROUND).map(|(s, p)| s * p).sum();
+        // Column 45's window is 25..60: 35 columns, column 30 among them.
+        for a in 0..20 {
+            let expected = -COMPOSITION_CORRECTION * (favoured[a] - null) / 35.0;
+            assert!((corrected[45][a] - expected).abs() < 1e-12, "{a}");
+        }
+        assert!(corrected[45][w] < 0.0);
+        // Column 55's window is 35..60.
+        assert_eq!(corrected[55], [0.0; 20]);
+        // A stretch that favours W throughout: column 30 (window 10..50) loses the share of
+        // its 39 neighbours' preference, about half of its own.
+        let corrected = local_composition_corrected(&vec![favoured; 60]);
+        for a in 0..20 {
+            let expected =
+                favoured[a] - COMPOSITION_CORRECTION * 39.0 / 40.0 * (favoured[a] - null);
+            assert!((corrected[30][a] - expected).abs() < 1e-9, "{a}");
+        }
+    }
+
+    #[test]
+    fn a_plain_query_loses_only_its_biased_stretches_advantage() {
+        let diverse =
+            encode(b"MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQWDNPCTMAHLWGYKREDSIVFPNGCATQ").unwrap();
+        let pssm = sequence_pssm(&diverse);
+        let blosum = Pssm::from_sequence(&diverse);
+        for (i, (ours, plain)) in pssm.rows.iter().zip(&blosum.rows).enumerate() {
+            for a in 0..ALPHABET_SIZE {
+                assert!((ours[a] as i32 - plain[a] as i32).abs() <= 1, "{i} {a}");
+            }
+        }
+        // A Gly-rich tail (hnRNP-like): G keeps only part of its BLOSUM62 score of 6 there.
+        let gly = encode(b"MKTAYIAKQRQISFVKSHFSRQLEERGGYGGGSGGGGRGGYGGSGGGGGYGGRGGSGGGG").unwrap();
+        let g = crate::alphabet::encode_letter(b'G').unwrap() as usize;
+        let pssm = sequence_pssm(&gly);
+        assert!(pssm.rows[45][g] <= 4, "{:?}", pssm.rows[45]);
+        assert_eq!(pssm.rows[45][X as usize], BLOSUM62[g][X as usize]);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::align::{Alignment, QueryProfile, Scratch};
 use crate::db::Database;
 use crate::matrix::{GapCosts, Pssm, BLOSUM62_GAPS};
 use crate::prefilter::{count_seeds, prefilter, PrefilterParams};
-use crate::profile::{build_profiles, GAP};
+use crate::profile::{build_profiles, sequence_pssm, GAP};
 use crate::stats::{KarlinAltschul, SearchSpace, BLOSUM62_11_1};
 
 /// Settings of a search (defaults follow ColabFold's MMseqs2 call).
@@ -143,10 +143,7 @@ pub fn search(
 ) -> Vec<QueryResult> {
     let ka = BLOSUM62_11_1;
     let prefilter_params = params.prefilter();
-    let mut profiles: Vec<Pssm> = queries
-        .iter()
-        .map(|q| Pssm::from_sequence(&q.codes))
-        .collect();
+    let mut profiles: Vec<Pssm> = queries.iter().map(|q| sequence_pssm(&q.codes)).collect();
     let mut results: Vec<QueryResult> = queries
         .iter()
         .map(|_| QueryResult {

@@ -4,7 +4,8 @@
 //!
 //! - Profile: with an MSA, [`build_pssm`] over its rows in query columns (PSI-BLAST weights
 //!   and pseudocounts capped by entropy weighting, the search's own profiles; BLOSUM62 units,
-//!   so the BLOSUM62 11/1 E-value statistics hold); without one, the query's BLOSUM62 rows.
+//!   so the BLOSUM62 11/1 E-value statistics hold); without one, the query's BLOSUM62 rows
+//!   ([`sequence_pssm`]); both with the search's composition correction.
 //!   One pass, no iteration (AF2 searches once with hhsearch).
 //! - Scan: every library chain is scored (SIMD striped kernel, all threads); no k-mer
 //!   prefilter, since a template library is thousands to a few hundred thousand chains.
@@ -37,7 +38,7 @@ use ferrofold_io::a3m::A3m;
 use ferrofold_msa::align::{Alignment, QueryProfile, Scratch};
 use ferrofold_msa::alphabet::{encode, encode_letter, X};
 use ferrofold_msa::matrix::{GapCosts, Pssm, BLOSUM62_GAPS};
-use ferrofold_msa::profile::{build_pssm, GAP};
+use ferrofold_msa::profile::{build_pssm, sequence_pssm, GAP};
 use ferrofold_msa::stats::BLOSUM62_11_1;
 use rayon::prelude::*;
 
@@ -259,11 +260,11 @@ fn query_codes(sequence: &str) -> Result<Vec<u8>> {
 }
 
 /// The search profile of the query: from the MSA rows (query columns) when an MSA is given,
-/// else BLOSUM62 rows of the sequence. The MSA's first row must be the query.
+/// else the sequence's ([`sequence_pssm`]). The MSA's first row must be the query.
 pub fn query_profile(sequence: &str, msa: Option<&A3m>) -> Result<Pssm> {
     let codes = query_codes(sequence)?;
     let Some(msa) = msa else {
-        return Ok(Pssm::from_sequence(&codes));
+        return Ok(sequence_pssm(&codes));
     };
     if msa.width() != codes.len() {
         bail!(
