@@ -5,7 +5,7 @@
     python3 benches/msa_decoys.py [--threads 2] [--tools ours,mmseqs2]
         [--queries target/msa-bench/queries.fasta] [--db-fasta target/msa-bench/db.fasta]
         [--work target/msa-bench] [--ferrofold target/release/ferrofold] [--evalue 1e-3]
-        [--rerun]
+        [--rerun] [--ours-extra "--iterations 4"]
 
 Recall (benches/msa_vs_reference.py) cannot see a hit that is wrong: its truth only holds hits
 that another tool or a full Smith-Waterman confirms. Here every database protein gets a decoy,
@@ -76,6 +76,7 @@ def main():
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--evalue", type=float, default=1e-3, help="counting threshold")
     ap.add_argument("--rerun", action="store_true", help="ignore cached MMseqs2 outputs")
+    ap.add_argument("--ours-extra", default="", help="extra arguments for ferrofold search")
     args = ap.parse_args()
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     if any(t not in TOOLS for t in tools):
@@ -93,7 +94,6 @@ def main():
     args.ferrofold = os.path.abspath(args.ferrofold)
     args.threads = str(args.threads)
     args.mmseqs_index = True
-    args.ours_extra = ""
     dbinfo = bench.sha256_cached(decoy_fasta, work)
     records = [r for r in bench.read_fasta(args.queries) if not r[0].startswith("shuffled_")]
     names = [q for q, _ in records]

@@ -11,8 +11,9 @@ Tools (each a subprocess; wall time with time.perf_counter, peak RSS from os.wai
 which covers the process and every descendant it waited for; where a tool runs several
 commands, wall is the sum and peak the maximum):
 - ours: `ferrofold db build DB_FASTA DB` (timed as the database build), then one
-  `ferrofold search QUERIES DB --out DIR --iterations 3 --evalue 0.1 --max-seqs 10000
-  --threads T` (ColabFold's settings); hits from DIR/<query>.tsv. Never cached. Skipped with a
+  `ferrofold search QUERIES DB --out DIR --evalue 0.1 --max-seqs 10000 --threads T`
+  (ColabFold's settings; our default of 4 iterations, where a query stops once its included
+  hits grow by less than 10 %); hits from DIR/<query>.tsv. Never cached. Skipped with a
   warning when the binary is missing or `db build` fails, so the rest still runs.
 - mmseqs2: database build = `createdb` + `createindex -s 8` (ColabFold's servers search
   precomputed indexes; --no-mmseqs-index leaves the index out and MMseqs2 then builds the k-mer
@@ -64,7 +65,7 @@ LABELS = {"ours": "ferrofold", "mmseqs2": "MMseqs2", "jackhmmer1": "jackhmmer -N
 MMSEQS_SEARCH = ["--num-iterations", "3", "-s", "8", "-e", "0.1", "--max-seqs", "10000", "-a"]
 JACKHMMER_FLAGS = ["--incE", "0.0001", "-E", "0.0001", "--F1", "0.0005", "--F2", "0.00005",
                    "--F3", "0.0000005", "--noali"]
-OURS_SEARCH = ["--iterations", "3", "--evalue", "0.1", "--max-seqs", "10000"]
+OURS_SEARCH = ["--evalue", "0.1", "--max-seqs", "10000"]
 SSEARCH = ["-q", "-z", "3", "-s", "BL62", "-f", "-11", "-g", "-1", "-m", "8"]
 
 
@@ -170,8 +171,12 @@ def run_ours(args, queries_path, names, work):
     logp = os.path.join(base, "log.txt")
     db, out = os.path.join(base, "db"), os.path.join(base, "out")
     build_s, build_mb = run([binary, "db", "build", args.db_fasta, db], logp)
+    extra = args.ours_extra.split()
+    # An option given in --ours-extra replaces the default one (clap refuses repeats).
+    defaults = [x for i in range(0, len(OURS_SEARCH), 2) if OURS_SEARCH[i] not in extra
+                for x in OURS_SEARCH[i:i + 2]]
     cmd = [binary, "search", queries_path, db, "--out", out, "--threads", args.threads,
-           *OURS_SEARCH, *args.ours_extra.split()]
+           *defaults, *extra]
     wall, peak = run(cmd, logp)
     rows, missing, depth = [], [], {}
     for q in names:

@@ -28,8 +28,9 @@ pub struct SearchArgs {
     /// Output folder: <query>.a3m and <query>.tsv per query.
     #[arg(long)]
     out: PathBuf,
-    /// Search iterations (profile search after the first).
-    #[arg(long, default_value_t = 3)]
+    /// Search iterations (profile search after the first; a query stops earlier once its
+    /// included hits grow by less than 10 %).
+    #[arg(long, default_value_t = 4)]
     iterations: usize,
     /// Report hits up to this E-value.
     #[arg(long, default_value_t = 0.1)]

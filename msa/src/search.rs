@@ -17,10 +17,13 @@ use crate::prefilter::{count_seeds, prefilter, PrefilterParams};
 use crate::profile::{build_profiles, sequence_pssm, GAP};
 use crate::stats::{KarlinAltschul, SearchSpace, BLOSUM62_11_1};
 
-/// Settings of a search (defaults follow ColabFold's MMseqs2 call).
+/// Settings of a search (defaults follow ColabFold's MMseqs2 call, but for one iteration more).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchParams {
-    /// Search iterations; each after the first searches with the profile of the last.
+    /// Search iterations; each after the first searches with the profile of the last. Four by
+    /// default, one more than ColabFold's: with the composition correction our profiles reach
+    /// less far per iteration than MMseqs2's, whose E-values do not fit its cheaper profile
+    /// gaps (BENCHMARKS.md); queries that converge stop earlier ([`CONVERGED_FRACTION`]).
     pub iterations: usize,
     /// Hits with an E-value up to this are reported.
     pub evalue: f64,
@@ -38,7 +41,7 @@ pub struct SearchParams {
 impl Default for SearchParams {
     fn default() -> Self {
         SearchParams {
-            iterations: 3,
+            iterations: 4,
             evalue: 0.1,
             inclusion_evalue: 0.1,
             max_seqs: 10_000,
@@ -246,7 +249,7 @@ pub fn search(
         if iteration + 1 == iterations {
             break;
         }
-        // Next profiles; a query whose included hits did not change has converged.
+        // Next profiles; a query whose included hits barely changed has converged.
         active.retain(|&q| {
             let mut now: Vec<u32> = results[q]
                 .hits
@@ -255,7 +258,9 @@ pub fn search(
                 .map(|h| h.target)
                 .collect();
             now.sort_unstable();
-            if now.is_empty() || now == included[q] {
+            let known: HashSet<u32> = included[q].iter().copied().collect();
+            let fresh = now.iter().filter(|t| !known.contains(t)).count();
+            if now.is_empty() || (fresh as f64) < CONVERGED_FRACTION * known.len() as f64 {
                 return false;
             }
             let m = queries[q].codes.len();
@@ -297,6 +302,12 @@ pub fn search(
     }
     results
 }
+
+/// A query has converged when its included hits grew by less than this fraction in the last
+/// iteration (or not at all): another profile would barely move. On the MSA benchmark with
+/// four iterations, 0.1 took the second query set from 14.7 to 13.1 s at micro recall 0.990
+/// against 0.991 (BENCHMARKS.md).
+const CONVERGED_FRACTION: f64 = 0.1;
 
 /// E-value below which a hit is settled: later iterations do not align it again.
 const SETTLED_EVALUE: f64 = 1e-6;

@@ -155,6 +155,31 @@ fn profile_iterations_reach_remote_homologs() {
 }
 
 #[test]
+fn a_query_stops_iterating_once_its_hits_stop_growing() {
+    // One family of 20 close members: the second iteration finds nothing new.
+    let mut rng = Rng(77);
+    let ancestor = rng.protein(180);
+    let mut seqs: Vec<Vec<u8>> = (0..1000).map(|_| rng.protein(200)).collect();
+    for i in 0..20 {
+        seqs[i * 50] = rng.mutate(&ancestor, 0.8, 80);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path(), &seqs);
+    let queries = [Query {
+        name: "q".into(),
+        codes: rng.mutate(&ancestor, 0.8, 80),
+    }];
+    let params = SearchParams {
+        iterations: 10,
+        ..SearchParams::default()
+    };
+    let result = &search(&db, &queries, &params, &Quiet)[0];
+    let members = result.hits.iter().filter(|h| h.target % 50 == 0).count();
+    assert_eq!(members, 20);
+    assert!(result.iterations <= 3, "{} iterations", result.iterations);
+}
+
+#[test]
 fn ambiguous_residues_never_seed_but_align() {
     let mut rng = Rng(99);
     let query = rng.protein(150);
