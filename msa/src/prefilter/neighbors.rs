@@ -44,6 +44,12 @@ impl Entry {
 /// Seeds of all queries of a batch, by k-mer code.
 pub struct SeedTable {
     entries: Vec<Entry>,
+    /// One bit per code: whether it has any seed. 400 kB, so it stays in the L2 cache where
+    /// the entries (25.6 MB) do not: a batch of a few queries leaves most codes empty, and
+    /// the scan then skips their entries' memory reads.
+    occupied: Vec<u64>,
+    /// At most half the codes have seeds.
+    sparse: bool,
     /// The seeds of codes with more than two, code by code: 4-byte keys (see
     /// [`SeedTable::build`]), as the scan's reads are random and the table's size sets its
     /// cache misses.
@@ -85,6 +91,10 @@ impl SeedTable {
                 overflow_len += count;
             }
         }
+        let mut occupied = vec![0u64; CODES.div_ceil(64)];
+        for (code, _) in counts.iter().enumerate().filter(|(_, &c)| c > 0) {
+            occupied[code / 64] |= 1 << (code % 64);
+        }
         let mut overflow = vec![0u32; overflow_len as usize];
         for &(code, seed) in &pairs {
             let entry = &mut entries[code as usize];
@@ -97,8 +107,11 @@ impl SeedTable {
                 None => entry.0[1] = seed,
             }
         }
+        let seeded_codes = counts.iter().filter(|&&c| c > 0).count();
         SeedTable {
             entries,
+            occupied,
+            sparse: seeded_codes * 2 <= CODES,
             overflow,
             len: pairs.len(),
         }
@@ -127,6 +140,26 @@ impl SeedTable {
                 &entry.0[..used]
             }
         }
+    }
+
+    /// Whether at most half the codes have seeds: then most windows of a scan can skip their
+    /// entry's memory read ([`SeedTable::occupied`]).
+    #[inline]
+    pub fn sparse(&self) -> bool {
+        self.sparse
+    }
+
+    /// The table with its sparseness set, for tests of both scan paths.
+    #[cfg(test)]
+    pub fn with_sparse(self, sparse: bool) -> SeedTable {
+        SeedTable { sparse, ..self }
+    }
+
+    /// Whether `code` has any seed (from the L2-sized bitmap, not the entries).
+    #[inline]
+    pub fn occupied(&self, code: u32) -> bool {
+        let code = code as usize;
+        (self.occupied[code / 64] >> (code % 64)) & 1 != 0
     }
 
     /// Asks the cache for the entry of `code` ahead of its use: the scan's table reads are

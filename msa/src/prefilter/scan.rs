@@ -88,8 +88,11 @@ pub struct ScanState<'a> {
     codes: Vec<u32>,
     /// Each target's end in `codes`.
     ends: Vec<usize>,
-    /// Each window's table entry.
+    /// The table entries of the windows with seeds, one target after the other, with each
+    /// window's position in its target; `seeded_ends` holds each target's end.
     entries: Vec<Entry>,
+    positions: Vec<u32>,
+    seeded_ends: Vec<usize>,
     /// Slots of the diagonals with two hits in the current target: the first
     /// `triggered_len`, the buffer as long as the slot array (each slot triggers once per
     /// target), so that every hit may write one without a branch.
@@ -114,6 +117,8 @@ impl<'a> ScanState<'a> {
             codes: Vec::new(),
             ends: Vec::new(),
             entries: Vec::new(),
+            positions: Vec::new(),
+            seeded_ends: Vec::new(),
             triggered: vec![0; layout.total + layout.max_target_len],
             triggered_len: 0,
             best: vec![(0, 0); queries.len()],
@@ -138,26 +143,54 @@ impl<'a> ScanState<'a> {
             window_codes(target, &mut self.codes);
             self.ends.push(self.codes.len());
         }
-        self.entries.clear();
-        for (w, &code) in self.codes.iter().enumerate() {
-            if let Some(&ahead) = self.codes.get(w + ENTRIES_AHEAD) {
-                if ahead != NO_CODE {
-                    self.table.prefetch(ahead);
-                }
-            }
-            self.entries.push(if code == NO_CODE {
-                Entry::EMPTY
-            } else {
-                self.table.entry(code)
-            });
+        if self.table.sparse() {
+            self.gather_seeded_entries::<true>();
+        } else {
+            // In a full table the bitmap would only add a read to almost every window.
+            self.gather_seeded_entries::<false>();
         }
-        let mut window = 0;
+        let mut seeded = 0;
         for (k, target) in targets.iter().enumerate() {
             let index = first + k as u32;
-            let end = self.ends[k];
-            self.collect_two_hit_diagonals(index + 1, window, end);
-            window = end;
+            let end = self.seeded_ends[k];
+            self.collect_two_hit_diagonals(index + 1, seeded, end);
+            seeded = end;
             self.score_diagonals(index, target, min_ungapped, out);
+        }
+    }
+
+    /// The table entries of the group's windows that have seeds, with their positions: a
+    /// batch of a few queries leaves most codes empty, and their windows then cost neither a
+    /// memory read nor a pass through the diagonal slots. Written without a branch on
+    /// whether a window has seeds (about as likely as not for a large batch).
+    fn gather_seeded_entries<const SPARSE: bool>(&mut self) {
+        // Room for every window; only the first `n` hold this group's.
+        let windows = self.codes.len();
+        if self.entries.len() < windows {
+            self.entries.resize(windows, Entry::EMPTY);
+            self.positions.resize(windows, 0);
+        }
+        self.seeded_ends.clear();
+        let has_seeds = |code: u32| code != NO_CODE && (!SPARSE || self.table.occupied(code));
+        let (mut w, mut n, mut start) = (0, 0, 0);
+        for &end in &self.ends {
+            while w < end {
+                if let Some(&ahead) = self.codes.get(w + ENTRIES_AHEAD) {
+                    if has_seeds(ahead) {
+                        self.table.prefetch(ahead);
+                    }
+                }
+                let code = self.codes[w];
+                let seeded = has_seeds(code);
+                // An empty code reads entry 0 (always cached) into a slot the next window
+                // overwrites.
+                self.entries[n] = self.table.entry(if seeded { code } else { 0 });
+                self.positions[n] = (w - start) as u32;
+                n += seeded as usize;
+                w += 1;
+            }
+            start = end;
+            self.seeded_ends.push(n);
         }
     }
 
@@ -198,19 +231,21 @@ impl<'a> ScanState<'a> {
         self.touched.clear();
     }
 
-    /// Diagonals with two non-overlapping seed hits among windows `first..end` (one
-    /// target's, stamped `stamp`), into `triggered`. Whether a slot is new to the target is
-    /// as good as random, so it is selected without a branch; so are an entry's inline words.
+    /// Diagonals with two non-overlapping seed hits among the seeded windows `first..end`
+    /// (one target's, stamped `stamp`), into `triggered`. Whether a slot is new to the
+    /// target is as good as random, so it is selected without a branch; so are an entry's
+    /// inline words.
     fn collect_two_hit_diagonals(&mut self, stamp: u32, first: usize, end: usize) {
         self.triggered_len = 0;
         let spare = self.layout.spare_key();
-        for w in first..end {
-            if let Some(ahead) = self.entries.get(w + SEEDS_AHEAD) {
+        let group = *self.seeded_ends.last().unwrap_or(&0);
+        for i in first..end {
+            if let Some(ahead) = self.entries[..group].get(i + SEEDS_AHEAD) {
                 self.table.prefetch_seeds(ahead);
             }
-            let here = (w - first) as u32;
-            let entry = &self.entries[w];
-            match self.table.overflow_of(entry) {
+            let here = self.positions[i];
+            let entry = self.entries[i];
+            match self.table.overflow_of(&entry) {
                 Some(keys) => {
                     for &key in keys {
                         self.hit(stamp, here, key);
@@ -285,6 +320,55 @@ pub fn ungapped_diagonal_score(pssm: &Pssm, target: &[u8], diagonal: usize) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sparse_and_full_tables_scan_alike() {
+        // Two queries, targets holding stretches of them among random residues and X.
+        let mut state = 7u64;
+        let mut residue = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) % 20) as u8
+        };
+        let queries: Vec<Vec<u8>> = (0..2)
+            .map(|_| (0..120).map(|_| residue()).collect())
+            .collect();
+        let mut targets: Vec<Vec<u8>> = Vec::new();
+        for t in 0..40 {
+            let mut target: Vec<u8> = (0..(60 + t * 7)).map(|_| residue()).collect();
+            if t % 3 == 0 {
+                let q = &queries[t % 2];
+                target.extend_from_slice(&q[t..t + 50]);
+                target.push(X);
+                target.extend((0..20).map(|_| residue()));
+            }
+            targets.push(target);
+        }
+        let pssms: Vec<Pssm> = queries.iter().map(|q| Pssm::from_sequence(q)).collect();
+        let pssms: Vec<&Pssm> = pssms.iter().collect();
+        let max_len = targets.iter().map(Vec::len).max().unwrap();
+        let layout = SlotLayout::new(&pssms, max_len);
+        let table =
+            || SeedTable::build(&pssms, &[11, 11], |q, pos| layout.seed_key(&pssms, q, pos));
+        let scan = |table: &SeedTable| {
+            let mut state = ScanState::new(&pssms, table, &layout);
+            let mut out = Vec::new();
+            for (group, chunk) in targets.chunks(16).enumerate() {
+                let chunk: Vec<&[u8]> = chunk.iter().map(|t| &t[..]).collect();
+                state.scan_targets(group as u32 * 16, &chunk, 15, &mut out);
+            }
+            out
+        };
+        let sparse = scan(&table().with_sparse(true));
+        let full = scan(&table().with_sparse(false));
+        assert_eq!(sparse, full);
+        // Every planted stretch is found.
+        let found: Vec<u32> = sparse.iter().map(|(_, c)| c.target).collect();
+        for t in (0..40).step_by(3) {
+            assert!(found.contains(&(t as u32)), "target {t}: {sparse:?}");
+        }
+    }
 
     #[test]
     fn windows_with_an_x_have_no_code() {
