@@ -172,11 +172,13 @@ def run_ours(args, queries_path, names, work):
     db, out = os.path.join(base, "db"), os.path.join(base, "out")
     build_s, build_mb = run([binary, "db", "build", args.db_fasta, db], logp)
     extra = args.ours_extra.split()
-    # An option given in --ours-extra replaces the default one (clap refuses repeats).
-    defaults = [x for i in range(0, len(OURS_SEARCH), 2) if OURS_SEARCH[i] not in extra
-                for x in OURS_SEARCH[i:i + 2]]
-    cmd = [binary, "search", queries_path, db, "--out", out, "--threads", args.threads,
-           *defaults, *extra]
+    # An option given in --ours-extra (`--opt v` or `--opt=v`) replaces the default one (clap
+    # refuses repeats).
+    given = {tok.split("=")[0] for tok in extra}
+    fixed = ["--threads", args.threads, *OURS_SEARCH]
+    defaults = [x for i in range(0, len(fixed), 2) if fixed[i] not in given
+                for x in fixed[i:i + 2]]
+    cmd = [binary, "search", queries_path, db, "--out", out, *defaults, *extra]
     wall, peak = run(cmd, logp)
     rows, missing, depth = [], [], {}
     for q in names:

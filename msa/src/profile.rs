@@ -43,7 +43,7 @@ pub fn sequence_pssm(query: &[u8]) -> Pssm {
         .map(|row| std::array::from_fn(|a| row[a] as f64))
         .collect();
     let mut pssm = rounded(&local_composition_corrected(&scores));
-    // X keeps its BLOSUM62 scores.
+    // The X column (a target's X) keeps its BLOSUM62 scores.
     for (row, original) in pssm.rows.iter_mut().zip(&blosum.rows) {
         *row = std::array::from_fn(|a| if a < 20 { row[a] } else { original[a] });
     }
@@ -124,14 +124,14 @@ fn rounded(scores: &[[f64; 20]]) -> Pssm {
     Pssm { rows }
 }
 
-/// Half-width of the window of [`local_composition_corrected`] (MMseqs2's profile bias
-/// correction uses the same 40 columns).
+/// Window of [`local_composition_corrected`]: column `i` looks at columns `i − 20 .. i + 20`
+/// (40 columns with itself, as MMseqs2's profile bias correction does).
 const COMPOSITION_WINDOW: usize = 20;
 /// Share of the neighbourhood's residue preference taken off each column. MMseqs2 takes all of
-/// it; on the MSA benchmark's shuffled-database decoys (`benches/msa_decoys.py`, seed 7)
-/// one half kept decoy hits at E ≤ 1e-3 at one (none stronger than 2e-4, against 754 reaching
-/// 1e-46 without it), with recall 0.968 against 0.946 for all of it; 0.3 let a decoy through at
-/// 1e-33 (BENCHMARKS.md).
+/// it. On the MSA benchmark's shuffled-database decoys (`benches/msa_decoys.py`, query set
+/// seed 7, three iterations, profiles corrected but not yet the plain query), one half left
+/// one decoy hit at E ≤ 1e-3 (E 2e-4; 754 reaching 1e-46 without it) at recall 0.968, all of
+/// it 0.946; 0.3 let a decoy through at 1e-33 (BENCHMARKS.md).
 const COMPOSITION_CORRECTION: f64 = 0.5;
 
 /// Each column's scores less part of its neighbourhood's preference for each residue: the

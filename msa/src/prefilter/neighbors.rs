@@ -92,8 +92,10 @@ impl SeedTable {
             }
         }
         let mut occupied = vec![0u64; CODES.div_ceil(64)];
+        let mut seeded_codes = 0;
         for (code, _) in counts.iter().enumerate().filter(|(_, &c)| c > 0) {
             occupied[code / 64] |= 1 << (code % 64);
+            seeded_codes += 1;
         }
         let mut overflow = vec![0u32; overflow_len as usize];
         for &(code, seed) in &pairs {
@@ -107,7 +109,6 @@ impl SeedTable {
                 None => entry.0[1] = seed,
             }
         }
-        let seeded_codes = counts.iter().filter(|&&c| c > 0).count();
         SeedTable {
             entries,
             occupied,

@@ -4,8 +4,9 @@
 //!
 //! - Profile: with an MSA, [`build_pssm`] over its rows in query columns (PSI-BLAST weights
 //!   and pseudocounts capped by entropy weighting, the search's own profiles; BLOSUM62 units,
-//!   so the BLOSUM62 11/1 E-value statistics hold); without one, the query's BLOSUM62 rows
-//!   ([`sequence_pssm`]); both with the search's composition correction.
+//!   for which the BLOSUM62 11/1 E-value statistics hold before the correction below);
+//!   without one, the query's BLOSUM62 rows ([`sequence_pssm`]); both with the search's
+//!   composition correction.
 //!   One pass, no iteration (AF2 searches once with hhsearch).
 //! - Scan: every library chain is scored (SIMD striped kernel, all threads); no k-mer
 //!   prefilter, since a template library is thousands to a few hundred thousand chains.
