@@ -15,7 +15,7 @@ const PSEUDOCOUNT_WEIGHT: f64 = 10.0;
 /// Most mean relative entropy per profile column, in bits (HMMER's `--ere`, whose protein
 /// default is 0.59). Chosen on the MSA benchmark's three query sets (seeds 6, 7 and 8) with
 /// the composition correction and four iterations, among 0.45, 0.5, 0.55 and 0.65: 0.5 gave
-/// the best recall on each (BENCHMARKS.md); 0.4 lost remote homologs sharply before.
+/// the best recall over the three (BENCHMARKS.md); 0.4 lost remote homologs sharply before.
 const ENTROPY_TARGET: f64 = 0.5;
 /// Scores are ln(odds)/λ with BLOSUM62's ungapped λ, so before the composition correction
 /// every column's scores have exactly BLOSUM62's λ (Σ_a p_a e^{λ s} = Σ_a Q_a = 1) and one
