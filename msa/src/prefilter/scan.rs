@@ -161,8 +161,8 @@ impl<'a> ScanState<'a> {
 
     /// The table entries of the group's windows that have seeds, with their positions: a
     /// batch of a few queries leaves most codes empty, and their windows then cost neither a
-    /// memory read nor a pass through the diagonal slots. Written without a branch on
-    /// whether a window has seeds (about as likely as not for a large batch).
+    /// memory read nor a pass through the diagonal slots. The store does not branch on
+    /// whether a window has seeds (hard to predict in a batch whose table is half full).
     fn gather_seeded_entries<const SPARSE: bool>(&mut self) {
         // Room for every window; only the first `n` hold this group's.
         let windows = self.codes.len();
