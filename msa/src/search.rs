@@ -168,7 +168,7 @@ pub fn search(
     let base = prefilter_params.kmer_threshold;
     // Each query's seed budget: what its plain sequence gives at the base threshold. Profiles
     // are sharper and would seed far more at that threshold; they get a higher one instead.
-    let budgets: Vec<usize> = profiles.iter().map(|p| count_seeds(p, base)).collect();
+    let budgets: Vec<usize> = profiles.par_iter().map(|p| count_seeds(p, base)).collect();
     let mut thresholds: Vec<(i32, usize)> = budgets.iter().map(|&n| (base, n)).collect();
     let slots: Vec<usize> = queries
         .iter()
@@ -204,29 +204,50 @@ pub fn search(
                 prefilter_seconds,
                 align_seconds: 0.0,
             };
-            for (&q, candidates) in batch.iter().zip(candidates) {
-                let targets: Vec<u32> = candidates.iter().map(|c| c.target).collect();
-                let space = ka.search_space(queries[q].codes.len(), db.total_residues(), db.len());
-                // The last hits shape no profile after them: scored with all the MSA holds.
-                let pssm = if last { &full[q] } else { &profiles[q] };
-                let aligner = Aligner {
-                    db,
-                    profile: QueryProfile::new(pssm, params.gaps),
-                    query: &queries[q].codes,
-                    ka,
-                    space,
-                };
-                let mut scored = aligner.score(&targets, params);
-                // Before the last iteration only the hits that shape the next profile need
-                // their alignments now; the others wait in case the query converges here.
-                let split = if last {
-                    scored.len()
-                } else {
-                    let included = ka.min_score_for(params.inclusion_evalue, space);
-                    scored.partition_point(|&(_, score)| score >= included)
-                };
-                let rest = scored.split_off(split);
-                let (mut hits, untraced) = aligner.trace(&scored);
+            // Queries aligned side by side (each also spreads its targets over the threads):
+            // one with few targets would leave a thread idle.
+            let aligned: Vec<Aligned> = batch
+                .par_iter()
+                .zip(candidates)
+                .map(|(&q, candidates)| {
+                    let targets: Vec<u32> = candidates.iter().map(|c| c.target).collect();
+                    let space =
+                        ka.search_space(queries[q].codes.len(), db.total_residues(), db.len());
+                    // The last hits shape no profile after them: scored with all the MSA holds.
+                    let pssm = if last { &full[q] } else { &profiles[q] };
+                    let aligner = Aligner {
+                        db,
+                        profile: QueryProfile::new(pssm, params.gaps),
+                        query: &queries[q].codes,
+                        ka,
+                        space,
+                    };
+                    let mut scored = aligner.score(&targets, params);
+                    // Before the last iteration only the hits that shape the next profile need
+                    // their alignments now; the others wait in case the query converges here.
+                    let split = if last {
+                        scored.len()
+                    } else {
+                        let included = ka.min_score_for(params.inclusion_evalue, space);
+                        scored.partition_point(|&(_, score)| score >= included)
+                    };
+                    let rest = scored.split_off(split);
+                    let (hits, untraced) = aligner.trace(&scored);
+                    Aligned {
+                        hits,
+                        untraced,
+                        aligner,
+                        rest,
+                    }
+                })
+                .collect();
+            for (&q, aligned) in batch.iter().zip(aligned) {
+                let Aligned {
+                    mut hits,
+                    untraced,
+                    aligner,
+                    rest,
+                } = aligned;
                 summary.hits += hits.len() + rest.len();
                 // Hits of earlier iterations the new profile missed stay (MMseqs2 merges the
                 // iterations' results the same way): a profile can drift off a subfamily.
@@ -251,58 +272,89 @@ pub fn search(
         if iteration + 1 == iterations {
             break;
         }
-        // Next profiles; a query whose included hits barely changed has converged.
-        active.retain(|&q| {
-            let mut now: Vec<u32> = results[q]
-                .hits
-                .iter()
-                .filter(|h| h.evalue <= params.inclusion_evalue)
-                .map(|h| h.target)
-                .collect();
-            now.sort_unstable();
-            let known: HashSet<u32> = included[q].iter().copied().collect();
-            let fresh = now.iter().filter(|t| !known.contains(t)).count();
-            if now.is_empty() || (fresh as f64) < CONVERGED_FRACTION * known.len() as f64 {
-                return false;
-            }
-            let m = queries[q].codes.len();
-            let rows: Vec<Vec<u8>> = results[q]
-                .hits
-                .iter()
-                .filter(|h| h.evalue <= params.inclusion_evalue)
-                .map(|h| h.query_columns(db.sequence(h.target as usize), m))
-                .collect();
-            let built = build_profiles(&queries[q].codes, &rows);
-            (profiles[q], full[q]) = (built.capped, built.full);
-            thresholds[q] = seed_threshold(&full[q], base, budgets[q]);
-            included[q] = now;
-            true
-        });
+        // Next profiles, built in parallel; a query whose included hits barely changed has
+        // converged.
+        let next: Vec<Option<NextProfile>> = active
+            .par_iter()
+            .map(|&q| {
+                let mut now: Vec<u32> = results[q]
+                    .hits
+                    .iter()
+                    .filter(|h| h.evalue <= params.inclusion_evalue)
+                    .map(|h| h.target)
+                    .collect();
+                now.sort_unstable();
+                let known: HashSet<u32> = included[q].iter().copied().collect();
+                let fresh = now.iter().filter(|t| !known.contains(t)).count();
+                if now.is_empty() || (fresh as f64) < CONVERGED_FRACTION * known.len() as f64 {
+                    return None;
+                }
+                let m = queries[q].codes.len();
+                let rows: Vec<Vec<u8>> = results[q]
+                    .hits
+                    .iter()
+                    .filter(|h| h.evalue <= params.inclusion_evalue)
+                    .map(|h| h.query_columns(db.sequence(h.target as usize), m))
+                    .collect();
+                let built = build_profiles(&queries[q].codes, &rows);
+                let threshold = seed_threshold(&built.full, base, budgets[q]);
+                Some(NextProfile {
+                    capped: built.capped,
+                    full: built.full,
+                    threshold,
+                    included: now,
+                })
+            })
+            .collect();
+        active = active
+            .into_iter()
+            .zip(next)
+            .filter_map(|(q, next)| {
+                let next = next?;
+                (profiles[q], full[q]) = (next.capped, next.full);
+                thresholds[q] = next.threshold;
+                included[q] = next.included;
+                Some(q)
+            })
+            .collect();
         if active.is_empty() {
             break;
         }
     }
     // The weaker hits set aside before the last iteration, newest iteration first, for the
     // targets no later iteration reported.
-    for (result, pending) in results.iter_mut().zip(pending) {
-        let mut known: HashSet<u32> = result.hits.iter().map(|h| h.target).collect();
-        for (aligner, rest) in pending.into_iter().rev() {
-            let rest: Vec<(u32, i32)> = rest
-                .into_iter()
-                .filter(|(t, _)| !known.contains(t))
-                .collect();
-            if rest.is_empty() {
-                continue;
-            }
-            let (more, untraced) = aligner.trace(&rest);
-            known.extend(more.iter().map(|h| h.target));
-            result.hits.extend(more);
-            result.untraced += untraced;
-        }
-        sort_hits(&mut result.hits);
-        result.hits.truncate(params.max_seqs);
-    }
     results
+        .par_iter_mut()
+        .zip(pending)
+        .for_each(|(result, pending)| {
+            let mut known: HashSet<u32> = result.hits.iter().map(|h| h.target).collect();
+            for (aligner, rest) in pending.into_iter().rev() {
+                let rest: Vec<(u32, i32)> = rest
+                    .into_iter()
+                    .filter(|(t, _)| !known.contains(t))
+                    .collect();
+                if rest.is_empty() {
+                    continue;
+                }
+                let (more, untraced) = aligner.trace(&rest);
+                known.extend(more.iter().map(|h| h.target));
+                result.hits.extend(more);
+                result.untraced += untraced;
+            }
+            sort_hits(&mut result.hits);
+            result.hits.truncate(params.max_seqs);
+        });
+    results
+}
+
+/// A query's state for its next iteration.
+struct NextProfile {
+    capped: Pssm,
+    full: Pssm,
+    /// k-mer threshold and seed count.
+    threshold: (i32, usize),
+    /// Targets of the hits that built the profile, sorted.
+    included: Vec<u32>,
 }
 
 /// A query has converged when its included hits grew by less than this fraction in the last
@@ -367,6 +419,15 @@ fn batches(active: &[usize], thresholds: &[(i32, usize)], slots: &[usize]) -> Ve
 
 /// Targets scored per batch call: large enough to keep the kernel's 32 or 64 lanes full.
 const SCORE_CHUNK: usize = 1024;
+
+/// One query's alignments in one iteration: its traced hits (E-value order), how many were
+/// too long to trace, its aligner and the scored hits left for later.
+struct Aligned<'a> {
+    hits: Vec<Hit>,
+    untraced: usize,
+    aligner: Aligner<'a>,
+    rest: Vec<(u32, i32)>,
+}
 
 /// A query's aligner and its scored hits not traced yet.
 type Pending<'a> = (Aligner<'a>, Vec<(u32, i32)>);

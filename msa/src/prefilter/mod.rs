@@ -84,19 +84,22 @@ pub fn prefilter(
         let len = db.sequence(c.target as usize).len() as f64;
         BLOSUM62_LAMBDA_UNGAPPED * c.ungapped as f64 - len.ln()
     };
-    for (candidates, skip) in per_query.iter_mut().zip(skip) {
-        // Keys computed once: a logarithm per comparison showed in profiles.
-        let mut keyed: Vec<(f64, Candidate)> = candidates
-            .iter()
-            .filter(|c| skip.binary_search(&c.target).is_err())
-            .map(|c| (significance(c), *c))
-            .collect();
-        keyed.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.target.cmp(&b.1.target)));
-        *candidates = keyed
-            .into_iter()
-            .take(params.max_candidates)
-            .map(|(_, c)| c)
-            .collect();
-    }
+    per_query
+        .par_iter_mut()
+        .zip(skip)
+        .for_each(|(candidates, skip)| {
+            // Keys computed once: a logarithm per comparison showed in profiles.
+            let mut keyed: Vec<(f64, Candidate)> = candidates
+                .iter()
+                .filter(|c| skip.binary_search(&c.target).is_err())
+                .map(|c| (significance(c), *c))
+                .collect();
+            keyed.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.target.cmp(&b.1.target)));
+            *candidates = keyed
+                .into_iter()
+                .take(params.max_candidates)
+                .map(|(_, c)| c)
+                .collect();
+        });
     per_query
 }

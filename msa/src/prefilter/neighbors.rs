@@ -2,6 +2,8 @@
 //! (BLAST's neighbourhood words, MMseqs2's similar k-mers), gathered into one lookup table
 //! for a batch of queries so the database is read once per batch.
 
+use rayon::prelude::*;
+
 use crate::matrix::Pssm;
 
 /// Seed length. 20^5 codes keep the table (25.6 MB of entries) near the L3 cache while
@@ -64,18 +66,25 @@ impl SeedTable {
     pub fn build(
         queries: &[&Pssm],
         thresholds: &[i32],
-        key: impl Fn(u32, u32) -> u32,
+        key: impl Fn(u32, u32) -> u32 + Sync,
     ) -> SeedTable {
-        let mut pairs: Vec<(u32, u32)> = Vec::new();
-        for ((q, pssm), &threshold) in queries.iter().enumerate().zip(thresholds) {
-            for pos in 0..pssm.len().saturating_sub(K - 1) {
-                let seed = key(q as u32, pos as u32);
-                assert!(seed < Entry::OVERFLOW, "seed key {seed} beyond 31 bits");
-                for_each_neighbor(pssm, pos, threshold, |code| pairs.push((code, seed)));
-            }
-        }
+        // (code, key) per query, the queries' neighbourhoods enumerated in parallel.
+        let per_query: Vec<Vec<(u32, u32)>> = (queries, thresholds)
+            .into_par_iter()
+            .enumerate()
+            .map(|(q, (pssm, &threshold))| {
+                let mut pairs = Vec::new();
+                for pos in 0..pssm.len().saturating_sub(K - 1) {
+                    let seed = key(q as u32, pos as u32);
+                    assert!(seed < Entry::OVERFLOW, "seed key {seed} beyond 31 bits");
+                    for_each_neighbor(pssm, pos, threshold, |code| pairs.push((code, seed)));
+                }
+                pairs
+            })
+            .collect();
+        let pairs = || per_query.iter().flatten();
         let mut counts = vec![0u32; CODES];
-        for &(code, _) in &pairs {
+        for &(code, _) in pairs() {
             counts[code as usize] += 1;
         }
         // Runs in the overflow array for the codes with more than two seeds.
@@ -98,7 +107,7 @@ impl SeedTable {
             seeded_codes += 1;
         }
         let mut overflow = vec![0u32; overflow_len as usize];
-        for &(code, seed) in &pairs {
+        for &(code, seed) in pairs() {
             let entry = &mut entries[code as usize];
             match entry.overflow_start() {
                 Some(start) => {
@@ -114,7 +123,7 @@ impl SeedTable {
             occupied,
             sparse: seeded_codes * 2 <= CODES,
             overflow,
-            len: pairs.len(),
+            len: per_query.iter().map(Vec::len).sum(),
         }
     }
 
