@@ -108,7 +108,7 @@ def main():
         bench.log(f"running {bench.LABELS[tool]}")
         try:
             if tool == "ours":
-                run = bench.run_ours(args, queries_path, names, base)
+                run = bench.run_ours(args, "ours", queries_path, names, base)
             else:
                 run = bench.run_mmseqs(args, queries_path, qhash, dbinfo, names, work)
         except bench.RunError as e:

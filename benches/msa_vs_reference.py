@@ -2,7 +2,7 @@
 """MSA search: ferrofold against MMseqs2 and jackhmmer, same queries, database and threads (issue 6).
 
     bash benches/msa_data.sh      # target/msa-bench/{db.fasta,queries.fasta}, installs the tools
-    python3 benches/msa_vs_reference.py [--threads 2] [--tools ours,mmseqs2,jackhmmer1,jackhmmer3]
+    python3 benches/msa_vs_reference.py [--threads 2] [--tools ours,ours1,mmseqs2,jackhmmer1,jackhmmer3]
         [--db-fasta target/msa-bench/db.fasta] [--queries target/msa-bench/queries.fasta]
         [--work target/msa-bench] [--ferrofold target/release/ferrofold] [--evalue 1e-3]
         [--max-queries N] [--rerun] [--no-mmseqs-index] [--ours-extra "-s 8"]
@@ -15,6 +15,8 @@ commands, wall is the sum and peak the maximum):
   (ColabFold's settings; our default of 4 iterations, where a query stops once its included
   hits grow by less than 10 %); hits from DIR/<query>.tsv. Never cached. Skipped with a
   warning when the binary is missing or `db build` fails, so the rest still runs.
+- ours1: the same with `--iterations 1`, the single-iteration search to set beside
+  jackhmmer -N 1 (its own folder and database build).
 - mmseqs2: database build = `createdb` + `createindex -s 8` (ColabFold's servers search
   precomputed indexes; --no-mmseqs-index leaves the index out and MMseqs2 then builds the k-mer
   index in memory on every prefilter). Timed run = `createdb` of the queries, `search
@@ -32,7 +34,7 @@ commands, wall is the sum and peak the maximum):
 Recall, for the real queries (shuffled_* queries have no homologs and are counted as false
 positives instead: how many of them get any hit with E <= --evalue). Per query, the truth is
   (jackhmmer -N 3 hits  ∩  MMseqs2 hits, both E <= --evalue)
-  ∪ (our hits with E <= --evalue that a full Smith-Waterman confirms: ssearch36 -z 3 -s BL62
+  ∪ (our hits (of ours and ours1) with E <= --evalue that a full Smith-Waterman confirms: ssearch36 -z 3 -s BL62
      -f -11 -g -1 of the query against just those targets with -Z <sequences in the database>,
      so its Altschul-Gish E-values are for the whole database, kept when E <= --evalue),
 without the query's own entry. Recall of a tool = |its hits with E <= --evalue ∩ truth| / |truth|,
@@ -59,9 +61,12 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS = ("ours", "mmseqs2", "jackhmmer1", "jackhmmer3")
-LABELS = {"ours": "ferrofold", "mmseqs2": "MMseqs2", "jackhmmer1": "jackhmmer -N 1",
-          "jackhmmer3": "jackhmmer -N 3"}
+TOOLS = ("ours", "ours1", "mmseqs2", "jackhmmer1", "jackhmmer3")
+LABELS = {"ours": "ferrofold", "ours1": "ferrofold --iterations 1", "mmseqs2": "MMseqs2",
+          "jackhmmer1": "jackhmmer -N 1", "jackhmmer3": "jackhmmer -N 3"}
+# Our runs (each also the name of its folder under WORK) and the options each adds to
+# --ours-extra: ours1 is the single-iteration search, the like of jackhmmer -N 1.
+OURS_RUNS = {"ours": [], "ours1": ["--iterations", "1"]}
 MMSEQS_SEARCH = ["--num-iterations", "3", "-s", "8", "-e", "0.1", "--max-seqs", "10000", "-a"]
 JACKHMMER_FLAGS = ["--incE", "0.0001", "-E", "0.0001", "--F1", "0.0005", "--F2", "0.00005",
                    "--F3", "0.0000005", "--noali"]
@@ -161,17 +166,19 @@ def save_json(path, obj):
 
 # ---------------------------------------------------------------- tools
 
-def run_ours(args, queries_path, names, work):
+def run_ours(args, tool, queries_path, names, work):
     binary = args.ferrofold
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         raise RunError(f"{binary} not found (cargo build --release, or pass --build)")
-    base = os.path.join(work, "ours")
+    base = os.path.join(work, tool)
     shutil.rmtree(base, ignore_errors=True)
     os.makedirs(base)
     logp = os.path.join(base, "log.txt")
     db, out = os.path.join(base, "db"), os.path.join(base, "out")
     build_s, build_mb = run([binary, "db", "build", args.db_fasta, db], logp)
     extra = args.ours_extra.split()
+    given = {tok.split("=")[0] for tok in extra}
+    extra += [x for x in OURS_RUNS[tool] if x not in given]
     # An option given in --ours-extra (`--opt v` or `--opt=v`) replaces the default one (clap
     # refuses repeats).
     given = {tok.split("=")[0] for tok in extra}
@@ -430,7 +437,7 @@ def main():
         need.add("mmseqs")
     if {"jackhmmer1", "jackhmmer3"} & set(tools):
         need.add("jackhmmer")
-    if "ours" in tools:
+    if set(OURS_RUNS) & set(tools):
         need.add("ssearch36")
     lacking = [e for e in sorted(need) if shutil.which(e) is None]
     if lacking:
@@ -452,15 +459,15 @@ def main():
     log(f"database {args.db_fasta}: {dbinfo['sequences']} sequences, {dbinfo['residues']} "
         f"residues; {len(real)} queries + {len(shuffled)} shuffled; {args.threads} threads")
 
-    if args.build and "ours" in tools:
+    if args.build and set(OURS_RUNS) & set(tools):
         subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
 
     results, notes = {}, []
     for tool in tools:
         log(f"running {LABELS[tool]}")
         try:
-            if tool == "ours":
-                results[tool] = run_ours(args, queries_path, names, work)
+            if tool in OURS_RUNS:
+                results[tool] = run_ours(args, tool, queries_path, names, work)
             elif tool == "mmseqs2":
                 results[tool] = run_mmseqs(args, queries_path, qhash, dbinfo, names, work)
             else:
@@ -491,9 +498,12 @@ def main():
                      + ("no MMseqs2 hits; " if mm is None else "")
                      + "using the available reference alone")
     verified, verify_s = ({q: set() for q in names}, 0.0)
-    if "ours" in results:
+    ours_runs = [results[t]["hits"] for t in OURS_RUNS if t in results]
+    if ours_runs:
         log("verifying our hits with ssearch36")
-        verified, verify_s = verify_ours(args, results["ours"]["hits"], records, dbinfo, work)
+        merged = best_hits((q, t, e) for run in ours_runs for q, d in run.items()
+                           for t, e in d.items())
+        verified, verify_s = verify_ours(args, merged, records, dbinfo, work)
     else:
         notes.append("truth without our verified hits (ours not run)")
     thr = args.evalue
@@ -531,11 +541,6 @@ def main():
         r["shuffled_hits"] = sum(per_q[q]["hits"] for q in shuffled)
         r["threads"] = int(args.threads)
         r.pop("hits")
-    if "ours" in results:
-        o = results["ours"]
-        o["verify_ssearch_s"] = verify_s
-        o["ours_verified"] = sum(len(v) for v in verified.values())
-
     # report
     agreed_by = " ∩ ".join(n for n, h in (("jackhmmer -N 3", j3), ("MMseqs2", mm)) if h is not None) \
         or "no reference"
@@ -565,13 +570,15 @@ def main():
             ratios["ours_over_mmseqs2_wall"] = o["wall_s"] / results["mmseqs2"]["wall_s"]
             lines.append(f"\nours / MMseqs2 wall time: {ratios['ours_over_mmseqs2_wall']:.3f} "
                          f"(target ≤ 0.5, at recall ≥ MMseqs2's)")
-        if "jackhmmer1" in results:
-            ratios["jackhmmer1_over_ours_wall"] = results["jackhmmer1"]["wall_s"] / o["wall_s"]
-            lines.append(f"jackhmmer -N 1 / ours wall time: "
-                         f"{ratios['jackhmmer1_over_ours_wall']:.1f}x (target ≥ 50x, at recall ≥ "
-                         f"jackhmmer -N 1's)")
-        lines.append(f"ours: {o['ours_verified']} hits confirmed by ssearch36 "
-                     f"({verify_s:.1f} s, not timed)")
+    for tool in OURS_RUNS:
+        if tool in results and "jackhmmer1" in results:
+            key = f"jackhmmer1_over_{tool}_wall"
+            ratios[key] = results["jackhmmer1"]["wall_s"] / results[tool]["wall_s"]
+            lines.append(f"jackhmmer -N 1 / {LABELS[tool]} wall time: {ratios[key]:.1f}x "
+                         f"(target ≥ 50x, at recall ≥ jackhmmer -N 1's)")
+    if ours_runs:
+        lines.append(f"ours: {sum(len(v) for v in verified.values())} hits confirmed by "
+                     f"ssearch36 ({verify_s:.1f} s, not timed)")
     if "mmseqs2" in results and "jackhmmer1" in results:
         ratios["jackhmmer1_over_mmseqs2_wall"] = (results["jackhmmer1"]["wall_s"]
                                                   / results["mmseqs2"]["wall_s"])
@@ -585,6 +592,7 @@ def main():
            "queries_sha256": qhash, "threads": int(args.threads), "evalue_threshold": thr,
            "tools": results, "ratios": ratios, "notes": notes,
            "truth": {q: {**truth_parts[q], "targets": sorted(truth[q])} for q in names},
+           "ours_verified": sum(len(v) for v in verified.values()), "verify_ssearch_s": verify_s,
            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "report_markdown": report}
     save_json(os.path.join(work, "results.json"), out)
     log(f"wrote {os.path.join(work, 'results.json')}")
