@@ -6,7 +6,9 @@
 //! The kernels' CPU twins (the exact maths they must reproduce) are the CPU backend's
 //! `layer_norm`, the trait's `masked_softmax` and the streaming path of the CPU
 //! `gated_attention` (the kernel's tiled online softmax; the CPU's GEMM path computes the
-//! same values another way).
+//! same values another way). Without a GPU, `kernels/tests/emulated_kernels.rs` runs the
+//! kernels' own source on the CPU (each block's threads as fibers, `kernels/tests/emulator`)
+//! against those twins.
 
 pub mod nvrtc;
 pub mod probe;
