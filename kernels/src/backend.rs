@@ -134,6 +134,25 @@ impl GatedAttention<'_> {
     }
 }
 
+/// `(B, H, Q, K)` of [`Backend::masked_softmax`]'s logits, after checking the bias and mask
+/// shapes against them.
+pub(crate) fn masked_softmax_dims(
+    x: &Tensor,
+    bias: Option<&Tensor>,
+    mask: Option<&Tensor>,
+) -> (usize, usize, usize, usize) {
+    let s = x.shape();
+    assert_eq!(s.len(), 4, "masked_softmax: logits must be [B, H, Q, K]");
+    let (b, h, nq, nk) = (s[0], s[1], s[2], s[3]);
+    if let Some(t) = bias {
+        assert_eq!(t.shape(), &[h, nq, nk], "masked_softmax: bias");
+    }
+    if let Some(t) = mask {
+        assert_eq!(t.shape(), &[b, nk], "masked_softmax: mask");
+    }
+    (b, h, nq, nk)
+}
+
 pub trait Backend: Send + Sync {
     /// `y = x W^T + b` over the last axis of `x`; `w` is `[out, in]` as stored by PyTorch
     /// and JAX-converted checkpoints alike.
@@ -182,15 +201,7 @@ pub trait Backend: Send + Sync {
         mask: Option<&Tensor>,
         scale: f32,
     ) {
-        let s = x.shape().to_vec();
-        assert_eq!(s.len(), 4, "masked_softmax: logits must be [B, H, Q, K]");
-        let (h, nq, nk) = (s[1], s[2], s[3]);
-        if let Some(t) = bias {
-            assert_eq!(t.shape(), &[h, nq, nk], "masked_softmax: bias");
-        }
-        if let Some(t) = mask {
-            assert_eq!(t.shape(), &[s[0], nk], "masked_softmax: mask");
-        }
+        let (_, h, nq, nk) = masked_softmax_dims(x, bias, mask);
         for (row, r) in x.data_mut().chunks_mut(nk.max(1)).enumerate() {
             let (b, hq) = (row / (h * nq), row % (h * nq));
             for (j, v) in r.iter_mut().enumerate() {

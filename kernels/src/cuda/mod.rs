@@ -6,12 +6,18 @@
 //! The kernels' CPU twins (the exact maths they must reproduce) are the CPU backend's
 //! `layer_norm`, the trait's `masked_softmax` and the streaming path of the CPU
 //! `gated_attention` (the kernel's tiled online softmax; the CPU's GEMM path computes the
-//! same values another way). Without a GPU, `kernels/tests/emulated_kernels.rs` runs the
-//! kernels' own source on the CPU (each block's threads as fibers, `kernels/tests/emulator`)
+//! same values another way). Without a GPU, `kernels/tests/cuda_emulated` runs the
+//! kernels' own source on the CPU (each block's threads as fibers, `kernels/tests/cuda_emulated/emulator`)
 //! against those twins.
 
+mod backend;
+pub mod device;
+mod gpu;
 pub mod nvrtc;
 pub mod probe;
 pub mod sources;
 
+pub use backend::CudaBackend;
+pub use device::{Arg, Device, DeviceError, Gemm};
+pub use gpu::CudaDevice;
 pub use probe::{cuda_available, cuda_device, driver_library_present, DeviceInfo, NoDevice};

@@ -49,8 +49,21 @@ pub const GATED_ATTENTION: Program = program!(
     ]
 );
 
+/// Element-wise fp32 kernels: linear bias, activations, the triangle update's gating and
+/// channel layouts.
+pub const ELEMENTWISE: Program = program!(
+    "elementwise",
+    [
+        "bias_add_f32",
+        "activate_f32",
+        "gate_channel_first_f32",
+        "channel_last_f32",
+        "sigmoid_gate_f32",
+    ]
+);
+
 /// Every program of the backend (what the NVRTC compile test covers).
-pub const PROGRAMS: &[Program] = &[LAYER_NORM, MASKED_SOFTMAX, GATED_ATTENTION];
+pub const PROGRAMS: &[Program] = &[LAYER_NORM, MASKED_SOFTMAX, GATED_ATTENTION, ELEMENTWISE];
 
 /// Queries per block and keys per tile of the gated attention kernels (`FF_ATT_BQ`,
 /// `FF_ATT_BK` in `attention.cu`), and its threads per block.
@@ -120,9 +133,38 @@ const _: () = assert!(std::mem::size_of::<AttentionArgs>() == 7 * 8 + 19 * 8 + 5
 const _: () = assert!(std::mem::align_of::<AttentionArgs>() == 8);
 
 impl AttentionArgs {
-    /// Contiguous `[batch, heads, rows, d]` strides.
-    pub fn bhnd_strides(heads: usize, rows: usize, d: usize) -> [i64; 3] {
-        [(heads * rows * d) as i64, (rows * d) as i64, d as i64]
+    /// Arguments for q, k, v, gate and output in the projections' own layout `[B, N, H, D]`
+    /// (batch stride N*H*D, head stride D, row stride H*D), a pair bias `[H, Q, K]` shared by
+    /// the batch and a key mask `[B, K]`. Every address is left 0 (null) for the caller.
+    /// Panics if a size exceeds the kernel's 32-bit ints.
+    pub fn projection_layout(
+        batch: usize,
+        heads: usize,
+        nq: usize,
+        nk: usize,
+        d: usize,
+        scale: f32,
+    ) -> AttentionArgs {
+        let int = |n: usize| {
+            i32::try_from(n).unwrap_or_else(|_| panic!("gated attention: size {n} exceeds 32 bits"))
+        };
+        let rows = |n: usize| [(n * heads * d) as i64, d as i64, (heads * d) as i64];
+        AttentionArgs {
+            q_s: rows(nq),
+            k_s: rows(nk),
+            v_s: rows(nk),
+            g_s: rows(nq),
+            o_s: rows(nq),
+            bias_s: [0, (nq * nk) as i64, nk as i64],
+            mask_sb: nk as i64,
+            batch: int(batch),
+            heads: int(heads),
+            nq: int(nq),
+            nk: int(nk),
+            d: int(d),
+            scale,
+            ..AttentionArgs::default()
+        }
     }
 
     /// Launch grid `(batch * heads, ceil(nq / 16), 1)`.

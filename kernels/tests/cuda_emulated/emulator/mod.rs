@@ -4,6 +4,10 @@
 //! cuLaunchKernel is: grid, block and one pointer per kernel parameter. "Device" pointers are
 //! host addresses. Each program is built once per test binary.
 
+mod device;
+
+pub use device::EmulatedDevice;
+
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
 use std::path::PathBuf;

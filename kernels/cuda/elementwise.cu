@@ -1,0 +1,61 @@
+// Element-wise kernels of the CUDA backend (fp32): the bias of a linear layer, activations, and
+// the gating and layout steps of the triangle multiplicative update (AF2 Algorithms 11 and 12)
+// around its per-channel GEMMs. Each is a grid-stride loop: launch with any grid, e.g.
+// blockDim.x = 256 and gridDim.x = min(ceil(n / 256), 65535).
+
+#define FF_GRID_STRIDE(i, n)                                                        \
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
+         i += (long long)gridDim.x * blockDim.x)
+
+// y[r, c] += b[c] over rows x cols.
+extern "C" __global__ void bias_add_f32(float* y, const float* __restrict__ b, long long rows,
+                                        int cols) {
+    FF_GRID_STRIDE(i, rows * cols) y[i] += b[i % cols];
+}
+
+// Activation kinds, as the backend's `Activation` enum.
+#define FF_RELU 0
+#define FF_GELU 1
+#define FF_SIGMOID 2
+
+// x = f(x) in place; GELU is the exact (erf) one.
+extern "C" __global__ void activate_f32(float* x, long long n, int kind) {
+    FF_GRID_STRIDE(i, n) {
+        const float v = x[i];
+        x[i] = kind == FF_RELU   ? fmaxf(v, 0.0f)
+               : kind == FF_GELU ? 0.5f * v * (1.0f + erff(v * 0.70710678118654752f))
+                                 : sigmoid_f32(v);
+    }
+}
+
+// The gated, masked side of a triangle update stored channel-first for the per-channel GEMMs:
+//   out[c, p] = mask[p] * sigmoid(gate[p, c]) * proj[p, c]
+// proj, gate: [positions, channels]; mask: [positions] or null; out: [channels, positions].
+extern "C" __global__ void gate_channel_first_f32(const float* __restrict__ proj,
+                                                  const float* __restrict__ gate,
+                                                  const float* __restrict__ mask,
+                                                  float* __restrict__ out, long long positions,
+                                                  int channels) {
+    FF_GRID_STRIDE(i, positions * channels) {
+        const long long p = i / channels;
+        const int c = (int)(i % channels);
+        const float m = mask ? mask[p] : 1.0f;
+        out[(long long)c * positions + p] = m * sigmoid_f32(gate[i]) * proj[i];
+    }
+}
+
+// y[p, c] = x[c, p]: channel-first [channels, positions] back to channel-last.
+extern "C" __global__ void channel_last_f32(const float* __restrict__ x, float* __restrict__ y,
+                                            long long positions, int channels) {
+    FF_GRID_STRIDE(i, positions * channels) {
+        const long long p = i / channels;
+        const int c = (int)(i % channels);
+        y[i] = x[(long long)c * positions + p];
+    }
+}
+
+// x *= sigmoid(gate), element by element (the update's output gate).
+extern "C" __global__ void sigmoid_gate_f32(float* x, const float* __restrict__ gate,
+                                            long long n) {
+    FF_GRID_STRIDE(i, n) x[i] *= sigmoid_f32(gate[i]);
+}

@@ -1,0 +1,402 @@
+//! The CUDA backend: the op interface on a [`Device`], fp32 throughout. Each op takes host
+//! tensors, uploads its inputs, runs cuBLAS GEMMs and the hand-written kernels, and
+//! downloads its result; the fused triangle multiplicative update keeps all of its
+//! intermediates on the device. (Tensors that live on the device between ops, and bf16
+//! storage, are the next steps of issue 5.)
+//!
+//! Gated attention with key and value widths that differ or exceed 64 (no AF2 or IgFold
+//! module has them) runs on the CPU backend. A device failure (out of memory, a failed
+//! launch) panics with the op's name: the op interface returns tensors, not results.
+
+use super::device::{Arg, Device, DeviceError, Gemm};
+use super::sources::{
+    gated_attention_kernel, AttentionArgs, Program, ATTENTION_THREADS, ELEMENTWISE,
+    GATED_ATTENTION, LAYER_NORM, MASKED_SOFTMAX,
+};
+use crate::backend::{
+    masked_softmax_dims, Activation, Backend, GatedAttention, LinearParams, MatView, NormParams,
+    TriangleDirection, TriangleMultiplicationParams,
+};
+use crate::{CpuBackend, Tensor};
+
+/// Threads per block of the row kernels (a warp per row) and of the element-wise ones.
+const ROW_THREADS: u32 = 128;
+const ELEMENT_THREADS: u32 = 256;
+/// Most blocks of an element-wise launch (its grid-stride loop covers the rest).
+const MAX_ELEMENT_BLOCKS: usize = 1 << 16;
+
+pub struct CudaBackend<D: Device> {
+    device: D,
+}
+
+/// The result of a device call, or a panic naming the op.
+fn ok<T>(result: Result<T, DeviceError>, op: &str) -> T {
+    result.unwrap_or_else(|e| panic!("CUDA backend, {op}: {e}"))
+}
+
+fn as_i32(n: usize, what: &str) -> i32 {
+    i32::try_from(n)
+        .unwrap_or_else(|_| panic!("CUDA backend: {what} {n} exceeds the kernels' 32-bit sizes"))
+}
+
+impl<D: Device> CudaBackend<D> {
+    pub fn new(device: D) -> Self {
+        CudaBackend { device }
+    }
+
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
+    fn upload(&self, t: &Tensor, op: &str) -> D::Buffer {
+        ok(self.device.upload(t.data()), op)
+    }
+
+    fn zeros(&self, len: usize, op: &str) -> D::Buffer {
+        ok(self.device.zeros(len), op)
+    }
+
+    fn download(&self, buffer: &D::Buffer, shape: &[usize], op: &str) -> Tensor {
+        Tensor::new(shape, ok(self.device.download(buffer), op)).expect("the op's output shape")
+    }
+
+    fn ptr(&self, buffer: Option<&D::Buffer>) -> Arg {
+        Arg::Ptr(buffer.map_or(0, |b| self.device.address(b)))
+    }
+
+    fn launch(
+        &self,
+        program: &Program,
+        kernel: &str,
+        grid: [u32; 3],
+        block: [u32; 3],
+        args: &[Arg],
+    ) {
+        // SAFETY: every caller passes the kernel's parameters (kernels/cuda/*.cu) in order,
+        // with buffers of the sizes they describe.
+        ok(
+            unsafe { self.device.launch(program, kernel, grid, block, args) },
+            kernel,
+        )
+    }
+
+    /// An element-wise kernel over `n` elements (nothing for none).
+    fn launch_elements(&self, kernel: &str, n: usize, args: &[Arg]) {
+        if n > 0 {
+            let blocks = n.div_ceil(ELEMENT_THREADS as usize).min(MAX_ELEMENT_BLOCKS) as u32;
+            self.launch(
+                &ELEMENTWISE,
+                kernel,
+                [blocks, 1, 1],
+                [ELEMENT_THREADS, 1, 1],
+                args,
+            );
+        }
+    }
+
+    /// A row kernel (one warp per row) over `rows` rows (nothing for none).
+    fn launch_rows(&self, program: &Program, kernel: &str, rows: usize, args: &[Arg]) {
+        if rows > 0 {
+            let blocks = as_i32(rows.div_ceil(ROW_THREADS as usize / 32), "blocks") as u32;
+            self.launch(program, kernel, [blocks, 1, 1], [ROW_THREADS, 1, 1], args);
+        }
+    }
+
+    /// `x W^T + b` of `rows` rows of `x` on the device → `[rows, out]`.
+    fn linear_on(&self, x: &D::Buffer, rows: usize, w: &Tensor, b: Option<&Tensor>) -> D::Buffer {
+        let (out, k) = (w.dim(0), w.dim(1));
+        let wb = self.upload(w, "linear");
+        let mut y = self.zeros(rows * out, "linear");
+        if rows > 0 && out > 0 {
+            let g = Gemm::batched(1, rows, out, k, false, true);
+            ok(self.device.gemm(&g, x, &wb, &mut y), "linear");
+        }
+        if let Some(b) = b {
+            assert_eq!(
+                b.len(),
+                out,
+                "linear: bias {:?} for {out} outputs",
+                b.shape()
+            );
+            let bb = self.upload(b, "linear");
+            let args = [
+                self.ptr(Some(&y)),
+                self.ptr(Some(&bb)),
+                Arg::I64(rows as i64),
+                Arg::I32(as_i32(out, "width")),
+            ];
+            self.launch_elements("bias_add_f32", rows * out, &args);
+        }
+        y
+    }
+
+    /// Layer norm of `rows` rows of width `c` on the device.
+    fn layer_norm_on(
+        &self,
+        x: &D::Buffer,
+        rows: usize,
+        c: usize,
+        norm: &NormParams<'_>,
+    ) -> D::Buffer {
+        assert!(
+            norm.gamma.len() == c && norm.beta.len() == c,
+            "layer_norm: {:?} vs {c}",
+            norm.gamma.shape()
+        );
+        let (gamma, beta) = (
+            self.upload(norm.gamma, "layer_norm"),
+            self.upload(norm.beta, "layer_norm"),
+        );
+        let y = self.zeros(rows * c, "layer_norm");
+        let args = [
+            self.ptr(Some(x)),
+            self.ptr(Some(&gamma)),
+            self.ptr(Some(&beta)),
+            self.ptr(Some(&y)),
+            Arg::I64(rows as i64),
+            Arg::I32(as_i32(c, "width")),
+            Arg::F32(norm.eps),
+        ];
+        self.launch_rows(&LAYER_NORM, "layer_norm_f32", rows, &args);
+        y
+    }
+
+    /// The gated side of a triangle update, channel-first `[H, P]`.
+    fn gated_side(
+        &self,
+        zn: &D::Buffer,
+        positions: usize,
+        proj: &LinearParams<'_>,
+        gate: &LinearParams<'_>,
+        mask: Option<&D::Buffer>,
+    ) -> D::Buffer {
+        let h = proj.w.dim(0);
+        let p = self.linear_on(zn, positions, proj.w, Some(proj.b));
+        let g = self.linear_on(zn, positions, gate.w, Some(gate.b));
+        let side = self.zeros(h * positions, "triangle_multiplication");
+        let args = [
+            self.ptr(Some(&p)),
+            self.ptr(Some(&g)),
+            self.ptr(mask),
+            self.ptr(Some(&side)),
+            Arg::I64(positions as i64),
+            Arg::I32(as_i32(h, "channels")),
+        ];
+        self.launch_elements("gate_channel_first_f32", h * positions, &args);
+        side
+    }
+}
+
+impl<D: Device> Backend for CudaBackend<D> {
+    fn linear(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
+        let k = w.dim(1);
+        assert_eq!(
+            x.dim(-1),
+            k,
+            "linear: input {:?} for weight {:?}",
+            x.shape(),
+            w.shape()
+        );
+        let rows = x.len() / k.max(1);
+        let y = self.linear_on(&self.upload(x, "linear"), rows, w, b);
+        let mut shape = x.shape().to_vec();
+        *shape.last_mut().expect("rank ≥ 1") = w.dim(0);
+        self.download(&y, &shape, "linear")
+    }
+
+    fn batched_matmul(&self, a: MatView<'_>, b: MatView<'_>) -> Tensor {
+        let dims = |v: &MatView<'_>| {
+            let s = v.tensor.shape();
+            assert_eq!(s.len(), 3, "batched_matmul operands are rank 3, got {s:?}");
+            if v.trans {
+                (s[0], s[2], s[1])
+            } else {
+                (s[0], s[1], s[2])
+            }
+        };
+        let ((ba, m, k), (bb, k2, n)) = (dims(&a), dims(&b));
+        assert!(
+            ba == bb && k == k2,
+            "batched_matmul: {:?} x {:?}",
+            a.tensor.shape(),
+            b.tensor.shape()
+        );
+        let (ab, bbuf) = (
+            self.upload(a.tensor, "batched_matmul"),
+            self.upload(b.tensor, "batched_matmul"),
+        );
+        let mut c = self.zeros(ba * m * n, "batched_matmul");
+        if ba * m * n > 0 {
+            let g = Gemm::batched(ba, m, n, k, a.trans, b.trans);
+            ok(self.device.gemm(&g, &ab, &bbuf, &mut c), "batched_matmul");
+        }
+        self.download(&c, &[ba, m, n], "batched_matmul")
+    }
+
+    fn layer_norm(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Tensor {
+        let c = x.dim(-1);
+        let rows = x.len() / c.max(1);
+        let norm = NormParams { gamma, beta, eps };
+        let y = self.layer_norm_on(&self.upload(x, "layer_norm"), rows, c, &norm);
+        self.download(&y, x.shape(), "layer_norm")
+    }
+
+    fn softmax(&self, x: &mut Tensor) {
+        let k = x.dim(-1);
+        let rows = x.len() / k.max(1);
+        let shape = x.shape().to_vec();
+        let taken = std::mem::replace(x, Tensor::zeros(&[0]));
+        let mut logits = taken.reshape(&[1, 1, rows, k]).expect("same length");
+        self.masked_softmax(&mut logits, None, None, 1.0);
+        *x = logits.reshape(&shape).expect("same length");
+    }
+
+    fn masked_softmax(
+        &self,
+        x: &mut Tensor,
+        bias: Option<&Tensor>,
+        mask: Option<&Tensor>,
+        scale: f32,
+    ) {
+        let (b, h, q, k) = masked_softmax_dims(x, bias, mask);
+        let s = x.shape().to_vec();
+        let op = "masked_softmax";
+        let xb = self.upload(x, op);
+        let bias_b = bias.map(|t| self.upload(t, op));
+        let mask_b = mask.map(|t| self.upload(t, op));
+        let args = [
+            self.ptr(Some(&xb)),
+            self.ptr(bias_b.as_ref()),
+            self.ptr(mask_b.as_ref()),
+            self.ptr(Some(&xb)),
+            Arg::I32(as_i32(b, "batch")),
+            Arg::I32(as_i32(h, "heads")),
+            Arg::I32(as_i32(q, "queries")),
+            Arg::I32(as_i32(k, "keys")),
+            Arg::F32(scale),
+        ];
+        self.launch_rows(&MASKED_SOFTMAX, "masked_softmax_f32", b * h * q, &args);
+        *x = self.download(&xb, &s, op);
+    }
+
+    fn activate(&self, x: &mut Tensor, f: Activation) {
+        let kind = match f {
+            Activation::Relu => 0,
+            Activation::Gelu => 1,
+            Activation::Sigmoid => 2,
+        };
+        let xb = self.upload(x, "activate");
+        let args = [
+            self.ptr(Some(&xb)),
+            Arg::I64(x.len() as i64),
+            Arg::I32(kind),
+        ];
+        self.launch_elements("activate_f32", x.len(), &args);
+        *x = self.download(&xb, x.shape(), "activate");
+    }
+
+    fn gated_attention(&self, a: &GatedAttention<'_>) -> Tensor {
+        let (b, h, nq, nk, d, dv) = a.dims();
+        let kernel = match gated_attention_kernel(d, false) {
+            Some(kernel) if d == dv => kernel,
+            _ => return CpuBackend.gated_attention(a),
+        };
+        let shape = [b, nq, h, dv];
+        if shape.contains(&0) || nk == 0 {
+            return Tensor::zeros(&shape); // no keys: nothing to average
+        }
+        let op = "gated_attention";
+        let (q, k, v) = (
+            self.upload(a.q, op),
+            self.upload(a.k, op),
+            self.upload(a.v, op),
+        );
+        let gate = a.gate.map(|t| self.upload(t, op));
+        let bias = a.bias.map(|t| self.upload(t, op));
+        let mask = a.mask.map(|t| self.upload(t, op));
+        let out = self.zeros(b * nq * h * dv, op);
+        let address = |t: Option<&D::Buffer>| t.map_or(0, |t| self.device.address(t));
+        let args = AttentionArgs {
+            q: address(Some(&q)),
+            k: address(Some(&k)),
+            v: address(Some(&v)),
+            gate: address(gate.as_ref()),
+            bias: address(bias.as_ref()),
+            mask: address(mask.as_ref()),
+            out: address(Some(&out)),
+            ..AttentionArgs::projection_layout(b, h, nq, nk, d, a.scale)
+        };
+        let (gx, gy, gz) = args.grid();
+        self.launch(
+            &GATED_ATTENTION,
+            kernel,
+            [gx, gy, gz],
+            [ATTENTION_THREADS as u32, 1, 1],
+            &[Arg::Attention(Box::new(args))],
+        );
+        self.download(&out, &shape, op)
+    }
+
+    fn triangle_multiplication(
+        &self,
+        z: &Tensor,
+        p: &TriangleMultiplicationParams<'_>,
+        mask: Option<&Tensor>,
+        dir: TriangleDirection,
+    ) -> Tensor {
+        let s = z.shape().to_vec();
+        assert!(
+            s.len() == 3 && s[0] == s[1],
+            "triangle_multiplication: pair {s:?} is not [L, L, C]"
+        );
+        let (l, c) = (s[0], s[2]);
+        let positions = l * l;
+        let h = p.left_proj.w.dim(0);
+        if let Some(m) = mask {
+            assert_eq!(m.shape(), &[l, l], "triangle_multiplication: mask");
+        }
+        let op = "triangle_multiplication";
+        let zn = self.layer_norm_on(&self.upload(z, op), positions, c, &p.input_norm);
+        let mask_b = mask.map(|m| self.upload(m, op));
+        let left = self.gated_side(&zn, positions, &p.left_proj, &p.left_gate, mask_b.as_ref());
+        let right = self.gated_side(
+            &zn,
+            positions,
+            &p.right_proj,
+            &p.right_gate,
+            mask_b.as_ref(),
+        );
+        // Per hidden channel: outgoing o = A B^T (o_ij = sum_k a_ik b_jk), incoming
+        // o = B^T A (o_ij = sum_k a_kj b_ki).  // [H, L, L]
+        let mut product = self.zeros(h * positions, op);
+        if positions > 0 && h > 0 {
+            let (g, first, second) = match dir {
+                TriangleDirection::Outgoing => {
+                    (Gemm::batched(h, l, l, l, false, true), &left, &right)
+                }
+                TriangleDirection::Incoming => {
+                    (Gemm::batched(h, l, l, l, true, false), &right, &left)
+                }
+            };
+            ok(self.device.gemm(&g, first, second, &mut product), op);
+        }
+        let channel_last = self.zeros(positions * h, op); // [L, L, H]
+        let args = [
+            self.ptr(Some(&product)),
+            self.ptr(Some(&channel_last)),
+            Arg::I64(positions as i64),
+            Arg::I32(as_i32(h, "channels")),
+        ];
+        self.launch_elements("channel_last_f32", positions * h, &args);
+        let centred = self.layer_norm_on(&channel_last, positions, h, &p.center_norm);
+        let out = self.linear_on(&centred, positions, p.output_proj.w, Some(p.output_proj.b)); // [L, L, C]
+        let gate = self.linear_on(&zn, positions, p.output_gate.w, Some(p.output_gate.b));
+        let args = [
+            self.ptr(Some(&out)),
+            self.ptr(Some(&gate)),
+            Arg::I64((positions * c) as i64),
+        ];
+        self.launch_elements("sigmoid_gate_f32", positions * c, &args);
+        self.download(&out, &s, op)
+    }
+}

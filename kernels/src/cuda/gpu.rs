@@ -1,0 +1,187 @@
+//! [`Device`] on a GPU through cudarc: the driver, NVRTC and cuBLAS, all loaded at run time.
+//! Programs are compiled with NVRTC for the device's architecture on first use and cached.
+//! Row-major GEMMs go to cuBLAS's column-major SGEMM as their transposes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cudarc::cublas::sys::cublasOperation_t;
+use cudarc::cublas::{CudaBlas, Gemm as _, GemmConfig, StridedBatchedConfig};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
+    PushKernelArg,
+};
+use cudarc::nvrtc::Ptx;
+
+use super::device::{Arg, Device, DeviceError, Gemm};
+use super::nvrtc::{self, Output, Target};
+use super::probe::{cuda_device, DeviceInfo};
+use super::sources::Program;
+
+pub struct CudaDevice {
+    info: DeviceInfo,
+    context: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    blas: CudaBlas,
+    modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+}
+
+fn driver(e: impl std::fmt::Debug) -> DeviceError {
+    DeviceError::Driver(format!("{e:?}"))
+}
+
+impl CudaDevice {
+    /// Device `ordinal`. The probe runs first, so a machine without a driver or a GPU gets
+    /// an error, never cudarc's panic.
+    pub fn new(ordinal: usize) -> Result<CudaDevice, DeviceError> {
+        let info = cuda_device(ordinal)?;
+        nvrtc::load_nvrtc().map_err(|e| DeviceError::Compile {
+            program: "(all)",
+            arch: info.nvrtc_arch(),
+            log: e.to_string(),
+        })?;
+        let context = CudaContext::new(ordinal).map_err(driver)?;
+        let stream = context.default_stream();
+        let blas =
+            CudaBlas::new(stream.clone()).map_err(|e| DeviceError::Blas(format!("{e:?}")))?;
+        Ok(CudaDevice {
+            info,
+            context,
+            stream,
+            blas,
+            modules: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn function(&self, program: &Program, kernel: &str) -> Result<CudaFunction, DeviceError> {
+        let mut modules = self
+            .modules
+            .lock()
+            .expect("no panic while the cache is held");
+        let module = match modules.get(program.name) {
+            Some(m) => m.clone(),
+            None => {
+                let (major, minor) = self.info.compute_capability;
+                let target = Target {
+                    arch: major * 10 + minor,
+                    output: Output::Ptx,
+                };
+                let compiled =
+                    nvrtc::compile(program, target, &[]).map_err(|e| DeviceError::Compile {
+                        program: program.name,
+                        arch: e.arch,
+                        log: e.log,
+                    })?;
+                let ptx = String::from_utf8_lossy(&compiled.image).into_owned();
+                let module = self
+                    .context
+                    .load_module(Ptx::from_src(ptx))
+                    .map_err(driver)?;
+                modules.insert(program.name, module.clone());
+                module
+            }
+        };
+        module.load_function(kernel).map_err(driver)
+    }
+}
+
+impl Device for CudaDevice {
+    type Buffer = CudaSlice<f32>;
+
+    fn upload(&self, data: &[f32]) -> Result<CudaSlice<f32>, DeviceError> {
+        if data.is_empty() {
+            return self.zeros(0);
+        }
+        self.stream.clone_htod(data).map_err(driver)
+    }
+
+    fn zeros(&self, len: usize) -> Result<CudaSlice<f32>, DeviceError> {
+        // A one-element allocation stands in for an empty one (the driver refuses size 0).
+        self.stream.alloc_zeros::<f32>(len.max(1)).map_err(driver)
+    }
+
+    fn download(&self, buffer: &CudaSlice<f32>) -> Result<Vec<f32>, DeviceError> {
+        self.stream.clone_dtoh(buffer).map_err(driver)
+    }
+
+    fn address(&self, buffer: &CudaSlice<f32>) -> u64 {
+        let (ptr, _sync) = buffer.device_ptr(&self.stream);
+        ptr
+    }
+
+    unsafe fn launch(
+        &self,
+        program: &Program,
+        kernel: &str,
+        grid: [u32; 3],
+        block: [u32; 3],
+        args: &[Arg],
+    ) -> Result<(), DeviceError> {
+        let function = self.function(program, kernel)?;
+        let mut launch = self.stream.launch_builder(&function);
+        for arg in args {
+            match arg {
+                Arg::Ptr(v) => launch.arg(v),
+                Arg::I32(v) => launch.arg(v),
+                Arg::I64(v) => launch.arg(v),
+                Arg::F32(v) => launch.arg(v),
+                Arg::Attention(v) => launch.arg(&**v),
+            };
+        }
+        let config = LaunchConfig {
+            grid_dim: (grid[0], grid[1], grid[2]),
+            block_dim: (block[0], block[1], block[2]),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the caller vouches for the arguments (the trait's contract).
+        unsafe { launch.launch(config) }.map(|_| ()).map_err(driver)
+    }
+
+    fn gemm(
+        &self,
+        g: &Gemm,
+        a: &CudaSlice<f32>,
+        b: &CudaSlice<f32>,
+        c: &mut CudaSlice<f32>,
+    ) -> Result<(), DeviceError> {
+        // Row-major C [m, n] is column-major C^T [n, m] = op(B)^T op(A)^T, and a row-major
+        // operand read column-major is already its transpose: so B goes first, transposed
+        // only where `trans_b` asks for the stored matrix's transpose.
+        let op = |t: bool| {
+            if t {
+                cublasOperation_t::CUBLAS_OP_T
+            } else {
+                cublasOperation_t::CUBLAS_OP_N
+            }
+        };
+        let int = |n: usize| {
+            i32::try_from(n)
+                .map_err(|_| DeviceError::Blas(format!("GEMM size {n} exceeds 32 bits")))
+        };
+        let config = StridedBatchedConfig {
+            gemm: GemmConfig {
+                transa: op(g.trans_b),
+                transb: op(g.trans_a),
+                m: int(g.n)?,
+                n: int(g.m)?,
+                k: int(g.k)?,
+                alpha: 1.0f32,
+                lda: int(if g.trans_b { g.k } else { g.n })?,
+                ldb: int(if g.trans_a { g.m } else { g.k })?,
+                beta: 0.0f32,
+                ldc: int(g.n)?,
+            },
+            batch_size: int(g.batch)?,
+            stride_a: g.stride_b as i64,
+            stride_b: g.stride_a as i64,
+            stride_c: (g.m * g.n) as i64,
+        };
+        // SAFETY: the backend sizes every buffer from the same dimensions.
+        unsafe { self.blas.gemm_strided_batched(config, b, a, c) }
+            .map_err(|e| DeviceError::Blas(format!("{e:?}")))
+    }
+}

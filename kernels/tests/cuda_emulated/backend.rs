@@ -1,0 +1,179 @@
+//! Every op of the CUDA backend, on the emulated device, against the CPU backend within the
+//! fp32 tolerance: launch shapes, argument order, strides and the GEMMs' transposes.
+
+use crate::emulator::EmulatedDevice;
+use crate::support::{assert_close, random, tensor, FP32_TOLERANCE};
+use ferrofold_kernels::cuda::CudaBackend;
+use ferrofold_kernels::{
+    Activation, Backend, CpuBackend, GatedAttention, LinearParams, MatView, NormParams, Tensor,
+    TriangleDirection, TriangleMultiplicationParams,
+};
+
+fn gpu() -> CudaBackend<EmulatedDevice> {
+    CudaBackend::new(EmulatedDevice)
+}
+
+fn same(got: &Tensor, want: &Tensor, what: &str) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    assert_close(got.data(), want.data(), FP32_TOLERANCE, what);
+}
+
+fn random_tensor(shape: &[usize], seed: u64) -> Tensor {
+    tensor(shape, random(shape.iter().product(), seed))
+}
+
+#[test]
+fn linear_and_batched_matmul() {
+    let x = random_tensor(&[2, 5, 7], 1);
+    let w = random_tensor(&[6, 7], 2);
+    let b = random_tensor(&[6], 3);
+    same(
+        &gpu().linear(&x, &w, Some(&b)),
+        &CpuBackend.linear(&x, &w, Some(&b)),
+        "linear",
+    );
+    same(
+        &gpu().linear(&x, &w, None),
+        &CpuBackend.linear(&x, &w, None),
+        "linear, no bias",
+    );
+    let a = random_tensor(&[3, 4, 9], 4);
+    let at = random_tensor(&[3, 9, 4], 5);
+    let c = random_tensor(&[3, 9, 6], 6);
+    let ct = random_tensor(&[3, 6, 9], 7);
+    for (l, r, what) in [
+        (MatView::n(&a), MatView::n(&c), "a b"),
+        (MatView::t(&at), MatView::n(&c), "a^T b"),
+        (MatView::n(&a), MatView::t(&ct), "a b^T"),
+        (MatView::t(&at), MatView::t(&ct), "a^T b^T"),
+    ] {
+        same(
+            &gpu().batched_matmul(l, r),
+            &CpuBackend.batched_matmul(l, r),
+            what,
+        );
+    }
+}
+
+#[test]
+fn row_ops_and_activations() {
+    let x = random_tensor(&[3, 4, 67], 8);
+    let gamma = random_tensor(&[67], 9);
+    let beta = random_tensor(&[67], 10);
+    same(
+        &gpu().layer_norm(&x, &gamma, &beta, 1e-5),
+        &CpuBackend.layer_norm(&x, &gamma, &beta, 1e-5),
+        "layer norm",
+    );
+    let logits = tensor(
+        &[7, 45],
+        random(7 * 45, 11).iter().map(|v| 8.0 * v).collect(),
+    );
+    let (mut got, mut want) = (logits.clone(), logits);
+    gpu().softmax(&mut got);
+    CpuBackend.softmax(&mut want);
+    same(&got, &want, "softmax");
+    let bias = random_tensor(&[2, 3, 40], 12);
+    let mask = tensor(
+        &[2, 40],
+        (0..80)
+            .map(|i| (i % 5 != 0 && i < 40) as u8 as f32)
+            .collect(),
+    );
+    let logits = random_tensor(&[2, 2, 3, 40], 13);
+    let (mut got, mut want) = (logits.clone(), logits);
+    gpu().masked_softmax(&mut got, Some(&bias), Some(&mask), 0.5);
+    CpuBackend.masked_softmax(&mut want, Some(&bias), Some(&mask), 0.5);
+    same(&got, &want, "masked softmax");
+    for f in [Activation::Relu, Activation::Gelu, Activation::Sigmoid] {
+        let x = tensor(&[1000], random(1000, 14).iter().map(|v| 6.0 * v).collect());
+        let (mut got, mut want) = (x.clone(), x);
+        gpu().activate(&mut got, f);
+        CpuBackend.activate(&mut want, f);
+        same(&got, &want, &format!("{f:?}"));
+    }
+}
+
+#[test]
+fn gated_attention_in_the_projection_layout() {
+    // [B, N, H, D] with tails in both tiles; the last batch row masks every key.
+    for (b, nq, nk, h, d, dv) in [
+        (2, 37, 45, 3, 16, 16),
+        (1, 5, 70, 2, 32, 32),
+        (2, 9, 9, 2, 80, 80),
+        (1, 6, 7, 2, 8, 4),
+    ] {
+        let q = random_tensor(&[b, nq, h, d], 15);
+        let k = random_tensor(&[b, nk, h, d], 16);
+        let v = random_tensor(&[b, nk, h, dv], 17);
+        let gate = random_tensor(&[b, nq, h, dv], 18);
+        let bias = random_tensor(&[h, nq, nk], 19);
+        let mask = tensor(
+            &[b, nk],
+            (0..b * nk)
+                .map(|i| (i / nk + 1 < b || b == 1) as u8 as f32 * (i % 3 != 2) as u8 as f32)
+                .collect(),
+        );
+        let a = GatedAttention {
+            q: &q,
+            k: &k,
+            v: &v,
+            bias: Some(&bias),
+            mask: Some(&mask),
+            gate: Some(&gate),
+            scale: (d as f32).powf(-0.5),
+        };
+        same(
+            &gpu().gated_attention(&a),
+            &CpuBackend.gated_attention(&a),
+            &format!("gated attention B={b} Q={nq} K={nk} H={h} D={d} Dv={dv}"),
+        );
+    }
+}
+
+#[test]
+fn triangle_multiplication_both_directions() {
+    let (l, c, h) = (13, 7, 5);
+    let z = random_tensor(&[l, l, c], 20);
+    let t = random_tensor;
+    let (in_g, in_b, ce_g, ce_b) = (t(&[c], 21), t(&[c], 22), t(&[h], 23), t(&[h], 24));
+    let sides: Vec<(Tensor, Tensor)> = (0..4)
+        .map(|i| (t(&[h, c], 25 + i), t(&[h], 35 + i)))
+        .collect();
+    let (op_w, op_b, og_w, og_b) = (t(&[c, h], 45), t(&[c], 46), t(&[c, c], 47), t(&[c], 48));
+    let side = |i: usize| LinearParams {
+        w: &sides[i].0,
+        b: &sides[i].1,
+    };
+    let p = TriangleMultiplicationParams {
+        input_norm: NormParams {
+            gamma: &in_g,
+            beta: &in_b,
+            eps: 1e-5,
+        },
+        left_proj: side(0),
+        left_gate: side(1),
+        right_proj: side(2),
+        right_gate: side(3),
+        center_norm: NormParams {
+            gamma: &ce_g,
+            beta: &ce_b,
+            eps: 1e-5,
+        },
+        output_proj: LinearParams { w: &op_w, b: &op_b },
+        output_gate: LinearParams { w: &og_w, b: &og_b },
+    };
+    let mask = tensor(
+        &[l, l],
+        (0..l * l).map(|i| (i % 7 != 3) as u8 as f32).collect(),
+    );
+    for dir in [TriangleDirection::Outgoing, TriangleDirection::Incoming] {
+        for m in [Some(&mask), None] {
+            same(
+                &gpu().triangle_multiplication(&z, &p, m, dir),
+                &CpuBackend.triangle_multiplication(&z, &p, m, dir),
+                &format!("triangle multiplication {dir:?}, mask {}", m.is_some()),
+            );
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! [`Device`] on the CPU: buffers in host memory, kernels through the emulation, and a plain
+//! triple-loop GEMM (f64 sums) standing in for cuBLAS.
+
+use std::ffi::c_void;
+
+use ferrofold_kernels::cuda::sources::Program;
+use ferrofold_kernels::cuda::{Arg, Device, DeviceError, Gemm};
+
+use super::{emulated, param};
+
+pub struct EmulatedDevice;
+
+/// A host allocation that kernels write through its address.
+pub struct HostBuffer {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: the buffer owns its allocation; kernels touch it only inside `launch`, which the
+// backend calls from one thread per op.
+unsafe impl Send for HostBuffer {}
+unsafe impl Sync for HostBuffer {}
+
+impl HostBuffer {
+    fn new(data: Vec<f32>) -> HostBuffer {
+        let len = data.len();
+        HostBuffer {
+            ptr: Box::into_raw(data.into_boxed_slice()).cast(),
+            len,
+        }
+    }
+
+    fn values(&self) -> &[f32] {
+        // SAFETY: `ptr` holds `len` initialised floats for the buffer's life.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for HostBuffer {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` and `len` came from `Box::into_raw` of a boxed slice of this length.
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr, self.len)) });
+    }
+}
+
+impl Device for EmulatedDevice {
+    type Buffer = HostBuffer;
+
+    fn upload(&self, data: &[f32]) -> Result<HostBuffer, DeviceError> {
+        Ok(HostBuffer::new(data.to_vec()))
+    }
+
+    fn zeros(&self, len: usize) -> Result<HostBuffer, DeviceError> {
+        Ok(HostBuffer::new(vec![0.0; len]))
+    }
+
+    fn download(&self, buffer: &HostBuffer) -> Result<Vec<f32>, DeviceError> {
+        Ok(buffer.values().to_vec())
+    }
+
+    fn address(&self, buffer: &HostBuffer) -> u64 {
+        buffer.ptr as u64
+    }
+
+    unsafe fn launch(
+        &self,
+        program: &Program,
+        kernel: &str,
+        grid: [u32; 3],
+        block: [u32; 3],
+        args: &[Arg],
+    ) -> Result<(), DeviceError> {
+        let mut values = args.to_vec();
+        let mut params: Vec<*mut c_void> = values
+            .iter_mut()
+            .map(|a| match a {
+                Arg::Ptr(p) => param(p),
+                Arg::I32(v) => param(v),
+                Arg::I64(v) => param(v),
+                Arg::F32(v) => param(v),
+                Arg::Attention(v) => param(&mut **v),
+            })
+            .collect();
+        // SAFETY: the caller's contract is the kernel's.
+        unsafe { emulated(program).launch(kernel, grid, block, &mut params) };
+        Ok(())
+    }
+
+    fn gemm(
+        &self,
+        g: &Gemm,
+        a: &HostBuffer,
+        b: &HostBuffer,
+        c: &mut HostBuffer,
+    ) -> Result<(), DeviceError> {
+        let (a, b) = (a.values(), b.values());
+        // SAFETY: as `values`, and no other reference to `c` exists while this one lives.
+        let c = unsafe { std::slice::from_raw_parts_mut(c.ptr, c.len) };
+        for i in 0..g.batch {
+            let (a, b) = (&a[i * g.stride_a..], &b[i * g.stride_b..]);
+            let at = |r: usize, s: usize| {
+                if g.trans_a {
+                    a[s * g.m + r]
+                } else {
+                    a[r * g.k + s]
+                }
+            };
+            let bt = |r: usize, s: usize| {
+                if g.trans_b {
+                    b[s * g.k + r]
+                } else {
+                    b[r * g.n + s]
+                }
+            };
+            for r in 0..g.m {
+                for col in 0..g.n {
+                    let sum: f64 = (0..g.k).map(|s| at(r, s) as f64 * bt(s, col) as f64).sum();
+                    c[(i * g.m + r) * g.n + col] = sum as f32;
+                }
+            }
+        }
+        Ok(())
+    }
+}
