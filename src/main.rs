@@ -1,5 +1,6 @@
 //! The `ferrofold` command line.
 
+mod device;
 mod predict_af2;
 mod predict_igfold;
 mod search_cmd;
@@ -123,6 +124,9 @@ pub struct PredictArgs {
     /// AlphaFold2: also write <name>.outputs.npz (atom positions, logits, representations).
     #[arg(long)]
     save_outputs: bool,
+    /// Compute device: cpu, or cuda / cuda:N (builds with the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    device: device::DeviceSpec,
 }
 
 #[derive(Subcommand)]
@@ -200,6 +204,7 @@ fn predict(args: &PredictArgs) -> anyhow::Result<()> {
             input,
             out: args.out.clone(),
             weights: args.weights.clone(),
+            device: args.device,
         });
     }
     let config = ModelConfig::by_name(&args.model).map_err(anyhow::Error::msg)?;

@@ -16,7 +16,7 @@ use ferrofold_io::mmcif::write_mmcif_with;
 use ferrofold_io::pdb::write_pdb;
 use ferrofold_io::pickle_arrays::load_numpy_pickle;
 use ferrofold_io::weights::{load_npz, npz_bytes};
-use ferrofold_kernels::{CpuBackend, Tensor};
+use ferrofold_kernels::Tensor;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -53,6 +53,7 @@ pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
         .as_ref()
         .context("AlphaFold2 needs --params (the official params_model_N.npz)")?;
     let recycles = args.recycles.unwrap_or(config.num_recycle);
+    let backend = crate::device::backend(args.device)?;
     let inputs = [
         args.features.is_some(),
         args.features_pkl.is_some(),
@@ -119,7 +120,7 @@ pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
     );
     crate::prepare_output_dir(&args.out)?;
 
-    let pred = model.predict(&CpuBackend, &features, recycles)?;
+    let pred = model.predict(backend.as_ref(), &features, recycles)?;
     let f = &features[0];
     let structure = to_structure(
         &f.aatype,

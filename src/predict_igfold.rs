@@ -1,6 +1,7 @@
 //! `ferrofold predict --model igfold`: validate every record, make sure the weights are
 //! there, load the model once, fold each record and write its files atomically.
 
+use crate::device::DeviceSpec;
 use anyhow::{bail, Context, Result};
 use ferrofold_engine::igfold::antibody::{parse_antibody, Antibody};
 use ferrofold_engine::igfold::ensemble::{IgFold, Prediction};
@@ -11,7 +12,6 @@ use ferrofold_engine::igfold::weights::{
 use ferrofold_io::atomic::{safe_output_path, write_atomic_all};
 use ferrofold_io::fasta::read_fasta;
 use ferrofold_io::{mmcif::write_mmcif, pdb::write_pdb};
-use ferrofold_kernels::CpuBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -20,6 +20,7 @@ pub struct Options {
     pub input: PathBuf,
     pub out: PathBuf,
     pub weights: Option<PathBuf>,
+    pub device: DeviceSpec,
 }
 
 pub fn run(opts: &Options) -> Result<()> {
@@ -40,6 +41,7 @@ pub fn run(opts: &Options) -> Result<()> {
         }
         safe_output_path(&opts.out, &ab.name, "pdb")?;
     }
+    let backend = crate::device::backend(opts.device)?;
     let dir = match &opts.weights {
         Some(d) => d.clone(),
         None => {
@@ -63,11 +65,10 @@ pub fn run(opts: &Options) -> Result<()> {
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
             .expect("valid progress template"),
     );
-    let be = CpuBackend;
     let start = Instant::now();
     for ab in &antibodies {
         bar.set_message(ab.name.clone());
-        write_outputs(&model.fold(&be, ab), ab, &opts.out)
+        write_outputs(&model.fold(backend.as_ref(), ab), ab, &opts.out)
             .with_context(|| format!("record `{}`", ab.name))?;
         bar.inc(1);
     }

@@ -316,3 +316,26 @@ fn zip_with_aatype() -> Vec<u8> {
     let t = ferrofold_kernels::Tensor::new(&[1, 3], vec![0.0, 1.0, 2.0]).unwrap();
     ferrofold_io::weights::npz_bytes(&[("aatype", &t)]).unwrap()
 }
+
+#[test]
+fn unusable_device_is_one_clear_error() {
+    // Without the `cuda` feature: built without CUDA support; with it on a machine without a
+    // GPU: the probe's reason. Either way one line naming the device, and no file.
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("results");
+    let missing = out.path().join("no-weights");
+    let args = ["--device", "cuda:0", "--weights", missing.to_str().unwrap()];
+    let (ok, err) = run(&format!(">ab\n{H}\n"), &target, &args);
+    assert!(!ok, "folded without weights");
+    assert_eq!(
+        std::fs::read_dir(&target).map(|d| d.count()).unwrap_or(0),
+        0
+    );
+    if err.contains("--device cuda:0") {
+        assert_eq!(err.trim().lines().count(), 1, "error is one line: {err}");
+    } else {
+        eprintln!("a usable GPU: stopped by the missing weights instead ({err})");
+    }
+    let (ok, err) = run(&format!(">ab\n{H}\n"), &target, &["--device", "tpu"]);
+    assert!(!ok && err.contains("`tpu` is not a device"), "{err}");
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compiles every CUDA kernel with NVRTC for sm_80 and sm_90 (no GPU needed) and prints the
 # per-kernel report (PTX size, registers, spills); the same test run executes the kernels'
-# source on the CPU against the CPU backend (kernels/tests/cuda_emulated, needs c++). Called by tools/test.sh with its test venv:
+# source on the CPU against the CPU backend (kernels/tests/cuda_backend, needs c++). Called by tools/test.sh with its test venv:
 #   bash kernels/ci/nvrtc_check.sh target/test-tools/venv
 # Installs PyPI's NVRTC wheel into that venv (once) and points the test at the library with
 # FERROFOLD_NVRTC_LIB; FERROFOLD_REQUIRE_NVRTC=1 makes a missing library a failure, not a skip.

@@ -22,7 +22,7 @@ template <> __device__ __forceinline__ float from_f32<float>(float x) { return x
 template <> __device__ __forceinline__ bf16_t from_f32<bf16_t>(float x) {
     bf16_t r;
 #ifdef FF_HOST_EMULATION
-    // The tests' CPU emulation (kernels/tests/cuda_emulated/emulator): the same rounding in integer maths.
+    // The tests' CPU emulation (kernels/tests/cuda_backend/emulator): the same rounding in integer maths.
     const unsigned u = __float_as_uint(x);
     r.bits = (unsigned short)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u
                                                                 : (u + 0x7fffu + ((u >> 16) & 1u)) >> 16);

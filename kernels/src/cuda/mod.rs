@@ -6,8 +6,8 @@
 //! The kernels' CPU twins (the exact maths they must reproduce) are the CPU backend's
 //! `layer_norm`, the trait's `masked_softmax` and the streaming path of the CPU
 //! `gated_attention` (the kernel's tiled online softmax; the CPU's GEMM path computes the
-//! same values another way). Without a GPU, `kernels/tests/cuda_emulated` runs the
-//! kernels' own source on the CPU (each block's threads as fibers, `kernels/tests/cuda_emulated/emulator`)
+//! same values another way). Without a GPU, `kernels/tests/cuda_backend` runs the
+//! kernels' own source on the CPU (each block's threads as fibers, `kernels/tests/cuda_backend/emulator`)
 //! against those twins.
 
 mod backend;

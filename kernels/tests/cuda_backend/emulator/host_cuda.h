@@ -1,7 +1,7 @@
 // Runs ferrofold's CUDA C kernels on the CPU, so that tests on machines without a GPU execute
 // the kernels' own source, not only a Rust twin of their maths. Prepended (with the registry
 // the Rust harness writes after the kernel source) to one translation unit that the system's
-// C++ compiler builds as a shared library (kernels/tests/cuda_emulated/emulator/mod.rs).
+// C++ compiler builds as a shared library (kernels/tests/cuda_backend/emulator/mod.rs).
 //
 // Each block's threads are fibers (ucontext) on one OS thread, switched only at
 // __syncthreads, __syncwarp and warp shuffles: barrier semantics hold exactly, runs are

@@ -1,16 +1,42 @@
-//! Every op of the CUDA backend, on the emulated device, against the CPU backend within the
-//! fp32 tolerance: launch shapes, argument order, strides and the GEMMs' transposes.
+//! Every op of the CUDA backend against the CPU backend within the fp32 tolerance (launch
+//! shapes, argument order, strides, the GEMMs' transposes): on the emulated device always, and
+//! on GPU 0 where there is one (`FERROFOLD_REQUIRE_GPU=1` makes its absence a failure, for
+//! `benches/gpu_check.sh`).
 
 use crate::emulator::EmulatedDevice;
 use crate::support::{assert_close, random, tensor, FP32_TOLERANCE};
-use ferrofold_kernels::cuda::CudaBackend;
+use std::sync::OnceLock;
+
+use ferrofold_kernels::cuda::{CudaBackend, CudaDevice};
 use ferrofold_kernels::{
     Activation, Backend, CpuBackend, GatedAttention, LinearParams, MatView, NormParams, Tensor,
     TriangleDirection, TriangleMultiplicationParams,
 };
 
-fn gpu() -> CudaBackend<EmulatedDevice> {
-    CudaBackend::new(EmulatedDevice)
+/// The CUDA backends to check: the emulated device, and GPU 0 when present.
+fn backends() -> &'static [(&'static str, Box<dyn Backend>)] {
+    static BACKENDS: OnceLock<Vec<(&'static str, Box<dyn Backend>)>> = OnceLock::new();
+    BACKENDS.get_or_init(|| {
+        let mut out: Vec<(&'static str, Box<dyn Backend>)> =
+            vec![("emulated", Box::new(CudaBackend::new(EmulatedDevice)))];
+        match CudaDevice::new(0) {
+            Ok(device) => out.push(("GPU 0", Box::new(CudaBackend::new(device)))),
+            Err(e) => {
+                let required = std::env::var("FERROFOLD_REQUIRE_GPU").is_ok_and(|v| v == "1");
+                assert!(!required, "FERROFOLD_REQUIRE_GPU=1 but no CUDA device: {e}");
+                eprintln!("CUDA backend checked on the emulated device only: {e}");
+            }
+        }
+        out
+    })
+}
+
+/// `op` on every CUDA backend against the CPU backend.
+fn check(what: &str, op: impl Fn(&dyn Backend) -> Tensor) {
+    let want = op(&CpuBackend);
+    for (name, backend) in backends() {
+        same(&op(backend.as_ref()), &want, &format!("{name}: {what}"));
+    }
 }
 
 fn same(got: &Tensor, want: &Tensor, what: &str) {
@@ -27,16 +53,8 @@ fn linear_and_batched_matmul() {
     let x = random_tensor(&[2, 5, 7], 1);
     let w = random_tensor(&[6, 7], 2);
     let b = random_tensor(&[6], 3);
-    same(
-        &gpu().linear(&x, &w, Some(&b)),
-        &CpuBackend.linear(&x, &w, Some(&b)),
-        "linear",
-    );
-    same(
-        &gpu().linear(&x, &w, None),
-        &CpuBackend.linear(&x, &w, None),
-        "linear, no bias",
-    );
+    check("linear", |be| be.linear(&x, &w, Some(&b)));
+    check("linear, no bias", |be| be.linear(&x, &w, None));
     let a = random_tensor(&[3, 4, 9], 4);
     let at = random_tensor(&[3, 9, 4], 5);
     let c = random_tensor(&[3, 9, 6], 6);
@@ -47,11 +65,7 @@ fn linear_and_batched_matmul() {
         (MatView::n(&a), MatView::t(&ct), "a b^T"),
         (MatView::t(&at), MatView::t(&ct), "a^T b^T"),
     ] {
-        same(
-            &gpu().batched_matmul(l, r),
-            &CpuBackend.batched_matmul(l, r),
-            what,
-        );
+        check(what, |be| be.batched_matmul(l, r));
     }
 }
 
@@ -60,19 +74,16 @@ fn row_ops_and_activations() {
     let x = random_tensor(&[3, 4, 67], 8);
     let gamma = random_tensor(&[67], 9);
     let beta = random_tensor(&[67], 10);
-    same(
-        &gpu().layer_norm(&x, &gamma, &beta, 1e-5),
-        &CpuBackend.layer_norm(&x, &gamma, &beta, 1e-5),
-        "layer norm",
-    );
+    check("layer norm", |be| be.layer_norm(&x, &gamma, &beta, 1e-5));
     let logits = tensor(
         &[7, 45],
         random(7 * 45, 11).iter().map(|v| 8.0 * v).collect(),
     );
-    let (mut got, mut want) = (logits.clone(), logits);
-    gpu().softmax(&mut got);
-    CpuBackend.softmax(&mut want);
-    same(&got, &want, "softmax");
+    check("softmax", |be| {
+        let mut x = logits.clone();
+        be.softmax(&mut x);
+        x
+    });
     let bias = random_tensor(&[2, 3, 40], 12);
     let mask = tensor(
         &[2, 40],
@@ -81,16 +92,18 @@ fn row_ops_and_activations() {
             .collect(),
     );
     let logits = random_tensor(&[2, 2, 3, 40], 13);
-    let (mut got, mut want) = (logits.clone(), logits);
-    gpu().masked_softmax(&mut got, Some(&bias), Some(&mask), 0.5);
-    CpuBackend.masked_softmax(&mut want, Some(&bias), Some(&mask), 0.5);
-    same(&got, &want, "masked softmax");
+    check("masked softmax", |be| {
+        let mut x = logits.clone();
+        be.masked_softmax(&mut x, Some(&bias), Some(&mask), 0.5);
+        x
+    });
     for f in [Activation::Relu, Activation::Gelu, Activation::Sigmoid] {
         let x = tensor(&[1000], random(1000, 14).iter().map(|v| 6.0 * v).collect());
-        let (mut got, mut want) = (x.clone(), x);
-        gpu().activate(&mut got, f);
-        CpuBackend.activate(&mut want, f);
-        same(&got, &want, &format!("{f:?}"));
+        check(&format!("{f:?}"), |be| {
+            let mut y = x.clone();
+            be.activate(&mut y, f);
+            y
+        });
     }
 }
 
@@ -123,10 +136,9 @@ fn gated_attention_in_the_projection_layout() {
             gate: Some(&gate),
             scale: (d as f32).powf(-0.5),
         };
-        same(
-            &gpu().gated_attention(&a),
-            &CpuBackend.gated_attention(&a),
+        check(
             &format!("gated attention B={b} Q={nq} K={nk} H={h} D={d} Dv={dv}"),
+            |be| be.gated_attention(&a),
         );
     }
 }
@@ -169,11 +181,8 @@ fn triangle_multiplication_both_directions() {
     );
     for dir in [TriangleDirection::Outgoing, TriangleDirection::Incoming] {
         for m in [Some(&mask), None] {
-            same(
-                &gpu().triangle_multiplication(&z, &p, m, dir),
-                &CpuBackend.triangle_multiplication(&z, &p, m, dir),
-                &format!("triangle multiplication {dir:?}, mask {}", m.is_some()),
-            );
+            let what = format!("triangle multiplication {dir:?}, mask {}", m.is_some());
+            check(&what, |be| be.triangle_multiplication(&z, &p, m, dir));
         }
     }
 }
