@@ -1,10 +1,11 @@
-//! [`Device`] on the CPU: buffers in host memory, kernels through the emulation, and a plain
-//! triple-loop GEMM (f64 sums) standing in for cuBLAS.
+//! [`Device`] on the CPU: buffers in host memory, kernels through the emulation, and the CPU
+//! backend's GEMM standing in for cuBLAS.
 
 use std::ffi::c_void;
 
 use ferrofold_kernels::cuda::sources::Program;
 use ferrofold_kernels::cuda::{Arg, Device, DeviceError, Gemm};
+use ferrofold_kernels::{Backend, CpuBackend, MatView, Tensor};
 
 use super::{emulated, param};
 
@@ -93,32 +94,23 @@ impl Device for EmulatedDevice {
         b: &HostBuffer,
         c: &mut HostBuffer,
     ) -> Result<(), DeviceError> {
-        let (a, b) = (a.values(), b.values());
+        // Each operand as the CPU backend's [batch, rows, cols] (a shared one copied per batch).
+        let stack = |buffer: &HostBuffer, stride: usize, rows: usize, cols: usize| {
+            let values = buffer.values();
+            let mut data = Vec::with_capacity(g.batch * rows * cols);
+            for i in 0..g.batch {
+                data.extend_from_slice(&values[i * stride..i * stride + rows * cols]);
+            }
+            Tensor::new(&[g.batch, rows, cols], data).expect("sizes from the GEMM")
+        };
+        let (ra, ca) = if g.trans_a { (g.k, g.m) } else { (g.m, g.k) };
+        let (rb, cb) = if g.trans_b { (g.n, g.k) } else { (g.k, g.n) };
+        let (at, bt) = (stack(a, g.stride_a, ra, ca), stack(b, g.stride_b, rb, cb));
+        let view = |t, trans| MatView { tensor: t, trans };
+        let product = CpuBackend.batched_matmul(view(&at, g.trans_a), view(&bt, g.trans_b));
         // SAFETY: as `values`, and no other reference to `c` exists while this one lives.
         let c = unsafe { std::slice::from_raw_parts_mut(c.ptr, c.len) };
-        for i in 0..g.batch {
-            let (a, b) = (&a[i * g.stride_a..], &b[i * g.stride_b..]);
-            let at = |r: usize, s: usize| {
-                if g.trans_a {
-                    a[s * g.m + r]
-                } else {
-                    a[r * g.k + s]
-                }
-            };
-            let bt = |r: usize, s: usize| {
-                if g.trans_b {
-                    b[s * g.k + r]
-                } else {
-                    b[r * g.n + s]
-                }
-            };
-            for r in 0..g.m {
-                for col in 0..g.n {
-                    let sum: f64 = (0..g.k).map(|s| at(r, s) as f64 * bt(s, col) as f64).sum();
-                    c[(i * g.m + r) * g.n + col] = sum as f32;
-                }
-            }
-        }
+        c[..product.len()].copy_from_slice(product.data());
         Ok(())
     }
 }

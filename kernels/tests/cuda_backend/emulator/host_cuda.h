@@ -3,12 +3,14 @@
 // the Rust harness writes after the kernel source) to one translation unit that the system's
 // C++ compiler builds as a shared library (kernels/tests/cuda_backend/emulator/mod.rs).
 //
-// Each block's threads are fibers (ucontext) on one OS thread, switched only at
+// Each block's threads are fibers on one OS thread (started with ucontext, then switched with
+// _setjmp/_longjmp, which unlike swapcontext make no system call), switched only at
 // __syncthreads, __syncwarp and warp shuffles: barrier semantics hold exactly, runs are
 // deterministic, and a barrier that some thread never reaches is reported as a deadlock rather
-// than hanging. Blocks run one after another, so a `__shared__` array (a function-local
-// thread_local static here) is the block's own; the emulator's state is per OS thread too, so
-// tests may launch from several threads at once. A warp shuffle that reads a lane that has returned, or a
+// than hanging. Blocks run one after another, so a `__shared__` array (a function-local static
+// here) is the block's own. The fibers live on between blocks and launches (only their first
+// entry costs a system call). The state is global: the Rust harness runs one launch of a
+// program at a time. A warp shuffle that reads a lane that has returned, or a
 // lane outside the block, is reported: on a GPU it reads garbage. This is not a performance
 // model: it checks indexing, tiling, tails, masking and the arithmetic.
 
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <setjmp.h>
 #include <ucontext.h>
 
 #include <type_traits>
@@ -28,7 +31,7 @@
 #define __global__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __shared__ static thread_local
+#define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
 
 struct dim3 {
@@ -71,9 +74,11 @@ struct Barrier {
 };
 
 struct Fiber {
-    ucontext_t context;
+    ucontext_t context;  // the first entry only
+    jmp_buf resume;      // where it waits
     std::vector<char> stack;
     dim3 index;
+    bool started = false;
     bool done = false;
 };
 
@@ -83,8 +88,12 @@ struct Block {
     std::vector<Fiber> fibers;
     Barrier block;
     std::vector<Barrier> warps;
-    std::vector<float> exchange;  // one shuffle slot per thread
+    // Shuffle slots, two per thread: consecutive shuffles alternate, so one barrier per shuffle
+    // suffices (a lane can reach the shuffle after next only once every lane has read this one).
+    std::vector<float> exchange;
+    std::vector<unsigned> shuffles;  // shuffles done per thread
     ucontext_t scheduler;
+    jmp_buf scheduler_resume;
     int current = 0;
     unsigned long long progress = 0;
     void (*entry)(void**) = nullptr;
@@ -92,21 +101,33 @@ struct Block {
 };
 
 inline Block& block() {
-    static thread_local Block b;
+    static Block b;
     return b;
 }
 
-inline thread_local dim3 grid_dim = {1, 1, 1};
-inline thread_local dim3 block_dim = {1, 1, 1};
-inline thread_local dim3 block_index = {0, 0, 0};
+inline dim3 grid_dim = {1, 1, 1};
+inline dim3 block_dim = {1, 1, 1};
+inline dim3 block_index = {0, 0, 0};
 
 inline Fiber& current_fiber() { return block().fibers[block().current]; }
 
 inline int linear_thread() { return block().current; }
 
+// From a fiber back to the scheduler.
 inline void yield() {
     Block& b = block();
-    swapcontext(&b.fibers[b.current].context, &b.scheduler);
+    if (_setjmp(b.fibers[b.current].resume) == 0) _longjmp(b.scheduler_resume, 1);
+}
+
+// From the scheduler into fiber `t` until it yields or returns.
+inline void resume(int t) {
+    Block& b = block();
+    b.current = t;
+    Fiber& f = b.fibers[t];
+    if (_setjmp(b.scheduler_resume) != 0) return;
+    if (f.started) _longjmp(f.resume, 1);
+    f.started = true;
+    swapcontext(&b.scheduler, &f.context);  // its first entry; it comes back by _longjmp
 }
 
 inline void release(Barrier& barrier) {
@@ -138,51 +159,58 @@ inline float shuffle_xor(float value, int lane_mask) {
     const int me = linear_thread();
     const int partner = (me & ~31) | ((me & 31) ^ lane_mask);
     if (partner >= (int)b.fibers.size()) fail("warp shuffle with a lane outside the block");
-    b.exchange[me] = value;
+    const unsigned n = b.shuffles[me]++;
+    b.exchange[2 * me + (n & 1)] = value;
     arrive_and_wait(my_warp());
-    if (b.fibers[partner].done) fail("warp shuffle reads a lane that has returned");
-    const float got = b.exchange[partner];
-    arrive_and_wait(my_warp());
-    return got;
+    // A partner that returned before this shuffle left the barrier instead of arriving.
+    if (b.shuffles[partner] <= n) fail("warp shuffle reads a lane that has returned");
+    return b.exchange[2 * partner + (n & 1)];
 }
 
+// A fiber runs its thread of every block it is resumed for.
 inline void fiber_main() {
     Block& b = block();
-    b.entry(b.params);
-    current_fiber().done = true;
-    ++b.progress;
-    leave(b.block);
-    leave(my_warp());
-    yield();  // never resumed
+    for (;;) {
+        b.entry(b.params);
+        current_fiber().done = true;
+        ++b.progress;
+        leave(b.block);
+        leave(my_warp());
+        yield();  // resumed for the next block
+    }
 }
 
 // One block: every thread a fiber, resumed in turn until all have returned.
 inline void run_block(int threads) {
     Block& b = block();
-    b.fibers.resize(threads);
-    b.exchange.assign(threads, 0.0f);
+    if ((int)b.fibers.size() != threads) {
+        b.fibers = std::vector<Fiber>(threads);
+        for (Fiber& f : b.fibers) {
+            f.stack.resize(STACK_BYTES);
+            getcontext(&f.context);
+            f.context.uc_stack.ss_sp = f.stack.data();
+            f.context.uc_stack.ss_size = f.stack.size();
+            f.context.uc_link = nullptr;
+            makecontext(&f.context, fiber_main, 0);
+        }
+    }
+    b.exchange.assign(2 * threads, 0.0f);
+    b.shuffles.assign(threads, 0);
     b.block = Barrier{threads, 0, 0};
     b.warps.assign((threads + 31) / 32, Barrier{});
     for (int t = 0; t < threads; ++t) ++b.warps[t / 32].expected;
     for (int t = 0; t < threads; ++t) {
         Fiber& f = b.fibers[t];
         f.done = false;
-        f.stack.resize(STACK_BYTES);
         f.index = {t % block_dim.x, (t / block_dim.x) % block_dim.y,
                    t / (block_dim.x * block_dim.y)};
-        getcontext(&f.context);
-        f.context.uc_stack.ss_sp = f.stack.data();
-        f.context.uc_stack.ss_size = f.stack.size();
-        f.context.uc_link = nullptr;
-        makecontext(&f.context, fiber_main, 0);
     }
     for (int live = threads; live > 0;) {
         const unsigned long long before = b.progress;
         live = 0;
         for (int t = 0; t < threads; ++t) {
             if (b.fibers[t].done) continue;
-            b.current = t;
-            swapcontext(&b.scheduler, &b.fibers[t].context);
+            resume(t);
             live += !b.fibers[t].done;
         }
         if (live > 0 && b.progress == before)

@@ -25,6 +25,8 @@ pub struct EmulatedProgram {
     // Keeps the library loaded for `launch`.
     _library: libloading::Library,
     launch: LaunchFn,
+    /// The emulation's state is the library's globals: one launch at a time.
+    running: Mutex<()>,
 }
 
 /// The program built for the CPU (once per test binary; later calls reuse it).
@@ -49,7 +51,7 @@ fn build(program: &Program) -> EmulatedProgram {
         .collect();
     let text = format!(
         "{shim}\n#line 1 \"{name} (common.cuh, then {name}.cu)\"\n{body}\n\
-         extern \"C\" int ff_emu_launch(const char* name, const unsigned* grid,\n\
+         extern \"C\" __attribute__((visibility(\"default\"))) int ff_emu_launch(const char* name, const unsigned* grid,\n\
                                       const unsigned* block, void** params) {{\n\
              static const struct {{ const char* name; void (*entry)(void**); }} kernels[] = {{\n\
          {registry}    }};\n\
@@ -69,11 +71,18 @@ fn build(program: &Program) -> EmulatedProgram {
     let out = Command::new(&compiler)
         .args([
             "-std=c++17",
-            "-O1",
+            "-O2",
             "-shared",
             "-fPIC",
             "-Wall",
             "-Wno-unknown-pragmas",
+            // _longjmp between fiber stacks is the emulation's switch; fortified longjmp
+            // refuses it.
+            "-U_FORTIFY_SOURCE",
+            // Each program's library keeps its own emulation state: nothing but the launch
+            // function is exported, and no symbol is merged across libraries.
+            "-fvisibility=hidden",
+            "-fno-gnu-unique",
         ])
         .args(["-Wno-unused-function", "-o"])
         .arg(&library)
@@ -95,6 +104,7 @@ fn build(program: &Program) -> EmulatedProgram {
         name: program.name,
         _library: lib,
         launch,
+        running: Mutex::new(()),
     }
 }
 
@@ -112,6 +122,7 @@ impl EmulatedProgram {
         block: [u32; 3],
         params: &mut [*mut c_void],
     ) {
+        let _one_at_a_time = self.running.lock().unwrap();
         let name = CString::new(kernel).unwrap();
         // SAFETY: the caller vouches for the parameters; the registry checks the name.
         let status = unsafe {
