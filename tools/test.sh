@@ -41,6 +41,7 @@ bash kernels/ci/nvrtc_check.sh "$venv" # CUDA kernels compiled with NVRTC for sm
 cargo test --release -p ferrofold-io -- --ignored
 cargo test --release --test af2_model -- --ignored
 cargo test --release --test templates_search -- --ignored
-# The CUDA backend inside the whole AlphaFold2 model, its kernels emulated on the CPU (about
-# two minutes on 2 cores), against the same JAX golden.
-cargo test --release --features cuda --test af2_cuda_emulated -- --ignored
+# The CUDA backend inside the whole AlphaFold2 and IgFold models, its kernels emulated on the
+# CPU (about three minutes on 2 cores), against the same JAX and PyTorch goldens.
+cargo test --release --features cuda --test af2_cuda_emulated --test igfold_cuda_emulated \
+    -- --include-ignored
