@@ -1,0 +1,124 @@
+//! Times the fused ops on the CPU backend and on GPU 0 (host tensors in and out, as the
+//! backend runs them now) and checks that they agree: triangle attention's shape (batch L,
+//! L queries and keys, 4 heads of 32, pair bias) and the triangle multiplicative update
+//! (128 channels). Prints a Markdown table; run by benches/gpu_check.sh on a GPU machine.
+//!
+//!     cargo run --release --features cuda --example gpu_ops -- [L ...]
+
+use std::time::Instant;
+
+use ferrofold_kernels::cuda::{CudaBackend, CudaDevice};
+use ferrofold_kernels::{
+    Backend, CpuBackend, GatedAttention, LinearParams, NormParams, Tensor, TriangleDirection,
+    TriangleMultiplicationParams,
+};
+
+fn random(shape: &[usize], seed: u64) -> Tensor {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    Tensor::from_fn(shape, |_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    })
+}
+
+/// Best of three runs, in seconds, and the last result.
+fn time(f: impl Fn() -> Tensor) -> (f64, Tensor) {
+    let mut best = f64::INFINITY;
+    let mut out = f();
+    for _ in 0..3 {
+        let t = Instant::now();
+        out = f();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    (best, out)
+}
+
+fn row(op: &str, l: usize, cpu: (f64, Tensor), gpu: (f64, Tensor)) {
+    let dev = cpu.1.max_abs_diff(&gpu.1);
+    println!(
+        "| {op} | {l} | {:.4} | {:.4} | {:.1}x | {dev:.1e} |",
+        cpu.0,
+        gpu.0,
+        cpu.0 / gpu.0
+    );
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("sizes are residue counts"))
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![64, 128, 256]
+    } else {
+        sizes
+    };
+    let device = CudaDevice::new(0).unwrap_or_else(|e| {
+        eprintln!("gpu_ops: {e}");
+        std::process::exit(2)
+    });
+    let info = device.info().clone();
+    let gpu = CudaBackend::new(device);
+    println!(
+        "{} (compute {}.{}), fp32\n",
+        info.name, info.compute_capability.0, info.compute_capability.1
+    );
+    println!("| op | L | CPU s | GPU s (with transfers) | CPU / GPU | max abs diff |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for &l in &sizes {
+        let (h, d, c) = (4, 32, 128);
+        let q = random(&[l, l, h, d], 1);
+        let k = random(&[l, l, h, d], 2);
+        let v = random(&[l, l, h, d], 3);
+        let gate = random(&[l, l, h, d], 4);
+        let bias = random(&[h, l, l], 5);
+        let mask = Tensor::full(&[l, l], 1.0);
+        let a = GatedAttention {
+            q: &q,
+            k: &k,
+            v: &v,
+            bias: Some(&bias),
+            mask: Some(&mask),
+            gate: Some(&gate),
+            scale: (d as f32).powf(-0.5),
+        };
+        row(
+            "triangle attention",
+            l,
+            time(|| CpuBackend.gated_attention(&a)),
+            time(|| gpu.gated_attention(&a)),
+        );
+        let z = random(&[l, l, c], 6);
+        let ones = Tensor::full(&[c], 1.0);
+        let zeros = Tensor::zeros(&[c]);
+        let w: Vec<Tensor> = (0..6).map(|i| random(&[c, c], 10 + i)).collect();
+        let lin = |i: usize| LinearParams {
+            w: &w[i],
+            b: &zeros,
+        };
+        let norm = NormParams {
+            gamma: &ones,
+            beta: &zeros,
+            eps: 1e-5,
+        };
+        let p = TriangleMultiplicationParams {
+            input_norm: norm,
+            left_proj: lin(0),
+            left_gate: lin(1),
+            right_proj: lin(2),
+            right_gate: lin(3),
+            center_norm: norm,
+            output_proj: lin(4),
+            output_gate: lin(5),
+        };
+        let dir = TriangleDirection::Outgoing;
+        row(
+            "triangle multiplication",
+            l,
+            time(|| CpuBackend.triangle_multiplication(&z, &p, Some(&mask), dir)),
+            time(|| gpu.triangle_multiplication(&z, &p, Some(&mask), dir)),
+        );
+    }
+}
