@@ -1,14 +1,15 @@
-//! The CUDA backend's first slice (issue 5), behind the `cuda` cargo feature: a device
-//! probe that never panics, the CUDA C sources of the hand-written kernels and their
-//! run-time compilation with NVRTC. Every CUDA library is loaded at run time (cudarc's
-//! `dynamic-loading`), so this builds on machines with no CUDA toolkit and no driver.
+//! The CUDA backend (issue 5), behind the `cuda` cargo feature: [`CudaBackend`], the op
+//! interface on a [`Device`] — [`CudaDevice`] on a GPU (cudarc: driver, cuBLAS, NVRTC), or the
+//! tests' CPU emulation — a device probe that never panics, the CUDA C sources of the
+//! hand-written kernels (`kernels/cuda/`) and their run-time compilation with NVRTC. Every CUDA
+//! library is loaded at run time (cudarc's `dynamic-loading`), so this builds on machines with
+//! no CUDA toolkit and no driver.
 //!
-//! The kernels' CPU twins (the exact maths they must reproduce) are the CPU backend's
-//! `layer_norm`, the trait's `masked_softmax` and the streaming path of the CPU
-//! `gated_attention` (the kernel's tiled online softmax; the CPU's GEMM path computes the
-//! same values another way). Without a GPU, `kernels/tests/cuda_backend` runs the
-//! kernels' own source on the CPU (each block's threads as fibers, `kernels/tests/cuda_backend/emulator`)
-//! against those twins.
+//! The kernels' CPU twins (the exact maths they must reproduce) are the CPU backend's ops: the
+//! streaming path of its `gated_attention` is the attention kernel's tiled online softmax.
+//! Without a GPU, `kernels/tests/cuda_backend` runs the kernels' own source on the CPU (each
+//! block's threads as fibers, `kernels/tests/cuda_backend/emulator`) against those twins, and
+//! the root crate's `af2_cuda_emulated` and `igfold_cuda_emulated` tests run whole models so.
 
 mod backend;
 pub mod device;
