@@ -75,6 +75,11 @@ impl<'a> MatView<'a> {
     }
 }
 
+/// `key_dim^-0.5`, computed in double like AF2's Python scalar `key_dim**(-0.5)`.
+pub fn attention_scale(key_dim: usize) -> f32 {
+    (key_dim as f64).powf(-0.5) as f32
+}
+
 /// Logit bias per unit of missing key mask: masked keys get `MASK_BIAS * (mask - 1)` added to
 /// their logits (AlphaFold2's masking: a fully masked row attends uniformly, never NaN).
 pub const MASK_BIAS: f32 = 1e9;
@@ -132,6 +137,22 @@ impl GatedAttention<'_> {
         }
         (b, h, nq, nk, d, dv)
     }
+}
+
+/// Parameters of AF2's gated multi-head attention module (modules.py `Attention`, the core of
+/// Algorithms 7, 8, 13 and 14): query, key and value projections without bias (`[H*Dk, q_in]`,
+/// `[H*Dk, m_in]`, `[H*Dv, m_in]`), an optional gate projection `[H*Dv, q_in]` with bias, and
+/// the output projection `[out, H*Dv]` with bias.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionParams<'a> {
+    pub query: &'a Tensor,
+    pub key: &'a Tensor,
+    pub value: &'a Tensor,
+    pub gating: Option<LinearParams<'a>>,
+    pub output: LinearParams<'a>,
+    pub heads: usize,
+    pub key_dim: usize,
+    pub value_dim: usize,
 }
 
 /// `(B, H, Q, K)` of [`Backend::masked_softmax`]'s logits, after checking the bias and mask
@@ -222,6 +243,22 @@ pub trait Backend: Send + Sync {
     /// thread; the CUDA kernel streams key tiles through an online softmax and holds none).
     fn gated_attention(&self, a: &GatedAttention<'_>) -> Tensor;
 
+    /// The whole attention module ([`AttentionParams`]) as one op: `q_data` `[B, Q, q_in]` and
+    /// `m_data` `[B, K, m_in]` → `[B, Q, out]`, with the key mask `[B, K]` and pair bias
+    /// `[H, Q, K]` of [`GatedAttention`] and its scale `key_dim^-0.5`. By default the
+    /// projections, the fused [`Backend::gated_attention`] and the output projection one after
+    /// another; a device backend keeps the projections on the device.
+    fn attention(
+        &self,
+        p: &AttentionParams<'_>,
+        q_data: &Tensor,
+        m_data: &Tensor,
+        key_mask: Option<&Tensor>,
+        pair_bias: Option<&Tensor>,
+    ) -> Tensor {
+        attention_by_ops(self, p, q_data, m_data, key_mask, pair_bias)
+    }
+
     /// The whole triangle multiplicative update as one fused op: pair `z` `[L, L, C]` →
     /// the update `[L, L, C]` (the caller adds the residual). `mask` `[L, L]` zeroes the
     /// projections of masked pairs.
@@ -232,4 +269,39 @@ pub trait Backend: Send + Sync {
         mask: Option<&Tensor>,
         dir: TriangleDirection,
     ) -> Tensor;
+}
+
+/// [`Backend::attention`] as its ops one after another: the projections, the fused
+/// [`Backend::gated_attention`] and the output projection.
+pub fn attention_by_ops(
+    be: &(impl Backend + ?Sized),
+    p: &AttentionParams<'_>,
+    q_data: &Tensor,
+    m_data: &Tensor,
+    key_mask: Option<&Tensor>,
+    pair_bias: Option<&Tensor>,
+) -> Tensor {
+    let (b, nq, nk, h) = (q_data.dim(0), q_data.dim(1), m_data.dim(1), p.heads);
+    assert_eq!(m_data.dim(0), b, "attention: q/m batch");
+    let heads = |t: Tensor, n: usize, width: usize| {
+        t.reshape(&[b, n, h, width]).expect("projection widths")
+    };
+    let q = heads(be.linear(q_data, p.query, None), nq, p.key_dim); // [B, Q, H, Dk]
+    let k = heads(be.linear(m_data, p.key, None), nk, p.key_dim); // [B, K, H, Dk]
+    let v = heads(be.linear(m_data, p.value, None), nk, p.value_dim); // [B, K, H, Dv]
+    let gate = p
+        .gating
+        .map(|g| heads(be.linear(q_data, g.w, Some(g.b)), nq, p.value_dim)); // [B, Q, H, Dv]
+    let avg = be.gated_attention(&GatedAttention {
+        q: &q,
+        k: &k,
+        v: &v,
+        bias: pair_bias,
+        mask: key_mask,
+        gate: gate.as_ref(),
+        scale: attention_scale(p.key_dim),
+    }); // [B, Q, H, Dv]
+    drop((q, k, v, gate));
+    let avg = avg.reshape(&[b, nq, h * p.value_dim]).expect("same size"); // [B, Q, H*Dv]
+    be.linear(&avg, p.output.w, Some(p.output.b)) // [B, Q, out]
 }

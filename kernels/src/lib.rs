@@ -14,8 +14,8 @@ mod tensor;
 
 pub use activations::{exp, gelu, relu, sigmoid, softplus};
 pub use backend::{
-    Activation, Backend, GatedAttention, LinearParams, MatView, NormParams, TriangleDirection,
-    TriangleMultiplicationParams, MASK_BIAS,
+    attention_scale, Activation, AttentionParams, Backend, GatedAttention, LinearParams, MatView,
+    NormParams, TriangleDirection, TriangleMultiplicationParams, MASK_BIAS,
 };
 pub use cpu::{round_to_bf16, softmax_row, CpuBackend, ATTENTION_KEY_TILE};
 pub use tensor::{ShapeError, Tensor, PAR_BLOCK};

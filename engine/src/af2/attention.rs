@@ -17,7 +17,9 @@
 use crate::chunk::{for_row_chunks, slice_rows};
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{Activation, Backend, GatedAttention, MatView, Tensor, MASK_BIAS};
+use ferrofold_kernels::{
+    attention_scale, Activation, AttentionParams, Backend, MatView, Tensor, MASK_BIAS,
+};
 
 /// Most elements one chunk's attention activations may hold when the chunk size is
 /// automatic (queries, keys, values and gates: 2^22 floats, 16 MiB), so attention adds
@@ -79,11 +81,6 @@ fn load_gating(p: &Scope<'_>, d: &AttentionDims) -> LoadResult<Option<Linear>> {
     Ok(Some(g))
 }
 
-/// `head_dim^-0.5`, computed in double like the Python scalar `key_dim**(-0.5)`.
-fn query_scale(key_dim: usize) -> f32 {
-    (key_dim as f64).powf(-0.5) as f32
-}
-
 /// Gated multi-head attention, the core of Algorithms 7, 8, 13 and 14 (modules.py
 /// `Attention`): `softmax(q k^T / sqrt(d) + bias + pair_bias) v`, gated per head by
 /// `sigmoid(x W_g + b_g)`, then `output_w` + `output_b`. No q/k/v biases.
@@ -129,30 +126,17 @@ impl Attention {
         pair_bias: Option<&Tensor>,
     ) -> Tensor {
         let d = &self.dims;
-        let (b, nq, nk, h) = (q_data.dim(0), q_data.dim(1), m_data.dim(1), d.heads);
-        assert_eq!(m_data.dim(0), b, "attention: q/m batch");
-        let heads = |t: Tensor, n: usize, width: usize| {
-            t.reshape(&[b, n, h, width]).expect("projection widths")
+        let p = AttentionParams {
+            query: &self.query.w,
+            key: &self.key.w,
+            value: &self.value.w,
+            gating: self.gating.as_ref().map(Linear::params),
+            output: self.output.params(),
+            heads: d.heads,
+            key_dim: d.key_dim,
+            value_dim: d.value_dim,
         };
-        let q = heads(self.query.forward(be, q_data), nq, d.key_dim); // [B, Q, H, Dk]
-        let k = heads(self.key.forward(be, m_data), nk, d.key_dim); // [B, K, H, Dk]
-        let v = heads(self.value.forward(be, m_data), nk, d.value_dim); // [B, K, H, Dv]
-        let gate = self
-            .gating
-            .as_ref()
-            .map(|g| heads(g.forward(be, q_data), nq, d.value_dim)); // [B, Q, H, Dv]
-        let avg = be.gated_attention(&GatedAttention {
-            q: &q,
-            k: &k,
-            v: &v,
-            bias: pair_bias,
-            mask: key_mask,
-            gate: gate.as_ref(),
-            scale: query_scale(d.key_dim),
-        }); // [B, Q, H, Dv]
-        drop((q, k, v, gate));
-        let avg = avg.reshape(&[b, nq, h * d.value_dim]).expect("same size"); // [B, Q, H*Dv]
-        self.output.forward(be, &avg) // [B, Q, out]
+        be.attention(&p, q_data, m_data, key_mask, pair_bias)
     }
 }
 
@@ -215,7 +199,7 @@ impl GlobalAttention {
         }
 
         let mut q = self.query.forward(be, &q_avg); // [B, H*Dk]
-        let scale = query_scale(d.key_dim);
+        let scale = attention_scale(d.key_dim);
         q.data_mut().iter_mut().for_each(|v| *v *= scale);
         let q = q.reshape(&[b, h, d.key_dim]).expect("same size"); // [B, H, Dk]
         let k = self.key.forward(be, m_data); // [B, N, Dk]

@@ -3,6 +3,9 @@
 mod attention;
 mod triangle;
 
+#[cfg(feature = "cuda")]
+pub(crate) use triangle::check_shapes as check_triangle_shapes;
+
 pub use attention::{round_to_bf16, ATTENTION_KEY_TILE};
 
 use crate::backend::{

@@ -101,7 +101,7 @@ fn layer_norm_columns(x: &mut [f32], h: usize, norm: &NormParams<'_>) {
 }
 
 /// Panics unless every parameter fits `c` input channels and `h` hidden channels.
-fn check_shapes(p: &TriangleMultiplicationParams<'_>, c: usize, h: usize) {
+pub(crate) fn check_shapes(p: &TriangleMultiplicationParams<'_>, c: usize, h: usize) {
     let lin = |name: &str, l: &LinearParams<'_>, out: usize, inp: usize| {
         assert!(
             l.w.shape() == [out, inp] && l.b.shape() == [out],

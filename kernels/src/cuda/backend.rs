@@ -14,9 +14,11 @@ use super::sources::{
     GATED_ATTENTION, LAYER_NORM, MASKED_SOFTMAX,
 };
 use crate::backend::{
-    masked_softmax_dims, Activation, Backend, GatedAttention, LinearParams, MatView, NormParams,
-    TriangleDirection, TriangleMultiplicationParams,
+    attention_by_ops, attention_scale, masked_softmax_dims, Activation, AttentionParams, Backend,
+    GatedAttention, LinearParams, MatView, NormParams, TriangleDirection,
+    TriangleMultiplicationParams,
 };
+use crate::cpu::check_triangle_shapes;
 use crate::{CpuBackend, Tensor};
 
 /// Threads per block of the row kernels (a warp per row) and of the element-wise ones.
@@ -107,7 +109,7 @@ impl<D: Device> CudaBackend<D> {
         let (out, k) = (w.dim(0), w.dim(1));
         let wb = self.upload(w, "linear");
         let mut y = self.zeros(rows * out, "linear");
-        if rows > 0 && out > 0 {
+        if rows > 0 && out > 0 && k > 0 {
             let g = Gemm::batched(1, rows, out, k, false, true);
             ok(self.device.gemm(&g, x, &wb, &mut y), "linear");
         }
@@ -187,6 +189,84 @@ impl<D: Device> CudaBackend<D> {
     }
 }
 
+impl<D: Device> CudaBackend<D> {
+    /// The gated attention kernel on device tensors in the projections' `[B, N, H, D]` layout
+    /// ([`GatedAttention`]'s maths) → `[B, Q, H, D]`; `bias` and `mask` are uploaded here.
+    fn gated_attention_on(
+        &self,
+        sizes: &AttentionSizes,
+        [q, k, v]: [&D::Buffer; 3],
+        gate: Option<&D::Buffer>,
+        bias: Option<&Tensor>,
+        mask: Option<&Tensor>,
+        scale: f32,
+    ) -> D::Buffer {
+        let AttentionSizes {
+            b,
+            h,
+            nq,
+            nk,
+            d,
+            kernel,
+        } = *sizes;
+        let op = "gated_attention";
+        let bias = bias.map(|t| self.upload(t, op));
+        let mask = mask.map(|t| self.upload(t, op));
+        let out = self.zeros(b * nq * h * d, op);
+        if nk == 0 {
+            return out; // no keys: nothing to average
+        }
+        let address = |t: Option<&D::Buffer>| t.map_or(0, |t| self.device.address(t));
+        let args = AttentionArgs {
+            q: address(Some(q)),
+            k: address(Some(k)),
+            v: address(Some(v)),
+            gate: address(gate),
+            bias: address(bias.as_ref()),
+            mask: address(mask.as_ref()),
+            out: address(Some(&out)),
+            ..AttentionArgs::projection_layout(b, h, nq, nk, d, scale)
+        };
+        let (gx, gy, gz) = args.grid();
+        self.launch(
+            &GATED_ATTENTION,
+            kernel,
+            [gx, gy, gz],
+            [ATTENTION_THREADS as u32, 1, 1],
+            &[Arg::Attention(Box::new(args))],
+        );
+        out
+    }
+}
+
+/// Sizes of a gated attention the kernel takes: one head width `d` ≤ 64 for queries, keys and
+/// values (every AF2 and IgFold module), at least one query, and batch × heads blocks within
+/// the grid's 2^31.
+#[derive(Clone, Copy)]
+struct AttentionSizes {
+    b: usize,
+    h: usize,
+    nq: usize,
+    nk: usize,
+    d: usize,
+    kernel: &'static str,
+}
+
+impl AttentionSizes {
+    fn supported(b: usize, h: usize, nq: usize, nk: usize, dk: usize, dv: usize) -> Option<Self> {
+        let kernel = gated_attention_kernel(dk, false)?;
+        let grid_fits = i32::try_from(b * h).is_ok();
+        (dk == dv && b * h * nq > 0 && grid_fits).then_some(AttentionSizes {
+            b,
+            h,
+            nq,
+            nk,
+            d: dk,
+            kernel,
+        })
+    }
+}
+
 impl<D: Device> Backend for CudaBackend<D> {
     fn linear(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
         let k = w.dim(1);
@@ -197,7 +277,7 @@ impl<D: Device> Backend for CudaBackend<D> {
             x.shape(),
             w.shape()
         );
-        let rows = x.len() / k.max(1);
+        let rows: usize = x.shape()[..x.shape().len() - 1].iter().product();
         let y = self.linear_on(&self.upload(x, "linear"), rows, w, b);
         let mut shape = x.shape().to_vec();
         *shape.last_mut().expect("rank ≥ 1") = w.dim(0);
@@ -226,7 +306,7 @@ impl<D: Device> Backend for CudaBackend<D> {
             self.upload(b.tensor, "batched_matmul"),
         );
         let mut c = self.zeros(ba * m * n, "batched_matmul");
-        if ba * m * n > 0 {
+        if ba * m * n * k > 0 {
             let g = Gemm::batched(ba, m, n, k, a.trans, b.trans);
             ok(self.device.gemm(&g, &ab, &bbuf, &mut c), "batched_matmul");
         }
@@ -297,14 +377,10 @@ impl<D: Device> Backend for CudaBackend<D> {
 
     fn gated_attention(&self, a: &GatedAttention<'_>) -> Tensor {
         let (b, h, nq, nk, d, dv) = a.dims();
-        let kernel = match gated_attention_kernel(d, false) {
-            Some(kernel) if d == dv => kernel,
-            _ => return CpuBackend.gated_attention(a),
-        };
         let shape = [b, nq, h, dv];
-        if shape.contains(&0) || nk == 0 {
-            return Tensor::zeros(&shape); // no keys: nothing to average
-        }
+        let Some(sizes) = AttentionSizes::supported(b, h, nq, nk, d, dv) else {
+            return CpuBackend.gated_attention(a);
+        };
         let op = "gated_attention";
         let (q, k, v) = (
             self.upload(a.q, op),
@@ -312,29 +388,46 @@ impl<D: Device> Backend for CudaBackend<D> {
             self.upload(a.v, op),
         );
         let gate = a.gate.map(|t| self.upload(t, op));
-        let bias = a.bias.map(|t| self.upload(t, op));
-        let mask = a.mask.map(|t| self.upload(t, op));
-        let out = self.zeros(b * nq * h * dv, op);
-        let address = |t: Option<&D::Buffer>| t.map_or(0, |t| self.device.address(t));
-        let args = AttentionArgs {
-            q: address(Some(&q)),
-            k: address(Some(&k)),
-            v: address(Some(&v)),
-            gate: address(gate.as_ref()),
-            bias: address(bias.as_ref()),
-            mask: address(mask.as_ref()),
-            out: address(Some(&out)),
-            ..AttentionArgs::projection_layout(b, h, nq, nk, d, a.scale)
-        };
-        let (gx, gy, gz) = args.grid();
-        self.launch(
-            &GATED_ATTENTION,
-            kernel,
-            [gx, gy, gz],
-            [ATTENTION_THREADS as u32, 1, 1],
-            &[Arg::Attention(Box::new(args))],
-        );
+        let out =
+            self.gated_attention_on(&sizes, [&q, &k, &v], gate.as_ref(), a.bias, a.mask, a.scale);
         self.download(&out, &shape, op)
+    }
+
+    fn attention(
+        &self,
+        p: &AttentionParams<'_>,
+        q_data: &Tensor,
+        m_data: &Tensor,
+        key_mask: Option<&Tensor>,
+        pair_bias: Option<&Tensor>,
+    ) -> Tensor {
+        let (b, nq, nk, h) = (q_data.dim(0), q_data.dim(1), m_data.dim(1), p.heads);
+        assert_eq!(m_data.dim(0), b, "attention: q/m batch");
+        let Some(sizes) = AttentionSizes::supported(b, h, nq, nk, p.key_dim, p.value_dim) else {
+            return attention_by_ops(self, p, q_data, m_data, key_mask, pair_bias);
+        };
+        // Inputs up once (once for self-attention), projections and averages on the device.
+        let op = "attention";
+        let qd = self.upload(q_data, op);
+        let md = (!std::ptr::eq(q_data, m_data)).then(|| self.upload(m_data, op));
+        let md_ref = md.as_ref().unwrap_or(&qd);
+        let q = self.linear_on(&qd, b * nq, p.query, None); // [B, Q, H, Dk]
+        let k = self.linear_on(md_ref, b * nk, p.key, None); // [B, K, H, Dk]
+        let v = self.linear_on(md_ref, b * nk, p.value, None); // [B, K, H, Dv]
+        let gate = p
+            .gating
+            .map(|g| self.linear_on(&qd, b * nq, g.w, Some(g.b))); // [B, Q, H, Dv]
+        let scale = attention_scale(p.key_dim);
+        let avg = self.gated_attention_on(
+            &sizes,
+            [&q, &k, &v],
+            gate.as_ref(),
+            pair_bias,
+            key_mask,
+            scale,
+        );
+        let out = self.linear_on(&avg, b * nq, p.output.w, Some(p.output.b)); // [B, Q, out]
+        self.download(&out, &[b, nq, p.output.w.dim(0)], op)
     }
 
     fn triangle_multiplication(
@@ -355,6 +448,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         if let Some(m) = mask {
             assert_eq!(m.shape(), &[l, l], "triangle_multiplication: mask");
         }
+        check_triangle_shapes(p, c, h);
         let op = "triangle_multiplication";
         let zn = self.layer_norm_on(&self.upload(z, op), positions, c, &p.input_norm);
         let mask_b = mask.map(|m| self.upload(m, op));
@@ -369,7 +463,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         // Per hidden channel: outgoing o = A B^T (o_ij = sum_k a_ik b_jk), incoming
         // o = B^T A (o_ij = sum_k a_kj b_ki).  // [H, L, L]
         let mut product = self.zeros(h * positions, op);
-        if positions > 0 && h > 0 {
+        if positions * h > 0 {
             let (g, first, second) = match dir {
                 TriangleDirection::Outgoing => {
                     (Gemm::batched(h, l, l, l, false, true), &left, &right)

@@ -18,6 +18,13 @@ use super::nvrtc::{self, Output, Target};
 use super::probe::{cuda_device, DeviceInfo};
 use super::sources::Program;
 
+/// A device buffer and the number of values it stands for (an empty one is backed by one
+/// element: the driver refuses size 0).
+pub struct GpuBuffer {
+    slice: CudaSlice<f32>,
+    len: usize,
+}
+
 pub struct CudaDevice {
     info: DeviceInfo,
     context: Arc<CudaContext>,
@@ -40,6 +47,15 @@ impl CudaDevice {
             arch: info.nvrtc_arch(),
             log: e.to_string(),
         })?;
+        // cudarc panics on first use of a library it cannot load: check cuBLAS first.
+        // SAFETY: tries to dlopen cudarc's candidate names and drops them again.
+        let blas_present =
+            std::panic::catch_unwind(|| unsafe { cudarc::cublas::sys::is_culib_present() });
+        if !blas_present.unwrap_or(false) {
+            return Err(DeviceError::Blas(
+                "the cuBLAS library (libcublas.so) could not be loaded; add its folder to LD_LIBRARY_PATH".into(),
+            ));
+        }
         let context = CudaContext::new(ordinal).map_err(driver)?;
         let stream = context.default_stream();
         let blas =
@@ -90,26 +106,34 @@ impl CudaDevice {
 }
 
 impl Device for CudaDevice {
-    type Buffer = CudaSlice<f32>;
+    type Buffer = GpuBuffer;
 
-    fn upload(&self, data: &[f32]) -> Result<CudaSlice<f32>, DeviceError> {
+    fn upload(&self, data: &[f32]) -> Result<GpuBuffer, DeviceError> {
         if data.is_empty() {
             return self.zeros(0);
         }
-        self.stream.clone_htod(data).map_err(driver)
+        let slice = self.stream.clone_htod(data).map_err(driver)?;
+        Ok(GpuBuffer {
+            slice,
+            len: data.len(),
+        })
     }
 
-    fn zeros(&self, len: usize) -> Result<CudaSlice<f32>, DeviceError> {
-        // A one-element allocation stands in for an empty one (the driver refuses size 0).
-        self.stream.alloc_zeros::<f32>(len.max(1)).map_err(driver)
+    fn zeros(&self, len: usize) -> Result<GpuBuffer, DeviceError> {
+        let slice = self.stream.alloc_zeros::<f32>(len.max(1)).map_err(driver)?;
+        Ok(GpuBuffer { slice, len })
     }
 
-    fn download(&self, buffer: &CudaSlice<f32>) -> Result<Vec<f32>, DeviceError> {
-        self.stream.clone_dtoh(buffer).map_err(driver)
+    fn download(&self, buffer: &GpuBuffer) -> Result<Vec<f32>, DeviceError> {
+        if buffer.len == 0 {
+            return Ok(Vec::new());
+        }
+        self.stream.clone_dtoh(&buffer.slice).map_err(driver)
     }
 
-    fn address(&self, buffer: &CudaSlice<f32>) -> u64 {
-        let (ptr, _sync) = buffer.device_ptr(&self.stream);
+    fn address(&self, buffer: &GpuBuffer) -> u64 {
+        // One stream: no events to record, so the guard may go at once.
+        let (ptr, _sync) = buffer.slice.device_ptr(&self.stream);
         ptr
     }
 
@@ -144,10 +168,12 @@ impl Device for CudaDevice {
     fn gemm(
         &self,
         g: &Gemm,
-        a: &CudaSlice<f32>,
-        b: &CudaSlice<f32>,
-        c: &mut CudaSlice<f32>,
+        a: &GpuBuffer,
+        b: &GpuBuffer,
+        c: &mut GpuBuffer,
     ) -> Result<(), DeviceError> {
+        // cuBLAS runs in the thread's current context, which cudarc does not set here.
+        self.context.bind_to_thread().map_err(driver)?;
         // Row-major C [m, n] is column-major C^T [n, m] = op(B)^T op(A)^T, and a row-major
         // operand read column-major is already its transpose: so B goes first, transposed
         // only where `trans_b` asks for the stored matrix's transpose.
@@ -181,7 +207,10 @@ impl Device for CudaDevice {
             stride_c: (g.m * g.n) as i64,
         };
         // SAFETY: the backend sizes every buffer from the same dimensions.
-        unsafe { self.blas.gemm_strided_batched(config, b, a, c) }
-            .map_err(|e| DeviceError::Blas(format!("{e:?}")))
+        unsafe {
+            self.blas
+                .gemm_strided_batched(config, &b.slice, &a.slice, &mut c.slice)
+        }
+        .map_err(|e| DeviceError::Blas(format!("{e:?}")))
     }
 }

@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 
 use ferrofold_kernels::cuda::{CudaBackend, CudaDevice};
 use ferrofold_kernels::{
-    Activation, Backend, CpuBackend, GatedAttention, LinearParams, MatView, NormParams, Tensor,
-    TriangleDirection, TriangleMultiplicationParams,
+    Activation, AttentionParams, Backend, CpuBackend, GatedAttention, LinearParams, MatView,
+    NormParams, Tensor, TriangleDirection, TriangleMultiplicationParams,
 };
 
 /// The CUDA backends to check: the emulated device, and GPU 0 when present.
@@ -185,4 +185,82 @@ fn triangle_multiplication_both_directions() {
             check(&what, |be| be.triangle_multiplication(&z, &p, m, dir));
         }
     }
+}
+
+#[test]
+fn attention_module_with_projections_on_the_device() {
+    // (batch, queries, keys, heads, head width, gated, self-attention)
+    for (b, nq, nk, h, d, gated, self_attention) in [
+        (3, 21, 21, 4, 8, true, true),
+        (2, 6, 40, 2, 16, false, false),
+        (1, 5, 5, 2, 80, true, true), // wider than the kernel: the ops one by one
+    ] {
+        let (c_in, out) = (12, 10);
+        let q_data = random_tensor(&[b, nq, c_in], 50);
+        let m_data = if self_attention {
+            q_data.clone()
+        } else {
+            random_tensor(&[b, nk, c_in], 51)
+        };
+        let (query, key, value) = (
+            random_tensor(&[h * d, c_in], 52),
+            random_tensor(&[h * d, c_in], 53),
+            random_tensor(&[h * d, c_in], 54),
+        );
+        let (gate_w, gate_b) = (
+            random_tensor(&[h * d, c_in], 55),
+            random_tensor(&[h * d], 56),
+        );
+        let (out_w, out_b) = (random_tensor(&[out, h * d], 57), random_tensor(&[out], 58));
+        let p = AttentionParams {
+            query: &query,
+            key: &key,
+            value: &value,
+            gating: gated.then_some(LinearParams {
+                w: &gate_w,
+                b: &gate_b,
+            }),
+            output: LinearParams {
+                w: &out_w,
+                b: &out_b,
+            },
+            heads: h,
+            key_dim: d,
+            value_dim: d,
+        };
+        let mask = tensor(
+            &[b, nk],
+            (0..b * nk).map(|i| (i % 4 != 1) as u8 as f32).collect(),
+        );
+        let bias = random_tensor(&[h, nq, nk], 59);
+        let m = if self_attention { &q_data } else { &m_data };
+        check(
+            &format!("attention module B={b} Q={nq} K={nk} H={h} D={d}"),
+            |be| be.attention(&p, &q_data, m, Some(&mask), Some(&bias)),
+        );
+    }
+}
+
+#[test]
+fn empty_and_degenerate_shapes() {
+    let w = random_tensor(&[6, 7], 60);
+    let b = random_tensor(&[6], 61);
+    let no_rows = Tensor::zeros(&[0, 7]);
+    check("linear, no rows", |be| be.linear(&no_rows, &w, Some(&b)));
+    let (x0, w0) = (Tensor::zeros(&[5, 0]), Tensor::zeros(&[6, 0]));
+    check("linear, no inputs", |be| be.linear(&x0, &w0, Some(&b)));
+    let (a0, c0) = (Tensor::zeros(&[2, 3, 0]), Tensor::zeros(&[2, 0, 4]));
+    check("batched matmul, k = 0", |be| {
+        be.batched_matmul(MatView::n(&a0), MatView::n(&c0))
+    });
+    let gamma = random_tensor(&[5], 62);
+    let empty = Tensor::zeros(&[0, 5]);
+    check("layer norm, no rows", |be| {
+        be.layer_norm(&empty, &gamma, &gamma, 1e-5)
+    });
+    check("softmax, no rows", |be| {
+        let mut x = empty.clone();
+        be.softmax(&mut x);
+        x
+    });
 }
