@@ -259,6 +259,23 @@ pub trait Backend: Send + Sync {
         attention_by_ops(self, p, q_data, m_data, key_mask, pair_bias)
     }
 
+    /// A transition block (AF2 Algorithms 9 and 15) as one op: layer norm, `first`, ReLU,
+    /// `second`, over the last axis of `x` `[.., c]` → `[.., c]` (the caller adds the
+    /// residual). By default the four ops one after another; a device backend keeps the
+    /// hidden activation on the device.
+    fn transition(
+        &self,
+        x: &Tensor,
+        norm: &NormParams<'_>,
+        first: &LinearParams<'_>,
+        second: &LinearParams<'_>,
+    ) -> Tensor {
+        let x = self.layer_norm(x, norm.gamma, norm.beta, norm.eps); // [.., c]
+        let mut h = self.linear(&x, first.w, Some(first.b)); // [.., hidden]
+        self.activate(&mut h, Activation::Relu);
+        self.linear(&h, second.w, Some(second.b)) // [.., c]
+    }
+
     /// The whole triangle multiplicative update as one fused op: pair `z` `[L, L, C]` →
     /// the update `[L, L, C]` (the caller adds the residual). `mask` `[L, L]` zeroes the
     /// projections of masked pairs.

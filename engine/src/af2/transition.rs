@@ -7,7 +7,7 @@
 use crate::chunk::{for_row_chunks, slice_rows};
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{Activation, Backend, Tensor};
+use ferrofold_kernels::{Backend, Tensor};
 
 /// Positions per pass (whole rows of the leading axis, at least one), bounding the
 /// `[positions, factor * c]` hidden activation (8 MiB for the pair transition, 16 MiB for
@@ -45,10 +45,8 @@ impl Transition {
     }
 
     fn forward_rows(&self, be: &dyn Backend, act: &Tensor) -> Tensor {
-        let x = self.input_norm.forward(be, act); // [.., c]
-        let mut h = self.transition1.forward(be, &x); // [.., factor * c]
-        be.activate(&mut h, Activation::Relu);
-        self.transition2.forward(be, &h) // [.., c]
+        let (first, second) = (self.transition1.params(), self.transition2.params());
+        be.transition(act, &self.input_norm.params(), &first, &second) // [.., c]
     }
 }
 

@@ -163,6 +163,17 @@ impl<D: Device> CudaBackend<D> {
         y
     }
 
+    /// `f` on the first `n` values of a device buffer, in place.
+    fn activate_on(&self, x: &D::Buffer, n: usize, f: Activation) {
+        let kind = match f {
+            Activation::Relu => 0,
+            Activation::Gelu => 1,
+            Activation::Sigmoid => 2,
+        };
+        let args = [self.ptr(Some(x)), Arg::I64(n as i64), Arg::I32(kind)];
+        self.launch_elements("activate_f32", n, &args);
+    }
+
     /// The gated side of a triangle update, channel-first `[H, P]`.
     fn gated_side(
         &self,
@@ -360,18 +371,8 @@ impl<D: Device> Backend for CudaBackend<D> {
     }
 
     fn activate(&self, x: &mut Tensor, f: Activation) {
-        let kind = match f {
-            Activation::Relu => 0,
-            Activation::Gelu => 1,
-            Activation::Sigmoid => 2,
-        };
         let xb = self.upload(x, "activate");
-        let args = [
-            self.ptr(Some(&xb)),
-            Arg::I64(x.len() as i64),
-            Arg::I32(kind),
-        ];
-        self.launch_elements("activate_f32", x.len(), &args);
+        self.activate_on(&xb, x.len(), f);
         *x = self.download(&xb, x.shape(), "activate");
     }
 
@@ -428,6 +429,26 @@ impl<D: Device> Backend for CudaBackend<D> {
         );
         let out = self.linear_on(&avg, b * nq, p.output.w, Some(p.output.b)); // [B, Q, out]
         self.download(&out, &[b, nq, p.output.w.dim(0)], op)
+    }
+
+    fn transition(
+        &self,
+        x: &Tensor,
+        norm: &NormParams<'_>,
+        first: &LinearParams<'_>,
+        second: &LinearParams<'_>,
+    ) -> Tensor {
+        let c = x.dim(-1);
+        let rows: usize = x.shape()[..x.shape().len() - 1].iter().product();
+        let hidden = first.w.dim(0);
+        let op = "transition";
+        let xn = self.layer_norm_on(&self.upload(x, op), rows, c, norm); // [rows, c]
+        let h = self.linear_on(&xn, rows, first.w, Some(first.b)); // [rows, hidden]
+        self.activate_on(&h, rows * hidden, Activation::Relu);
+        let out = self.linear_on(&h, rows, second.w, Some(second.b)); // [rows, out]
+        let mut shape = x.shape().to_vec();
+        *shape.last_mut().expect("rank ≥ 1") = second.w.dim(0);
+        self.download(&out, &shape, op)
     }
 
     fn triangle_multiplication(

@@ -264,3 +264,25 @@ fn empty_and_degenerate_shapes() {
         x
     });
 }
+
+#[test]
+fn transition_keeps_its_hidden_activation_on_the_device() {
+    let (c, hidden) = (12, 48);
+    let x = random_tensor(&[3, 5, c], 70);
+    let (gamma, beta) = (random_tensor(&[c], 71), random_tensor(&[c], 72));
+    let (w1, b1) = (
+        random_tensor(&[hidden, c], 73),
+        random_tensor(&[hidden], 74),
+    );
+    let (w2, b2) = (random_tensor(&[c, hidden], 75), random_tensor(&[c], 76));
+    let norm = NormParams {
+        gamma: &gamma,
+        beta: &beta,
+        eps: 1e-5,
+    };
+    let (first, second) = (
+        LinearParams { w: &w1, b: &b1 },
+        LinearParams { w: &w2, b: &b2 },
+    );
+    check("transition", |be| be.transition(&x, &norm, &first, &second));
+}
