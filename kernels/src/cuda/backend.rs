@@ -1,8 +1,8 @@
 //! The CUDA backend: the op interface on a [`Device`], fp32 throughout. Each op takes host
 //! tensors, uploads its inputs, runs cuBLAS GEMMs and the hand-written kernels, and
-//! downloads its result; the fused triangle multiplicative update keeps all of its
-//! intermediates on the device. (Tensors that live on the device between ops, and bf16
-//! storage, are the next steps of issue 5.)
+//! downloads its result; the module-sized ops (the attention module, the transition, the
+//! triangle multiplicative update) keep their intermediates on the device. (Tensors that live
+//! on the device between ops, and bf16 storage, are the next steps of issue 5.)
 //!
 //! Gated attention with key and value widths that differ or exceed 64 (no AF2 or IgFold
 //! module has them) runs on the CPU backend. A device failure (out of memory, a failed
@@ -34,6 +34,11 @@ pub struct CudaBackend<D: Device> {
 /// The result of a device call, or a panic naming the op.
 fn ok<T>(result: Result<T, DeviceError>, op: &str) -> T {
     result.unwrap_or_else(|e| panic!("CUDA backend, {op}: {e}"))
+}
+
+/// Panics unless `w` is `[out, inp]`: a device GEMM would read past it instead.
+fn check_weight(w: &Tensor, out: usize, inp: usize, what: &str) {
+    assert_eq!(w.shape(), &[out, inp], "{what} weight");
 }
 
 fn as_i32(n: usize, what: &str) -> i32 {
@@ -198,9 +203,7 @@ impl<D: Device> CudaBackend<D> {
         self.launch_elements("gate_channel_first_f32", h * positions, &args);
         side
     }
-}
 
-impl<D: Device> CudaBackend<D> {
     /// The gated attention kernel on device tensors in the projections' `[B, N, H, D]` layout
     /// ([`GatedAttention`]'s maths) → `[B, Q, H, D]`; `bias` and `mask` are uploaded here.
     fn gated_attention_on(
@@ -407,6 +410,15 @@ impl<D: Device> Backend for CudaBackend<D> {
         let Some(sizes) = AttentionSizes::supported(b, h, nq, nk, p.key_dim, p.value_dim) else {
             return attention_by_ops(self, p, q_data, m_data, key_mask, pair_bias);
         };
+        let (q_in, m_in) = (q_data.dim(-1), m_data.dim(-1));
+        let (hk, hv) = (h * p.key_dim, h * p.value_dim);
+        check_weight(p.query, hk, q_in, "attention: query");
+        check_weight(p.key, hk, m_in, "attention: key");
+        check_weight(p.value, hv, m_in, "attention: value");
+        if let Some(g) = p.gating {
+            check_weight(g.w, hv, q_in, "attention: gating");
+        }
+        check_weight(p.output.w, p.output.w.dim(0), hv, "attention: output");
         // Inputs up once (once for self-attention), projections and averages on the device.
         let op = "attention";
         let qd = self.upload(q_data, op);
@@ -441,6 +453,13 @@ impl<D: Device> Backend for CudaBackend<D> {
         let c = x.dim(-1);
         let rows: usize = x.shape()[..x.shape().len() - 1].iter().product();
         let hidden = first.w.dim(0);
+        check_weight(first.w, hidden, c, "transition: first linear");
+        check_weight(
+            second.w,
+            second.w.dim(0),
+            hidden,
+            "transition: second linear",
+        );
         let op = "transition";
         let xn = self.layer_norm_on(&self.upload(x, op), rows, c, norm); // [rows, c]
         let h = self.linear_on(&xn, rows, first.w, Some(first.b)); // [rows, hidden]
@@ -482,8 +501,8 @@ impl<D: Device> Backend for CudaBackend<D> {
             mask_b.as_ref(),
         );
         // Per hidden channel: outgoing o = A B^T (o_ij = sum_k a_ik b_jk), incoming
-        // o = B^T A (o_ij = sum_k a_kj b_ki).  // [H, L, L]
-        let mut product = self.zeros(h * positions, op);
+        // o = B^T A (o_ij = sum_k a_kj b_ki).
+        let mut product = self.zeros(h * positions, op); // [H, L, L]
         if positions * h > 0 {
             let (g, first, second) = match dir {
                 TriangleDirection::Outgoing => {
