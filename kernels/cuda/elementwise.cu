@@ -1,7 +1,8 @@
-// Element-wise kernels of the CUDA backend (fp32): the bias of a linear layer, activations, and
-// the gating and layout steps of the triangle multiplicative update (AF2 Algorithms 11 and 12)
-// around its per-channel GEMMs. Each is a grid-stride loop: launch with any grid, e.g.
-// blockDim.x = 256 and gridDim.x = min(ceil(n / 256), 65535).
+// Element-wise kernels of the CUDA backend (fp32): the bias of a linear layer, activations, the
+// gating and layout steps of the triangle multiplicative update (AF2 Algorithms 11 and 12)
+// around its per-channel GEMMs, and the outer product mean's (Algorithm 10) masking, axis swap
+// and normalisation around its GEMMs. Each is a grid-stride loop: launch with any grid, e.g.
+// blockDim.x = 256 and gridDim.x = min(ceil(n / 256), 65536).
 
 #define FF_GRID_STRIDE(i, n)                                                        \
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
@@ -58,4 +59,29 @@ extern "C" __global__ void channel_last_f32(const float* __restrict__ x, float* 
 extern "C" __global__ void sigmoid_gate_f32(float* x, const float* __restrict__ gate,
                                             long long n) {
     FF_GRID_STRIDE(i, n) x[i] *= sigmoid_f32(gate[i]);
+}
+
+// x[r, :] *= s[r] over rows x cols, in place (the outer product mean's MSA mask).
+extern "C" __global__ void scale_rows_f32(float* x, const float* __restrict__ s, long long rows,
+                                          int cols) {
+    FF_GRID_STRIDE(i, rows * cols) x[i] *= s[i / cols];
+}
+
+// y[o, j, i, k] = x[o, i, j, k]: axes 1 and 2 of x [outer, d1, d2, inner] swapped.
+extern "C" __global__ void swap_axes_f32(const float* __restrict__ x, float* __restrict__ y,
+                                         long long outer, long long d1, long long d2,
+                                         long long inner) {
+    FF_GRID_STRIDE(t, outer * d1 * d2 * inner) {
+        const long long k = t % inner;
+        const long long j = (t / inner) % d2;
+        const long long i = (t / (inner * d2)) % d1;
+        const long long o = t / (inner * d2 * d1);
+        y[((o * d2 + j) * d1 + i) * inner + k] = x[t];
+    }
+}
+
+// x[r, :] /= eps + norm[r] over rows x cols (the outer product mean's normalisation).
+extern "C" __global__ void divide_rows_f32(float* x, const float* __restrict__ norm,
+                                           long long rows, int cols, float eps) {
+    FF_GRID_STRIDE(i, rows * cols) x[i] /= eps + norm[i / cols];
 }

@@ -155,6 +155,20 @@ pub struct AttentionParams<'a> {
     pub value_dim: usize,
 }
 
+/// Parameters of the outer product mean (AF2 Algorithm 10): the input norm over `c_m`, the
+/// left and right projections `[c, c_m]`, and the output projection `[c_z, c * c]` (input
+/// index `a * c + b` for left channel `a`, right channel `b`) with its bias.
+#[derive(Clone, Copy, Debug)]
+pub struct OuterProductMeanParams<'a> {
+    pub input_norm: NormParams<'a>,
+    pub left: LinearParams<'a>,
+    pub right: LinearParams<'a>,
+    pub output: LinearParams<'a>,
+}
+
+/// Added to the outer product mean's mask-product count before dividing (AF2's `epsilon`).
+pub const OUTER_PRODUCT_NORM_EPS: f32 = 1e-3;
+
 /// `(B, H, Q, K)` of [`Backend::masked_softmax`]'s logits, after checking the bias and mask
 /// shapes against them.
 pub(crate) fn masked_softmax_dims(
@@ -274,6 +288,20 @@ pub trait Backend: Send + Sync {
         let mut h = self.linear(&x, first.w, Some(first.b)); // [.., hidden]
         self.activate(&mut h, Activation::Relu);
         self.linear(&h, second.w, Some(second.b)) // [.., c]
+    }
+
+    /// The outer product mean (AF2 Algorithm 10) as one fused op, where the backend has one:
+    /// `msa` `[S, L, c_m]` and its mask `[S, L]` → the pair update `[L, L, c_z]`, with the
+    /// output bias added before dividing by `OUTER_PRODUCT_NORM_EPS + sum_s mask[s, i]
+    /// mask[s, j]` (as the official code). `None`: the caller composes it from the other ops
+    /// (the CPU backend, which the engine's own orders and chunking serve better).
+    fn outer_product_mean(
+        &self,
+        _msa: &Tensor,
+        _mask: &Tensor,
+        _p: &OuterProductMeanParams<'_>,
+    ) -> Option<Tensor> {
+        None
     }
 
     /// The whole triangle multiplicative update as one fused op: pair `z` `[L, L, C]` →

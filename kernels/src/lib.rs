@@ -15,7 +15,8 @@ mod tensor;
 pub use activations::{exp, gelu, relu, sigmoid, softplus};
 pub use backend::{
     attention_scale, Activation, AttentionParams, Backend, GatedAttention, LinearParams, MatView,
-    NormParams, TriangleDirection, TriangleMultiplicationParams, MASK_BIAS,
+    NormParams, OuterProductMeanParams, TriangleDirection, TriangleMultiplicationParams, MASK_BIAS,
+    OUTER_PRODUCT_NORM_EPS,
 };
 pub use cpu::{round_to_bf16, softmax_row, CpuBackend, ATTENTION_KEY_TILE};
 pub use tensor::{ShapeError, Tensor, PAR_BLOCK};

@@ -7,11 +7,8 @@
 use crate::chunk::for_row_chunks;
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{Backend, MatView, Tensor};
+use ferrofold_kernels::{Backend, MatView, OuterProductMeanParams, Tensor, OUTER_PRODUCT_NORM_EPS};
 use rayon::prelude::*;
-
-/// Added to the mask-product count before dividing (the official `epsilon`).
-const NORM_EPS: f32 = 1e-3;
 
 /// Floats in one chunk's `[rows, L, c, c]` outer-product buffer (two such live at once):
 /// 8 MiB each.
@@ -53,6 +50,15 @@ impl OuterProductMean {
     /// few sequences (weights first) two `[S * c, L * c_z]` buffers, each at most the
     /// output's size.
     pub fn forward(&self, be: &dyn Backend, msa: &Tensor, msa_mask: &Tensor) -> Tensor {
+        let fused = OuterProductMeanParams {
+            input_norm: self.input_norm.params(),
+            left: self.left.params(),
+            right: self.right.params(),
+            output: self.output.params(),
+        };
+        if let Some(update) = be.outer_product_mean(msa, msa_mask, &fused) {
+            return update;
+        }
         let (s, l, c) = (msa.dim(0), msa.dim(1), self.c_outer);
         let order = if s < c && s * c <= l {
             Order::WeightsFirst
@@ -189,8 +195,8 @@ enum Order {
     WeightsFirst,
 }
 
-/// `x[p, :] = (x[p, :] + bias) / (NORM_EPS + norm[p])` for every pair `p`, rows of `c_z`
-/// in parallel (`bias` `None` when `x` has it already).
+/// `x[p, :] = (x[p, :] + bias) / (OUTER_PRODUCT_NORM_EPS + norm[p])` for every pair `p`, rows
+/// of `c_z` in parallel (`bias` `None` when `x` has it already).
 fn normalise(x: &mut [f32], c_z: usize, norm: &[f32], bias: Option<&[f32]>) {
     if c_z == 0 {
         return;
@@ -201,8 +207,8 @@ fn normalise(x: &mut [f32], c_z: usize, norm: &[f32], bias: Option<&[f32]>) {
             Some(b) => x
                 .iter_mut()
                 .zip(b)
-                .for_each(|(x, b)| *x = (*x + b) / (NORM_EPS + n)),
-            None => x.iter_mut().for_each(|x| *x /= NORM_EPS + n),
+                .for_each(|(x, b)| *x = (*x + b) / (OUTER_PRODUCT_NORM_EPS + n)),
+            None => x.iter_mut().for_each(|x| *x /= OUTER_PRODUCT_NORM_EPS + n),
         });
 }
 

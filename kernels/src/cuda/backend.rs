@@ -15,8 +15,8 @@ use super::sources::{
 };
 use crate::backend::{
     attention_by_ops, attention_scale, masked_softmax_dims, Activation, AttentionParams, Backend,
-    GatedAttention, LinearParams, MatView, NormParams, TriangleDirection,
-    TriangleMultiplicationParams,
+    GatedAttention, LinearParams, MatView, NormParams, OuterProductMeanParams, TriangleDirection,
+    TriangleMultiplicationParams, OUTER_PRODUCT_NORM_EPS,
 };
 use crate::cpu::check_triangle_shapes;
 use crate::{CpuBackend, Tensor};
@@ -24,11 +24,16 @@ use crate::{CpuBackend, Tensor};
 /// Threads per block of the row kernels (a warp per row) and of the element-wise ones.
 const ROW_THREADS: u32 = 128;
 const ELEMENT_THREADS: u32 = 256;
+/// Default floats of one chunk's outer products in the outer product mean (`[rows, c, L, c]`,
+/// then the same again swapped): 256 MiB each.
+const OUTER_PRODUCT_CHUNK_FLOATS: usize = 1 << 26;
 /// Most blocks of an element-wise launch (its grid-stride loop covers the rest).
 const MAX_ELEMENT_BLOCKS: usize = 1 << 16;
 
 pub struct CudaBackend<D: Device> {
     device: D,
+    /// Most floats in one chunk of the outer product mean's outer products.
+    outer_product_chunk: usize,
 }
 
 /// The result of a device call, or a panic naming the op.
@@ -48,7 +53,17 @@ fn as_i32(n: usize, what: &str) -> i32 {
 
 impl<D: Device> CudaBackend<D> {
     pub fn new(device: D) -> Self {
-        CudaBackend { device }
+        CudaBackend {
+            device,
+            outer_product_chunk: OUTER_PRODUCT_CHUNK_FLOATS,
+        }
+    }
+
+    /// The most floats one chunk of the outer product mean's `[rows, c, L, c]` outer products
+    /// may hold (2^26 by default): less memory for more launches.
+    pub fn with_outer_product_chunk(mut self, floats: usize) -> Self {
+        self.outer_product_chunk = floats;
+        self
     }
 
     pub fn device(&self) -> &D {
@@ -177,6 +192,19 @@ impl<D: Device> CudaBackend<D> {
         };
         let args = [self.ptr(Some(x)), Arg::I64(n as i64), Arg::I32(kind)];
         self.launch_elements("activate_f32", n, &args);
+    }
+
+    /// `y[o, j, i, k] = x[o, i, j, k]` for `x` `[outer, d1, d2, inner]` on the device.
+    fn swap_axes_on(&self, x: &D::Buffer, y: &D::Buffer, [outer, d1, d2, inner]: [usize; 4]) {
+        let args = [
+            self.ptr(Some(x)),
+            self.ptr(Some(y)),
+            Arg::I64(outer as i64),
+            Arg::I64(d1 as i64),
+            Arg::I64(d2 as i64),
+            Arg::I64(inner as i64),
+        ];
+        self.launch_elements("swap_axes_f32", outer * d1 * d2 * inner, &args);
     }
 
     /// The gated side of a triangle update, channel-first `[H, P]`.
@@ -468,6 +496,82 @@ impl<D: Device> Backend for CudaBackend<D> {
         let mut shape = x.shape().to_vec();
         *shape.last_mut().expect("rank ≥ 1") = second.w.dim(0);
         self.download(&out, &shape, op)
+    }
+
+    fn outer_product_mean(
+        &self,
+        msa: &Tensor,
+        mask: &Tensor,
+        p: &OuterProductMeanParams<'_>,
+    ) -> Option<Tensor> {
+        let sh = msa.shape();
+        assert_eq!(sh.len(), 3, "outer product mean: msa must be [S, L, c_m]");
+        let (s, l, c_m) = (sh[0], sh[1], sh[2]);
+        assert_eq!(
+            mask.shape(),
+            [s, l],
+            "outer product mean: mask must be [S, L]"
+        );
+        let (c, c_z) = (p.left.w.dim(0), p.output.w.dim(0));
+        check_weight(p.left.w, c, c_m, "outer product mean: left");
+        check_weight(p.right.w, c, c_m, "outer product mean: right");
+        check_weight(p.output.w, c_z, c * c, "outer product mean: output");
+        let op = "outer_product_mean";
+        let rows = s * l;
+        let xn = self.layer_norm_on(&self.upload(msa, op), rows, c_m, &p.input_norm);
+        let mb = self.upload(mask, op); // [S, L]
+        let left = self.linear_on(&xn, rows, p.left.w, Some(p.left.b)); // [S, L, c]
+        let right = self.linear_on(&xn, rows, p.right.w, Some(p.right.b)); // [S, L, c]
+        for side in [&left, &right] {
+            let args = [
+                self.ptr(Some(side)),
+                self.ptr(Some(&mb)),
+                Arg::I64(rows as i64),
+                Arg::I32(as_i32(c, "channels")),
+            ];
+            self.launch_elements("scale_rows_f32", rows * c, &args);
+        }
+        let by_residue = self.zeros(rows * c, op); // [L, S, c]
+        self.swap_axes_on(&left, &by_residue, [1, s, l, c]);
+        drop(left);
+        // norm[i, j] = sum_s mask[s, i] mask[s, j]
+        let mut norm = self.zeros(l * l, op); // [L, L]
+        if l * s > 0 {
+            let g = Gemm::batched(1, l, l, s, true, false);
+            ok(self.device.gemm(&g, &mb, &mb, &mut norm), op);
+        }
+        // Residue rows in chunks, each one's [rows, c, L, c] outer products at a time.
+        let per_chunk = (self.outer_product_chunk / (l * c * c).max(1)).clamp(1, l.max(1));
+        let mut out = Vec::with_capacity(l * l * c_z);
+        for i0 in (0..l).step_by(per_chunk) {
+            let ci = per_chunk.min(l - i0);
+            // outer[i, a, j, b] = sum_s left[s, i, a] right[s, j, b]
+            let mut outer = self.zeros(ci * c * l * c, op); // [ci, c, L, c]
+            if s * c > 0 {
+                let g = Gemm {
+                    stride_a: s * c,
+                    stride_b: 0,
+                    offset_a: i0 * s * c,
+                    ..Gemm::batched(ci, c, l * c, s, true, false)
+                };
+                ok(self.device.gemm(&g, &by_residue, &right, &mut outer), op);
+            }
+            let pairs = self.zeros(ci * l * c * c, op); // [ci, L, c, c]
+            self.swap_axes_on(&outer, &pairs, [ci, c, l, c]);
+            drop(outer);
+            let o = self.linear_on(&pairs, ci * l, p.output.w, Some(p.output.b)); // [ci * L, c_z]
+            let row_bytes = (i0 * l * std::mem::size_of::<f32>()) as u64;
+            let args = [
+                self.ptr(Some(&o)),
+                Arg::Ptr(self.device.address(&norm) + row_bytes),
+                Arg::I64((ci * l) as i64),
+                Arg::I32(as_i32(c_z, "channels")),
+                Arg::F32(OUTER_PRODUCT_NORM_EPS),
+            ];
+            self.launch_elements("divide_rows_f32", ci * l * c_z, &args);
+            out.extend(ok(self.device.download(&o), op));
+        }
+        Some(Tensor::new(&[l, l, c_z], out).expect("[L, L, c_z]"))
     }
 
     fn triangle_multiplication(

@@ -36,8 +36,8 @@ pub enum Arg {
 
 /// A row-major GEMM over `batch` contiguous matrix pairs:
 /// `c[i] = op(a[i]) op(b[i])`, `op(a)` `[m, k]`, `op(b)` `[k, n]`, `c[i]` `[m, n]`; `a[i]` is
-/// stored `[m, k]`, or `[k, m]` when `trans_a` (likewise `b`). A batch stride of 0 shares one
-/// matrix across the batch.
+/// stored `[m, k]`, or `[k, m]` when `trans_a` (likewise `b`), from its buffer's `offset`-th
+/// value on. A batch stride of 0 shares one matrix across the batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Gemm {
     pub batch: usize,
@@ -48,6 +48,8 @@ pub struct Gemm {
     pub trans_b: bool,
     pub stride_a: usize,
     pub stride_b: usize,
+    pub offset_a: usize,
+    pub offset_b: usize,
 }
 
 impl Gemm {
@@ -69,6 +71,8 @@ impl Gemm {
             trans_b,
             stride_a: m * k,
             stride_b: k * n,
+            offset_a: 0,
+            offset_b: 0,
         }
     }
 }

@@ -208,8 +208,12 @@ impl Device for CudaDevice {
         };
         // SAFETY: the backend sizes every buffer from the same dimensions.
         unsafe {
-            self.blas
-                .gemm_strided_batched(config, &b.slice, &a.slice, &mut c.slice)
+            self.blas.gemm_strided_batched(
+                config,
+                &b.slice.slice(g.offset_b..),
+                &a.slice.slice(g.offset_a..),
+                &mut c.slice,
+            )
         }
         .map_err(|e| DeviceError::Blas(format!("{e:?}")))
     }

@@ -50,7 +50,7 @@ pub const GATED_ATTENTION: Program = program!(
 );
 
 /// Element-wise fp32 kernels: linear bias, activations, the triangle update's gating and
-/// channel layouts.
+/// channel layouts, the outer product mean's masking, axis swap and normalisation.
 pub const ELEMENTWISE: Program = program!(
     "elementwise",
     [
@@ -59,6 +59,9 @@ pub const ELEMENTWISE: Program = program!(
         "gate_channel_first_f32",
         "channel_last_f32",
         "sigmoid_gate_f32",
+        "scale_rows_f32",
+        "swap_axes_f32",
+        "divide_rows_f32",
     ]
 );
 

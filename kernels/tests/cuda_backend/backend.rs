@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 use ferrofold_kernels::cuda::{CudaBackend, CudaDevice};
 use ferrofold_kernels::{
     Activation, AttentionParams, Backend, CpuBackend, GatedAttention, LinearParams, MatView,
-    NormParams, Tensor, TriangleDirection, TriangleMultiplicationParams,
+    NormParams, OuterProductMeanParams, Tensor, TriangleDirection, TriangleMultiplicationParams,
+    OUTER_PRODUCT_NORM_EPS,
 };
 
 /// The CUDA backends to check: the emulated device, and GPU 0 when present.
@@ -285,4 +286,75 @@ fn transition_keeps_its_hidden_activation_on_the_device() {
         LinearParams { w: &w2, b: &b2 },
     );
     check("transition", |be| be.transition(&x, &norm, &first, &second));
+}
+
+#[test]
+fn outer_product_mean_fused_on_the_device() {
+    let (s, l, c_m, c, c_z) = (5, 9, 6, 3, 4);
+    let msa = random_tensor(&[s, l, c_m], 80);
+    // Row 1 masks two residues, row 3 all of them; residue 4 is masked in every row but 0.
+    let mask = tensor(
+        &[s, l],
+        (0..s * l)
+            .map(|i| {
+                let (r, j) = (i / l, i % l);
+                !(r == 1 && j < 2 || r == 3 || j == 4 && r > 0) as u8 as f32
+            })
+            .collect(),
+    );
+    let (gamma, beta) = (random_tensor(&[c_m], 81), random_tensor(&[c_m], 82));
+    let (lw, lb) = (random_tensor(&[c, c_m], 83), random_tensor(&[c], 84));
+    let (rw, rb) = (random_tensor(&[c, c_m], 85), random_tensor(&[c], 86));
+    let (ow, ob) = (random_tensor(&[c_z, c * c], 87), random_tensor(&[c_z], 88));
+    let p = OuterProductMeanParams {
+        input_norm: NormParams {
+            gamma: &gamma,
+            beta: &beta,
+            eps: 1e-5,
+        },
+        left: LinearParams { w: &lw, b: &lb },
+        right: LinearParams { w: &rw, b: &rb },
+        output: LinearParams { w: &ow, b: &ob },
+    };
+    // Algorithm 10 term by term, in f64, from the CPU backend's projections.
+    let x = CpuBackend.layer_norm(&msa, &gamma, &beta, 1e-5);
+    let (left, right) = (
+        CpuBackend.linear(&x, &lw, Some(&lb)),
+        CpuBackend.linear(&x, &rw, Some(&rb)),
+    );
+    let (ld, rd, md) = (left.data(), right.data(), mask.data());
+    let want = Tensor::from_fn(&[l, l, c_z], |at| {
+        let (i, j, z) = (at / (l * c_z), (at / c_z) % l, at % c_z);
+        let mut sum = ob.data()[z] as f64;
+        for a in 0..c {
+            for b in 0..c {
+                let outer: f64 = (0..s)
+                    .map(|r| {
+                        (md[r * l + i] * ld[(r * l + i) * c + a]) as f64
+                            * (md[r * l + j] * rd[(r * l + j) * c + b]) as f64
+                    })
+                    .sum();
+                sum += outer * ow.data()[z * c * c + a * c + b] as f64;
+            }
+        }
+        let norm: f64 = (0..s).map(|r| (md[r * l + i] * md[r * l + j]) as f64).sum();
+        (sum / (OUTER_PRODUCT_NORM_EPS as f64 + norm)) as f32
+    });
+    assert!(CpuBackend.outer_product_mean(&msa, &mask, &p).is_none());
+    // Chunks of 2 and 4 residue rows (the last one shorter), on the emulated device.
+    for rows in [2, 4] {
+        let chunked = CudaBackend::new(EmulatedDevice).with_outer_product_chunk(rows * l * c * c);
+        let got = chunked.outer_product_mean(&msa, &mask, &p).expect("fused");
+        same(
+            &got,
+            &want,
+            &format!("outer product mean, chunks of {rows} rows"),
+        );
+    }
+    for (name, backend) in backends() {
+        let got = backend
+            .outer_product_mean(&msa, &mask, &p)
+            .expect("the CUDA backend fuses it");
+        same(&got, &want, &format!("{name}: outer product mean"));
+    }
 }

@@ -95,17 +95,21 @@ impl Device for EmulatedDevice {
         c: &mut HostBuffer,
     ) -> Result<(), DeviceError> {
         // Each operand as the CPU backend's [batch, rows, cols] (a shared one copied per batch).
-        let stack = |buffer: &HostBuffer, stride: usize, rows: usize, cols: usize| {
-            let values = buffer.values();
-            let mut data = Vec::with_capacity(g.batch * rows * cols);
-            for i in 0..g.batch {
-                data.extend_from_slice(&values[i * stride..i * stride + rows * cols]);
-            }
-            Tensor::new(&[g.batch, rows, cols], data).expect("sizes from the GEMM")
-        };
+        let stack =
+            |buffer: &HostBuffer, offset: usize, stride: usize, rows: usize, cols: usize| {
+                let values = &buffer.values()[offset..];
+                let mut data = Vec::with_capacity(g.batch * rows * cols);
+                for i in 0..g.batch {
+                    data.extend_from_slice(&values[i * stride..i * stride + rows * cols]);
+                }
+                Tensor::new(&[g.batch, rows, cols], data).expect("sizes from the GEMM")
+            };
         let (ra, ca) = if g.trans_a { (g.k, g.m) } else { (g.m, g.k) };
         let (rb, cb) = if g.trans_b { (g.n, g.k) } else { (g.k, g.n) };
-        let (at, bt) = (stack(a, g.stride_a, ra, ca), stack(b, g.stride_b, rb, cb));
+        let (at, bt) = (
+            stack(a, g.offset_a, g.stride_a, ra, ca),
+            stack(b, g.offset_b, g.stride_b, rb, cb),
+        );
         let view = |t, trans| MatView { tensor: t, trans };
         let product = CpuBackend.batched_matmul(view(&at, g.trans_a), view(&bt, g.trans_b));
         // SAFETY: as `values`, and no other reference to `c` exists while this one lives.
