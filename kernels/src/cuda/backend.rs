@@ -1,7 +1,8 @@
 //! The CUDA backend: the op interface on a [`Device`], fp32 throughout. Each op takes host
 //! tensors, uploads its inputs, runs cuBLAS GEMMs and the hand-written kernels, and
 //! downloads its result; the module-sized ops (the attention module, the transition, the
-//! triangle multiplicative update) keep their intermediates on the device. (Tensors that live
+//! outer product mean, the triangle multiplicative update) keep their intermediates on the
+//! device. (Tensors that live
 //! on the device between ops, and bf16 storage, are the next steps of issue 5.)
 //!
 //! Gated attention with key and value widths that differ or exceed 64 (no AF2 or IgFold
