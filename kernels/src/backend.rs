@@ -73,6 +73,17 @@ impl<'a> MatView<'a> {
             trans: true,
         }
     }
+
+    /// `(batch, rows, cols)` of the operand as read (transposed when `trans`).
+    pub fn dims(&self) -> (usize, usize, usize) {
+        let s = self.tensor.shape();
+        assert_eq!(s.len(), 3, "batched_matmul operands are rank 3, got {s:?}");
+        if self.trans {
+            (s[0], s[2], s[1])
+        } else {
+            (s[0], s[1], s[2])
+        }
+    }
 }
 
 /// `key_dim^-0.5`, computed in double like AF2's Python scalar `key_dim**(-0.5)`.

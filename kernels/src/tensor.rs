@@ -235,9 +235,12 @@ impl Tensor {
         (l, Tensor { shape, data: right })
     }
 
-    /// Number of rows when the last axis is seen as the row.
+    /// Number of rows when the last axis is seen as the row: the product of the leading axes
+    /// (so also right when the last axis is empty).
     pub fn rows(&self) -> usize {
-        self.data.len() / self.shape.last().copied().unwrap_or(1).max(1)
+        self.shape[..self.shape.len().saturating_sub(1)]
+            .iter()
+            .product()
     }
 
     /// Largest absolute element-wise difference to `other` (same shape required).

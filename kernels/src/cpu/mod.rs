@@ -125,14 +125,16 @@ unsafe fn gemm_into(
 
 /// Shape and (row, column) strides of one batch item of a rank-3 operand as used.
 fn operand(v: &MatView<'_>) -> (usize, usize, usize, (isize, isize)) {
-    let s = v.tensor.shape();
-    assert_eq!(s.len(), 3, "batched_matmul operands are rank 3, got {s:?}");
-    let (b, r, c) = (s[0], s[1], s[2]);
-    if v.trans {
-        (b, c, r, (1, c as isize))
+    let (b, r, c) = v.dims();
+    // Row and column strides of the operand as read: the stored row is its column when read
+    // transposed.
+    let stored_cols = v.tensor.dim(2) as isize;
+    let strides = if v.trans {
+        (1, stored_cols)
     } else {
-        (b, r, c, (c as isize, 1))
-    }
+        (stored_cols, 1)
+    };
+    (b, r, c, strides)
 }
 
 fn par_for(work: usize) -> Parallelism {

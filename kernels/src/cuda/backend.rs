@@ -320,7 +320,7 @@ impl<D: Device> Backend for CudaBackend<D> {
             x.shape(),
             w.shape()
         );
-        let rows: usize = x.shape()[..x.shape().len() - 1].iter().product();
+        let rows = x.rows();
         let y = self.linear_on(&self.upload(x, "linear"), rows, w, b);
         let mut shape = x.shape().to_vec();
         *shape.last_mut().expect("rank ≥ 1") = w.dim(0);
@@ -328,16 +328,7 @@ impl<D: Device> Backend for CudaBackend<D> {
     }
 
     fn batched_matmul(&self, a: MatView<'_>, b: MatView<'_>) -> Tensor {
-        let dims = |v: &MatView<'_>| {
-            let s = v.tensor.shape();
-            assert_eq!(s.len(), 3, "batched_matmul operands are rank 3, got {s:?}");
-            if v.trans {
-                (s[0], s[2], s[1])
-            } else {
-                (s[0], s[1], s[2])
-            }
-        };
-        let ((ba, m, k), (bb, k2, n)) = (dims(&a), dims(&b));
+        let ((ba, m, k), (bb, k2, n)) = (a.dims(), b.dims());
         assert!(
             ba == bb && k == k2,
             "batched_matmul: {:?} x {:?}",
@@ -358,7 +349,7 @@ impl<D: Device> Backend for CudaBackend<D> {
 
     fn layer_norm(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Tensor {
         let c = x.dim(-1);
-        let rows = x.len() / c.max(1);
+        let rows = x.rows();
         let norm = NormParams { gamma, beta, eps };
         let y = self.layer_norm_on(&self.upload(x, "layer_norm"), rows, c, &norm);
         self.download(&y, x.shape(), "layer_norm")
@@ -366,7 +357,7 @@ impl<D: Device> Backend for CudaBackend<D> {
 
     fn softmax(&self, x: &mut Tensor) {
         let k = x.dim(-1);
-        let rows = x.len() / k.max(1);
+        let rows = x.rows();
         let shape = x.shape().to_vec();
         let taken = std::mem::replace(x, Tensor::zeros(&[0]));
         let mut logits = taken.reshape(&[1, 1, rows, k]).expect("same length");
@@ -480,7 +471,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         second: &LinearParams<'_>,
     ) -> Tensor {
         let c = x.dim(-1);
-        let rows: usize = x.shape()[..x.shape().len() - 1].iter().product();
+        let rows = x.rows();
         let hidden = first.w.dim(0);
         check_weight(first.w, hidden, c, "transition: first linear");
         check_weight(
