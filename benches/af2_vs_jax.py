@@ -27,6 +27,13 @@ cores (taskset -c 0..N-1):
 --reuse-jax JSON takes JAX's figures from an earlier run's --json (same inputs and machine: the
 reference does not change when ferrofold does) and runs ferrofold alone.
 
+--device cuda (a GPU machine; benches/gpu_check.sh runs it): ferrofold runs `--device cuda`, JAX
+`--platform gpu` (XLA_PYTHON_CLIENT_PREALLOCATE=false, so that it takes memory as it needs it),
+and each process's peak GPU memory is read by polling nvidia-smi (memory.used above the idle
+baseline, every 50 ms). --binary takes a ferrofold built elsewhere (no cargo there), --python the
+interpreter that runs the reference (default: the venv's), --no-jax leaves JAX out, and features
+files already in --workdir are reused (make them where the reference venv is).
+
 --single-sequence gives both the query alone: one MSA row, one padding extra row and one
 all-zero padding template (model_1 reads templates; AF2 pads them so), E = recycles + 1 slices. --jax-runs N times JAX's loop N times (default 2,
 the last reported); 1 halves a long run's cost.
@@ -82,9 +89,27 @@ def write_features(path, L, n_msa, n_extra, template, num_recycle, single_sequen
     print(json.dumps({k: list(v.shape) for k, v in feats.items()}))
 
 
+def npz_shapes(path, keys):
+    """{key: shape} read from the .npy headers of an npz (no numpy needed)."""
+    import ast
+    import zipfile
+    out = {}
+    with zipfile.ZipFile(path) as z:
+        for k in keys:
+            with z.open(k + ".npy") as f:
+                head = f.read(10)
+                n = int.from_bytes(head[8:10], "little") if head[6] == 1 else \
+                    int.from_bytes(head[8:10] + f.read(2), "little")
+                out[k] = list(ast.literal_eval(f.read(n).decode("latin1"))["shape"])
+    return out
+
+
 def make_features_file(workdir, L, n_msa, n_extra, template, num_recycle, single_sequence=False):
-    name = f"ss{L}" if single_sequence else f"L{L}_S{n_msa}_X{n_extra}_T{int(template)}"
+    name = (f"ss{L}" if single_sequence else f"L{L}_S{n_msa}_X{n_extra}_T{int(template)}") \
+        + f"_E{num_recycle + 1}"
     path = os.path.join(workdir, name + ".npz")
+    if os.path.exists(path):
+        return path, npz_shapes(path, ("msa_feat", "extra_msa"))
     cmd = [VENV_PY, os.path.abspath(__file__), "--_write-features", path, str(L), str(n_msa),
            str(n_extra), str(int(template)), str(num_recycle), str(int(single_sequence))]
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -96,25 +121,48 @@ def make_features_file(workdir, L, n_msa, n_extra, template, num_recycle, single
 
 # ------------------------------------------------------------------------------------------------
 
-def timed(cmd, cores):
-    """Run cmd pinned to `cores` under /usr/bin/time: (stdout, stderr, rusage dict)."""
+class GpuMemory:
+    """Peak memory.used of GPU 0 above its level at the start, polled from nvidia-smi."""
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(
+            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
+             "-lms", "50"], stdout=subprocess.PIPE, text=True)
+        self.base = int(self.proc.stdout.readline())
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        rest = self.proc.communicate()[0].split()
+        self.peak_mb = max([self.base] + [int(x) for x in rest]) - self.base
+
+
+def timed(cmd, cores, gpu=False):
+    """Run cmd pinned to `cores` under /usr/bin/time: (stdout, stderr, rusage dict); with `gpu`
+    also the peak GPU memory."""
     pin = ["taskset", "-c", ",".join(str(c) for c in cores)] if cores else []
     full = ["/usr/bin/time", "-f", "FFBENCH_RUSAGE %M %U %S %e"] + pin + cmd
-    r = subprocess.run(full, capture_output=True, text=True)
+    if gpu:
+        with GpuMemory() as mem:
+            r = subprocess.run(full, capture_output=True, text=True)
+    else:
+        r = subprocess.run(full, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"failed ({r.returncode}): {' '.join(full)}\n{r.stderr[-4000:]}")
     line = [ln for ln in r.stderr.splitlines() if ln.startswith("FFBENCH_RUSAGE")][-1].split()
     usage = {"peak_rss_mb": int(line[1]) / 1024, "user_s": float(line[2]),
              "sys_s": float(line[3]), "wall_s": float(line[4])}
+    if gpu:
+        usage["peak_gpu_mb"] = mem.peak_mb
     return r.stdout, r.stderr, usage
 
 
-def run_ferrofold(features, params, threads, recycles, cores, outdir):
+def run_ferrofold(features, params, threads, recycles, cores, outdir, device="cpu"):
     cmd = [BINARY, "predict", "--model", MODEL, "--params", params, "--features", features,
-           "--out", outdir, "--recycles", str(recycles)]
+           "--out", outdir, "--recycles", str(recycles), "--device", device]
     if threads:
         cmd += ["--threads", str(threads)]
-    _, _, usage = timed(cmd, cores)
+    _, _, usage = timed(cmd, cores, gpu=device != "cpu")
     stem = os.path.basename(features)[:-len(".npz")]
     res = json.load(open(os.path.join(outdir, stem + ".json")))
     t = res["timings"]
@@ -124,17 +172,22 @@ def run_ferrofold(features, params, threads, recycles, cores, outdir):
             "total_s": t["total_s"], "plddt": res["plddt"], "ptm": res.get("ptm"), **usage}
 
 
-def run_jax(features, params, threads, recycles, cores, runs):
+def run_jax(features, params, threads, recycles, cores, runs, device="cpu"):
     cmd = [VENV_PY, os.path.join(REF, "bench_reference.py"), "--features", features,
            "--params", params, "--model", MODEL, "--recycles", str(recycles),
            "--threads", str(threads), "--runs", str(runs)]
-    out, _, usage = timed(cmd, cores)
+    if device != "cpu":
+        cmd += ["--platform", "gpu"]
+        os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    out, _, usage = timed(cmd, cores, gpu=device != "cpu")
     res = json.loads(out.strip().splitlines()[-1])
     res.update({"process_" + k: v for k, v in usage.items()})
     return res
 
 
 def prepare(args):
+    if args.binary:
+        return
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     if not os.path.exists(VENV_PY):
@@ -156,8 +209,9 @@ def speed(args, workdir):
     inputs = ("single sequence (1 MSA row, 1 padding extra row, 1 padding template)"
               if args.single_sequence else
               f"MSA {args.msa} rows, extra {args.extra} rows, {1 if args.template else 0} template")
-    print(f"machine: {os.cpu_count()} cores; model {MODEL}, {args.recycles + 1} iterations; "
-          f"{inputs}, unpadded; params {args.params}")
+    gpu = args.device != "cpu"
+    print(f"machine: {os.cpu_count()} cores, device {args.device}; model {MODEL}, "
+          f"{args.recycles + 1} iterations; {inputs}, unpadded; params {args.params}")
     rows = []
     reused = {}
     if args.reuse_jax:
@@ -173,36 +227,56 @@ def speed(args, workdir):
             cores = cores_for(n)
             load = os.getloadavg()[0]
             ff = run_ferrofold(feats, args.params, n, args.recycles, cores,
-                               os.path.join(workdir, f"ff_L{L}_t{n}"))
+                               os.path.join(workdir, f"ff_L{L}_t{n}"), args.device)
             print(f"  threads {n}: ferrofold {ff['run_s']:.2f} s "
                   f"(iterations {', '.join(f'{x:.2f}' for x in ff['iterations_s'])}), "
-                  f"load {ff['load_s']:.2f} s, peak {ff['peak_rss_mb']:.0f} MB", flush=True)
-            jx = (reused[(L, n)] if (L, n) in reused else
-                  run_jax(feats, args.params, n, args.recycles, cores, args.jax_runs))
-            print(f"  threads {n}: JAX compile {jx['compile_s']:.1f} s, runs "
-                  f"{', '.join('%.2f' % r['wall_s'] for r in jx['runs'])} s, peak "
-                  f"{jx['process_peak_rss_mb']:.0f} MB", flush=True)
-            dp = max(abs(a - b) for a, b in zip(ff["plddt"], jx["plddt"]))
-            rows.append({"L": L, "threads": n, "cores": cores, "ferrofold": ff, "jax": jx,
-                         "max_abs_dplddt": dp, "loadavg_1min_before": load,
-                         "dptm": abs(ff["ptm"] - jx["ptm"]) if ff.get("ptm") is not None
-                         and jx.get("ptm") is not None else None})
+                  f"load {ff['load_s']:.2f} s, peak {ff['peak_rss_mb']:.0f} MB"
+                  + (f", GPU {ff['peak_gpu_mb']} MB" if gpu else ""), flush=True)
+            jx = None
+            if (L, n) in reused:
+                jx = reused[(L, n)]
+            elif not args.no_jax:
+                try:
+                    jx = run_jax(feats, args.params, n, args.recycles, cores, args.jax_runs,
+                                 args.device)
+                except SystemExit as e:  # ferrofold's figures still count; JAX stops here
+                    print(f"  JAX failed, left out from here on: {str(e)[-3000:]}", flush=True)
+                    args.no_jax = True
+            row = {"L": L, "threads": n, "cores": cores, "device": args.device,
+                   "ferrofold": ff, "jax": jx, "loadavg_1min_before": load}
+            if jx:
+                print(f"  threads {n}: JAX compile {jx['compile_s']:.1f} s, runs "
+                      f"{', '.join('%.2f' % r['wall_s'] for r in jx['runs'])} s, peak "
+                      f"{jx['process_peak_rss_mb']:.0f} MB"
+                      + (f", GPU {jx['process_peak_gpu_mb']} MB" if gpu else ""), flush=True)
+                row["max_abs_dplddt"] = max(abs(a - b) for a, b in zip(ff["plddt"], jx["plddt"]))
+                row["dptm"] = (abs(ff["ptm"] - jx["ptm"]) if ff.get("ptm") is not None
+                               and jx.get("ptm") is not None else None)
+            rows.append(row)
 
-    print("\n| L | threads | JAX compile s | JAX run s | ferrofold run s | ferrofold load s "
-          "| speed-up | JAX peak RSS MB | ferrofold peak RSS MB | max abs dpLDDT | load avg |")
+    def fmt(x, spec):
+        return "-" if x is None else format(x, spec)
+
+    mem = "GPU peak MB" if gpu else "peak RSS MB"
+    print(f"\n| L | threads | JAX compile s | JAX run s | ferrofold run s | ferrofold load s "
+          f"| speed-up | JAX {mem} | ferrofold {mem} | max abs dpLDDT | load avg |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        ff, jx = r["ferrofold"], r["jax"]
-        print(f"| {r['L']} | {r['threads']} | {jx['compile_s']:.1f} | {jx['run_s']:.2f} | "
-              f"{ff['run_s']:.2f} | {ff['load_s']:.2f} | {jx['run_s'] / ff['run_s']:.1f}x | "
-              f"{jx['process_peak_rss_mb']:.0f} | {ff['peak_rss_mb']:.0f} | "
-              f"{r['max_abs_dplddt']:.2g} | {r['loadavg_1min_before']:.1f} |")
+        ff, jx = r["ferrofold"], r["jax"] or {}
+        mem_key = "peak_gpu_mb" if gpu else "peak_rss_mb"
+        print(f"| {r['L']} | {r['threads']} | {fmt(jx.get('compile_s'), '.1f')} | "
+              f"{fmt(jx.get('run_s'), '.2f')} | {ff['run_s']:.2f} | {ff['load_s']:.2f} | "
+              f"{fmt(jx['run_s'] / ff['run_s'] if jx else None, '.2f')}x | "
+              f"{fmt(jx.get('process_' + mem_key), '.0f')} | {ff[mem_key]:.0f} | "
+              f"{fmt(r.get('max_abs_dplddt'), '.2g')} | {r['loadavg_1min_before']:.1f} |")
     print(f"\n{inputs}.")
     print(f"run s = the {args.recycles + 1} iterations (network + heads), without loading or compiling. "
           "speed-up = JAX run / ferrofold run. load avg = 1-min load average before the pair "
           f"of runs (other work on this {os.cpu_count()}-core machine inflates both).")
     for r in rows:
         ff, jx = r["ferrofold"], r["jax"]
+        if not jx:
+            continue
         print(f"L={r['L']} threads={r['threads']} cores={r['cores']}: JAX compile "
               f"{jx['compile_cpu_s']:.0f} CPU-s, run {jx['run_cpu_s']:.1f} CPU-s "
               f"(first run {jx['runs'][0]['wall_s']:.2f} s), params load {jx['load_params_s']:.2f}"
@@ -210,8 +284,10 @@ def speed(args, workdir):
               f"{jx['peak_rss_mb_after_compile']:.0f} MB; ferrofold process {ff['user_s'] + ff['sys_s']:.1f} "
               f"CPU-s / {ff['wall_s']:.1f} s wall; pTM {ff['ptm']:.4f} vs {jx['ptm']:.4f}; "
               f"load avg before {r['loadavg_1min_before']:.2f}")
-    print(f"JAX versions {rows[0]['jax']['versions']}; XLA_FLAGS per thread count: "
-          + "; ".join(sorted({f"{r['threads']}: {r['jax']['xla_flags']}" for r in rows})))
+    if any(r["jax"] for r in rows):
+        jrows = [r for r in rows if r["jax"]]
+        print(f"JAX versions {jrows[0]['jax']['versions']}; XLA_FLAGS per thread count: "
+              + "; ".join(sorted({f"{r['threads']}: {r['jax']['xla_flags']}" for r in jrows})))
     if args.json:
         json.dump(rows, open(args.json, "w"), indent=1)
 
@@ -223,13 +299,16 @@ def memory(args, workdir):
     for L in args.memory_check:
         feats, shapes = make_features_file(workdir, L, 1, 0, False, 0, single_sequence=True)
         load = os.getloadavg()[0]
-        ff = run_ferrofold(feats, args.params, n, 0, cores, os.path.join(workdir, f"ss{L}"))
+        ff = run_ferrofold(feats, args.params, n, 0, cores, os.path.join(workdir, f"ss{L}"),
+                           args.device)
         pts.append((L, ff))
         print(f"single sequence L={L} (msa_feat {shapes['msa_feat']}, extra_msa "
               f"{shapes['extra_msa']}, 1 padding template, --recycles 0, {n} threads): peak RSS "
               f"{ff['peak_rss_mb']:.0f} MB ({ff['peak_rss_mb'] / 1024:.2f} GiB), iteration "
               f"{ff['run_s']:.1f} s, load {ff['load_s']:.2f} s, process {ff['wall_s']:.1f} s wall, "
-              f"{ff['user_s'] + ff['sys_s']:.1f} CPU-s (load avg before {load:.2f})", flush=True)
+              f"{ff['user_s'] + ff['sys_s']:.1f} CPU-s (load avg before {load:.2f})"
+              + (f"; peak GPU memory {ff['peak_gpu_mb']} MB" if "peak_gpu_mb" in ff else ""),
+              flush=True)
     t = args.memory_target
     if len(pts) >= 2:
         (l1, f1), (l2, f2) = pts[-2], pts[-1]
@@ -282,12 +361,19 @@ def main():
     ap.add_argument("--memory-target", type=int, default=1000,
                     help="length to extrapolate the memory fit to (with >= 2 --memory-check L)")
     ap.add_argument("--no-build", action="store_true", help="use the existing release binary")
+    ap.add_argument("--binary", help="this ferrofold binary (no build)")
+    ap.add_argument("--python", help="the reference's interpreter (default: the venv's)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="cuda: both on GPU 0, with peak GPU memory")
+    ap.add_argument("--no-jax", action="store_true", help="ferrofold alone")
     ap.add_argument("--workdir", help="keep features and outputs here (default: a temp dir)")
     ap.add_argument("--json", help="also write the raw measurements here")
     args = ap.parse_args()
 
+    global BINARY, VENV_PY
+    BINARY = args.binary or BINARY
+    VENV_PY = args.python or VENV_PY
     prepare(args)
-    global BINARY
     with tempfile.TemporaryDirectory(prefix="af2_vs_jax_") as tmp:
         workdir = args.workdir or tmp
         os.makedirs(workdir, exist_ok=True)

@@ -43,5 +43,5 @@ cargo test --release --test af2_model -- --ignored
 cargo test --release --test templates_search -- --ignored
 # The CUDA backend inside the whole AlphaFold2 and IgFold models, its kernels emulated on the
 # CPU (about three minutes on 2 cores), against the same JAX and PyTorch goldens.
-cargo test --release --features cuda --test af2_cuda_emulated --test igfold_cuda_emulated \
+cargo test --release --features cuda --test af2_cuda --test igfold_cuda_emulated \
     -- --include-ignored

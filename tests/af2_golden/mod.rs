@@ -1,7 +1,7 @@
 //! AlphaFold2 model_1_ptm end to end on a backend against the official JAX model run with the
 //! same random parameters on the same processed features (tests/data/af2/model_*, made by
 //! tools/reference/af2/make_model_golden.py), 4 recycling iterations. Shared by the CPU test
-//! (af2_model.rs) and the CUDA backend's (af2_cuda_emulated.rs).
+//! (af2_model.rs) and the CUDA backend's (af2_cuda.rs).
 //!
 //! The parameters (356 MiB) are not in the repository: tools/test.sh regenerates them with
 //! tools/reference/af2/make_params.py and points FERROFOLD_AF2_PARAMS at them.
@@ -13,8 +13,12 @@ use ferrofold_io::weights::{load_npz, load_safetensors};
 use ferrofold_kernels::{Backend, Tensor};
 use std::path::PathBuf;
 
+/// `rel` in the repository: cargo's CARGO_MANIFEST_DIR when the test runs, else the one it was
+/// built in (a test binary carried to another machine is given the variable there).
 pub fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join(rel)
 }
 
 /// Max |a - b| of two tensors of the same shape.

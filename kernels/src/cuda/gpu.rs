@@ -3,7 +3,9 @@
 //! Row-major GEMMs go to cuBLAS's column-major SGEMM as their transposes.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{CudaBlas, Gemm as _, GemmConfig, StridedBatchedConfig};
@@ -31,6 +33,53 @@ pub struct CudaDevice {
     stream: Arc<CudaStream>,
     blas: CudaBlas,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+    profile: Option<Profile>,
+}
+
+/// `FERROFOLD_CUDA_PROFILE=1`: where the device's time goes, printed to stderr when the device
+/// is dropped. Kernels and GEMMs then wait for the GPU after each call, so that each is timed.
+const PROFILE_ENV: &str = "FERROFOLD_CUDA_PROFILE";
+
+#[derive(Default)]
+struct Profile {
+    /// [calls, nanoseconds, bytes] per kind of work.
+    upload: [AtomicU64; 3],
+    download: [AtomicU64; 3],
+    kernels: [AtomicU64; 3],
+    gemms: [AtomicU64; 3],
+}
+
+impl Profile {
+    fn add(counters: &[AtomicU64; 3], since: Instant, bytes: usize) {
+        counters[0].fetch_add(1, Ordering::Relaxed);
+        counters[1].fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        counters[2].fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+impl Drop for CudaDevice {
+    fn drop(&mut self) {
+        let Some(p) = &self.profile else { return };
+        eprintln!("CUDA profile ({}):", self.info.name);
+        for (what, c) in [
+            ("host to device", &p.upload),
+            ("device to host", &p.download),
+            ("kernels", &p.kernels),
+            ("GEMMs", &p.gemms),
+        ] {
+            let [calls, ns, bytes] = c.each_ref().map(|a| a.load(Ordering::Relaxed));
+            let secs = ns as f64 * 1e-9;
+            let rate = if bytes > 0 && secs > 0.0 {
+                format!(", {:.1} GB/s", bytes as f64 / secs * 1e-9)
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "  {what:<15} {calls:>8} calls {secs:>9.3} s {:>10.1} MB{rate}",
+                bytes as f64 * 1e-6
+            );
+        }
+    }
 }
 
 fn driver(e: impl std::fmt::Debug) -> DeviceError {
@@ -66,11 +115,28 @@ impl CudaDevice {
             stream,
             blas,
             modules: Mutex::new(HashMap::new()),
+            profile: std::env::var(PROFILE_ENV)
+                .is_ok_and(|v| v == "1")
+                .then(Profile::default),
         })
     }
 
     pub fn info(&self) -> &DeviceInfo {
         &self.info
+    }
+
+    /// With profiling on, waits for the GPU and adds the time since `since` to `counters`.
+    fn profiled(
+        &self,
+        counters: impl Fn(&Profile) -> &[AtomicU64; 3],
+        since: Instant,
+        bytes: usize,
+    ) -> Result<(), DeviceError> {
+        if let Some(p) = &self.profile {
+            self.stream.synchronize().map_err(driver)?;
+            Profile::add(counters(p), since, bytes);
+        }
+        Ok(())
     }
 
     fn function(&self, program: &Program, kernel: &str) -> Result<CudaFunction, DeviceError> {
@@ -112,7 +178,9 @@ impl Device for CudaDevice {
         if data.is_empty() {
             return self.zeros(0);
         }
+        let since = Instant::now();
         let slice = self.stream.clone_htod(data).map_err(driver)?;
+        self.profiled(|p| &p.upload, since, std::mem::size_of_val(data))?;
         Ok(GpuBuffer {
             slice,
             len: data.len(),
@@ -128,7 +196,10 @@ impl Device for CudaDevice {
         if buffer.len == 0 {
             return Ok(Vec::new());
         }
-        self.stream.clone_dtoh(&buffer.slice).map_err(driver)
+        let since = Instant::now();
+        let values = self.stream.clone_dtoh(&buffer.slice).map_err(driver)?;
+        self.profiled(|p| &p.download, since, buffer.len * 4)?;
+        Ok(values)
     }
 
     fn address(&self, buffer: &GpuBuffer) -> u64 {
@@ -161,8 +232,10 @@ impl Device for CudaDevice {
             block_dim: (block[0], block[1], block[2]),
             shared_mem_bytes: 0,
         };
+        let since = Instant::now();
         // SAFETY: the caller vouches for the arguments (the trait's contract).
-        unsafe { launch.launch(config) }.map(|_| ()).map_err(driver)
+        unsafe { launch.launch(config) }.map_err(driver)?;
+        self.profiled(|p| &p.kernels, since, 0)
     }
 
     fn gemm(
@@ -206,6 +279,7 @@ impl Device for CudaDevice {
             stride_b: g.stride_a as i64,
             stride_c: (g.m * g.n) as i64,
         };
+        let since = Instant::now();
         // SAFETY: the backend sizes every buffer from the same dimensions.
         unsafe {
             self.blas.gemm_strided_batched(
@@ -215,6 +289,7 @@ impl Device for CudaDevice {
                 &mut c.slice,
             )
         }
-        .map_err(|e| DeviceError::Blas(format!("{e:?}")))
+        .map_err(|e| DeviceError::Blas(format!("{e:?}")))?;
+        self.profiled(|p| &p.gemms, since, 0)
     }
 }

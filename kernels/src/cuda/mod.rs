@@ -9,7 +9,7 @@
 //! streaming path of its `gated_attention` is the attention kernel's tiled online softmax.
 //! Without a GPU, `kernels/tests/cuda_backend` runs the kernels' own source on the CPU (each
 //! block's threads as fibers, `kernels/tests/cuda_backend/emulator`) against those twins, and
-//! the root crate's `af2_cuda_emulated` and `igfold_cuda_emulated` tests run whole models so.
+//! the root crate's `af2_cuda` and `igfold_cuda_emulated` tests run whole models so (af2_cuda on GPU 0 too).
 
 mod backend;
 pub mod device;

@@ -1,7 +1,7 @@
 //! Every op of the CUDA backend against the CPU backend within the fp32 tolerance (launch
 //! shapes, argument order, strides, the GEMMs' transposes): on the emulated device always, and
 //! on GPU 0 where there is one (`FERROFOLD_REQUIRE_GPU=1` makes its absence a failure, for
-//! `benches/gpu_check.sh`).
+//! `benches/gpu_check.sh`, where `FERROFOLD_GPU_ONLY=1` also leaves the emulated device out).
 
 use crate::emulator::EmulatedDevice;
 use crate::support::{assert_close, random, tensor, FP32_TOLERANCE};
@@ -18,8 +18,10 @@ use ferrofold_kernels::{
 fn backends() -> &'static [(&'static str, Box<dyn Backend>)] {
     static BACKENDS: OnceLock<Vec<(&'static str, Box<dyn Backend>)>> = OnceLock::new();
     BACKENDS.get_or_init(|| {
-        let mut out: Vec<(&'static str, Box<dyn Backend>)> =
-            vec![("emulated", Box::new(CudaBackend::new(EmulatedDevice)))];
+        let mut out: Vec<(&'static str, Box<dyn Backend>)> = Vec::new();
+        if !std::env::var("FERROFOLD_GPU_ONLY").is_ok_and(|v| v == "1") {
+            out.push(("emulated", Box::new(CudaBackend::new(EmulatedDevice))));
+        }
         match CudaDevice::new(0) {
             Ok(device) => out.push(("GPU 0", Box::new(CudaBackend::new(device)))),
             Err(e) => {

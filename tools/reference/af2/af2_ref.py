@@ -12,6 +12,21 @@ os.environ.setdefault("XLA_FLAGS", "--xla_disable_hlo_passes=onednn-matmul-rewri
 
 import numpy as np  # noqa: E402
 
+
+def _jax_version():
+    """Installed jax version as a tuple, None without jax (numpy-only helpers); jax not imported."""
+    from importlib import metadata
+    try:
+        return tuple(int(x) for x in re.findall(r"\d+", metadata.version("jax"))[:2])
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# A new jax (>= 0.5; the GPU machine has 0.11) needs shims before haiku/alphafold are imported.
+# The pinned venv (jax 0.4.26) never loads them.
+if (_jax_version() or (0, 0)) >= (0, 5):
+    import jax_compat  # noqa: F401,E402  (same folder, on sys.path as af2_ref itself is)
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 PARAM_KEYS_MODEL_1 = "/work/shared/reference/af2-param-keys-model_1.txt"
 

@@ -4,7 +4,7 @@ line on stdout (progress on stderr).
 
     tools/reference/af2/.venv/bin/python tools/reference/af2/bench_reference.py \\
         --features F.npz --params /tmp/af2/params_model_1_ptm.npz [--model model_1_ptm] \\
-        [--recycles 3] [--threads N] [--save-outputs OUT.npz]
+        [--recycles 3] [--threads N] [--save-outputs OUT.npz] [--platform cpu|gpu]
 
 The model is the one make_model_golden.py checks against (alphafold-colabfold 2.3.1's
 modules.AlphaFold under af2_ref.official_model_config, fp32, is_training=False): ONE recycling
@@ -30,6 +30,13 @@ Threads: the driver does not pin itself. Run it under `taskset -c <N cores>` (XL
 pools size themselves from the affinity mask); --threads 1 additionally sets
 --xla_cpu_multi_thread_eigen=false (single-threaded Eigen kernels). The XLA_FLAGS always carry
 --xla_disable_hlo_passes=onednn-matmul-rewriter (see af2-reference-gotchas.md).
+
+Platform: --platform cpu (default) sets JAX_PLATFORMS=cpu; --platform gpu sets JAX_PLATFORMS=cuda
+(jaxlib's CUDA plugin must be installed; no CPU fallback), ignores --threads for XLA (the eigen flag
+is CPU-only) and adds device / device_peak_mb (peak_bytes_in_use of device 0) to the JSON. On GPU
+jax's default f32 matmul precision may use TF32; --matmul-precision highest forces full f32 (for
+numerical comparisons), default leaves jax's default. A new jax (>= 0.5, e.g. 0.11 with haiku
+0.0.17) works through jax_compat.py, loaded by af2_ref.
 """
 import argparse
 import json
@@ -84,13 +91,17 @@ def main():
     ap.add_argument("--runs", type=int, default=2, help="timed loops; the last one is reported")
     ap.add_argument("--save-outputs", metavar="OUT.npz", default=None,
                     help="also write the last run's final outputs (ferrofold's names) to OUT.npz")
+    ap.add_argument("--platform", choices=("cpu", "gpu"), default="cpu",
+                    help="cpu (default): JAX_PLATFORMS=cpu; gpu: JAX_PLATFORMS=cuda")
+    ap.add_argument("--matmul-precision", choices=("default", "high", "highest"), default=None,
+                    help="jax_default_matmul_precision (unset: jax's default; TF32 on GPU)")
     args = ap.parse_args()
 
     flags = [BASE_XLA_FLAGS]
-    if args.threads == 1:
+    if args.threads == 1 and args.platform == "cpu":
         flags.append("--xla_cpu_multi_thread_eigen=false")
     os.environ["XLA_FLAGS"] = " ".join(flags + [os.environ.get("XLA_FLAGS", "")]).strip()
-    os.environ["JAX_PLATFORMS"] = "cpu"
+    os.environ["JAX_PLATFORMS"] = {"cpu": "cpu", "gpu": "cuda"}[args.platform]
 
     t_import = time.perf_counter()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -102,6 +113,9 @@ def main():
     from alphafold.common import residue_constants as rc  # noqa: E402
     from alphafold.model import modules  # noqa: E402
     import_s = time.perf_counter() - t_import
+    if args.matmul_precision:
+        jax.config.update("jax_default_matmul_precision", args.matmul_precision)
+    device = jax.devices()[0]
 
     cfg = af2_ref.official_model_config(args.model)
     evo = cfg.model.embeddings_and_evoformer
@@ -170,6 +184,11 @@ def main():
         save_outputs(args.save_outputs, ret, plddt, np, confidence)
 
     import importlib.metadata as md
+    extra = {}
+    if args.platform != "cpu":
+        stats = device.memory_stats() or {}
+        extra = {"device": device.device_kind,
+                 "device_peak_mb": round(stats.get("peak_bytes_in_use", 0) / 2**20, 1)}
     print(json.dumps({
         "model": args.model, "features": args.features, "shapes": shapes,
         "recycles": num_recycle, "iterations": num_recycle + 1, "threads": args.threads,
@@ -181,6 +200,7 @@ def main():
         "runs": runs,
         "peak_rss_mb_after_compile": round(rss_after_compile, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "platform": args.platform, "matmul_precision": args.matmul_precision, **extra,
         "mean_plddt": float(np.mean(plddt)), **out,
         "versions": {p: md.version(p) for p in ("alphafold-colabfold", "jax", "jaxlib",
                                                   "dm-haiku", "numpy")},

@@ -17,14 +17,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import af2_ref  # noqa: E402  (sets XLA env before jax is imported)
 
-import haiku as hk  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 
 def tiny_batch(cfg, num_res=8, num_msa=3, num_extra=2, num_templ=4):
     """Abstract feature batch with the official per-feature shapes (leading ensemble axis 1)."""
+    import jax
+    import jax.numpy as jnp
+
     f32, i32 = jnp.float32, jnp.int32
     S = jax.ShapeDtypeStruct
     E, L, T = 1, num_res, num_templ
@@ -62,6 +62,8 @@ def tiny_batch(cfg, num_res=8, num_msa=3, num_extra=2, num_templ=4):
 
 
 def param_shapes(model_name):
+    import haiku as hk
+    import jax
     from alphafold.model import modules
 
     cfg = af2_ref.official_model_config(model_name)
@@ -77,13 +79,20 @@ def param_shapes(model_name):
     return {k: tuple(v.shape) for k, v in flat.items()}, {k: v.dtype for k, v in flat.items()}
 
 
-def check_layout(model_name, shapes, dtypes):
-    ref = af2_ref.load_official_keys()
+def official_shapes(model_name, keys_file=af2_ref.PARAM_KEYS_MODEL_1):
+    """{key: shape} of model_1 or model_1_ptm from the official key list; None for others."""
+    ref = af2_ref.load_official_keys(keys_file)
     if model_name == "model_1_ptm":
-        ref = dict(ref)
         ref["alphafold/alphafold_iteration/predicted_aligned_error_head/logits//weights"] = (128, 64)
         ref["alphafold/alphafold_iteration/predicted_aligned_error_head/logits//bias"] = (64,)
     elif model_name != "model_1":
+        return None
+    return ref
+
+
+def check_layout(model_name, shapes, dtypes):
+    ref = official_shapes(model_name)
+    if ref is None:
         print(f"note: no reference key list for {model_name}; layout not checked")
         return
     missing = sorted(set(ref) - set(shapes))
@@ -109,11 +118,20 @@ def main():
     ap.add_argument("out", help="output .npz path (outside the repo, e.g. /tmp/af2/params_model_1.npz)")
     ap.add_argument("--model", default="model_1", help="model_1 (default), model_1_ptm, ...")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shapes-from", metavar="KEYS_TXT",
+                    help="take the shapes from this copy of af2-param-keys-model_1.txt instead of "
+                         "the Haiku model (model_1 / model_1_ptm; numpy alone, e.g. on a GPU "
+                         "machine without the reference venv): the same arrays, the same values")
     args = ap.parse_args()
 
     t0 = time.time()
-    shapes, dtypes = param_shapes(args.model)
-    check_layout(args.model, shapes, dtypes)
+    if args.shapes_from:
+        shapes = official_shapes(args.model, args.shapes_from)
+        if shapes is None:
+            raise SystemExit(f"--shapes-from: no key list for {args.model}")
+    else:
+        shapes, dtypes = param_shapes(args.model)
+        check_layout(args.model, shapes, dtypes)
     params = af2_ref.randomize_flat(shapes, args.seed)
     for k, v in params.items():
         # Rounding to float16 can turn the odd tiny value into an exact zero; a layer that
