@@ -157,9 +157,11 @@ def timed(cmd, cores, gpu=False):
     return r.stdout, r.stderr, usage
 
 
-def run_ferrofold(features, params, threads, recycles, cores, outdir, device="cpu"):
+def run_ferrofold(features, params, threads, recycles, cores, outdir, device="cpu",
+                  precision="fp32"):
     cmd = [BINARY, "predict", "--model", MODEL, "--params", params, "--features", features,
-           "--out", outdir, "--recycles", str(recycles), "--device", device]
+           "--out", outdir, "--recycles", str(recycles), "--device", device,
+           "--precision", precision]
     if threads:
         cmd += ["--threads", str(threads)]
     _, _, usage = timed(cmd, cores, gpu=device != "cpu")
@@ -210,7 +212,8 @@ def speed(args, workdir):
               if args.single_sequence else
               f"MSA {args.msa} rows, extra {args.extra} rows, {1 if args.template else 0} template")
     gpu = args.device != "cpu"
-    print(f"machine: {os.cpu_count()} cores, device {args.device}; model {MODEL}, "
+    print(f"machine: {os.cpu_count()} cores, device {args.device}, ferrofold --precision "
+          f"{args.precision}; model {MODEL}, "
           f"{args.recycles + 1} iterations; {inputs}, unpadded; params {args.params}")
     rows = []
     reused = {}
@@ -227,7 +230,8 @@ def speed(args, workdir):
             cores = cores_for(n)
             load = os.getloadavg()[0]
             ff = run_ferrofold(feats, args.params, n, args.recycles, cores,
-                               os.path.join(workdir, f"ff_L{L}_t{n}"), args.device)
+                               os.path.join(workdir, f"ff_L{L}_t{n}"), args.device,
+                               args.precision)
             print(f"  threads {n}: ferrofold {ff['run_s']:.2f} s "
                   f"(iterations {', '.join(f'{x:.2f}' for x in ff['iterations_s'])}), "
                   f"load {ff['load_s']:.2f} s, peak {ff['peak_rss_mb']:.0f} MB"
@@ -300,7 +304,7 @@ def memory(args, workdir):
         feats, shapes = make_features_file(workdir, L, 1, 0, False, 0, single_sequence=True)
         load = os.getloadavg()[0]
         ff = run_ferrofold(feats, args.params, n, 0, cores, os.path.join(workdir, f"ss{L}"),
-                           args.device)
+                           args.device, args.precision)
         pts.append((L, ff))
         print(f"single sequence L={L} (msa_feat {shapes['msa_feat']}, extra_msa "
               f"{shapes['extra_msa']}, 1 padding template, --recycles 0, {n} threads): peak RSS "
@@ -366,6 +370,9 @@ def main():
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                     help="cuda: both on GPU 0, with peak GPU memory")
     ap.add_argument("--no-jax", action="store_true", help="ferrofold alone")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32"],
+                    help="ferrofold's --precision (tf32: the CUDA backend's GEMMs, as JAX's "
+                         "default on NVIDIA GPUs)")
     ap.add_argument("--workdir", help="keep features and outputs here (default: a temp dir)")
     ap.add_argument("--json", help="also write the raw measurements here")
     args = ap.parse_args()

@@ -16,10 +16,13 @@
 #      golden (tests/af2_cuda.rs);
 #   4. the fused ops timed on the CPU and the GPU (kernels/examples/gpu_ops.rs), and one AF2
 #      iteration at L=256 with FERROFOLD_CUDA_PROFILE=1 (time in copies, kernels and GEMMs);
-#   5. AF2 model_1_ptm, single sequence, 4 iterations, ferrofold on the GPU and JAX on the GPU
-#      where the reference imports (benches/af2_vs_jax.py --device cuda), and the longest
-#      single sequence with --recycles 0 (--memory-check).
-# GPU_CHECK_LENGTHS and GPU_CHECK_MEMORY_LENGTHS choose step 5's lengths. The report goes to
+#   5. AF2 model_1_ptm, single sequence, 4 iterations, ferrofold on the GPU (each of
+#      GPU_CHECK_PRECISIONS, default "fp32 tf32") and JAX on the GPU (benches/af2_vs_jax.py
+#      --device cuda; GPU_CHECK_REUSE_JAX=JSON takes JAX's figures from an earlier run,
+#      GPU_CHECK_NO_JAX=1 leaves JAX out), and with GPU_CHECK_MEMORY_LENGTHS the longest single
+#      sequences with --recycles 0 (--memory-check).
+# GPU_CHECK_LENGTHS (default "256 512 1024") chooses step 5's lengths; GPU_CHECK_SPEED_LIMIT
+# and GPU_CHECK_MEMORY_LIMIT its steps' time limits in seconds. The report goes to
 # $OUT/gpu_check.md where the device tool sets OUT, else target/gpu-check/.
 #
 # The driver, NVRTC and cuBLAS are loaded at run time. cudarc looks for unversioned names
@@ -147,18 +150,28 @@ run() {
     step 120 "Where the time goes: AF2 single sequence L=256, one iteration" env \
         FERROFOLD_CUDA_PROFILE=1 "$dir/ferrofold" predict --model model_1_ptm --params "$params" \
         --features "$dir/features/ss256_E4.npz" --recycles 0 --device cuda --out /tmp/profile256
-    local py=python3
     [ -d .whl ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
         --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-    step 600 "AF2 single sequence, 4 iterations: ferrofold and JAX on GPU 0" python3 \
-        benches/af2_vs_jax.py --device cuda --single-sequence --binary "$dir/ferrofold" \
-        --python "$py" --params "$params" --workdir "$dir/features" --threads 16 \
-        --jax-runs 1 --lengths ${GPU_CHECK_LENGTHS:-256 512 1024} --json "$out/af2_gpu.json" \
-        $([ "${GPU_CHECK_NO_JAX:-0}" = 1 ] && echo --no-jax)
+    # JAX's figures of the same lengths can come from an earlier run's JSON (the reference
+    # does not change when ferrofold does); each precision after the first reuses the first's.
+    local reuse="${GPU_CHECK_REUSE_JAX:-}" first=1
+    for precision in ${GPU_CHECK_PRECISIONS:-fp32 tf32}; do
+        local json="$out/af2_gpu_$precision.json"
+        step "${GPU_CHECK_SPEED_LIMIT:-600}" \
+            "AF2 single sequence, 4 iterations, on GPU 0: ferrofold --precision $precision and JAX" \
+            python3 benches/af2_vs_jax.py --device cuda --single-sequence \
+            --binary "$dir/ferrofold" --python python3 --params "$params" \
+            --workdir "$dir/features" --threads 16 --jax-runs 1 --precision "$precision" \
+            --lengths ${GPU_CHECK_LENGTHS:-256 512 1024} --json "$json" \
+            ${reuse:+--reuse-jax "$reuse"} $([ "${GPU_CHECK_NO_JAX:-0}" = 1 ] && echo --no-jax)
+        [ "$first" = 1 ] && [ -f "$json" ] && reuse="$json"
+        first=0
+    done
     if [ -n "${GPU_CHECK_MEMORY_LENGTHS:-}" ]; then
-        step 600 "AF2 single sequence, one iteration, longest" python3 benches/af2_vs_jax.py \
-            --device cuda --binary "$dir/ferrofold" --params "$params" \
-            --workdir "$dir/features" --threads 16 --memory-check $GPU_CHECK_MEMORY_LENGTHS
+        step "${GPU_CHECK_MEMORY_LIMIT:-600}" "AF2 single sequence, one iteration, longest" \
+            python3 benches/af2_vs_jax.py --device cuda --binary "$dir/ferrofold" \
+            --params "$params" --workdir "$dir/features" --threads 16 \
+            --memory-check $GPU_CHECK_MEMORY_LENGTHS
     fi
     cat "$report"
     return $status

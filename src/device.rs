@@ -1,6 +1,7 @@
 //! `--device`: the compute backend of a prediction. `cpu` (the default), or `cuda` / `cuda:N`
 //! for the CUDA backend on GPU N, in builds with the `cuda` feature (`cargo build --release
-//! --features cuda`; the driver, NVRTC and cuBLAS are loaded at run time).
+//! --features cuda`; the driver, NVRTC and cuBLAS are loaded at run time). `--precision`:
+//! `fp32` (the default), or `tf32` for the CUDA backend's GEMMs.
 
 use anyhow::Result;
 use ferrofold_kernels::{Backend, CpuBackend};
@@ -28,19 +29,46 @@ impl std::str::FromStr for DeviceSpec {
     }
 }
 
+/// What `--precision` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// fp32 throughout.
+    Fp32,
+    /// The CUDA backend's GEMMs on tensor cores with TF32 inputs (10-bit mantissas) and fp32
+    /// sums, as JAX runs fp32 matrix products on NVIDIA GPUs by default; the rest in fp32.
+    Tf32,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fp32" => Ok(Precision::Fp32),
+            "tf32" => Ok(Precision::Tf32),
+            _ => Err(format!("`{s}` is not a precision: use fp32 or tf32")),
+        }
+    }
+}
+
 /// The backend for `spec`; a CUDA device that cannot be used is an error that says why.
-pub fn backend(spec: DeviceSpec) -> Result<Box<dyn Backend>> {
+pub fn backend(spec: DeviceSpec, precision: Precision) -> Result<Box<dyn Backend>> {
     match spec {
+        DeviceSpec::Cpu if precision == Precision::Tf32 => {
+            anyhow::bail!("--precision tf32 is for --device cuda: the CPU backend computes in fp32")
+        }
         DeviceSpec::Cpu => Ok(Box::new(CpuBackend)),
-        DeviceSpec::Cuda(ordinal) => cuda_backend(ordinal),
+        DeviceSpec::Cuda(ordinal) => cuda_backend(ordinal, precision),
     }
 }
 
 #[cfg(feature = "cuda")]
-fn cuda_backend(ordinal: usize) -> Result<Box<dyn Backend>> {
+fn cuda_backend(ordinal: usize, precision: Precision) -> Result<Box<dyn Backend>> {
     use ferrofold_kernels::cuda::{CudaBackend, CudaDevice};
-    let device =
-        CudaDevice::new(ordinal).map_err(|e| anyhow::anyhow!("--device cuda:{ordinal}: {e}"))?;
+    let fail = |e| anyhow::anyhow!("--device cuda:{ordinal}: {e}");
+    let device = CudaDevice::new(ordinal)
+        .and_then(|d| d.with_tf32(precision == Precision::Tf32))
+        .map_err(fail)?;
     let info = device.info();
     eprintln!(
         "device: CUDA {ordinal}, {} (compute {}.{}, {:.0} GiB)",
@@ -49,11 +77,14 @@ fn cuda_backend(ordinal: usize) -> Result<Box<dyn Backend>> {
         info.compute_capability.1,
         info.total_memory as f64 / (1u64 << 30) as f64
     );
+    if precision == Precision::Tf32 {
+        eprintln!("precision: TF32 GEMMs");
+    }
     Ok(Box::new(CudaBackend::new(device)))
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_backend(ordinal: usize) -> Result<Box<dyn Backend>> {
+fn cuda_backend(ordinal: usize, _precision: Precision) -> Result<Box<dyn Backend>> {
     anyhow::bail!(
         "--device cuda:{ordinal}: this ferrofold was built without CUDA support; build it with \
          `cargo build --release --features cuda`"
@@ -72,5 +103,13 @@ mod tests {
         for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1", ""] {
             assert!(bad.parse::<DeviceSpec>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn precisions_and_the_cpu() {
+        assert_eq!("tf32".parse(), Ok(Precision::Tf32));
+        assert!("bf16".parse::<Precision>().is_err());
+        let err = backend(DeviceSpec::Cpu, Precision::Tf32).err().unwrap();
+        assert!(err.to_string().contains("--device cuda"), "{err}");
     }
 }

@@ -53,7 +53,7 @@ pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
         .as_ref()
         .context("AlphaFold2 needs --params (the official params_model_N.npz)")?;
     let recycles = args.recycles.unwrap_or(config.num_recycle);
-    let backend = crate::device::backend(args.device)?;
+    let backend = crate::device::backend(args.device, args.precision)?;
     let inputs = [
         args.features.is_some(),
         args.features_pkl.is_some(),

@@ -1,7 +1,7 @@
 //! `ferrofold predict --model igfold`: validate every record, make sure the weights are
 //! there, load the model once, fold each record and write its files atomically.
 
-use crate::device::DeviceSpec;
+use crate::device::{DeviceSpec, Precision};
 use anyhow::{bail, Context, Result};
 use ferrofold_engine::igfold::antibody::{parse_antibody, Antibody};
 use ferrofold_engine::igfold::ensemble::{IgFold, Prediction};
@@ -21,6 +21,7 @@ pub struct Options {
     pub out: PathBuf,
     pub weights: Option<PathBuf>,
     pub device: DeviceSpec,
+    pub precision: Precision,
 }
 
 pub fn run(opts: &Options) -> Result<()> {
@@ -41,7 +42,7 @@ pub fn run(opts: &Options) -> Result<()> {
         }
         safe_output_path(&opts.out, &ab.name, "pdb")?;
     }
-    let backend = crate::device::backend(opts.device)?;
+    let backend = crate::device::backend(opts.device, opts.precision)?;
     let dir = match &opts.weights {
         Some(d) => d.clone(),
         None => {

@@ -1,8 +1,7 @@
 //! Parameterised layers shared by the models, loaded by checkpoint name.
 
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{Backend, LinearParams, NormParams, Tensor, PAR_BLOCK};
-use rayon::prelude::*;
+use ferrofold_kernels::{Backend, LinearParams, NormParams, Tensor};
 
 /// Errors from loading parameters (missing or misshaped tensors carry their full name).
 pub type LoadResult<T> = ferrofold_io::Result<T>;
@@ -140,20 +139,11 @@ pub fn merge_heads(x: &Tensor) -> Tensor {
     })
 }
 
-/// Element-wise `a += b` (blocks in parallel: the residual adds touch whole activations).
-pub fn add_assign(a: &mut Tensor, b: &Tensor) {
-    assert_eq!(a.shape(), b.shape(), "add_assign shapes");
-    a.data_mut()
-        .par_chunks_mut(PAR_BLOCK)
-        .zip(b.data().par_chunks(PAR_BLOCK))
-        .for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(x, y)| *x += y));
-}
-
 /// `x += f(x)`: a residual block whose update is freed as soon as it is added (updates
 /// held in `let` bindings would all stay alive to the end of the caller's block).
-pub fn add_update(x: &mut Tensor, f: impl FnOnce(&Tensor) -> Tensor) {
+pub fn add_update(be: &dyn Backend, x: &mut Tensor, f: impl FnOnce(&Tensor) -> Tensor) {
     let update = f(x);
-    add_assign(x, &update);
+    be.add_assign(x, &update);
 }
 
 #[cfg(test)]

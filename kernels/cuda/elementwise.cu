@@ -8,6 +8,11 @@
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (long long)gridDim.x * blockDim.x)
 
+// y[i] += x[i]: a residual add.
+extern "C" __global__ void add_f32(float* y, const float* __restrict__ x, long long n) {
+    FF_GRID_STRIDE(i, n) y[i] += x[i];
+}
+
 // y[r, c] += b[c] over rows x cols.
 extern "C" __global__ void bias_add_f32(float* y, const float* __restrict__ b, long long rows,
                                         int cols) {

@@ -217,6 +217,26 @@ pub trait Backend: Send + Sync {
     /// Applies an activation to every element in place.
     fn activate(&self, x: &mut Tensor, f: Activation);
 
+    /// `x += y` (same shapes): a residual update. A device backend adds where the values
+    /// already are, so that the residual stream stays on the device between modules.
+    fn add_assign(&self, x: &mut Tensor, y: &Tensor) {
+        x.add_assign(y);
+    }
+
+    /// Most elements one chunk of a chunked module's activations may hold when the caller
+    /// sets no chunk size (attention's queries, keys, values and gates). On the CPU 2^22
+    /// floats (16 MiB), so that attention adds little to the parameters' memory; a device
+    /// sizes it from its free memory.
+    fn chunk_elements(&self) -> usize {
+        1 << 22
+    }
+
+    /// `[A, B, C]` → `[B, A, C]` (column-wise and ending-node modules run on the swapped
+    /// layout); on the device where the values are.
+    fn swap_leading_axes(&self, x: &Tensor) -> Tensor {
+        x.swap_leading_axes()
+    }
+
     /// Attention probabilities `softmax(scale * q k^T + bias)`.
     /// q `[H, I, D]`, k `[H, J, D]`, bias `[H, I, J]` → `[H, I, J]`.
     fn attention_probs(&self, q: &Tensor, k: &Tensor, bias: Option<&Tensor>, scale: f32) -> Tensor {

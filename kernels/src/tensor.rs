@@ -1,8 +1,12 @@
-//! A dense, row-major f32 tensor living in host memory.
+//! A dense, row-major f32 tensor: its values in host memory, in a device's memory, or both.
+//! A backend with a device returns its results on the device; host code that reads them
+//! fetches them once ([`Tensor::data`]), and the device copy lasts until the values change.
 
 use rayon::prelude::*;
+use std::any::Any;
 use std::fmt;
 use std::mem::MaybeUninit;
+use std::sync::{Arc, OnceLock};
 
 /// `chunk` as the floats it holds.
 ///
@@ -23,11 +27,30 @@ pub enum ShapeError {
     Mismatch(String),
 }
 
+/// A tensor's values in a device's memory, put there by a backend.
+pub trait DeviceValues: Send + Sync {
+    /// How many values.
+    fn len(&self) -> usize;
+    /// The values, copied to the host.
+    fn download(&self) -> Vec<f32>;
+    /// For the backend that made them, to find its own buffer.
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
 /// Row-major f32 tensor. The last axis is contiguous.
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 pub struct Tensor {
     shape: Vec<usize>,
-    data: Vec<f32>,
+    /// The values on the host: given at construction, or fetched from `device` on first read.
+    host: OnceLock<Vec<f32>>,
+    /// The same values on a device, kept until the host values are changed.
+    device: OnceLock<Arc<dyn DeviceValues>>,
+}
+
+impl PartialEq for Tensor {
+    fn eq(&self, other: &Tensor) -> bool {
+        self.shape == other.shape && self.data() == other.data()
+    }
 }
 
 impl fmt::Debug for Tensor {
@@ -37,6 +60,47 @@ impl fmt::Debug for Tensor {
 }
 
 impl Tensor {
+    fn on_host(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        Self {
+            shape,
+            host: OnceLock::from(data),
+            device: OnceLock::new(),
+        }
+    }
+
+    /// Values that live on a device; the host reads them on demand.
+    pub fn on_device(shape: &[usize], values: Arc<dyn DeviceValues>) -> Self {
+        let n: usize = shape.iter().product();
+        assert_eq!(
+            n,
+            values.len(),
+            "on_device: {shape:?} from {} values",
+            values.len()
+        );
+        Self {
+            shape: shape.to_vec(),
+            host: OnceLock::new(),
+            device: OnceLock::from(values),
+        }
+    }
+
+    /// The device copy of the values, if there is one.
+    pub fn device_values(&self) -> Option<&Arc<dyn DeviceValues>> {
+        self.device.get()
+    }
+
+    /// Keeps `values`, which must equal the host values, as their device copy (unless the
+    /// tensor already has one): a backend caches an upload so.
+    pub fn keep_device_values(&self, values: Arc<dyn DeviceValues>) {
+        assert_eq!(values.len(), self.len(), "keep_device_values: length");
+        let _ = self.device.set(values);
+    }
+
+    /// The device copy, taking it from the tensor, which is consumed.
+    pub fn into_device_values(self) -> Option<Arc<dyn DeviceValues>> {
+        self.device.into_inner()
+    }
+
     /// Wraps `data` with `shape`; fails when the element counts differ.
     pub fn new(shape: &[usize], data: Vec<f32>) -> Result<Self, ShapeError> {
         let n: usize = shape.iter().product();
@@ -46,10 +110,7 @@ impl Tensor {
                 data.len()
             )));
         }
-        Ok(Self {
-            shape: shape.to_vec(),
-            data,
-        })
+        Ok(Self::on_host(shape.to_vec(), data))
     }
 
     /// A zero tensor; one of more than [`PAR_BLOCK`] elements is zeroed in parallel blocks
@@ -59,10 +120,7 @@ impl Tensor {
         if n > PAR_BLOCK {
             return Self::par_blocks(shape, PAR_BLOCK, |_, _| {});
         }
-        Self {
-            shape: shape.to_vec(),
-            data: vec![0.0; n],
-        }
+        Self::on_host(shape.to_vec(), vec![0.0; n])
     }
 
     /// A tensor of `shape` holding a copy of `src`, copied in parallel blocks.
@@ -123,25 +181,16 @@ impl Tensor {
             .for_each(|(i, chunk)| f(i, chunk));
         // SAFETY: the blocks cover all `n` elements and the caller's `f` initialised each.
         unsafe { data.set_len(n) };
-        Self {
-            shape: shape.to_vec(),
-            data,
-        }
+        Self::on_host(shape.to_vec(), data)
     }
 
     pub fn full(shape: &[usize], value: f32) -> Self {
-        Self {
-            shape: shape.to_vec(),
-            data: vec![value; shape.iter().product()],
-        }
+        Self::on_host(shape.to_vec(), vec![value; shape.iter().product()])
     }
 
     pub fn from_fn(shape: &[usize], f: impl FnMut(usize) -> f32) -> Self {
         let n = shape.iter().product();
-        Self {
-            shape: shape.to_vec(),
-            data: (0..n).map(f).collect(),
-        }
+        Self::on_host(shape.to_vec(), (0..n).map(f).collect())
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -155,25 +204,44 @@ impl Tensor {
     }
 
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.shape.iter().product()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len() == 0
     }
 
+    /// The values on the host (fetched from the device on first use).
     pub fn data(&self) -> &[f32] {
-        &self.data
+        self.host.get_or_init(|| {
+            let values = self
+                .device
+                .get()
+                .expect("a tensor holds its values somewhere");
+            values.download()
+        })
     }
 
+    /// The host values, to change: the device copy, if any, is dropped.
     pub fn data_mut(&mut self) -> &mut [f32] {
-        &mut self.data
+        self.data();
+        self.device.take();
+        self.host.get_mut().expect("fetched above")
+    }
+
+    /// `self += other` on the host (same shapes), in parallel blocks.
+    pub fn add_assign(&mut self, other: &Tensor) {
+        assert_eq!(self.shape, other.shape, "add_assign shapes");
+        self.data_mut()
+            .par_chunks_mut(PAR_BLOCK)
+            .zip(other.data().par_chunks(PAR_BLOCK))
+            .for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(x, y)| *x += y));
     }
 
     /// Same data, new shape with the same element count.
     pub fn reshape(mut self, shape: &[usize]) -> Result<Self, ShapeError> {
         let n: usize = shape.iter().product();
-        if n != self.data.len() {
+        if n != self.len() {
             return Err(ShapeError::Mismatch(format!(
                 "cannot reshape {:?} to {shape:?}",
                 self.shape
@@ -188,32 +256,28 @@ impl Tensor {
         let (r, c) = (self.shape[0], self.shape[1]);
         assert_eq!(self.shape.len(), 2, "transposed() takes a matrix");
         let mut data = vec![0f32; r * c];
+        let src = self.data();
         for i in 0..r {
             for j in 0..c {
-                data[j * r + i] = self.data[i * c + j];
+                data[j * r + i] = src[i * c + j];
             }
         }
-        Tensor {
-            shape: vec![c, r],
-            data,
-        }
+        Tensor::on_host(vec![c, r], data)
     }
 
     /// `[A, B, C]` → `[B, A, C]` (a copy, rows of the result in parallel).
     pub fn swap_leading_axes(&self) -> Tensor {
         let (a, b, c) = (self.shape[0], self.shape[1], self.shape[2]);
-        let mut out = vec![0f32; self.data.len()];
+        let mut out = vec![0f32; self.len()];
+        let src = self.data();
         if c > 0 && a > 0 {
             out.par_chunks_mut(a * c).enumerate().for_each(|(j, dst)| {
                 for (i, d) in dst.chunks_mut(c).enumerate() {
-                    d.copy_from_slice(&self.data[(i * b + j) * c..(i * b + j + 1) * c]);
+                    d.copy_from_slice(&src[(i * b + j) * c..(i * b + j + 1) * c]);
                 }
             });
         }
-        Tensor {
-            shape: vec![b, a, c],
-            data: out,
-        }
+        Tensor::on_host(vec![b, a, c], out)
     }
 
     /// Splits the last axis at `at`: `[.., n]` → (`[.., at]`, `[.., n - at]`).
@@ -221,18 +285,15 @@ impl Tensor {
         let n = *self.shape.last().expect("rank >= 1");
         let mut left = Vec::with_capacity(self.rows() * at);
         let mut right = Vec::with_capacity(self.rows() * (n - at));
-        for row in self.data.chunks(n) {
+        for row in self.data().chunks(n) {
             left.extend_from_slice(&row[..at]);
             right.extend_from_slice(&row[at..]);
         }
         let mut shape = self.shape.clone();
         *shape.last_mut().unwrap() = at;
-        let l = Tensor {
-            shape: shape.clone(),
-            data: left,
-        };
+        let l = Tensor::on_host(shape.clone(), left);
         *shape.last_mut().unwrap() = n - at;
-        (l, Tensor { shape, data: right })
+        (l, Tensor::on_host(shape, right))
     }
 
     /// Number of rows when the last axis is seen as the row: the product of the leading axes
@@ -246,9 +307,9 @@ impl Tensor {
     /// Largest absolute element-wise difference to `other` (same shape required).
     pub fn max_abs_diff(&self, other: &Tensor) -> f32 {
         assert_eq!(self.shape, other.shape, "max_abs_diff on different shapes");
-        self.data
+        self.data()
             .iter()
-            .zip(&other.data)
+            .zip(other.data())
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max)
     }

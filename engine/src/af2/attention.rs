@@ -21,11 +21,6 @@ use ferrofold_kernels::{
     attention_scale, Activation, AttentionParams, Backend, MatView, Tensor, MASK_BIAS,
 };
 
-/// Most elements one chunk's attention activations may hold when the chunk size is
-/// automatic (queries, keys, values and gates: 2^22 floats, 16 MiB), so attention adds
-/// little to the parameters' memory.
-pub const AUTO_CHUNK_ELEMENTS: usize = 1 << 22;
-
 /// Dimensions of an attention block (modules.py `Attention` / `GlobalAttention` config).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttentionDims {
@@ -251,7 +246,7 @@ pub struct MsaRowAttentionWithPairBias {
     feat_2d_norm: LayerNorm,
     feat_2d_weights: Tensor, // [H, c_z]
     attention: Attention,
-    /// Rows (MSA sequences) per chunk; `None`: automatic ([`AUTO_CHUNK_ELEMENTS`]).
+    /// Rows (MSA sequences) per chunk; `None`: automatic ([`Backend::chunk_elements`]).
     pub chunk_size: Option<usize>,
 }
 
@@ -302,7 +297,7 @@ impl MsaRowAttentionWithPairBias {
 pub struct MsaColumnAttention {
     query_norm: LayerNorm,
     attention: Attention,
-    /// Columns (residues) per chunk; `None`: automatic ([`AUTO_CHUNK_ELEMENTS`]).
+    /// Columns (residues) per chunk; `None`: automatic ([`Backend::chunk_elements`]).
     pub chunk_size: Option<usize>,
 }
 
@@ -325,11 +320,11 @@ impl MsaColumnAttention {
     /// msa_act `[S, R, c_m]` (raw), msa_mask `[S, R]` → the update `[S, R, c_m]`.
     pub fn forward(&self, be: &dyn Backend, msa_act: &Tensor, msa_mask: &Tensor) -> Tensor {
         let out = {
-            let x = self.query_norm.forward(be, &msa_act.swap_leading_axes()); // [R, S, c_m]
+            let x = self.query_norm.forward(be, &be.swap_leading_axes(msa_act)); // [R, S, c_m]
             let mask = msa_mask.transposed(); // [R, S]
             self_attention_rows(be, &self.attention, &x, &mask, None, self.chunk_size)
         }; // x freed before the result is swapped back
-        out.swap_leading_axes() // [S, R, c_m]
+        be.swap_leading_axes(&out) // [S, R, c_m]
     }
 }
 
@@ -339,7 +334,7 @@ impl MsaColumnAttention {
 pub struct MsaColumnGlobalAttention {
     query_norm: LayerNorm,
     attention: GlobalAttention,
-    /// Columns (residues) per chunk; `None`: automatic ([`AUTO_CHUNK_ELEMENTS`]).
+    /// Columns (residues) per chunk; `None`: automatic ([`Backend::chunk_elements`]).
     pub chunk_size: Option<usize>,
 }
 
@@ -363,13 +358,13 @@ impl MsaColumnGlobalAttention {
     /// msa_act `[S, R, c_m]` (raw), msa_mask `[S, R]` → the update `[S, R, c_m]`.
     pub fn forward(&self, be: &dyn Backend, msa_act: &Tensor, msa_mask: &Tensor) -> Tensor {
         let out = {
-            let x = self.query_norm.forward(be, &msa_act.swap_leading_axes()); // [R, S, c_m]
+            let x = self.query_norm.forward(be, &be.swap_leading_axes(msa_act)); // [R, S, c_m]
             let mask = msa_mask.transposed(); // [R, S]
             let (r, s, c) = (x.dim(0), x.dim(1), x.dim(2));
             let d = self.attention.dims;
             // per column: the gates [S, H*Dv], keys, values and the normalised input
             let per_row = s * (d.heads * d.value_dim + d.key_dim + d.value_dim + c);
-            let chunk = rows_per_chunk(self.chunk_size, per_row);
+            let chunk = rows_per_chunk(be, self.chunk_size, per_row);
             for_row_chunks(r, chunk, |rows| {
                 let x = slice_rows(&x, rows.clone()); // [chunk, S, c_m]
                 let m = slice_rows(&mask, rows); // [chunk, S]
@@ -378,7 +373,7 @@ impl MsaColumnGlobalAttention {
             .reshape(&[r, s, c])
             .expect("gated global attention keeps the shape")
         }; // x freed before the result is swapped back
-        out.swap_leading_axes() // [S, R, c_m]
+        be.swap_leading_axes(&out) // [S, R, c_m]
     }
 }
 
@@ -398,7 +393,7 @@ pub struct TriangleAttention {
     feat_2d_weights: Tensor, // [H, c_z]
     attention: Attention,
     orientation: TriangleOrientation,
-    /// Pair rows per chunk; `None`: automatic ([`AUTO_CHUNK_ELEMENTS`]).
+    /// Pair rows per chunk; `None`: automatic ([`Backend::chunk_elements`]).
     pub chunk_size: Option<usize>,
 }
 
@@ -432,7 +427,7 @@ impl TriangleAttention {
         let per_column = self.orientation == TriangleOrientation::PerColumn;
         let out = {
             let (x, mask) = if per_column {
-                let x = self.query_norm.forward(be, &pair_act.swap_leading_axes());
+                let x = self.query_norm.forward(be, &be.swap_leading_axes(pair_act));
                 (x, pair_mask.transposed())
             } else {
                 (self.query_norm.forward(be, pair_act), pair_mask.clone())
@@ -441,7 +436,7 @@ impl TriangleAttention {
             self_attention_rows(be, &self.attention, &x, &mask, Some(&bias), self.chunk_size)
         }; // [R, R, c_z]; x freed before the result is swapped back
         if per_column {
-            out.swap_leading_axes()
+            be.swap_leading_axes(&out)
         } else {
             out
         }
@@ -453,9 +448,8 @@ impl TriangleAttention {
 fn pair_bias(be: &dyn Backend, z: &Tensor, w: &Tensor) -> Tensor {
     let (q, k, h) = (z.dim(0), z.dim(1), w.dim(0));
     let b = be.linear(z, w, None); // [Q, K, H]
-    b.reshape(&[q * k, h])
-        .expect("same size")
-        .transposed() // [H, Q*K]
+    let b = b.reshape(&[q * k, h, 1]).expect("same size");
+    be.swap_leading_axes(&b) // [H, Q*K, 1]
         .reshape(&[h, q, k])
         .expect("same size") // [H, Q, K]
 }
@@ -473,7 +467,7 @@ fn self_attention_rows(
     let (b, n) = (x.dim(0), x.dim(1));
     assert_eq!(mask.shape(), &[b, n], "attention mask");
     let d = attention.dims;
-    let chunk = rows_per_chunk(chunk_size, n * d.heads * 2 * (d.key_dim + d.value_dim));
+    let chunk = rows_per_chunk(be, chunk_size, n * d.heads * 2 * (d.key_dim + d.value_dim));
     if b <= chunk {
         return attention.forward(be, x, x, Some(mask), pair_bias);
     }
@@ -485,10 +479,10 @@ fn self_attention_rows(
 }
 
 /// Rows per chunk: `setting`, or as many as keep one chunk's activations (`per_row`
-/// elements per row) within [`AUTO_CHUNK_ELEMENTS`]; at least 1.
-fn rows_per_chunk(setting: Option<usize>, per_row: usize) -> usize {
+/// elements per row) within the backend's [`Backend::chunk_elements`]; at least 1.
+fn rows_per_chunk(be: &dyn Backend, setting: Option<usize>, per_row: usize) -> usize {
     setting
-        .unwrap_or(AUTO_CHUNK_ELEMENTS / per_row.max(1))
+        .unwrap_or(be.chunk_elements() / per_row.max(1))
         .max(1)
 }
 

@@ -12,7 +12,7 @@
 //! materialised: a one-hot row times the weights is the weight row, exactly as the
 //! official matmul computes it. Nothing is masked: padded residues get ordinary values.
 
-use crate::nn::{add_assign, LayerNorm, Linear, LoadResult};
+use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{Backend, Tensor};
 
@@ -338,13 +338,13 @@ impl RecyclingEmbedder {
         aatype: &[usize],
         prev: &RecyclingState,
     ) {
-        add_assign(pair, &self.pos_embedding(aatype, &prev.pos));
+        be.add_assign(pair, &self.pos_embedding(aatype, &prev.pos));
         let row0 = self.msa_first_row_embedding(be, &prev.msa_first_row);
         msa.data_mut()[..row0.len()]
             .iter_mut()
             .zip(row0.data())
             .for_each(|(m, r)| *m += r);
-        add_assign(pair, &self.pair_embedding(be, &prev.pair));
+        be.add_assign(pair, &self.pair_embedding(be, &prev.pair));
     }
 }
 
@@ -457,7 +457,7 @@ impl Embeddings {
         let (mut msa, mut pair) = self.input.forward(be, f.target_feat, f.msa_feat);
         self.recycling
             .forward(be, &mut msa, &mut pair, f.aatype, prev);
-        add_assign(&mut pair, &self.relpos.forward(f.residue_index));
+        be.add_assign(&mut pair, &self.relpos.forward(f.residue_index));
         let extra_msa =
             self.extra_msa
                 .forward(f.extra_msa, f.extra_has_deletion, f.extra_deletion_value);

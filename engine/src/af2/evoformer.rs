@@ -14,7 +14,7 @@ use crate::af2::attention::{
 use crate::af2::outer_product_mean::OuterProductMean;
 use crate::af2::pair_stack::{PairOrder, PairStack, PairStackDims};
 use crate::af2::transition::Transition;
-use crate::nn::{add_assign, add_update, LoadResult};
+use crate::nn::{add_update, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{Backend, Tensor};
 
@@ -167,12 +167,14 @@ impl EvoformerIteration {
             "evoformer: pair_mask must be [L, L]"
         );
 
-        add_update(&mut msa, |m| {
+        add_update(be, &mut msa, |m| {
             self.row_attention.forward(be, m, msa_mask, &pair)
         }); // [S, L, c_m]
-        add_update(&mut msa, |m| self.column_attention.forward(be, m, msa_mask));
-        add_update(&mut msa, |m| self.msa_transition.forward(be, m));
-        add_assign(
+        add_update(be, &mut msa, |m| {
+            self.column_attention.forward(be, m, msa_mask)
+        });
+        add_update(be, &mut msa, |m| self.msa_transition.forward(be, m));
+        be.add_assign(
             &mut pair,
             &self.outer_product_mean.forward(be, &msa, msa_mask),
         ); // [L, L, c_z]

@@ -204,7 +204,7 @@ impl AlphaFold {
         let num_msa = msa.dim(0);
         if let (Some((pair_embedding, torsion)), Some(tf)) = (&self.templates, &f.templates) {
             let batch = template_batch(tf);
-            add_update(&mut pair, |p| {
+            add_update(be, &mut pair, |p| {
                 pair_embedding.forward(be, p, &pair_mask, &batch)
             });
             let (rows, mask) = torsion.forward(be, &batch); // [T, L, c_m], [T, L]

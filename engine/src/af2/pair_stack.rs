@@ -71,12 +71,18 @@ impl PairStack {
     /// pair `[L, L, c]`, pair_mask `[L, L]` → the updated pair (residual adds included).
     pub fn forward(&self, be: &dyn Backend, mut pair: Tensor, pair_mask: &Tensor) -> Tensor {
         let multiplications = |pair: &mut Tensor| {
-            add_update(pair, |p| self.tri_mul_outgoing.forward(be, p, pair_mask)); // [L, L, c]
-            add_update(pair, |p| self.tri_mul_incoming.forward(be, p, pair_mask));
+            add_update(be, pair, |p| {
+                self.tri_mul_outgoing.forward(be, p, pair_mask)
+            }); // [L, L, c]
+            add_update(be, pair, |p| {
+                self.tri_mul_incoming.forward(be, p, pair_mask)
+            });
         };
         let attentions = |pair: &mut Tensor| {
-            add_update(pair, |p| self.tri_att_starting.forward(be, p, pair_mask)); // [L, L, c]
-            add_update(pair, |p| self.tri_att_ending.forward(be, p, pair_mask));
+            add_update(be, pair, |p| {
+                self.tri_att_starting.forward(be, p, pair_mask)
+            }); // [L, L, c]
+            add_update(be, pair, |p| self.tri_att_ending.forward(be, p, pair_mask));
         };
         match self.order {
             PairOrder::MultiplicationsFirst => {
@@ -88,7 +94,7 @@ impl PairStack {
                 multiplications(&mut pair);
             }
         }
-        add_update(&mut pair, |p| self.pair_transition.forward(be, p)); // [L, L, c]
+        add_update(be, &mut pair, |p| self.pair_transition.forward(be, p)); // [L, L, c]
         pair
     }
 }

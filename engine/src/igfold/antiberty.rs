@@ -1,7 +1,7 @@
 //! AntiBERTy: the 8-layer BERT antibody language model whose last hidden layer and
 //! attention maps feed IgFold (post-LN BERT, exact GELU, LayerNorm eps 1e-12).
 
-use crate::nn::{add_assign, merge_heads, split_heads, LayerNorm, Linear, LoadResult};
+use crate::nn::{merge_heads, split_heads, LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{Activation, Backend, MatView, Tensor};
 
@@ -67,12 +67,12 @@ impl BertLayer {
         let probs = be.attention_probs(&q, &k, None, 1.0 / ((HIDDEN / HEADS) as f32).sqrt());
         let ctx = merge_heads(&be.batched_matmul(MatView::n(&probs), MatView::n(&v))); // [n, 512]
         let mut a = self.attn_out.forward(be, &ctx);
-        add_assign(&mut a, h);
+        be.add_assign(&mut a, h);
         let h1 = self.attn_ln.forward(be, &a);
         let mut f = self.intermediate.forward(be, &h1);
         be.activate(&mut f, Activation::Gelu);
         let mut f = self.output.forward(be, &f);
-        add_assign(&mut f, &h1);
+        be.add_assign(&mut f, &h1);
         (self.out_ln.forward(be, &f), probs)
     }
 }

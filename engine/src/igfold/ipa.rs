@@ -3,7 +3,7 @@
 //! post-norm `IPABlock` with a 3-layer ReLU transition.
 
 use super::geometry::{apply_frame, Frames, Mat3, Vec3};
-use crate::nn::{add_assign, LayerNorm, Linear, LoadResult};
+use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{softmax_row, softplus, Activation, Backend, MatView, Tensor};
 use rayon::prelude::*;
@@ -190,14 +190,14 @@ impl IpaBlock {
         mask: Option<&[bool]>,
     ) -> Tensor {
         let mut a = self.attn.forward(be, x, pair, frames, mask);
-        add_assign(&mut a, x);
+        be.add_assign(&mut a, x);
         let x = self.attn_norm.forward(be, &a);
         let mut f = self.ff[0].forward(be, &x);
         be.activate(&mut f, Activation::Relu);
         let mut f = self.ff[1].forward(be, &f);
         be.activate(&mut f, Activation::Relu);
         let mut f = self.ff[2].forward(be, &f);
-        add_assign(&mut f, &x);
+        be.add_assign(&mut f, &x);
         self.ff_norm.forward(be, &f)
     }
 }

@@ -5,7 +5,7 @@ use super::geometry::{quat_to_rot, Frames};
 use super::graph_transformer::GraphTransformerLayer;
 use super::ipa::IpaBlock;
 use super::triangle::TriangleMultiplication;
-use crate::nn::{add_assign, LayerNorm, Linear, LoadResult};
+use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{Activation, Backend, Tensor, TriangleDirection};
 use serde::Deserialize;
@@ -189,9 +189,9 @@ impl IgFoldNet {
         for layer in &self.trunk {
             nodes = layer.graph_transformer.forward(be, &nodes, &edges);
             let upd = layer.outgoing.forward(be, &edges);
-            add_assign(&mut edges, &upd);
+            be.add_assign(&mut edges, &upd);
             let upd = layer.incoming.forward(be, &edges);
-            add_assign(&mut edges, &upd);
+            be.add_assign(&mut edges, &upd);
         }
         // Without templates every pair is masked: attention is uniform and frame-free.
         let no_template = vec![false; l];

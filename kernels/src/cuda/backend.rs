@@ -1,13 +1,18 @@
-//! The CUDA backend: the op interface on a [`Device`], fp32 throughout. Each op takes host
-//! tensors, uploads its inputs, runs cuBLAS GEMMs and the hand-written kernels, and
-//! downloads its result; the module-sized ops (the attention module, the transition, the
-//! outer product mean, the triangle multiplicative update) keep their intermediates on the
-//! device. (Tensors that live
-//! on the device between ops, and bf16 storage, are the next steps of issue 5.)
+//! The CUDA backend: the op interface on a [`Device`], fp32 throughout. Each op's result
+//! stays on the device ([`Tensor::on_device`]) and each input it uploads is kept with its
+//! tensor, so consecutive ops, the residual adds between them ([`Backend::add_assign`]) and
+//! the weights never cross to the host again; host code that reads a result fetches it once.
+//! The module-sized ops (the attention module, the transition, the outer product mean, the
+//! triangle multiplicative update) keep their intermediates on the device. (bf16 storage is
+//! the next step of issue 5.)
 //!
 //! Gated attention with key and value widths that differ or exceed 64 (no AF2 or IgFold
 //! module has them) runs on the CPU backend. A device failure (out of memory, a failed
 //! launch) panics with the op's name: the op interface returns tensors, not results.
+
+use std::any::Any;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use super::device::{Arg, Device, DeviceError, Gemm};
 use super::sources::{
@@ -20,6 +25,7 @@ use crate::backend::{
     TriangleMultiplicationParams, OUTER_PRODUCT_NORM_EPS,
 };
 use crate::cpu::check_triangle_shapes;
+use crate::tensor::DeviceValues;
 use crate::{CpuBackend, Tensor};
 
 /// Threads per block of the row kernels (a warp per row) and of the element-wise ones.
@@ -31,10 +37,51 @@ const OUTER_PRODUCT_CHUNK_FLOATS: usize = 1 << 26;
 /// Most blocks of an element-wise launch (its grid-stride loop covers the rest).
 const MAX_ELEMENT_BLOCKS: usize = 1 << 16;
 
+/// Default elements of one chunk of a chunked module when the device's free memory is
+/// unknown (the CPU's), and the bounds of one sized from it: a sixteenth of the free memory.
+const CHUNK_ELEMENTS: usize = 1 << 22;
+const MAX_CHUNK_ELEMENTS: usize = 1 << 30;
+
 pub struct CudaBackend<D: Device> {
-    device: D,
+    device: Arc<D>,
     /// Most floats in one chunk of the outer product mean's outer products.
     outer_product_chunk: usize,
+    /// [`Backend::chunk_elements`], from the free memory at the start.
+    chunk_elements: usize,
+}
+
+/// A tensor's values in a buffer of this backend's device.
+struct Resident<D: Device> {
+    device: Arc<D>,
+    buffer: D::Buffer,
+    len: usize,
+}
+
+impl<D: Device> Deref for Resident<D> {
+    type Target = D::Buffer;
+
+    fn deref(&self) -> &D::Buffer {
+        &self.buffer
+    }
+}
+
+/// The buffer of an optional device copy.
+fn buffer<D: Device>(r: &Option<Arc<Resident<D>>>) -> Option<&D::Buffer> {
+    r.as_deref().map(|r| &r.buffer)
+}
+
+impl<D: Device> DeviceValues for Resident<D> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn download(&self) -> Vec<f32> {
+        ok(self.device.download(&self.buffer), "download")
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
 }
 
 /// The result of a device call, or a panic naming the op.
@@ -54,9 +101,13 @@ fn as_i32(n: usize, what: &str) -> i32 {
 
 impl<D: Device> CudaBackend<D> {
     pub fn new(device: D) -> Self {
+        let chunk_elements = device.free_memory().map_or(CHUNK_ELEMENTS, |bytes| {
+            (bytes / 16 / std::mem::size_of::<f32>()).clamp(CHUNK_ELEMENTS, MAX_CHUNK_ELEMENTS)
+        });
         CudaBackend {
-            device,
+            device: Arc::new(device),
             outer_product_chunk: OUTER_PRODUCT_CHUNK_FLOATS,
+            chunk_elements,
         }
     }
 
@@ -71,16 +122,57 @@ impl<D: Device> CudaBackend<D> {
         &self.device
     }
 
-    fn upload(&self, t: &Tensor, op: &str) -> D::Buffer {
-        ok(self.device.upload(t.data()), op)
+    /// This backend's device copy of `t`, if it has one.
+    fn resident(&self, t: &Tensor) -> Option<Arc<Resident<D>>> {
+        let values = t
+            .device_values()?
+            .clone()
+            .as_any()
+            .downcast::<Resident<D>>();
+        values.ok().filter(|r| Arc::ptr_eq(&r.device, &self.device))
+    }
+
+    /// `t` on the device: its copy there, or an upload that the tensor keeps for later ops
+    /// (weights go up once).
+    fn upload(&self, t: &Tensor, op: &str) -> Arc<Resident<D>> {
+        if let Some(r) = self.resident(t) {
+            return r;
+        }
+        let r = Arc::new(Resident {
+            device: self.device.clone(),
+            buffer: ok(self.device.upload(t.data()), op),
+            len: t.len(),
+        });
+        t.keep_device_values(r.clone());
+        r
+    }
+
+    /// `t`'s values in a device buffer of the caller's own, to overwrite in place: its device
+    /// copy itself when nothing else holds it.
+    fn upload_owned(&self, t: Tensor, op: &str) -> D::Buffer {
+        let Some(r) = self.resident(&t) else {
+            return ok(self.device.upload(t.data()), op);
+        };
+        drop(t);
+        match Arc::try_unwrap(r) {
+            Ok(only) => only.buffer,
+            Err(shared) => ok(self.device.copy(&shared.buffer), op),
+        }
     }
 
     fn zeros(&self, len: usize, op: &str) -> D::Buffer {
         ok(self.device.zeros(len), op)
     }
 
-    fn download(&self, buffer: &D::Buffer, shape: &[usize], op: &str) -> Tensor {
-        Tensor::new(shape, ok(self.device.download(buffer), op)).expect("the op's output shape")
+    /// A result that stays on the device until host code reads it.
+    fn output(&self, buffer: D::Buffer, shape: &[usize]) -> Tensor {
+        let len = shape.iter().product();
+        let values = Arc::new(Resident {
+            device: self.device.clone(),
+            buffer,
+            len,
+        });
+        Tensor::on_device(shape, values)
     }
 
     fn ptr(&self, buffer: Option<&D::Buffer>) -> Arg {
@@ -265,8 +357,8 @@ impl<D: Device> CudaBackend<D> {
             k: address(Some(k)),
             v: address(Some(v)),
             gate: address(gate),
-            bias: address(bias.as_ref()),
-            mask: address(mask.as_ref()),
+            bias: address(buffer(&bias)),
+            mask: address(buffer(&mask)),
             out: address(Some(&out)),
             ..AttentionArgs::projection_layout(b, h, nq, nk, d, scale)
         };
@@ -324,7 +416,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         let y = self.linear_on(&self.upload(x, "linear"), rows, w, b);
         let mut shape = x.shape().to_vec();
         *shape.last_mut().expect("rank ≥ 1") = w.dim(0);
-        self.download(&y, &shape, "linear")
+        self.output(y, &shape)
     }
 
     fn batched_matmul(&self, a: MatView<'_>, b: MatView<'_>) -> Tensor {
@@ -344,7 +436,7 @@ impl<D: Device> Backend for CudaBackend<D> {
             let g = Gemm::batched(ba, m, n, k, a.trans, b.trans);
             ok(self.device.gemm(&g, &ab, &bbuf, &mut c), "batched_matmul");
         }
-        self.download(&c, &[ba, m, n], "batched_matmul")
+        self.output(c, &[ba, m, n])
     }
 
     fn layer_norm(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Tensor {
@@ -352,7 +444,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         let rows = x.rows();
         let norm = NormParams { gamma, beta, eps };
         let y = self.layer_norm_on(&self.upload(x, "layer_norm"), rows, c, &norm);
-        self.download(&y, x.shape(), "layer_norm")
+        self.output(y, x.shape())
     }
 
     fn softmax(&self, x: &mut Tensor) {
@@ -375,13 +467,13 @@ impl<D: Device> Backend for CudaBackend<D> {
         let (b, h, q, k) = masked_softmax_dims(x, bias, mask);
         let s = x.shape().to_vec();
         let op = "masked_softmax";
-        let xb = self.upload(x, op);
+        let xb = self.upload_owned(std::mem::replace(x, Tensor::zeros(&[0])), op);
         let bias_b = bias.map(|t| self.upload(t, op));
         let mask_b = mask.map(|t| self.upload(t, op));
         let args = [
             self.ptr(Some(&xb)),
-            self.ptr(bias_b.as_ref()),
-            self.ptr(mask_b.as_ref()),
+            self.ptr(buffer(&bias_b)),
+            self.ptr(buffer(&mask_b)),
             self.ptr(Some(&xb)),
             Arg::I32(as_i32(b, "batch")),
             Arg::I32(as_i32(h, "heads")),
@@ -390,13 +482,44 @@ impl<D: Device> Backend for CudaBackend<D> {
             Arg::F32(scale),
         ];
         self.launch_rows(&MASKED_SOFTMAX, "masked_softmax_f32", b * h * q, &args);
-        *x = self.download(&xb, &s, op);
+        *x = self.output(xb, &s);
     }
 
     fn activate(&self, x: &mut Tensor, f: Activation) {
-        let xb = self.upload(x, "activate");
-        self.activate_on(&xb, x.len(), f);
-        *x = self.download(&xb, x.shape(), "activate");
+        let shape = x.shape().to_vec();
+        let xb = self.upload_owned(std::mem::replace(x, Tensor::zeros(&[0])), "activate");
+        self.activate_on(&xb, shape.iter().product(), f);
+        *x = self.output(xb, &shape);
+    }
+
+    fn add_assign(&self, x: &mut Tensor, y: &Tensor) {
+        assert_eq!(x.shape(), y.shape(), "add_assign shapes");
+        if self.resident(x).is_none() && self.resident(y).is_none() {
+            return x.add_assign(y); // both on the host: no round trip
+        }
+        let op = "add_assign";
+        let shape = x.shape().to_vec();
+        let xb = self.upload_owned(std::mem::replace(x, Tensor::zeros(&[0])), op);
+        let yb = self.upload(y, op);
+        let n = y.len();
+        let args = [self.ptr(Some(&xb)), self.ptr(Some(&yb)), Arg::I64(n as i64)];
+        self.launch_elements("add_f32", n, &args);
+        *x = self.output(xb, &shape);
+    }
+
+    fn swap_leading_axes(&self, x: &Tensor) -> Tensor {
+        let Some(xb) = self.resident(x) else {
+            return x.swap_leading_axes(); // on the host already
+        };
+        let s = x.shape();
+        assert_eq!(s.len(), 3, "swap_leading_axes: {s:?} is not [A, B, C]");
+        let y = self.zeros(x.len(), "swap_leading_axes");
+        self.swap_axes_on(&xb, &y, [1, s[0], s[1], s[2]]);
+        self.output(y, &[s[1], s[0], s[2]])
+    }
+
+    fn chunk_elements(&self) -> usize {
+        self.chunk_elements
     }
 
     fn gated_attention(&self, a: &GatedAttention<'_>) -> Tensor {
@@ -413,8 +536,8 @@ impl<D: Device> Backend for CudaBackend<D> {
         );
         let gate = a.gate.map(|t| self.upload(t, op));
         let out =
-            self.gated_attention_on(&sizes, [&q, &k, &v], gate.as_ref(), a.bias, a.mask, a.scale);
-        self.download(&out, &shape, op)
+            self.gated_attention_on(&sizes, [&q, &k, &v], buffer(&gate), a.bias, a.mask, a.scale);
+        self.output(out, &shape)
     }
 
     fn attention(
@@ -460,7 +583,7 @@ impl<D: Device> Backend for CudaBackend<D> {
             scale,
         );
         let out = self.linear_on(&avg, b * nq, p.output.w, Some(p.output.b)); // [B, Q, out]
-        self.download(&out, &[b, nq, p.output.w.dim(0)], op)
+        self.output(out, &[b, nq, p.output.w.dim(0)])
     }
 
     fn transition(
@@ -487,7 +610,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         let out = self.linear_on(&h, rows, second.w, Some(second.b)); // [rows, out]
         let mut shape = x.shape().to_vec();
         *shape.last_mut().expect("rank ≥ 1") = second.w.dim(0);
-        self.download(&out, &shape, op)
+        self.output(out, &shape)
     }
 
     fn outer_product_mean(
@@ -561,6 +684,9 @@ impl<D: Device> Backend for CudaBackend<D> {
                 Arg::F32(OUTER_PRODUCT_NORM_EPS),
             ];
             self.launch_elements("divide_rows_f32", ci * l * c_z, &args);
+            if ci == l {
+                return Some(self.output(o, &[l, l, c_z])); // one chunk: stays on the device
+            }
             out.extend(ok(self.device.download(&o), op));
         }
         Some(Tensor::new(&[l, l, c_z], out).expect("[L, L, c_z]"))
@@ -588,13 +714,13 @@ impl<D: Device> Backend for CudaBackend<D> {
         let op = "triangle_multiplication";
         let zn = self.layer_norm_on(&self.upload(z, op), positions, c, &p.input_norm);
         let mask_b = mask.map(|m| self.upload(m, op));
-        let left = self.gated_side(&zn, positions, &p.left_proj, &p.left_gate, mask_b.as_ref());
+        let left = self.gated_side(&zn, positions, &p.left_proj, &p.left_gate, buffer(&mask_b));
         let right = self.gated_side(
             &zn,
             positions,
             &p.right_proj,
             &p.right_gate,
-            mask_b.as_ref(),
+            buffer(&mask_b),
         );
         // Per hidden channel: outgoing o = A B^T (o_ij = sum_k a_ik b_jk), incoming
         // o = B^T A (o_ij = sum_k a_kj b_ki).
@@ -627,6 +753,6 @@ impl<D: Device> Backend for CudaBackend<D> {
             Arg::I64((positions * c) as i64),
         ];
         self.launch_elements("sigmoid_gate_f32", positions * c, &args);
-        self.download(&out, &s, op)
+        self.output(out, &s)
     }
 }

@@ -77,12 +77,16 @@ impl Gemm {
     }
 }
 
-pub trait Device: Send + Sync {
-    type Buffer: Send + Sync;
+pub trait Device: Send + Sync + 'static {
+    type Buffer: Send + Sync + 'static;
 
     fn upload(&self, data: &[f32]) -> Result<Self::Buffer, DeviceError>;
     fn zeros(&self, len: usize) -> Result<Self::Buffer, DeviceError>;
     fn download(&self, buffer: &Self::Buffer) -> Result<Vec<f32>, DeviceError>;
+    /// A copy of `buffer` on the device.
+    fn copy(&self, buffer: &Self::Buffer) -> Result<Self::Buffer, DeviceError>;
+    /// Free device memory in bytes, where the device knows it.
+    fn free_memory(&self) -> Option<usize>;
     /// The buffer's device address, for [`Arg::Ptr`] and [`AttentionArgs`].
     fn address(&self, buffer: &Self::Buffer) -> u64;
 

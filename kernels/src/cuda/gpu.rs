@@ -125,6 +125,22 @@ impl CudaDevice {
         &self.info
     }
 
+    /// GEMMs on tensor cores with TF32 inputs and fp32 sums (`on`), or in plain fp32.
+    pub fn with_tf32(self, on: bool) -> Result<CudaDevice, DeviceError> {
+        use cudarc::cublas::sys::{cublasMath_t, cublasSetMathMode, cublasStatus_t};
+        let mode = if on {
+            cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH
+        } else {
+            cublasMath_t::CUBLAS_DEFAULT_MATH
+        };
+        // SAFETY: the handle is this device's live cuBLAS handle.
+        let status = unsafe { cublasSetMathMode(*self.blas.handle(), mode) };
+        if status != cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            return Err(DeviceError::Blas(format!("cublasSetMathMode: {status:?}")));
+        }
+        Ok(self)
+    }
+
     /// With profiling on, waits for the GPU and adds the time since `since` to `counters`.
     fn profiled(
         &self,
@@ -200,6 +216,21 @@ impl Device for CudaDevice {
         let values = self.stream.clone_dtoh(&buffer.slice).map_err(driver)?;
         self.profiled(|p| &p.download, since, buffer.len * 4)?;
         Ok(values)
+    }
+
+    fn copy(&self, buffer: &GpuBuffer) -> Result<GpuBuffer, DeviceError> {
+        let slice = self.stream.clone_dtod(&buffer.slice).map_err(driver)?;
+        Ok(GpuBuffer {
+            slice,
+            len: buffer.len,
+        })
+    }
+
+    fn free_memory(&self) -> Option<usize> {
+        self.context.bind_to_thread().ok()?;
+        cudarc::driver::result::mem_get_info()
+            .ok()
+            .map(|(free, _total)| free)
     }
 
     fn address(&self, buffer: &GpuBuffer) -> u64 {

@@ -54,6 +54,7 @@ pub const GATED_ATTENTION: Program = program!(
 pub const ELEMENTWISE: Program = program!(
     "elementwise",
     [
+        "add_f32",
         "bias_add_f32",
         "activate_f32",
         "gate_channel_first_f32",

@@ -360,3 +360,63 @@ fn outer_product_mean_fused_on_the_device() {
         same(&got, &want, &format!("{name}: outer product mean"));
     }
 }
+
+#[test]
+fn residual_adds_and_swaps_where_the_values_are() {
+    let x = random_tensor(&[5, 6, 7], 41);
+    let w = random_tensor(&[7, 7], 42);
+    let y = random_tensor(&[5, 6, 7], 43);
+    // On the host, on the device (a linear's result), and the two mixed.
+    check("add, both on the host", |be| {
+        let mut r = x.clone();
+        be.add_assign(&mut r, &y);
+        r
+    });
+    check("add to a result on the device", |be| {
+        let mut r = be.linear(&x, &w, None);
+        be.add_assign(&mut r, &y);
+        r
+    });
+    check("add a result on the device", |be| {
+        let mut r = y.clone();
+        be.add_assign(&mut r, &be.linear(&x, &w, None));
+        r
+    });
+    check("swap on the host", |be| be.swap_leading_axes(&x));
+    check("swap on the device", |be| {
+        be.swap_leading_axes(&be.linear(&x, &w, None))
+    });
+}
+
+#[test]
+fn device_copies_follow_their_tensors() {
+    let x = random_tensor(&[4, 9], 44);
+    let w = random_tensor(&[3, 9], 45);
+    let want = CpuBackend.linear(&x, &w, None);
+    for (name, be) in backends() {
+        // A clone shares the device copy: adding to one leaves the other as it was.
+        let a = be.linear(&x, &w, None);
+        let mut b = a.clone();
+        be.add_assign(&mut b, &a);
+        be.activate(&mut b, Activation::Relu);
+        same(
+            &a,
+            &want,
+            &format!("{name}: the clone's source after an add"),
+        );
+        // A host tensor's upload is kept, and dropped when the host values change.
+        let mut h = x.clone();
+        same(
+            &be.linear(&h, &w, None),
+            &want,
+            &format!("{name}: first use"),
+        );
+        h.data_mut().iter_mut().for_each(|v| *v *= 2.0);
+        let twice = CpuBackend.linear(&h, &w, None);
+        same(
+            &be.linear(&h, &w, None),
+            &twice,
+            &format!("{name}: after a host change"),
+        );
+    }
+}

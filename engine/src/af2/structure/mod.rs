@@ -14,7 +14,7 @@ pub mod rigid;
 pub use ipa::{InvariantPointAttention, IpaConfig};
 pub use rigid::{QuatAffine, Rigid, Rot3, Vec3};
 
-use crate::nn::{add_assign, LayerNorm, Linear, LoadResult};
+use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{Activation, Backend, Tensor};
 
@@ -139,14 +139,14 @@ impl MultiRigidSidechain {
         let n = act.rows();
         // sum of Linear(relu(x)) over [act, initial_act]: [N, C_sc]
         let mut a = self.input_projection[0].forward(be, &relu_of(be, act));
-        add_assign(
+        be.add_assign(
             &mut a,
             &self.input_projection[1].forward(be, &relu_of(be, initial_act)),
         );
         for (l1, l2) in &self.resblocks {
             let h = l1.forward(be, &relu_of(be, &a));
             let h = l2.forward(be, &relu_of(be, &h));
-            add_assign(&mut a, &h);
+            be.add_assign(&mut a, &h);
         }
         let unnorm = self
             .unnormalized_angles
@@ -244,7 +244,7 @@ impl FoldIteration {
     ) -> FoldIterationOutput {
         // attention (Alg 20 lines 6-8)
         let mut x = act.clone(); // [N, C]
-        add_assign(&mut x, &self.ipa.forward(be, act, pair, seq_mask, affine));
+        be.add_assign(&mut x, &self.ipa.forward(be, act, pair, seq_mask, affine));
         let x = self.attention_layer_norm.forward(be, &x);
 
         // transition (lines 8-9)
@@ -256,7 +256,7 @@ impl FoldIteration {
                 be.activate(&mut t, Activation::Relu);
             }
         }
-        add_assign(&mut t, &x);
+        be.add_assign(&mut t, &x);
         let act = self.transition_layer_norm.forward(be, &t); // [N, C]
 
         // backbone update (line 10, Alg 23)

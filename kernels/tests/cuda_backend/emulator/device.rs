@@ -59,6 +59,15 @@ impl Device for EmulatedDevice {
         Ok(buffer.values().to_vec())
     }
 
+    fn copy(&self, buffer: &HostBuffer) -> Result<HostBuffer, DeviceError> {
+        Ok(HostBuffer::new(buffer.values().to_vec()))
+    }
+
+    /// Unknown: the backend keeps the CPU's chunk sizes, so chunking is exercised too.
+    fn free_memory(&self) -> Option<usize> {
+        None
+    }
+
     fn address(&self, buffer: &HostBuffer) -> u64 {
         buffer.ptr as u64
     }
