@@ -65,9 +65,11 @@ for line in sys.stdin:
             "$py" benches/af2_vs_jax.py --_write-features "$dir/features/ss${L}_E4.npz" \
                 "$L" 1 0 0 3 1 >/dev/null
     done
-    [ -f "$dir/features/ss4096_E1.npz" ] ||
-        "$py" benches/af2_vs_jax.py --_write-features "$dir/features/ss4096_E1.npz" \
-            4096 1 0 0 0 1 >/dev/null
+    for L in 2048 4096; do
+        [ -f "$dir/features/ss${L}_E1.npz" ] ||
+            "$py" benches/af2_vs_jax.py --_write-features "$dir/features/ss${L}_E1.npz" \
+                "$L" 1 0 0 0 1 >/dev/null
+    done
     # Deflated: mostly zeros (padding rows, an empty template), and the working tree that
     # travels to the device machine is limited to 64 MiB.
     python3 - "$dir"/features/*.npz <<'PY'

@@ -223,6 +223,14 @@ pub trait Backend: Send + Sync {
         x.add_assign(y);
     }
 
+    /// Whether a model should keep its layers once loaded rather than read them from the
+    /// parameter file each time they run (which saves host memory on the CPU): a device
+    /// backend keeps each weight's upload with its tensor, so a layer read again would be
+    /// uploaded again.
+    fn keeps_layers(&self) -> bool {
+        false
+    }
+
     /// Most elements one chunk of a chunked module's activations may hold when the caller
     /// sets no chunk size (attention's queries, keys, values and gates). On the CPU 2^22
     /// floats (16 MiB), so that attention adds little to the parameters' memory; a device

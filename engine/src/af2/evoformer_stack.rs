@@ -3,8 +3,10 @@
 //! the current one computes, so a run holds two blocks' parameters (about 7 MiB each)
 //! instead of all 335 MiB, and concurrent runs share the file through the page cache. The
 //! file must stay unchanged until the prediction ends (its checksums are checked on open).
+//! A backend that keeps layers ([`Backend::keeps_layers`]: one with a device, where the
+//! weights stay uploaded) gets the blocks read once and kept for every recycling iteration.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::af2::evoformer::{EvoformerConfig, EvoformerIteration};
 use crate::nn::LoadResult;
@@ -18,6 +20,8 @@ pub struct EvoformerStack {
     scope: &'static str,
     blocks: usize,
     cfg: EvoformerConfig,
+    /// Every block, once a backend that keeps layers has run the stack.
+    kept: OnceLock<Vec<EvoformerIteration>>,
 }
 
 impl EvoformerStack {
@@ -34,6 +38,7 @@ impl EvoformerStack {
             scope,
             blocks,
             cfg,
+            kept: OnceLock::new(),
         };
         for i in 0..blocks {
             stack.block(i)?;
@@ -56,6 +61,16 @@ impl EvoformerStack {
         mut pair: Tensor,
         pair_mask: &Tensor,
     ) -> LoadResult<(Tensor, Tensor)> {
+        if be.keeps_layers() {
+            if self.kept.get().is_none() {
+                let blocks = (0..self.blocks).map(|i| self.block(i));
+                let _ = self.kept.set(blocks.collect::<LoadResult<_>>()?);
+            }
+            for block in self.kept.get().expect("set above") {
+                (msa, pair) = block.forward(be, msa, msa_mask, pair, pair_mask);
+            }
+            return Ok((msa, pair));
+        }
         std::thread::scope(|s| {
             let mut next = (self.blocks > 0).then(|| s.spawn(|| self.block(0)));
             for i in 0..self.blocks {

@@ -522,6 +522,10 @@ impl<D: Device> Backend for CudaBackend<D> {
         self.chunk_elements
     }
 
+    fn keeps_layers(&self) -> bool {
+        true
+    }
+
     fn gated_attention(&self, a: &GatedAttention<'_>) -> Tensor {
         let (b, h, nq, nk, d, dv) = a.dims();
         let shape = [b, nq, h, dv];

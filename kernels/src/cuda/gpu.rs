@@ -27,6 +27,14 @@ pub struct GpuBuffer {
     len: usize,
 }
 
+impl Drop for GpuBuffer {
+    /// A tensor that holds the buffer may be dropped on any thread: the free that follows
+    /// (cudarc's, with the slice) needs the context current there, which cudarc does not set.
+    fn drop(&mut self) {
+        let _ = self.slice.stream().context().bind_to_thread();
+    }
+}
+
 pub struct CudaDevice {
     info: DeviceInfo,
     context: Arc<CudaContext>,
