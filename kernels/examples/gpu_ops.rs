@@ -64,6 +64,8 @@ fn main() {
     });
     let info = device.info().clone();
     let gpu = CudaBackend::new(device);
+    let fused = CudaBackend::new(CudaDevice::new(0).expect("GPU 0 opened above"))
+        .with_fused_attention(true);
     println!(
         "{} (compute {}.{}), fp32\n",
         info.name, info.compute_capability.0, info.compute_capability.1
@@ -87,11 +89,18 @@ fn main() {
             gate: Some(&gate),
             scale: (d as f32).powf(-0.5),
         };
+        let cpu = time(|| CpuBackend.gated_attention(&a));
         row(
-            "triangle attention",
+            "triangle attention (GEMMs)",
             l,
-            time(|| CpuBackend.gated_attention(&a)),
+            (cpu.0, cpu.1.clone()),
             time(|| gpu.gated_attention(&a)),
+        );
+        row(
+            "triangle attention (fused kernel)",
+            l,
+            cpu,
+            time(|| fused.gated_attention(&a)),
         );
         let z = random(&[l, l, c], 6);
         let ones = Tensor::full(&[c], 1.0);

@@ -48,6 +48,9 @@ pub struct CudaBackend<D: Device> {
     outer_product_chunk: usize,
     /// [`Backend::chunk_elements`], from the free memory at the start.
     chunk_elements: usize,
+    /// Gated attention always through the fused kernel (else through cuBLAS where one batch
+    /// row's logits fit in a chunk).
+    fused_attention: bool,
 }
 
 /// A tensor's values in a buffer of this backend's device.
@@ -108,7 +111,25 @@ impl<D: Device> CudaBackend<D> {
             device: Arc::new(device),
             outer_product_chunk: OUTER_PRODUCT_CHUNK_FLOATS,
             chunk_elements,
+            fused_attention: false,
         }
+    }
+
+    /// [`Backend::chunk_elements`] set by hand (else a sixteenth of the free memory at the
+    /// start, in floats, within 2^22..2^30).
+    pub fn with_chunk_elements(mut self, elements: usize) -> Self {
+        self.chunk_elements = elements.max(1);
+        self
+    }
+
+    /// Gated attention always through the fused kernel (`true`), or (the default) as two
+    /// batched GEMMs around a masked softmax wherever one batch row's logits `[H, Q, K]` fit in
+    /// [`Backend::chunk_elements`]: cuBLAS runs the products at the GPU's matrix rate (tensor
+    /// cores with `--precision tf32`), the fused kernel at its fp32 rate, but it never holds the
+    /// logits, so it takes the rows whose logits do not fit.
+    pub fn with_fused_attention(mut self, on: bool) -> Self {
+        self.fused_attention = on;
+        self
     }
 
     /// The most floats one chunk of the outer product mean's `[rows, c, L, c]` outer products
@@ -351,6 +372,11 @@ impl<D: Device> CudaBackend<D> {
         if nk == 0 {
             return out; // no keys: nothing to average
         }
+        if !self.fused_attention && h * nq * nk <= self.chunk_elements {
+            let extras = [gate, buffer(&bias), buffer(&mask)];
+            self.gated_attention_by_gemms(sizes, [q, k, v], extras, &out, scale);
+            return out;
+        }
         let address = |t: Option<&D::Buffer>| t.map_or(0, |t| self.device.address(t));
         let args = AttentionArgs {
             q: address(Some(q)),
@@ -371,6 +397,81 @@ impl<D: Device> CudaBackend<D> {
             &[Arg::Attention(Box::new(args))],
         );
         out
+    }
+}
+
+impl<D: Device> CudaBackend<D> {
+    /// [`GatedAttention`]'s maths as GEMMs, in chunks of batch rows whose logits fit in
+    /// [`Backend::chunk_elements`]: `q k^T` per (row, head), the masked softmax kernel (scale,
+    /// mask and bias in AF2's order), `p v`, and the sigmoid gate; q, k, v, gate and `out`
+    /// (written whole) in the projections' `[B, N, H, D]` layout.
+    fn gated_attention_by_gemms(
+        &self,
+        sizes: &AttentionSizes,
+        [q, k, v]: [&D::Buffer; 3],
+        [gate, bias, mask]: [Option<&D::Buffer>; 3],
+        out: &D::Buffer,
+        scale: f32,
+    ) {
+        let AttentionSizes {
+            b, h, nq, nk, d, ..
+        } = *sizes;
+        let op = "gated_attention";
+        // [B, N, H, D] → [B, H, N, D]: each (row, head) a contiguous [N, D] matrix.
+        let heads_first = |x: &D::Buffer, n: usize| {
+            let y = self.zeros(b * h * n * d, op);
+            self.swap_axes_on(x, &y, [b, n, h, d]);
+            y
+        };
+        let (qt, kt, vt) = (heads_first(q, nq), heads_first(k, nk), heads_first(v, nk));
+        let f32_bytes = std::mem::size_of::<f32>();
+        let per_row = h * nq * nk;
+        let rows = (self.chunk_elements / per_row).clamp(1, b);
+        for b0 in (0..b).step_by(rows) {
+            let c = rows.min(b - b0);
+            let mut logits = self.zeros(c * per_row, op); // [c, H, Q, K]
+            let g = Gemm {
+                offset_a: b0 * h * nq * d,
+                offset_b: b0 * h * nk * d,
+                ..Gemm::batched(c * h, nq, nk, d, false, true)
+            };
+            ok(self.device.gemm(&g, &qt, &kt, &mut logits), op);
+            let mask_rows =
+                mask.map_or(0, |m| self.device.address(m) + (b0 * nk * f32_bytes) as u64);
+            let args = [
+                self.ptr(Some(&logits)),
+                self.ptr(bias),
+                Arg::Ptr(mask_rows),
+                self.ptr(Some(&logits)),
+                Arg::I32(as_i32(c, "batch")),
+                Arg::I32(as_i32(h, "heads")),
+                Arg::I32(as_i32(nq, "queries")),
+                Arg::I32(as_i32(nk, "keys")),
+                Arg::F32(scale),
+            ];
+            self.launch_rows(&MASKED_SOFTMAX, "masked_softmax_f32", c * h * nq, &args);
+            let mut heads_out = self.zeros(c * h * nq * d, op); // [c, H, Q, D]
+            let g = Gemm {
+                offset_b: b0 * h * nk * d,
+                ..Gemm::batched(c * h, nq, d, nk, false, false)
+            };
+            ok(self.device.gemm(&g, &logits, &vt, &mut heads_out), op);
+            // [c, H, Q, D] → rows b0.. of out [B, Q, H, D]
+            let args = [
+                self.ptr(Some(&heads_out)),
+                Arg::Ptr(self.device.address(out) + (b0 * nq * h * d * f32_bytes) as u64),
+                Arg::I64(c as i64),
+                Arg::I64(h as i64),
+                Arg::I64(nq as i64),
+                Arg::I64(d as i64),
+            ];
+            self.launch_elements("swap_axes_f32", c * h * nq * d, &args);
+        }
+        if let Some(g) = gate {
+            let n = b * nq * h * d;
+            let args = [self.ptr(Some(out)), self.ptr(Some(g)), Arg::I64(n as i64)];
+            self.launch_elements("sigmoid_gate_f32", n, &args);
+        }
     }
 }
 

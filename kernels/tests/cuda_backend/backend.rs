@@ -420,3 +420,61 @@ fn device_copies_follow_their_tensors() {
         );
     }
 }
+
+#[test]
+fn gated_attention_by_gemms_in_chunks_and_by_the_fused_kernel() {
+    // Five batch rows, the last with every key masked; logits of one row: H * Q * K.
+    let (b, nq, nk, h, d) = (5, 13, 21, 2, 16);
+    let q = random_tensor(&[b, nq, h, d], 51);
+    let k = random_tensor(&[b, nk, h, d], 52);
+    let v = random_tensor(&[b, nk, h, d], 53);
+    let gate = random_tensor(&[b, nq, h, d], 54);
+    let bias = random_tensor(&[h, nq, nk], 55);
+    let mask = tensor(
+        &[b, nk],
+        (0..b * nk)
+            .map(|i| (i < (b - 1) * nk && i % 4 != 1) as u8 as f32)
+            .collect(),
+    );
+    let a = GatedAttention {
+        q: &q,
+        k: &k,
+        v: &v,
+        bias: Some(&bias),
+        mask: Some(&mask),
+        gate: Some(&gate),
+        scale: (d as f32).powf(-0.5),
+    };
+    let want = CpuBackend.gated_attention(&a);
+    let per_row = h * nq * nk;
+    fn variants<D: ferrofold_kernels::cuda::Device>(
+        device: impl Fn() -> D,
+        per_row: usize,
+    ) -> Vec<(&'static str, CudaBackend<D>)> {
+        vec![
+            ("GEMMs, one chunk", CudaBackend::new(device())),
+            (
+                "GEMMs, chunks of two rows",
+                CudaBackend::new(device()).with_chunk_elements(2 * per_row),
+            ),
+            (
+                "a row's logits over the chunk: fused kernel",
+                CudaBackend::new(device()).with_chunk_elements(per_row - 1),
+            ),
+            (
+                "fused kernel",
+                CudaBackend::new(device()).with_fused_attention(true),
+            ),
+        ]
+    }
+    if !std::env::var("FERROFOLD_GPU_ONLY").is_ok_and(|v| v == "1") {
+        for (name, be) in variants(|| EmulatedDevice, per_row) {
+            same(&be.gated_attention(&a), &want, &format!("emulated: {name}"));
+        }
+    }
+    if CudaDevice::new(0).is_ok() {
+        for (name, be) in variants(|| CudaDevice::new(0).unwrap(), per_row) {
+            same(&be.gated_attention(&a), &want, &format!("GPU 0: {name}"));
+        }
+    }
+}
