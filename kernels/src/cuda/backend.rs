@@ -40,7 +40,7 @@ const MAX_ELEMENT_BLOCKS: usize = 1 << 16;
 /// Default elements of one chunk of a chunked module when the device's free memory is
 /// unknown (the CPU's), and the bounds of one sized from it: a sixteenth of the free memory.
 const CHUNK_ELEMENTS: usize = 1 << 22;
-const MAX_CHUNK_ELEMENTS: usize = 1 << 30;
+const MAX_CHUNK_ELEMENTS: usize = 1 << 31;
 
 pub struct CudaBackend<D: Device> {
     device: Arc<D>,
@@ -116,7 +116,7 @@ impl<D: Device> CudaBackend<D> {
     }
 
     /// [`Backend::chunk_elements`] set by hand (else a sixteenth of the free memory at the
-    /// start, in floats, within 2^22..2^30).
+    /// start, in floats, within 2^22..2^31).
     pub fn with_chunk_elements(mut self, elements: usize) -> Self {
         self.chunk_elements = elements.max(1);
         self

@@ -110,6 +110,47 @@ fn row_ops_and_activations() {
     }
 }
 
+/// Random gated attention inputs in the projections' `[B, N, H, D]` layout, with a pair bias
+/// `[H, Q, K]`, a gate and a key mask `[B, K]` that keeps the keys `keep` names (flat index).
+struct AttentionInputs {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    gate: Tensor,
+    bias: Tensor,
+    mask: Tensor,
+    scale: f32,
+}
+
+impl AttentionInputs {
+    fn new([b, nq, nk, h, d, dv]: [usize; 6], seed: u64, keep: impl Fn(usize) -> bool) -> Self {
+        AttentionInputs {
+            q: random_tensor(&[b, nq, h, d], seed),
+            k: random_tensor(&[b, nk, h, d], seed + 1),
+            v: random_tensor(&[b, nk, h, dv], seed + 2),
+            gate: random_tensor(&[b, nq, h, dv], seed + 3),
+            bias: random_tensor(&[h, nq, nk], seed + 4),
+            mask: tensor(
+                &[b, nk],
+                (0..b * nk).map(|i| keep(i) as u8 as f32).collect(),
+            ),
+            scale: (d as f32).powf(-0.5),
+        }
+    }
+
+    fn args(&self) -> GatedAttention<'_> {
+        GatedAttention {
+            q: &self.q,
+            k: &self.k,
+            v: &self.v,
+            bias: Some(&self.bias),
+            mask: Some(&self.mask),
+            gate: Some(&self.gate),
+            scale: self.scale,
+        }
+    }
+}
+
 #[test]
 fn gated_attention_in_the_projection_layout() {
     // [B, N, H, D] with tails in both tiles; the last batch row masks every key.
@@ -119,29 +160,12 @@ fn gated_attention_in_the_projection_layout() {
         (2, 9, 9, 2, 80, 80),
         (1, 6, 7, 2, 8, 4),
     ] {
-        let q = random_tensor(&[b, nq, h, d], 15);
-        let k = random_tensor(&[b, nk, h, d], 16);
-        let v = random_tensor(&[b, nk, h, dv], 17);
-        let gate = random_tensor(&[b, nq, h, dv], 18);
-        let bias = random_tensor(&[h, nq, nk], 19);
-        let mask = tensor(
-            &[b, nk],
-            (0..b * nk)
-                .map(|i| (i / nk + 1 < b || b == 1) as u8 as f32 * (i % 3 != 2) as u8 as f32)
-                .collect(),
-        );
-        let a = GatedAttention {
-            q: &q,
-            k: &k,
-            v: &v,
-            bias: Some(&bias),
-            mask: Some(&mask),
-            gate: Some(&gate),
-            scale: (d as f32).powf(-0.5),
-        };
+        let inputs = AttentionInputs::new([b, nq, nk, h, d, dv], 15, |i| {
+            (i / nk + 1 < b || b == 1) && i % 3 != 2
+        });
         check(
             &format!("gated attention B={b} Q={nq} K={nk} H={h} D={d} Dv={dv}"),
-            |be| be.gated_attention(&a),
+            |be| be.gated_attention(&inputs.args()),
         );
     }
 }
@@ -425,26 +449,8 @@ fn device_copies_follow_their_tensors() {
 fn gated_attention_by_gemms_in_chunks_and_by_the_fused_kernel() {
     // Five batch rows, the last with every key masked; logits of one row: H * Q * K.
     let (b, nq, nk, h, d) = (5, 13, 21, 2, 16);
-    let q = random_tensor(&[b, nq, h, d], 51);
-    let k = random_tensor(&[b, nk, h, d], 52);
-    let v = random_tensor(&[b, nk, h, d], 53);
-    let gate = random_tensor(&[b, nq, h, d], 54);
-    let bias = random_tensor(&[h, nq, nk], 55);
-    let mask = tensor(
-        &[b, nk],
-        (0..b * nk)
-            .map(|i| (i < (b - 1) * nk && i % 4 != 1) as u8 as f32)
-            .collect(),
-    );
-    let a = GatedAttention {
-        q: &q,
-        k: &k,
-        v: &v,
-        bias: Some(&bias),
-        mask: Some(&mask),
-        gate: Some(&gate),
-        scale: (d as f32).powf(-0.5),
-    };
+    let inputs = AttentionInputs::new([b, nq, nk, h, d, d], 51, |i| i < (b - 1) * nk && i % 4 != 1);
+    let a = inputs.args();
     let want = CpuBackend.gated_attention(&a);
     let per_row = h * nq * nk;
     fn variants<D: ferrofold_kernels::cuda::Device>(
