@@ -148,7 +148,7 @@ run() {
         --shapes-from "$dir/af2-param-keys-model_1.txt"
     step 240 "AF2 model_1_ptm on GPU 0 against the JAX golden" env CARGO_MANIFEST_DIR="$PWD" \
         FERROFOLD_AF2_PARAMS="$params" "$dir/af2_cuda" gpu_0 --include-ignored --nocapture
-    step 120 "Fused ops timed" "$dir/gpu_ops" 128 256 512
+    step 180 "Fused ops timed" "$dir/gpu_ops" 256 512 1024
     step 120 "Where the time goes: AF2 single sequence L=256, one iteration" env \
         FERROFOLD_CUDA_PROFILE=1 "$dir/ferrofold" predict --model model_1_ptm --params "$params" \
         --features "$dir/features/ss256_E4.npz" --recycles 0 --device cuda --out /tmp/profile256

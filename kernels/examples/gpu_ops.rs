@@ -1,7 +1,9 @@
 //! Times the fused ops on the CPU backend and on GPU 0 (inputs kept on the device after the
-//! first call, the result fetched to the host) and checks that they agree: triangle attention's shape (batch L,
-//! L queries and keys, 4 heads of 32, pair bias) and the triangle multiplicative update
-//! (128 channels). Prints a Markdown table; run by benches/gpu_check.sh on a GPU machine.
+//! first call, the result fetched to the host) and checks that they agree: triangle
+//! attention's shape (batch L, L queries and keys, 4 heads of 32, pair bias) through cuBLAS in
+//! fp32 and tf32 and through the fused kernel, and the triangle multiplicative update (128
+//! channels) in fp32 and tf32, each with its TFLOP/s and their share of the H200's bf16 rate.
+//! Prints a Markdown table; run by benches/gpu_check.sh on a GPU machine.
 //!
 //!     cargo run --release --features cuda --example gpu_ops -- [L ...]
 
@@ -38,13 +40,20 @@ fn time(f: impl Fn() -> Tensor) -> (f64, Tensor) {
     (best, out)
 }
 
-fn row(op: &str, l: usize, cpu: (f64, Tensor), gpu: (f64, Tensor)) {
+/// The H200's dense bf16 matrix rate as measured on this workplace's machines (790 TFLOP/s,
+/// an 8192^3 product through PyTorch): the yardstick issue 5 asks the fused ops against.
+const BF16_PEAK_TFLOPS: f64 = 790.0;
+
+/// One table row; `flops` is the op's arithmetic (multiply and add counted apart).
+fn row(op: &str, l: usize, flops: f64, cpu: &(f64, Tensor), gpu: (f64, Tensor)) {
     let dev = cpu.1.max_abs_diff(&gpu.1);
+    let tflops = flops / gpu.0 * 1e-12;
     println!(
-        "| {op} | {l} | {:.4} | {:.4} | {:.1}x | {dev:.1e} |",
+        "| {op} | {l} | {:.4} | {:.4} | {:.1}x | {tflops:.1} | {:.2} % | {dev:.1e} |",
         cpu.0,
         gpu.0,
-        cpu.0 / gpu.0
+        cpu.0 / gpu.0,
+        100.0 * tflops / BF16_PEAK_TFLOPS
     );
 }
 
@@ -64,14 +73,18 @@ fn main() {
     });
     let info = device.info().clone();
     let gpu = CudaBackend::new(device);
-    let fused = CudaBackend::new(CudaDevice::new(0).expect("GPU 0 opened above"))
-        .with_fused_attention(true);
+    let open = || CudaDevice::new(0).expect("GPU 0 opened above");
+    let tf32 = CudaBackend::new(open().with_tf32(true).expect("cuBLAS math mode"));
+    let fused = CudaBackend::new(open()).with_fused_attention(true);
     println!(
         "{} (compute {}.{}), fp32\n",
         info.name, info.compute_capability.0, info.compute_capability.1
     );
-    println!("| op | L | CPU s | GPU s (inputs on the device, result fetched) | CPU / GPU | max abs diff |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| op | L | CPU s | GPU s (inputs on the device, result fetched) | CPU / GPU | GPU TFLOP/s \
+         | of the bf16 peak | max abs diff |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for &l in &sizes {
         let (h, d, c) = (4, 32, 128);
         let q = random(&[l, l, h, d], 1);
@@ -89,19 +102,16 @@ fn main() {
             gate: Some(&gate),
             scale: (d as f32).powf(-0.5),
         };
+        // q k^T and p v over L rows of L queries and keys, H heads of D.
+        let flops = 4.0 * (l * l * l * h * d) as f64;
         let cpu = time(|| CpuBackend.gated_attention(&a));
-        row(
-            "triangle attention (GEMMs)",
-            l,
-            (cpu.0, cpu.1.clone()),
-            time(|| gpu.gated_attention(&a)),
-        );
-        row(
-            "triangle attention (fused kernel)",
-            l,
-            cpu,
-            time(|| fused.gated_attention(&a)),
-        );
+        for (name, be) in [
+            ("triangle attention (GEMMs, fp32)", &gpu),
+            ("triangle attention (GEMMs, tf32)", &tf32),
+            ("triangle attention (fused kernel)", &fused),
+        ] {
+            row(name, l, flops, &cpu, time(|| be.gated_attention(&a)));
+        }
         let z = random(&[l, l, c], 6);
         let ones = Tensor::full(&[c], 1.0);
         let zeros = Tensor::zeros(&[c]);
@@ -126,11 +136,15 @@ fn main() {
             output_gate: lin(5),
         };
         let dir = TriangleDirection::Outgoing;
-        row(
-            "triangle multiplication",
-            l,
-            time(|| CpuBackend.triangle_multiplication(&z, &p, Some(&mask), dir)),
-            time(|| gpu.triangle_multiplication(&z, &p, Some(&mask), dir)),
-        );
+        // six c x c projections per pair, and the per-channel L x L x L products
+        let flops = (12 * l * l * c * c + 2 * l * l * l * c) as f64;
+        let cpu = time(|| CpuBackend.triangle_multiplication(&z, &p, Some(&mask), dir));
+        for (name, be) in [
+            ("triangle multiplication (fp32)", &gpu),
+            ("triangle multiplication (tf32)", &tf32),
+        ] {
+            let gpu_time = time(|| be.triangle_multiplication(&z, &p, Some(&mask), dir));
+            row(name, l, flops, &cpu, gpu_time);
+        }
     }
 }
