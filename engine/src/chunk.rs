@@ -3,20 +3,14 @@
 
 use std::ops::Range;
 
-use ferrofold_kernels::{Tensor, PAR_BLOCK};
-use rayon::prelude::*;
-
-/// `dst = src`, blocks in parallel (chunk copies move whole activations).
-fn par_copy(dst: &mut [f32], src: &[f32]) {
-    dst.par_chunks_mut(PAR_BLOCK)
-        .zip(src.par_chunks(PAR_BLOCK))
-        .for_each(|(d, s)| d.copy_from_slice(s));
-}
+use ferrofold_kernels::{Backend, Tensor};
 
 /// Runs `f` on consecutive ranges of at most `chunk` rows of the leading axis (`rows` in
-/// all) and stacks its outputs (each `[range.len(), ..]`) into `[rows, ..]`. `f` must treat
-/// rows independently.
+/// all) and stacks its outputs (each `[range.len(), ..]`) into `[rows, ..]`, where `be` keeps
+/// its results (so a device's chunks never cross to the host). `f` must treat rows
+/// independently.
 pub fn for_row_chunks(
+    be: &dyn Backend,
     rows: usize,
     chunk: usize,
     mut f: impl FnMut(Range<usize>) -> Tensor,
@@ -33,43 +27,25 @@ pub fn for_row_chunks(
         let out = out.get_or_insert_with(|| {
             let mut shape = part.shape().to_vec();
             shape[0] = rows;
-            Tensor::zeros(&shape)
+            be.zeros(&shape)
         });
-        assert_eq!(
-            part.shape()[1..],
-            out.shape()[1..],
-            "for_row_chunks: chunk shapes"
-        );
-        let per = part.len() / range.len();
-        par_copy(
-            &mut out.data_mut()[range.start * per..range.end * per],
-            part.data(),
-        );
+        be.write_rows(out, range.start, &part);
     }
     out.expect("rows > chunk > 0: at least one chunk")
-}
-
-/// Rows `range` of the leading axis of `t`, copied.
-pub fn slice_rows(t: &Tensor, range: Range<usize>) -> Tensor {
-    if range.start == 0 && range.end == t.dim(0) {
-        return t.clone();
-    }
-    let per = t.len() / t.dim(0).max(1);
-    let mut shape = t.shape().to_vec();
-    shape[0] = range.len();
-    Tensor::par_copy_of(&shape, &t.data()[range.start * per..range.end * per])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferrofold_kernels::CpuBackend;
 
     #[test]
     fn row_chunks_stack_in_order() {
         let t = Tensor::from_fn(&[7, 2, 3], |i| i as f32);
+        let be = &CpuBackend;
         for chunk in [1, 3, 7, 100] {
             assert_eq!(
-                for_row_chunks(7, chunk, |r| slice_rows(&t, r)),
+                for_row_chunks(be, 7, chunk, |r| be.slice_rows(&t, r)),
                 t,
                 "chunk {chunk}"
             );

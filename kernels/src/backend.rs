@@ -223,6 +223,22 @@ pub trait Backend: Send + Sync {
         x.add_assign(y);
     }
 
+    /// A zero tensor, kept where the backend keeps its results (chunked outputs are stacked
+    /// into one).
+    fn zeros(&self, shape: &[usize]) -> Tensor {
+        Tensor::zeros(shape)
+    }
+
+    /// Rows `range` of `x`'s leading axis, copied where the values are.
+    fn slice_rows(&self, x: &Tensor, range: std::ops::Range<usize>) -> Tensor {
+        x.slice_rows(range)
+    }
+
+    /// `out`'s rows of the leading axis from `start` on set to `part`'s, where the values are.
+    fn write_rows(&self, out: &mut Tensor, start: usize, part: &Tensor) {
+        out.write_rows(start, part);
+    }
+
     /// Whether a model should keep its layers once loaded rather than read them from the
     /// parameter file each time they run (which saves host memory on the CPU): a device
     /// backend keeps each weight's upload with its tensor, so a layer read again would be

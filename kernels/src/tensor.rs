@@ -96,11 +96,6 @@ impl Tensor {
         let _ = self.device.set(values);
     }
 
-    /// The device copy, taking it from the tensor, which is consumed.
-    pub fn into_device_values(self) -> Option<Arc<dyn DeviceValues>> {
-        self.device.into_inner()
-    }
-
     /// Wraps `data` with `shape`; fails when the element counts differ.
     pub fn new(shape: &[usize], data: Vec<f32>) -> Result<Self, ShapeError> {
         let n: usize = shape.iter().product();
@@ -278,6 +273,35 @@ impl Tensor {
             });
         }
         Tensor::on_host(vec![b, a, c], out)
+    }
+
+    /// Rows `range` of the leading axis, copied (the tensor itself, cloned, for all of them).
+    pub fn slice_rows(&self, range: std::ops::Range<usize>) -> Tensor {
+        if range.start == 0 && range.end == self.dim(0) {
+            return self.clone();
+        }
+        let per = self.len() / self.dim(0).max(1);
+        let mut shape = self.shape.clone();
+        shape[0] = range.len();
+        Tensor::par_copy_of(&shape, &self.data()[range.start * per..range.end * per])
+    }
+
+    /// The rows of the leading axis from `start` on set to `part`'s (same trailing shape),
+    /// copied in parallel blocks.
+    pub fn write_rows(&mut self, start: usize, part: &Tensor) {
+        assert_eq!(
+            part.shape()[1..],
+            self.shape[1..],
+            "write_rows: {:?} into {:?}",
+            part.shape(),
+            self.shape
+        );
+        let per = self.len() / self.dim(0).max(1);
+        let rows = start * per..(start + part.dim(0)) * per;
+        self.data_mut()[rows]
+            .par_chunks_mut(PAR_BLOCK)
+            .zip(part.data().par_chunks(PAR_BLOCK))
+            .for_each(|(d, s)| d.copy_from_slice(s));
     }
 
     /// Splits the last axis at `at`: `[.., n]` → (`[.., at]`, `[.., n - at]`).

@@ -14,7 +14,7 @@
 //! maths; results are bitwise equal when the backend's `linear` is row-invariant (the CPU
 //! backend's gemm sums small row blocks in another order: a few ulp, see the tests).
 
-use crate::chunk::{for_row_chunks, slice_rows};
+use crate::chunk::for_row_chunks;
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{
@@ -365,9 +365,9 @@ impl MsaColumnGlobalAttention {
             // per column: the gates [S, H*Dv], keys, values and the normalised input
             let per_row = s * (d.heads * d.value_dim + d.key_dim + d.value_dim + c);
             let chunk = rows_per_chunk(be, self.chunk_size, per_row);
-            for_row_chunks(r, chunk, |rows| {
-                let x = slice_rows(&x, rows.clone()); // [chunk, S, c_m]
-                let m = slice_rows(&mask, rows); // [chunk, S]
+            for_row_chunks(be, r, chunk, |rows| {
+                let x = be.slice_rows(&x, rows.clone()); // [chunk, S, c_m]
+                let m = be.slice_rows(&mask, rows); // [chunk, S]
                 self.attention.forward(be, &x, &x, &m)
             })
             .reshape(&[r, s, c])
@@ -471,9 +471,9 @@ fn self_attention_rows(
     if b <= chunk {
         return attention.forward(be, x, x, Some(mask), pair_bias);
     }
-    for_row_chunks(b, chunk, |rows| {
-        let x = slice_rows(x, rows.clone()); // [chunk, N, c]
-        let m = slice_rows(mask, rows); // [chunk, N]
+    for_row_chunks(be, b, chunk, |rows| {
+        let x = be.slice_rows(x, rows.clone()); // [chunk, N, c]
+        let m = be.slice_rows(mask, rows); // [chunk, N]
         attention.forward(be, &x, &x, Some(&m), pair_bias)
     })
 }

@@ -15,7 +15,6 @@ use super::structure::{StructureConfig, StructureModule};
 use super::templates::{
     self, TemplateBatch, TemplateConfig, TemplateEmbedding, TemplateTorsionEmbedding,
 };
-use crate::chunk::slice_rows;
 use crate::nn::{add_update, Linear, LoadResult};
 use ferrofold_io::weights::TensorStore;
 use ferrofold_kernels::{Backend, Tensor};
@@ -225,7 +224,7 @@ impl AlphaFold {
                                                                           // The MSA rows without template rows; the full MSA is freed here, not at the end.
         let msa = {
             let full = msa;
-            slice_rows(&full, 0..num_msa)
+            be.slice_rows(&full, 0..num_msa)
         };
         let sm = self
             .structure_module

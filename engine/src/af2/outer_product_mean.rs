@@ -118,7 +118,7 @@ impl OuterProductMean {
             Order::ProductsFirst { rows_per_chunk } => rows_per_chunk,
         };
         let right = right.reshape(&[1, s, l * c]).expect("same size"); // [1, S, L * c]
-        for_row_chunks(l, rows_per_chunk, |rows| {
+        for_row_chunks(be, l, rows_per_chunk, |rows| {
             let (i0, ci) = (rows.start, rows.len());
             let mut lc = Vec::with_capacity(s * ci * c);
             for row in left.data().chunks(l * c) {

@@ -4,7 +4,7 @@
 //! The official module takes a mask and never uses it, so padded positions come out as
 //! ordinary numbers; this port takes no mask at all.
 
-use crate::chunk::{for_row_chunks, slice_rows};
+use crate::chunk::for_row_chunks;
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{Backend, Tensor};
@@ -39,8 +39,8 @@ impl Transition {
         let lead = act.dim(0).max(1);
         let per_lead = act.rows() / lead; // positions per row of the leading axis
         let chunk = (ROWS_PER_CHUNK / per_lead.max(1)).max(1);
-        for_row_chunks(act.dim(0), chunk, |r| {
-            self.forward_rows(be, &slice_rows(act, r))
+        for_row_chunks(be, act.dim(0), chunk, |r| {
+            self.forward_rows(be, &be.slice_rows(act, r))
         })
     }
 

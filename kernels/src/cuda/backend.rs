@@ -177,11 +177,11 @@ impl<D: Device> CudaBackend<D> {
         drop(t);
         match Arc::try_unwrap(r) {
             Ok(only) => only.buffer,
-            Err(shared) => ok(self.device.copy(&shared.buffer), op),
+            Err(shared) => ok(self.device.copy_range(&shared.buffer, 0..shared.len), op),
         }
     }
 
-    fn zeros(&self, len: usize, op: &str) -> D::Buffer {
+    fn device_zeros(&self, len: usize, op: &str) -> D::Buffer {
         ok(self.device.zeros(len), op)
     }
 
@@ -242,7 +242,7 @@ impl<D: Device> CudaBackend<D> {
     fn linear_on(&self, x: &D::Buffer, rows: usize, w: &Tensor, b: Option<&Tensor>) -> D::Buffer {
         let (out, k) = (w.dim(0), w.dim(1));
         let wb = self.upload(w, "linear");
-        let mut y = self.zeros(rows * out, "linear");
+        let mut y = self.device_zeros(rows * out, "linear");
         if rows > 0 && out > 0 && k > 0 {
             let g = Gemm::batched(1, rows, out, k, false, true);
             ok(self.device.gemm(&g, x, &wb, &mut y), "linear");
@@ -283,7 +283,7 @@ impl<D: Device> CudaBackend<D> {
             self.upload(norm.gamma, "layer_norm"),
             self.upload(norm.beta, "layer_norm"),
         );
-        let y = self.zeros(rows * c, "layer_norm");
+        let y = self.device_zeros(rows * c, "layer_norm");
         let args = [
             self.ptr(Some(x)),
             self.ptr(Some(&gamma)),
@@ -333,7 +333,7 @@ impl<D: Device> CudaBackend<D> {
         let h = proj.w.dim(0);
         let p = self.linear_on(zn, positions, proj.w, Some(proj.b));
         let g = self.linear_on(zn, positions, gate.w, Some(gate.b));
-        let side = self.zeros(h * positions, "triangle_multiplication");
+        let side = self.device_zeros(h * positions, "triangle_multiplication");
         let args = [
             self.ptr(Some(&p)),
             self.ptr(Some(&g)),
@@ -368,7 +368,7 @@ impl<D: Device> CudaBackend<D> {
         let op = "gated_attention";
         let bias = bias.map(|t| self.upload(t, op));
         let mask = mask.map(|t| self.upload(t, op));
-        let out = self.zeros(b * nq * h * d, op);
+        let out = self.device_zeros(b * nq * h * d, op);
         if nk == 0 {
             return out; // no keys: nothing to average
         }
@@ -419,7 +419,7 @@ impl<D: Device> CudaBackend<D> {
         let op = "gated_attention";
         // [B, N, H, D] → [B, H, N, D]: each (row, head) a contiguous [N, D] matrix.
         let heads_first = |x: &D::Buffer, n: usize| {
-            let y = self.zeros(b * h * n * d, op);
+            let y = self.device_zeros(b * h * n * d, op);
             self.swap_axes_on(x, &y, [b, n, h, d]);
             y
         };
@@ -429,7 +429,7 @@ impl<D: Device> CudaBackend<D> {
         let rows = (self.chunk_elements / per_row).clamp(1, b);
         for b0 in (0..b).step_by(rows) {
             let c = rows.min(b - b0);
-            let mut logits = self.zeros(c * per_row, op); // [c, H, Q, K]
+            let mut logits = self.device_zeros(c * per_row, op); // [c, H, Q, K]
             let g = Gemm {
                 offset_a: b0 * h * nq * d,
                 offset_b: b0 * h * nk * d,
@@ -450,7 +450,7 @@ impl<D: Device> CudaBackend<D> {
                 Arg::F32(scale),
             ];
             self.launch_rows(&MASKED_SOFTMAX, "masked_softmax_f32", c * h * nq, &args);
-            let mut heads_out = self.zeros(c * h * nq * d, op); // [c, H, Q, D]
+            let mut heads_out = self.device_zeros(c * h * nq * d, op); // [c, H, Q, D]
             let g = Gemm {
                 offset_b: b0 * h * nk * d,
                 ..Gemm::batched(c * h, nq, d, nk, false, false)
@@ -532,7 +532,7 @@ impl<D: Device> Backend for CudaBackend<D> {
             self.upload(a.tensor, "batched_matmul"),
             self.upload(b.tensor, "batched_matmul"),
         );
-        let mut c = self.zeros(ba * m * n, "batched_matmul");
+        let mut c = self.device_zeros(ba * m * n, "batched_matmul");
         if ba * m * n * k > 0 {
             let g = Gemm::batched(ba, m, n, k, a.trans, b.trans);
             ok(self.device.gemm(&g, &ab, &bbuf, &mut c), "batched_matmul");
@@ -614,9 +614,53 @@ impl<D: Device> Backend for CudaBackend<D> {
         };
         let s = x.shape();
         assert_eq!(s.len(), 3, "swap_leading_axes: {s:?} is not [A, B, C]");
-        let y = self.zeros(x.len(), "swap_leading_axes");
+        let y = self.device_zeros(x.len(), "swap_leading_axes");
         self.swap_axes_on(&xb, &y, [1, s[0], s[1], s[2]]);
         self.output(y, &[s[1], s[0], s[2]])
+    }
+
+    fn zeros(&self, shape: &[usize]) -> Tensor {
+        let n = shape.iter().product();
+        self.output(self.device_zeros(n, "zeros"), shape)
+    }
+
+    fn slice_rows(&self, x: &Tensor, range: std::ops::Range<usize>) -> Tensor {
+        if range.start == 0 && range.end == x.dim(0) {
+            return x.clone(); // all of it: the same values, wherever they are
+        }
+        let Some(xb) = self.resident(x) else {
+            return x.slice_rows(range); // on the host already
+        };
+        let per = x.len() / x.dim(0).max(1);
+        let values = self
+            .device
+            .copy_range(&xb, range.start * per..range.end * per);
+        let mut shape = x.shape().to_vec();
+        shape[0] = range.len();
+        self.output(ok(values, "slice_rows"), &shape)
+    }
+
+    fn write_rows(&self, out: &mut Tensor, start: usize, part: &Tensor) {
+        if self.resident(out).is_none() && self.resident(part).is_none() {
+            return out.write_rows(start, part); // both on the host
+        }
+        assert_eq!(
+            part.shape()[1..],
+            out.shape()[1..],
+            "write_rows: {:?} into {:?}",
+            part.shape(),
+            out.shape()
+        );
+        let op = "write_rows";
+        let (shape, per) = (out.shape().to_vec(), out.len() / out.dim(0).max(1));
+        assert!(
+            start + part.dim(0) <= shape[0],
+            "write_rows: rows past the end"
+        );
+        let mut ob = self.upload_owned(std::mem::replace(out, Tensor::zeros(&[0])), op);
+        let pb = self.upload(part, op);
+        ok(self.device.write_at(&mut ob, start * per, &pb), op);
+        *out = self.output(ob, &shape);
     }
 
     fn chunk_elements(&self) -> usize {
@@ -751,11 +795,11 @@ impl<D: Device> Backend for CudaBackend<D> {
             ];
             self.launch_elements("scale_rows_f32", rows * c, &args);
         }
-        let by_residue = self.zeros(rows * c, op); // [L, S, c]
+        let by_residue = self.device_zeros(rows * c, op); // [L, S, c]
         self.swap_axes_on(&left, &by_residue, [1, s, l, c]);
         drop(left);
         // norm[i, j] = sum_s mask[s, i] mask[s, j]
-        let mut norm = self.zeros(l * l, op); // [L, L]
+        let mut norm = self.device_zeros(l * l, op); // [L, L]
         if l * s > 0 {
             let g = Gemm::batched(1, l, l, s, true, false);
             ok(self.device.gemm(&g, &mb, &mb, &mut norm), op);
@@ -766,7 +810,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         for i0 in (0..l).step_by(per_chunk) {
             let ci = per_chunk.min(l - i0);
             // outer[i, a, j, b] = sum_s left[s, i, a] right[s, j, b]
-            let mut outer = self.zeros(ci * c * l * c, op); // [ci, c, L, c]
+            let mut outer = self.device_zeros(ci * c * l * c, op); // [ci, c, L, c]
             if s * c > 0 {
                 let g = Gemm {
                     stride_a: s * c,
@@ -776,7 +820,7 @@ impl<D: Device> Backend for CudaBackend<D> {
                 };
                 ok(self.device.gemm(&g, &by_residue, &right, &mut outer), op);
             }
-            let pairs = self.zeros(ci * l * c * c, op); // [ci, L, c, c]
+            let pairs = self.device_zeros(ci * l * c * c, op); // [ci, L, c, c]
             self.swap_axes_on(&outer, &pairs, [ci, c, l, c]);
             drop(outer);
             let o = self.linear_on(&pairs, ci * l, p.output.w, Some(p.output.b)); // [ci * L, c_z]
@@ -829,7 +873,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         );
         // Per hidden channel: outgoing o = A B^T (o_ij = sum_k a_ik b_jk), incoming
         // o = B^T A (o_ij = sum_k a_kj b_ki).
-        let mut product = self.zeros(h * positions, op); // [H, L, L]
+        let mut product = self.device_zeros(h * positions, op); // [H, L, L]
         if positions * h > 0 {
             let (g, first, second) = match dir {
                 TriangleDirection::Outgoing => {
@@ -841,7 +885,7 @@ impl<D: Device> Backend for CudaBackend<D> {
             };
             ok(self.device.gemm(&g, first, second, &mut product), op);
         }
-        let channel_last = self.zeros(positions * h, op); // [L, L, H]
+        let channel_last = self.device_zeros(positions * h, op); // [L, L, H]
         let args = [
             self.ptr(Some(&product)),
             self.ptr(Some(&channel_last)),

@@ -83,8 +83,19 @@ pub trait Device: Send + Sync + 'static {
     fn upload(&self, data: &[f32]) -> Result<Self::Buffer, DeviceError>;
     fn zeros(&self, len: usize) -> Result<Self::Buffer, DeviceError>;
     fn download(&self, buffer: &Self::Buffer) -> Result<Vec<f32>, DeviceError>;
-    /// A copy of `buffer` on the device.
-    fn copy(&self, buffer: &Self::Buffer) -> Result<Self::Buffer, DeviceError>;
+    /// A copy of values `range` of `buffer`, on the device.
+    fn copy_range(
+        &self,
+        buffer: &Self::Buffer,
+        range: std::ops::Range<usize>,
+    ) -> Result<Self::Buffer, DeviceError>;
+    /// `dst[offset..offset + n] = src`, `n` the values `src` holds.
+    fn write_at(
+        &self,
+        dst: &mut Self::Buffer,
+        offset: usize,
+        src: &Self::Buffer,
+    ) -> Result<(), DeviceError>;
     /// Free device memory in bytes, where the device knows it.
     fn free_memory(&self) -> Option<usize>;
     /// The buffer's device address, for [`Arg::Ptr`] and [`AttentionArgs`].

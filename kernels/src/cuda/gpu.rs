@@ -226,12 +226,35 @@ impl Device for CudaDevice {
         Ok(values)
     }
 
-    fn copy(&self, buffer: &GpuBuffer) -> Result<GpuBuffer, DeviceError> {
-        let slice = self.stream.clone_dtod(&buffer.slice).map_err(driver)?;
-        Ok(GpuBuffer {
-            slice,
-            len: buffer.len,
-        })
+    fn copy_range(
+        &self,
+        buffer: &GpuBuffer,
+        range: std::ops::Range<usize>,
+    ) -> Result<GpuBuffer, DeviceError> {
+        if range.is_empty() {
+            return self.zeros(0);
+        }
+        let len = range.len();
+        let slice = self
+            .stream
+            .clone_dtod(&buffer.slice.slice(range))
+            .map_err(driver)?;
+        Ok(GpuBuffer { slice, len })
+    }
+
+    fn write_at(
+        &self,
+        dst: &mut GpuBuffer,
+        offset: usize,
+        src: &GpuBuffer,
+    ) -> Result<(), DeviceError> {
+        if src.len == 0 {
+            return Ok(());
+        }
+        let mut view = dst.slice.slice_mut(offset..offset + src.len);
+        self.stream
+            .memcpy_dtod(&src.slice.slice(..src.len), &mut view)
+            .map_err(driver)
     }
 
     fn free_memory(&self) -> Option<usize> {

@@ -484,3 +484,27 @@ fn gated_attention_by_gemms_in_chunks_and_by_the_fused_kernel() {
         }
     }
 }
+
+#[test]
+fn rows_sliced_and_stacked_where_the_values_are() {
+    let x = random_tensor(&[6, 4, 5], 61);
+    let w = random_tensor(&[5, 5], 62);
+    for (name, be) in backends() {
+        let on_device = be.linear(&x, &w, None);
+        let want = CpuBackend.linear(&x, &w, None);
+        for (what, t, want) in [("host", &x, &x), ("device", &on_device, &want)] {
+            let rows = be.slice_rows(t, 2..5);
+            same(
+                &rows,
+                &want.slice_rows(2..5),
+                &format!("{name}: rows of a {what} tensor"),
+            );
+            // Stack the rows back in two parts, into zeros of the backend's own.
+            let mut out = be.zeros(&[6, 4, 5]);
+            be.write_rows(&mut out, 0, &be.slice_rows(t, 0..2));
+            be.write_rows(&mut out, 2, &rows);
+            be.write_rows(&mut out, 5, &be.slice_rows(t, 5..6));
+            same(&out, want, &format!("{name}: {what} rows stacked"));
+        }
+    }
+}

@@ -121,7 +121,7 @@ impl SingleTemplateEmbedding {
         template: &SingleTemplate<'_>,
         rows: usize,
     ) -> Tensor {
-        for_row_chunks(template.num_res(), rows, |r| {
+        for_row_chunks(be, template.num_res(), rows, |r| {
             let features = template_pair_features(template, &self.cfg, r); // [rows, L, 88]
             self.embedding2d.forward(be, &features) // [rows, L, c_t]
         })
@@ -201,7 +201,7 @@ impl TemplatePointwiseAttention {
                 "pointwise attention: template [L, L, c_t]"
             );
         }
-        let out = for_row_chunks(l * l, chunk, |rows| {
+        let out = for_row_chunks(be, l * l, chunk, |rows| {
             let n = rows.len();
             let q = Tensor::new(
                 &[n, 1, cz],

@@ -59,8 +59,24 @@ impl Device for EmulatedDevice {
         Ok(buffer.values().to_vec())
     }
 
-    fn copy(&self, buffer: &HostBuffer) -> Result<HostBuffer, DeviceError> {
-        Ok(HostBuffer::new(buffer.values().to_vec()))
+    fn copy_range(
+        &self,
+        buffer: &HostBuffer,
+        range: std::ops::Range<usize>,
+    ) -> Result<HostBuffer, DeviceError> {
+        Ok(HostBuffer::new(buffer.values()[range].to_vec()))
+    }
+
+    fn write_at(
+        &self,
+        dst: &mut HostBuffer,
+        offset: usize,
+        src: &HostBuffer,
+    ) -> Result<(), DeviceError> {
+        // SAFETY: `dst` holds `len` floats and the `&mut` is the only reference to it.
+        let dst = unsafe { std::slice::from_raw_parts_mut(dst.ptr, dst.len) };
+        dst[offset..offset + src.len].copy_from_slice(src.values());
+        Ok(())
     }
 
     /// Unknown: the backend keeps the CPU's chunk sizes, so chunking is exercised too.
