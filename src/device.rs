@@ -1,6 +1,7 @@
-//! `--device`: the compute backend of a prediction. `cpu` (the default), or `cuda` / `cuda:N`
-//! for the CUDA backend on GPU N, in builds with the `cuda` feature (`cargo build --release
-//! --features cuda`; the driver, NVRTC and cuBLAS are loaded at run time). `--precision`:
+//! `--device`: the compute backend of a prediction. `auto` (the default: GPU 0 where the build
+//! has CUDA and the machine a GPU, else the CPU), `cpu`, or `cuda` / `cuda:N` for the CUDA
+//! backend on GPU N, in builds with the `cuda` feature (`cargo build --release --features
+//! cuda`; the driver, NVRTC and cuBLAS are loaded at run time). `--precision`:
 //! `fp32` (the default), or `tf32` for the CUDA backend's GEMMs.
 
 use anyhow::Result;
@@ -9,6 +10,7 @@ use ferrofold_kernels::{Backend, CpuBackend};
 /// What `--device` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceSpec {
+    Auto,
     Cpu,
     Cuda(usize),
 }
@@ -18,13 +20,14 @@ impl std::str::FromStr for DeviceSpec {
 
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "auto" => Ok(DeviceSpec::Auto),
             "cpu" => Ok(DeviceSpec::Cpu),
             "cuda" => Ok(DeviceSpec::Cuda(0)),
             _ => s
                 .strip_prefix("cuda:")
                 .and_then(|n| n.parse().ok())
                 .map(DeviceSpec::Cuda)
-                .ok_or_else(|| format!("`{s}` is not a device: use cpu, cuda or cuda:N")),
+                .ok_or_else(|| format!("`{s}` is not a device: use auto, cpu, cuda or cuda:N")),
         }
     }
 }
@@ -54,12 +57,23 @@ impl std::str::FromStr for Precision {
 /// The backend for `spec`; a CUDA device that cannot be used is an error that says why.
 pub fn backend(spec: DeviceSpec, precision: Precision) -> Result<Box<dyn Backend>> {
     match spec {
+        DeviceSpec::Auto => backend(auto_device(), precision),
         DeviceSpec::Cpu if precision == Precision::Tf32 => {
             anyhow::bail!("--precision tf32 is for --device cuda: the CPU backend computes in fp32")
         }
         DeviceSpec::Cpu => Ok(Box::new(CpuBackend)),
         DeviceSpec::Cuda(ordinal) => cuda_backend(ordinal, precision),
     }
+}
+
+/// GPU 0 where this build has CUDA and the machine has a usable GPU, else the CPU.
+fn auto_device() -> DeviceSpec {
+    #[cfg(feature = "cuda")]
+    match ferrofold_kernels::cuda::cuda_available() {
+        Ok(_) => return DeviceSpec::Cuda(0),
+        Err(e) => eprintln!("device: CPU (--device auto: {e})"),
+    }
+    DeviceSpec::Cpu
 }
 
 #[cfg(feature = "cuda")]
@@ -97,6 +111,7 @@ mod tests {
 
     #[test]
     fn device_names() {
+        assert_eq!("auto".parse(), Ok(DeviceSpec::Auto));
         assert_eq!("cpu".parse(), Ok(DeviceSpec::Cpu));
         assert_eq!("cuda".parse(), Ok(DeviceSpec::Cuda(0)));
         assert_eq!("cuda:3".parse(), Ok(DeviceSpec::Cuda(3)));

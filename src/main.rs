@@ -124,8 +124,9 @@ pub struct PredictArgs {
     /// AlphaFold2: also write <name>.outputs.npz (atom positions, logits, representations).
     #[arg(long)]
     save_outputs: bool,
-    /// Compute device: cpu, or cuda / cuda:N (builds with the `cuda` feature).
-    #[arg(long, default_value = "cpu")]
+    /// Compute device: auto (GPU 0 if this build has CUDA and a GPU is present, else the
+    /// CPU), cpu, or cuda / cuda:N (builds with the `cuda` feature).
+    #[arg(long, default_value = "auto")]
     device: device::DeviceSpec,
     /// fp32, or tf32: the CUDA backend's matrix products on tensor cores with TF32 inputs
     /// (JAX's default on NVIDIA GPUs; faster, about 1e-3 relative).
