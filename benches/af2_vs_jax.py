@@ -370,9 +370,9 @@ def main():
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                     help="cuda: both on GPU 0, with peak GPU memory")
     ap.add_argument("--no-jax", action="store_true", help="ferrofold alone")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32"],
-                    help="ferrofold's --precision (tf32: the CUDA backend's GEMMs, as JAX's "
-                         "default on NVIDIA GPUs)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+                    help="ferrofold's --precision (tf32 / bf16: the CUDA backend's GEMMs on "
+                         "tensor cores; tf32 is JAX's default on NVIDIA GPUs)")
     ap.add_argument("--workdir", help="keep features and outputs here (default: a temp dir)")
     ap.add_argument("--json", help="also write the raw measurements here")
     args = ap.parse_args()

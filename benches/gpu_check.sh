@@ -14,10 +14,12 @@
 #   3. the random model_1_ptm parameters made with numpy alone (make_params.py --shapes-from:
 #      the same values as tools/test.sh makes), then AF2 model_1_ptm on GPU 0 against the JAX
 #      golden (tests/af2_cuda.rs);
-#   4. the fused ops timed on the CPU and the GPU (kernels/examples/gpu_ops.rs), and one AF2
-#      iteration at L=256 with FERROFOLD_CUDA_PROFILE=1 (time in copies, kernels and GEMMs);
+#   4. the fused ops timed on the CPU and the GPU (kernels/examples/gpu_ops.rs), one AF2
+#      iteration at L=256 with FERROFOLD_CUDA_PROFILE=1 (time in copies, kernels and GEMMs),
+#      and L=256 predicted in fp32, tf32 and bf16 on the GPU and on the CPU, each compared with
+#      the GPU's fp32 (benches/compare_predictions.py);
 #   5. AF2 model_1_ptm, single sequence, 4 iterations, ferrofold on the GPU (each of
-#      GPU_CHECK_PRECISIONS, default "fp32 tf32") and JAX on the GPU (benches/af2_vs_jax.py
+#      GPU_CHECK_PRECISIONS, default "fp32 tf32 bf16") and JAX on the GPU (benches/af2_vs_jax.py
 #      --device cuda; GPU_CHECK_REUSE_JAX=JSON takes JAX's figures from an earlier run,
 #      GPU_CHECK_NO_JAX=1 leaves JAX out), and with GPU_CHECK_MEMORY_LENGTHS the longest single
 #      sequences with --recycles 0 (--memory-check).
@@ -109,6 +111,23 @@ link_cuda_libraries() {
     export FERROFOLD_NVRTC_LIB="$links/libnvrtc.so"
 }
 
+# One input predicted on the GPU in fp32, tf32 and bf16 and on the CPU; each compared with the
+# GPU's fp32 (CA RMSD, largest CA deviation, largest pLDDT difference).
+compare_precisions() {
+    local params=$1 features=$2 name
+    name=$(basename "$features" .npz)
+    for run in cuda:fp32 cuda:tf32 cuda:bf16 cpu:fp32; do
+        "$dir/ferrofold" predict --model model_1_ptm --params "$params" --features "$features" \
+            --device "${run%%:*}" --precision "${run##*:}" --out "/tmp/precision-${run/:/-}" \
+            2>&1 | tail -1 || return 1
+    done
+    for run in cuda-tf32 cuda-bf16 cpu-fp32; do
+        echo -n "$run vs cuda-fp32: "
+        python3 benches/compare_predictions.py /tmp/precision-cuda-fp32 "/tmp/precision-$run" \
+            "$name" || return 1
+    done
+}
+
 run() {
     local out="${OUT:-$dir}"
     local report="$out/gpu_check.md"
@@ -152,12 +171,14 @@ run() {
     step 120 "Where the time goes: AF2 single sequence L=256, one iteration" env \
         FERROFOLD_CUDA_PROFILE=1 "$dir/ferrofold" predict --model model_1_ptm --params "$params" \
         --features "$dir/features/ss256_E4.npz" --recycles 0 --device cuda --out /tmp/profile256
+    step 240 "AF2 single sequence L=256, 4 iterations: the GPU's precisions and the CPU" \
+        compare_precisions "$params" "$dir/features/ss256_E4.npz"
     [ -d .whl ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
         --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
     # JAX's figures of the same lengths can come from an earlier run's JSON (the reference
     # does not change when ferrofold does); each precision after the first reuses the first's.
     local reuse="${GPU_CHECK_REUSE_JAX:-}" first=1
-    for precision in ${GPU_CHECK_PRECISIONS:-fp32 tf32}; do
+    for precision in ${GPU_CHECK_PRECISIONS:-fp32 tf32 bf16}; do
         local json="$out/af2_gpu_$precision.json"
         step "${GPU_CHECK_SPEED_LIMIT:-600}" \
             "AF2 single sequence, 4 iterations, on GPU 0: ferrofold --precision $precision and JAX" \

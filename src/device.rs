@@ -1,8 +1,8 @@
 //! `--device`: the compute backend of a prediction. `auto` (the default: GPU 0 where the build
 //! has CUDA and the machine a GPU, else the CPU), `cpu`, or `cuda` / `cuda:N` for the CUDA
 //! backend on GPU N, in builds with the `cuda` feature (`cargo build --release --features
-//! cuda`; the driver, NVRTC and cuBLAS are loaded at run time). `--precision`:
-//! `fp32` (the default), or `tf32` for the CUDA backend's GEMMs.
+//! cuda`; the driver, NVRTC and cuBLAS are loaded at run time). `--precision`: `fp32` (the
+//! default), or `tf32` / `bf16` for the CUDA backend's GEMMs. `--precision`:
 
 use anyhow::Result;
 use ferrofold_kernels::{Backend, CpuBackend};
@@ -40,6 +40,9 @@ pub enum Precision {
     /// The CUDA backend's GEMMs on tensor cores with TF32 inputs (10-bit mantissas) and fp32
     /// sums, as JAX runs fp32 matrix products on NVIDIA GPUs by default; the rest in fp32.
     Tf32,
+    /// The same with bf16 inputs (8-bit mantissas): the tensor cores' bf16 rate, values still
+    /// stored in fp32.
+    Bf16,
 }
 
 impl std::str::FromStr for Precision {
@@ -49,7 +52,18 @@ impl std::str::FromStr for Precision {
         match s {
             "fp32" => Ok(Precision::Fp32),
             "tf32" => Ok(Precision::Tf32),
-            _ => Err(format!("`{s}` is not a precision: use fp32 or tf32")),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(format!("`{s}` is not a precision: use fp32, tf32 or bf16")),
+        }
+    }
+}
+
+impl Precision {
+    fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
         }
     }
 }
@@ -58,8 +72,11 @@ impl std::str::FromStr for Precision {
 pub fn backend(spec: DeviceSpec, precision: Precision) -> Result<Box<dyn Backend>> {
     match spec {
         DeviceSpec::Auto => backend(auto_device(), precision),
-        DeviceSpec::Cpu if precision == Precision::Tf32 => {
-            anyhow::bail!("--precision tf32 is for --device cuda: the CPU backend computes in fp32")
+        DeviceSpec::Cpu if precision != Precision::Fp32 => {
+            anyhow::bail!(
+                "--precision {} is for --device cuda: the CPU backend computes in fp32",
+                precision.name()
+            )
         }
         DeviceSpec::Cpu => Ok(Box::new(CpuBackend)),
         DeviceSpec::Cuda(ordinal) => cuda_backend(ordinal, precision),
@@ -78,11 +95,16 @@ fn auto_device() -> DeviceSpec {
 
 #[cfg(feature = "cuda")]
 fn cuda_backend(ordinal: usize, precision: Precision) -> Result<Box<dyn Backend>> {
+    use ferrofold_kernels::cuda::GemmPrecision;
     use ferrofold_kernels::cuda::{CudaBackend, CudaDevice};
-    let fail = |e| anyhow::anyhow!("--device cuda:{ordinal}: {e}");
+    let gemms = match precision {
+        Precision::Fp32 => GemmPrecision::Fp32,
+        Precision::Tf32 => GemmPrecision::Tf32,
+        Precision::Bf16 => GemmPrecision::Bf16,
+    };
     let device = CudaDevice::new(ordinal)
-        .and_then(|d| d.with_tf32(precision == Precision::Tf32))
-        .map_err(fail)?;
+        .map_err(|e| anyhow::anyhow!("--device cuda:{ordinal}: {e}"))?
+        .with_precision(gemms);
     let info = device.info();
     eprintln!(
         "device: CUDA {ordinal}, {} (compute {}.{}, {:.0} GiB)",
@@ -91,8 +113,8 @@ fn cuda_backend(ordinal: usize, precision: Precision) -> Result<Box<dyn Backend>
         info.compute_capability.1,
         info.total_memory as f64 / (1u64 << 30) as f64
     );
-    if precision == Precision::Tf32 {
-        eprintln!("precision: TF32 GEMMs");
+    if precision != Precision::Fp32 {
+        eprintln!("precision: {} GEMMs", precision.name());
     }
     Ok(Box::new(CudaBackend::new(device)))
 }
@@ -123,7 +145,8 @@ mod tests {
     #[test]
     fn precisions_and_the_cpu() {
         assert_eq!("tf32".parse(), Ok(Precision::Tf32));
-        assert!("bf16".parse::<Precision>().is_err());
+        assert_eq!("bf16".parse(), Ok(Precision::Bf16));
+        assert!("fp16".parse::<Precision>().is_err());
         let err = backend(DeviceSpec::Cpu, Precision::Tf32).err().unwrap();
         assert!(err.to_string().contains("--device cuda"), "{err}");
     }

@@ -128,8 +128,8 @@ pub struct PredictArgs {
     /// CPU), cpu, or cuda / cuda:N (builds with the `cuda` feature).
     #[arg(long, default_value = "auto")]
     device: device::DeviceSpec,
-    /// fp32, or tf32: the CUDA backend's matrix products on tensor cores with TF32 inputs
-    /// (JAX's default on NVIDIA GPUs; faster, about 1e-3 relative).
+    /// fp32, or tf32 / bf16: the CUDA backend's matrix products on tensor cores with TF32
+    /// (JAX's default on NVIDIA GPUs) or bf16 inputs, fp32 storage and sums.
     #[arg(long, default_value = "fp32")]
     precision: device::Precision,
 }

@@ -1,15 +1,15 @@
 //! Times the fused ops on the CPU backend and on GPU 0 (inputs kept on the device after the
 //! first call, the result fetched to the host) and checks that they agree: triangle
 //! attention's shape (batch L, L queries and keys, 4 heads of 32, pair bias) through cuBLAS in
-//! fp32 and tf32 and through the fused kernel, and the triangle multiplicative update (128
-//! channels) in fp32 and tf32, each with its TFLOP/s and their share of the H200's bf16 rate.
+//! fp32, tf32 and bf16 and through the fused kernel, and the triangle multiplicative update
+//! (128 channels) in fp32, tf32 and bf16, each with its TFLOP/s and their share of the H200's bf16 rate.
 //! Prints a Markdown table; run by benches/gpu_check.sh on a GPU machine.
 //!
 //!     cargo run --release --features cuda --example gpu_ops -- [L ...]
 
 use std::time::Instant;
 
-use ferrofold_kernels::cuda::{CudaBackend, CudaDevice};
+use ferrofold_kernels::cuda::{CudaBackend, CudaDevice, GemmPrecision};
 use ferrofold_kernels::{
     Backend, CpuBackend, GatedAttention, LinearParams, NormParams, Tensor, TriangleDirection,
     TriangleMultiplicationParams,
@@ -74,7 +74,8 @@ fn main() {
     let info = device.info().clone();
     let gpu = CudaBackend::new(device);
     let open = || CudaDevice::new(0).expect("GPU 0 opened above");
-    let tf32 = CudaBackend::new(open().with_tf32(true).expect("cuBLAS math mode"));
+    let tf32 = CudaBackend::new(open().with_precision(GemmPrecision::Tf32));
+    let bf16 = CudaBackend::new(open().with_precision(GemmPrecision::Bf16));
     let fused = CudaBackend::new(open()).with_fused_attention(true);
     println!(
         "{} (compute {}.{}), fp32\n",
@@ -108,6 +109,7 @@ fn main() {
         for (name, be) in [
             ("triangle attention (GEMMs, fp32)", &gpu),
             ("triangle attention (GEMMs, tf32)", &tf32),
+            ("triangle attention (GEMMs, bf16)", &bf16),
             ("triangle attention (fused kernel)", &fused),
         ] {
             row(name, l, flops, &cpu, time(|| be.gated_attention(&a)));
@@ -142,6 +144,7 @@ fn main() {
         for (name, be) in [
             ("triangle multiplication (fp32)", &gpu),
             ("triangle multiplication (tf32)", &tf32),
+            ("triangle multiplication (bf16)", &bf16),
         ] {
             let gpu_time = time(|| be.triangle_multiplication(&z, &p, Some(&mask), dir));
             row(name, l, flops, &cpu, gpu_time);

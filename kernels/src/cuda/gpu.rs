@@ -3,11 +3,15 @@
 //! Row-major GEMMs go to cuBLAS's column-major SGEMM as their transposes.
 
 use std::collections::HashMap;
+use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use cudarc::cublas::sys::cublasOperation_t;
+use cudarc::cublas::sys::{
+    cublasComputeType_t, cublasGemmAlgo_t, cublasGemmStridedBatchedEx, cublasOperation_t,
+    cublasStatus_t, cudaDataType,
+};
 use cudarc::cublas::{CudaBlas, Gemm as _, GemmConfig, StridedBatchedConfig};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
@@ -42,6 +46,18 @@ pub struct CudaDevice {
     blas: CudaBlas,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
     profile: Option<Profile>,
+    precision: GemmPrecision,
+}
+
+/// How cuBLAS multiplies: fp32 storage and fp32 sums always, the products' inputs rounded to
+/// TF32 (10-bit mantissas, JAX's default for fp32 on NVIDIA GPUs) or bf16 (8 bits) on tensor
+/// cores, or not rounded (`Fp32`, plain SGEMM).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GemmPrecision {
+    #[default]
+    Fp32,
+    Tf32,
+    Bf16,
 }
 
 /// `FERROFOLD_CUDA_PROFILE=1`: where the device's time goes, printed to stderr when the device
@@ -126,6 +142,7 @@ impl CudaDevice {
             profile: std::env::var(PROFILE_ENV)
                 .is_ok_and(|v| v == "1")
                 .then(Profile::default),
+            precision: GemmPrecision::Fp32,
         })
     }
 
@@ -133,20 +150,10 @@ impl CudaDevice {
         &self.info
     }
 
-    /// GEMMs on tensor cores with TF32 inputs and fp32 sums (`on`), or in plain fp32.
-    pub fn with_tf32(self, on: bool) -> Result<CudaDevice, DeviceError> {
-        use cudarc::cublas::sys::{cublasMath_t, cublasSetMathMode, cublasStatus_t};
-        let mode = if on {
-            cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH
-        } else {
-            cublasMath_t::CUBLAS_DEFAULT_MATH
-        };
-        // SAFETY: the handle is this device's live cuBLAS handle.
-        let status = unsafe { cublasSetMathMode(*self.blas.handle(), mode) };
-        if status != cublasStatus_t::CUBLAS_STATUS_SUCCESS {
-            return Err(DeviceError::Blas(format!("cublasSetMathMode: {status:?}")));
-        }
-        Ok(self)
+    /// The GEMMs' arithmetic ([`GemmPrecision`]; fp32 unless set).
+    pub fn with_precision(mut self, precision: GemmPrecision) -> CudaDevice {
+        self.precision = precision;
+        self
     }
 
     /// With profiling on, waits for the GPU and adds the time since `since` to `counters`.
@@ -342,16 +349,73 @@ impl Device for CudaDevice {
             stride_c: (g.m * g.n) as i64,
         };
         let since = Instant::now();
-        // SAFETY: the backend sizes every buffer from the same dimensions.
-        unsafe {
-            self.blas.gemm_strided_batched(
-                config,
-                &b.slice.slice(g.offset_b..),
-                &a.slice.slice(g.offset_a..),
-                &mut c.slice,
-            )
+        let compute = match self.precision {
+            GemmPrecision::Fp32 => None,
+            GemmPrecision::Tf32 => Some(cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32),
+            GemmPrecision::Bf16 => Some(cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_16BF),
+        };
+        if let Some(compute) = compute {
+            let at = |buffer: &GpuBuffer, offset: usize| {
+                (self.address(buffer) + (offset * std::mem::size_of::<f32>()) as u64) as *mut c_void
+            };
+            let GemmConfig {
+                transa,
+                transb,
+                m,
+                n,
+                k,
+                alpha,
+                lda,
+                ldb,
+                beta,
+                ldc,
+            } = config.gemm;
+            let f32_type = cudaDataType::CUDA_R_32F;
+            // SAFETY: as the SGEMM below: the same operands, strides and sizes, in fp32.
+            let status = unsafe {
+                cublasGemmStridedBatchedEx(
+                    *self.blas.handle(),
+                    transa,
+                    transb,
+                    m,
+                    n,
+                    k,
+                    (&alpha as *const f32).cast(),
+                    at(b, g.offset_b),
+                    f32_type,
+                    lda,
+                    config.stride_a,
+                    at(a, g.offset_a),
+                    f32_type,
+                    ldb,
+                    config.stride_b,
+                    (&beta as *const f32).cast(),
+                    at(c, 0),
+                    f32_type,
+                    ldc,
+                    config.stride_c,
+                    config.batch_size,
+                    compute,
+                    cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT_TENSOR_OP,
+                )
+            };
+            if status != cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+                return Err(DeviceError::Blas(format!(
+                    "cublasGemmStridedBatchedEx: {status:?}"
+                )));
+            }
+        } else {
+            // SAFETY: the backend sizes every buffer from the same dimensions.
+            unsafe {
+                self.blas.gemm_strided_batched(
+                    config,
+                    &b.slice.slice(g.offset_b..),
+                    &a.slice.slice(g.offset_a..),
+                    &mut c.slice,
+                )
+            }
+            .map_err(|e| DeviceError::Blas(format!("{e:?}")))?;
         }
-        .map_err(|e| DeviceError::Blas(format!("{e:?}")))?;
         self.profiled(|p| &p.gemms, since, 0)
     }
 }

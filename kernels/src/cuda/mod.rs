@@ -20,5 +20,5 @@ pub mod sources;
 
 pub use backend::CudaBackend;
 pub use device::{Arg, Device, DeviceError, Gemm};
-pub use gpu::{CudaDevice, GpuBuffer};
+pub use gpu::{CudaDevice, GemmPrecision, GpuBuffer};
 pub use probe::{cuda_available, cuda_device, driver_library_present, DeviceInfo, NoDevice};
