@@ -87,7 +87,8 @@ for path in sys.argv[1:]:
     os.replace(path + ".tmp", path)
 PY
     strip "$dir"/gpu_ops "$dir"/ferrofold "$dir"/cuda_backend "$dir"/nvrtc_compile "$dir"/af2_cuda
-    du -sh "$dir" "$dir"/*
+    ls -l "$dir"
+    du -sh "$dir"
 }
 
 # Links the CUDA libraries cudarc loads by name into one folder.
