@@ -1,6 +1,7 @@
 //! [`Device`] on a GPU through cudarc: the driver, NVRTC and cuBLAS, all loaded at run time.
 //! Programs are compiled with NVRTC for the device's architecture on first use and cached.
-//! Row-major GEMMs go to cuBLAS's column-major SGEMM as their transposes.
+//! Row-major GEMMs go to cuBLAS's column-major SGEMM as their transposes (to its
+//! `GemmStridedBatchedEx` with a TF32 or bf16 compute type at [`GemmPrecision`] tf32 / bf16).
 
 use std::collections::HashMap;
 use std::ffi::c_void;
