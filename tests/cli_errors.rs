@@ -338,4 +338,17 @@ fn unusable_device_is_one_clear_error() {
     }
     let (ok, err) = run(&format!(">ab\n{H}\n"), &target, &["--device", "tpu"]);
     assert!(!ok && err.contains("`tpu` is not a device"), "{err}");
+    // A GPU precision on the CPU, or one that does not exist: refused before any work.
+    let args = ["--device", "cpu", "--precision", "bf16"];
+    let (ok, err) = run(&format!(">ab\n{H}\n"), &target, &args);
+    assert!(
+        !ok && err.contains("--precision bf16 is for --device cuda"),
+        "{err}"
+    );
+    let (ok, err) = run(&format!(">ab\n{H}\n"), &target, &["--precision", "fp8"]);
+    assert!(!ok && err.contains("`fp8` is not a precision"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&target).map(|d| d.count()).unwrap_or(0),
+        0
+    );
 }
