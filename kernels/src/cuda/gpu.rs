@@ -65,8 +65,8 @@ pub enum GemmPrecision {
 /// is dropped. Kernels and GEMMs then wait for the GPU after each call, so that each is timed.
 const PROFILE_ENV: &str = "FERROFOLD_CUDA_PROFILE";
 
-#[derive(Default)]
 struct Profile {
+    opened: Instant,
     /// [calls, nanoseconds, bytes] per kind of work.
     upload: [AtomicU64; 3],
     download: [AtomicU64; 3],
@@ -75,6 +75,16 @@ struct Profile {
 }
 
 impl Profile {
+    fn new() -> Profile {
+        Profile {
+            opened: Instant::now(),
+            upload: Default::default(),
+            download: Default::default(),
+            kernels: Default::default(),
+            gemms: Default::default(),
+        }
+    }
+
     fn add(counters: &[AtomicU64; 3], since: Instant, bytes: usize) {
         counters[0].fetch_add(1, Ordering::Relaxed);
         counters[1].fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -86,6 +96,7 @@ impl Drop for CudaDevice {
     fn drop(&mut self) {
         let Some(p) = &self.profile else { return };
         eprintln!("CUDA profile ({}):", self.info.name);
+        let mut device_s = 0.0;
         for (what, c) in [
             ("host to device", &p.upload),
             ("device to host", &p.download),
@@ -94,6 +105,7 @@ impl Drop for CudaDevice {
         ] {
             let [calls, ns, bytes] = c.each_ref().map(|a| a.load(Ordering::Relaxed));
             let secs = ns as f64 * 1e-9;
+            device_s += secs;
             let rate = if bytes > 0 && secs > 0.0 {
                 format!(", {:.1} GB/s", bytes as f64 / secs * 1e-9)
             } else {
@@ -104,6 +116,12 @@ impl Drop for CudaDevice {
                 bytes as f64 * 1e-6
             );
         }
+        let open_s = p.opened.elapsed().as_secs_f64();
+        eprintln!(
+            "  device open {open_s:.3} s: {device_s:.3} s in the work above, {:.3} s elsewhere \
+             (host code, compiling kernels, waiting)",
+            open_s - device_s
+        );
     }
 }
 
@@ -142,7 +160,7 @@ impl CudaDevice {
             modules: Mutex::new(HashMap::new()),
             profile: std::env::var(PROFILE_ENV)
                 .is_ok_and(|v| v == "1")
-                .then(Profile::default),
+                .then(Profile::new),
             precision: GemmPrecision::Fp32,
         })
     }
