@@ -20,7 +20,8 @@
 #      the GPU's fp32 (benches/compare_predictions.py);
 #   5. AF2 model_1_ptm, single sequence, 4 iterations, ferrofold on the GPU (each of
 #      GPU_CHECK_PRECISIONS, default "fp32 tf32 bf16") and JAX on the GPU (benches/af2_vs_jax.py
-#      --device cuda; GPU_CHECK_REUSE_JAX=JSON takes JAX's figures from an earlier run,
+#      --device cuda; GPU_CHECK_REUSE_JAX=JSON takes JAX's figures from an earlier run, e.g.
+#      benches/results/af2_jax_h200_2026-11-29.json for an H200 (L = 256 and 512),
 #      GPU_CHECK_NO_JAX=1 leaves JAX out), and with GPU_CHECK_MEMORY_LENGTHS the longest single
 #      sequences with --recycles 0 (--memory-check).
 # GPU_CHECK_LENGTHS (default "256 512 1024") chooses step 5's lengths; GPU_CHECK_SPEED_LIMIT
