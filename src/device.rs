@@ -2,7 +2,7 @@
 //! has CUDA and the machine a GPU, else the CPU), `cpu`, or `cuda` / `cuda:N` for the CUDA
 //! backend on GPU N, in builds with the `cuda` feature (`cargo build --release --features
 //! cuda`; the driver, NVRTC and cuBLAS are loaded at run time). `--precision`: `fp32` (the
-//! default), or `tf32` / `bf16` for the CUDA backend's GEMMs. `--precision`:
+//! default), or `tf32` / `bf16` for the CUDA backend's GEMMs.
 
 use anyhow::Result;
 use ferrofold_kernels::{Backend, CpuBackend};
@@ -95,8 +95,7 @@ fn auto_device() -> DeviceSpec {
 
 #[cfg(feature = "cuda")]
 fn cuda_backend(ordinal: usize, precision: Precision) -> Result<Box<dyn Backend>> {
-    use ferrofold_kernels::cuda::GemmPrecision;
-    use ferrofold_kernels::cuda::{CudaBackend, CudaDevice};
+    use ferrofold_kernels::cuda::{CudaBackend, CudaDevice, GemmPrecision};
     let gemms = match precision {
         Precision::Fp32 => GemmPrecision::Fp32,
         Precision::Tf32 => GemmPrecision::Tf32,
