@@ -15,7 +15,8 @@
 #      the same values as tools/test.sh makes), then AF2 model_1_ptm on GPU 0 against the JAX
 #      golden (tests/af2_cuda.rs);
 #   4. the fused ops timed on the CPU and the GPU (kernels/examples/gpu_ops.rs), one AF2
-#      iteration at L=256 with FERROFOLD_CUDA_PROFILE=1 (time in copies, kernels and GEMMs),
+#      iteration at L=256 with FERROFOLD_CUDA_PROFILE=1 and FERROFOLD_PROFILE=1 (time in
+#      copies, kernels and GEMMs, and per op),
 #      and L=256 predicted in fp32, tf32 and bf16 on the GPU and on the CPU, each compared with
 #      the GPU's fp32 (benches/compare_predictions.py);
 #   5. AF2 model_1_ptm, single sequence, 4 iterations, ferrofold on the GPU (each of
@@ -171,7 +172,7 @@ run() {
         FERROFOLD_AF2_PARAMS="$params" "$dir/af2_cuda" gpu_0 --include-ignored --nocapture
     step 180 "Fused ops timed" "$dir/gpu_ops" 256 512 1024
     step 120 "Where the time goes: AF2 single sequence L=256, one iteration" env \
-        FERROFOLD_CUDA_PROFILE=1 "$dir/ferrofold" predict --model model_1_ptm --params "$params" \
+        FERROFOLD_CUDA_PROFILE=1 FERROFOLD_PROFILE=1 "$dir/ferrofold" predict --model model_1_ptm --params "$params" \
         --features "$dir/features/ss256_E4.npz" --recycles 0 --device cuda --out /tmp/profile256
     step 240 "AF2 single sequence L=256, 4 iterations: the GPU's precisions and the CPU" \
         compare_precisions "$params" "$dir/features/ss256_E4.npz"

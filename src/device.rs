@@ -5,7 +5,7 @@
 //! default), or `tf32` / `bf16` for the CUDA backend's GEMMs.
 
 use anyhow::Result;
-use ferrofold_kernels::{Backend, CpuBackend};
+use ferrofold_kernels::{Backend, CpuBackend, Profiled, PROFILE_ENV};
 
 /// What `--device` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,10 +68,20 @@ impl Precision {
     }
 }
 
-/// The backend for `spec`; a CUDA device that cannot be used is an error that says why.
+/// The backend for `spec`, inside the op profile where `FERROFOLD_PROFILE=1` (its table goes to
+/// stderr when the backend is dropped); a CUDA device that cannot be used is an error that says
+/// why.
 pub fn backend(spec: DeviceSpec, precision: Precision) -> Result<Box<dyn Backend>> {
+    let backend = device_backend(spec, precision)?;
+    if std::env::var(PROFILE_ENV).is_ok_and(|v| v == "1") {
+        return Ok(Box::new(Profiled::new(backend)));
+    }
+    Ok(backend)
+}
+
+fn device_backend(spec: DeviceSpec, precision: Precision) -> Result<Box<dyn Backend>> {
     match spec {
-        DeviceSpec::Auto => backend(auto_device(), precision),
+        DeviceSpec::Auto => device_backend(auto_device(), precision),
         DeviceSpec::Cpu if precision != Precision::Fp32 => {
             anyhow::bail!(
                 "--precision {} is for --device cuda: the CPU backend computes in fp32",

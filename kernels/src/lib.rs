@@ -9,6 +9,7 @@ mod backend;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod profiled;
 pub mod reduce;
 mod tensor;
 
@@ -19,4 +20,5 @@ pub use backend::{
     OUTER_PRODUCT_NORM_EPS,
 };
 pub use cpu::{round_to_bf16, softmax_row, CpuBackend, ATTENTION_KEY_TILE};
+pub use profiled::{Profiled, PROFILE_ENV};
 pub use tensor::{ShapeError, Tensor, PAR_BLOCK};
