@@ -3,7 +3,7 @@
 # Rust toolchain:
 #
 #   bash benches/gpu_check.sh build   # here: binaries, parameter key list and AF2 features
-#                                     # into target/gpu-check/ (about 45 MB)
+#                                     # into target/gpu-check/ (about 12 MB), wheels into .whl/
 #   bash benches/gpu_check.sh run     # there, with target/gpu-check and .whl carried along
 #
 # `run` (each step's output goes to the report, with a time limit; a failing step does not stop
@@ -16,9 +16,8 @@
 #      golden (tests/af2_cuda.rs);
 #   4. the fused ops timed on the CPU and the GPU (kernels/examples/gpu_ops.rs), one AF2
 #      iteration at L=256 with FERROFOLD_CUDA_PROFILE=1 and FERROFOLD_PROFILE=1 (time in
-#      copies, kernels and GEMMs, and per op),
-#      and L=256 predicted in fp32, tf32 and bf16 on the GPU and on the CPU, each compared with
-#      the GPU's fp32 (benches/compare_predictions.py);
+#      copies, kernels and GEMMs, and per op), and L=256 predicted in fp32, tf32 and bf16 on
+#      the GPU and on the CPU, each compared with the GPU's fp32 (benches/compare_predictions.py);
 #   5. AF2 model_1_ptm, single sequence, 4 iterations, ferrofold on the GPU (each of
 #      GPU_CHECK_PRECISIONS, default "fp32 tf32 bf16") and JAX on the GPU (benches/af2_vs_jax.py
 #      --device cuda; GPU_CHECK_REUSE_JAX=JSON takes JAX's figures from an earlier run, e.g.
