@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use std::any::Any;
 use std::fmt;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 /// `chunk` as the floats it holds.
@@ -276,7 +277,7 @@ impl Tensor {
     }
 
     /// Rows `range` of the leading axis, copied (the tensor itself, cloned, for all of them).
-    pub fn slice_rows(&self, range: std::ops::Range<usize>) -> Tensor {
+    pub fn slice_rows(&self, range: Range<usize>) -> Tensor {
         if range.start == 0 && range.end == self.dim(0) {
             return self.clone();
         }
@@ -289,19 +290,24 @@ impl Tensor {
     /// The rows of the leading axis from `start` on set to `part`'s (same trailing shape),
     /// copied in parallel blocks.
     pub fn write_rows(&mut self, start: usize, part: &Tensor) {
-        assert_eq!(
-            part.shape()[1..],
-            self.shape[1..],
-            "write_rows: {:?} into {:?}",
-            part.shape(),
-            self.shape
-        );
-        let per = self.len() / self.dim(0).max(1);
-        let rows = start * per..(start + part.dim(0)) * per;
+        let rows = self.rows_for(start, part);
         self.data_mut()[rows]
             .par_chunks_mut(PAR_BLOCK)
             .zip(part.data().par_chunks(PAR_BLOCK))
             .for_each(|(d, s)| d.copy_from_slice(s));
+    }
+
+    /// The values that `part` replaces when written at row `start` ([`Tensor::write_rows`]);
+    /// panics unless its trailing shape is this tensor's and its rows fit.
+    pub fn rows_for(&self, start: usize, part: &Tensor) -> Range<usize> {
+        assert!(
+            part.shape()[1..] == self.shape[1..] && start + part.dim(0) <= self.dim(0),
+            "write_rows: {:?} at row {start} of {:?}",
+            part.shape(),
+            self.shape
+        );
+        let per = self.len() / self.dim(0).max(1);
+        start * per..(start + part.dim(0)) * per
     }
 
     /// Splits the last axis at `at`: `[.., n]` → (`[.., at]`, `[.., n - at]`).

@@ -625,11 +625,9 @@ impl<D: Device> Backend for CudaBackend<D> {
     }
 
     fn slice_rows(&self, x: &Tensor, range: std::ops::Range<usize>) -> Tensor {
-        if range.start == 0 && range.end == x.dim(0) {
-            return x.clone(); // all of it: the same values, wherever they are
-        }
-        let Some(xb) = self.resident(x) else {
-            return x.slice_rows(range); // on the host already
+        let whole = range.start == 0 && range.end == x.dim(0);
+        let Some(xb) = self.resident(x).filter(|_| !whole) else {
+            return x.slice_rows(range); // on the host, or all of it (a clone, wherever it is)
         };
         let per = x.len() / x.dim(0).max(1);
         let values = self
@@ -644,22 +642,11 @@ impl<D: Device> Backend for CudaBackend<D> {
         if self.resident(out).is_none() && self.resident(part).is_none() {
             return out.write_rows(start, part); // both on the host
         }
-        assert_eq!(
-            part.shape()[1..],
-            out.shape()[1..],
-            "write_rows: {:?} into {:?}",
-            part.shape(),
-            out.shape()
-        );
         let op = "write_rows";
-        let (shape, per) = (out.shape().to_vec(), out.len() / out.dim(0).max(1));
-        assert!(
-            start + part.dim(0) <= shape[0],
-            "write_rows: rows past the end"
-        );
+        let (shape, rows) = (out.shape().to_vec(), out.rows_for(start, part));
         let mut ob = self.upload_owned(std::mem::replace(out, Tensor::zeros(&[0])), op);
         let pb = self.upload(part, op);
-        ok(self.device.write_at(&mut ob, start * per, &pb), op);
+        ok(self.device.write_at(&mut ob, rows.start, &pb), op);
         *out = self.output(ob, &shape);
     }
 
