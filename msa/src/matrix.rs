@@ -52,6 +52,17 @@ pub const BLOSUM62_GAPS: GapCosts = GapCosts {
     extend: 1,
 };
 
+/// How much cheaper than the search's gap opening cost a gap is at one query position (a
+/// profile's, where its MSA has gaps; HMMER's and MMseqs2's profiles have such costs too).
+/// Costs never go below 0: `open.saturating_sub(discount)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GapDiscount {
+    /// For a deletion whose first query residue is this position.
+    pub deletion: u8,
+    /// For target residues inserted after this position.
+    pub insertion: u8,
+}
+
 /// Position-specific score matrix: one row of scores per query position, one column per
 /// residue code. Scores are in BLOSUM62's half-bit scale so one set of Karlin–Altschul
 /// parameters serves both sequence and profile searches.
@@ -59,14 +70,28 @@ pub const BLOSUM62_GAPS: GapCosts = GapCosts {
 pub struct Pssm {
     /// `[L][21]` scores.
     pub rows: Vec<[i8; ALPHABET_SIZE]>,
+    /// `[L]` gap discounts, or empty: the search's gap costs everywhere.
+    pub gap_discounts: Vec<GapDiscount>,
 }
 
 impl Pssm {
+    /// A PSSM of `rows` with the search's gap costs everywhere.
+    pub fn new(rows: Vec<[i8; ALPHABET_SIZE]>) -> Pssm {
+        Pssm {
+            rows,
+            gap_discounts: Vec::new(),
+        }
+    }
+
     /// The PSSM of a plain sequence: its BLOSUM62 rows.
     pub fn from_sequence(codes: &[u8]) -> Pssm {
-        Pssm {
-            rows: codes.iter().map(|&c| BLOSUM62[c as usize]).collect(),
-        }
+        Pssm::new(codes.iter().map(|&c| BLOSUM62[c as usize]).collect())
+    }
+
+    /// The discount at position `i` (none when the PSSM has no discounts).
+    #[inline]
+    pub fn gap_discount(&self, i: usize) -> GapDiscount {
+        self.gap_discounts.get(i).copied().unwrap_or_default()
     }
 
     /// Query length.

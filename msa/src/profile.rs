@@ -1,11 +1,15 @@
 //! The query profile of an iterative search (PSI-BLAST's recipe): position-based sequence
 //! weights, BLOSUM62 pseudocounts mixed by the alignment's diversity, capped by HMMER's
 //! entropy weighting, log-odds scores with BLOSUM62's λ, less part of each neighbourhood's
-//! residue preference (MMseqs2's profile composition correction). The prefilter and the last
-//! iteration's alignments take the same profile without the cap ([`Profiles`]).
+//! residue preference (MMseqs2's profile composition correction), and gap openings made
+//! cheaper where the MSA has gaps ([`gap_discount`]). The prefilter and the last iteration's
+//! alignments take the same profile without the cap ([`Profiles`]).
 
 use crate::alphabet::{ALPHABET_SIZE, X};
-use crate::matrix::{blosum62_target_frequencies, Pssm, BACKGROUND, BLOSUM62_LAMBDA_UNGAPPED};
+use crate::matrix::{
+    blosum62_target_frequencies, GapDiscount, Pssm, BACKGROUND, BLOSUM62_GAPS,
+    BLOSUM62_LAMBDA_UNGAPPED,
+};
 
 /// Marks a query column the row does not cover.
 pub const GAP: u8 = 255;
@@ -28,7 +32,8 @@ const SCORE_SCALE: f64 = 1.0 / BLOSUM62_LAMBDA_UNGAPPED;
 /// residue aligned to query position `i`, or [`GAP`]). The query itself is the first row;
 /// `rows` holds only the other sequences.
 pub fn build_pssm(query: &[u8], rows: &[Vec<u8>]) -> Pssm {
-    let (columns, alpha) = weighted_columns(query, rows);
+    let msa = Msa::new(query, rows.iter().map(|r| &r[..]));
+    let (columns, alpha) = msa.weighted_columns();
     scores(&columns, entropy_weighted(&columns, alpha))
 }
 
@@ -65,31 +70,58 @@ pub struct Profiles {
     pub full: Pssm,
 }
 
-/// Both PSSMs of [`Profiles`] for `query` and `rows` (as [`build_pssm`]).
-pub fn build_profiles(query: &[u8], rows: &[Vec<u8>]) -> Profiles {
-    let (columns, alpha) = weighted_columns(query, rows);
+/// One MSA row of a search's hit: its residue at each query column ([`GAP`] where it has none),
+/// and the query columns after which it has inserted residues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HitRow {
+    pub columns: Vec<u8>,
+    pub inserted_after: Vec<usize>,
+}
+
+/// Both PSSMs of [`Profiles`] for `query` and `rows` (as [`build_pssm`]), each with the gap
+/// discounts of [`gap_discount`] at its data weight.
+pub fn build_profiles(query: &[u8], rows: &[HitRow]) -> Profiles {
+    let msa = Msa::new(query, rows.iter().map(|r| &r.columns[..]));
+    let (columns, alpha) = msa.weighted_columns();
+    let evidence = GapEvidence::new(&msa, rows.iter().map(|r| &r.inserted_after[..]));
+    let profile = |alpha: f64| Pssm {
+        gap_discounts: evidence.discounts(alpha),
+        ..scores(&columns, alpha)
+    };
     Profiles {
-        capped: scores(&columns, entropy_weighted(&columns, alpha)),
-        full: scores(&columns, alpha),
+        capped: profile(entropy_weighted(&columns, alpha)),
+        full: profile(alpha),
     }
 }
 
-/// The MSA's columns with their pseudocounts, and its data weight.
-fn weighted_columns(query: &[u8], rows: &[Vec<u8>]) -> (Vec<Column>, f64) {
-    let m = query.len();
-    let all: Vec<&[u8]> = std::iter::once(query)
-        .chain(rows.iter().map(|r| &r[..]))
-        .collect();
-    let weights = henikoff_weights(&all, m);
-    // PSI-BLAST's data weight α = N_c − 1, N_c the mean number of residue types per column:
-    // one number for the whole profile, so a family's conserved and variable columns are
-    // weighted alike (a per-column α sharpens conserved columns and loses remote members).
-    let alpha = (mean_residue_types(&all, m) - 1.0).max(0.0);
-    let target = blosum62_target_frequencies();
-    let columns: Vec<Column> = (0..m)
-        .map(|i| Column::new(&all, &weights, i, &target))
-        .collect();
-    (columns, alpha)
+/// An MSA in query columns: the query first, then the other rows, with their Henikoff
+/// weights.
+struct Msa<'a> {
+    rows: Vec<&'a [u8]>,
+    weights: Vec<f64>,
+}
+
+impl<'a> Msa<'a> {
+    fn new(query: &'a [u8], others: impl Iterator<Item = &'a [u8]>) -> Msa<'a> {
+        let rows: Vec<&[u8]> = std::iter::once(query).chain(others).collect();
+        let weights = henikoff_weights(&rows, query.len());
+        Msa { rows, weights }
+    }
+
+    /// The columns with their pseudocounts, and the data weight.
+    fn weighted_columns(&self) -> (Vec<Column>, f64) {
+        let m = self.rows[0].len();
+        // PSI-BLAST's data weight α = N_c − 1, N_c the mean number of residue types per
+        // column: one number for the whole profile, so a family's conserved and variable
+        // columns are weighted alike (a per-column α sharpens conserved columns and loses
+        // remote members).
+        let alpha = (mean_residue_types(&self.rows, m) - 1.0).max(0.0);
+        let target = blosum62_target_frequencies();
+        let columns: Vec<Column> = (0..m)
+            .map(|i| Column::new(&self.rows, &self.weights, i, &target))
+            .collect();
+        (columns, alpha)
+    }
 }
 
 /// Log-odds scores of the columns mixed with data weight `alpha`, corrected for the local
@@ -121,7 +153,80 @@ fn rounded(scores: &[[f64; 20]]) -> Pssm {
             row
         })
         .collect();
-    Pssm { rows }
+    Pssm::new(rows)
+}
+
+/// How often the MSA's rows open a gap at each query position, by Henikoff weight (the query
+/// a row of its own, without gaps): for a deletion starting at `i`, the rows with a residue
+/// at `i − 1` that reach `i`; for an insertion after `i`, the rows with a residue at `i` that
+/// reach `i + 1`. Rows do not count beyond their aligned ends (a local hit says nothing there).
+struct GapEvidence {
+    /// `[L]` (weight of the rows that open one, weight of the rows that could).
+    deletion: Vec<(f64, f64)>,
+    insertion: Vec<(f64, f64)>,
+}
+
+impl GapEvidence {
+    /// `inserted_after` for the rows after the query.
+    fn new<'a>(msa: &Msa, inserted_after: impl Iterator<Item = &'a [usize]>) -> GapEvidence {
+        let m = msa.rows[0].len();
+        let mut deletion = vec![(0.0, 0.0); m];
+        let mut insertion = vec![(0.0, 0.0); m];
+        let inserted = std::iter::once(&[][..]).chain(inserted_after);
+        for ((row, &w), inserted_after) in msa.rows.iter().zip(&msa.weights).zip(inserted) {
+            let Some(last) = row.iter().rposition(|&c| c != GAP) else {
+                continue;
+            };
+            for i in 0..last {
+                if row[i] == GAP {
+                    continue;
+                }
+                insertion[i].1 += w;
+                deletion[i + 1].1 += w;
+                if row[i + 1] == GAP {
+                    deletion[i + 1].0 += w;
+                }
+            }
+            for &i in inserted_after {
+                insertion[i].0 += w;
+            }
+        }
+        GapEvidence {
+            deletion,
+            insertion,
+        }
+    }
+
+    /// The discounts of [`gap_discount`] at data weight `alpha`.
+    fn discounts(&self, alpha: f64) -> Vec<GapDiscount> {
+        self.deletion
+            .iter()
+            .zip(&self.insertion)
+            .map(
+                |(&(deletions, could_delete), &(insertions, could_insert))| GapDiscount {
+                    deletion: gap_discount(deletions, could_delete, alpha),
+                    insertion: gap_discount(insertions, could_insert, alpha),
+                },
+            )
+            .collect()
+    }
+}
+
+/// The discount on BLAST's gap opening (11, plus 1 for the first residue) where rows of total
+/// weight `opened` out of `could` open a gap: the gap's probability estimated as the residues'
+/// are, `p = (α·opened + β·π) / (α·could + β)` with the pseudocounts' weight β and the prior
+/// π = e^{−λ·12} that BLAST's cost itself stands for, scored `−ln(p)/λ` as the residues are.
+/// Never dearer than BLAST's, and at least 1 plus the extension (HMMER's and MMseqs2's
+/// profiles likewise make gaps cheap where their MSAs have them). A row that never gaps adds
+/// evidence against a gap, but the cost stays at BLAST's: the E-values keep its statistics.
+fn gap_discount(opened: f64, could: f64, alpha: f64) -> u8 {
+    let blast = f64::from(BLOSUM62_GAPS.open + BLOSUM62_GAPS.extend);
+    let prior = (-BLOSUM62_LAMBDA_UNGAPPED * blast).exp();
+    let p = (alpha * opened + PSEUDOCOUNT_WEIGHT * prior) / (alpha * could + PSEUDOCOUNT_WEIGHT);
+    let cost = -p.ln() * SCORE_SCALE;
+    (blast - cost)
+        .round()
+        .clamp(0.0, f64::from(BLOSUM62_GAPS.open - 1)) as u8
 }
 
 /// Window of [`local_composition_corrected`]: column `i` looks at columns `i − 20 .. i + 20`
@@ -387,8 +492,21 @@ mod tests {
             .iter()
             .map(|v| encode(format!("WCWCWCWC{v}").as_bytes()).unwrap())
             .collect();
-        let both = build_profiles(&query, &rows);
-        assert_eq!(both.capped, build_pssm(&query, &rows));
+        let hit_rows: Vec<HitRow> = rows
+            .iter()
+            .map(|columns| HitRow {
+                columns: columns.clone(),
+                inserted_after: Vec::new(),
+            })
+            .collect();
+        let both = build_profiles(&query, &hit_rows);
+        assert_eq!(both.capped.rows, build_pssm(&query, &rows).rows);
+        // Rows without gaps: BLAST's gap costs everywhere.
+        assert!(both
+            .full
+            .gap_discounts
+            .iter()
+            .all(|d| *d == GapDiscount::default()));
         let conserved =
             |pssm: &Pssm| -> i32 { (0..8).map(|i| pssm.rows[i][query[i] as usize] as i32).sum() };
         assert!(
@@ -398,6 +516,10 @@ mod tests {
         );
         // A lone query: no data weight to cap, one profile.
         let lone = build_profiles(&query, &[]);
+        assert_eq!(
+            lone.full.gap_discounts,
+            vec![GapDiscount::default(); query.len()]
+        );
         assert_eq!(lone.full, lone.capped);
     }
 
@@ -448,6 +570,57 @@ mod tests {
         let pssm = sequence_pssm(&gly);
         assert!(pssm.rows[45][g] <= 4, "{:?}", pssm.rows[45]);
         assert_eq!(pssm.rows[45][X as usize], BLOSUM62[g][X as usize]);
+    }
+
+    #[test]
+    fn gaps_cost_less_where_the_msa_has_them() {
+        let query = encode(b"MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQW").unwrap();
+        let deleted = 12; // half the rows lack query positions 12..=14
+        let inserted = 20; // a quarter have residues after position 20
+        let rows: Vec<HitRow> = (0..16)
+            .map(|k| {
+                // A diverse family: each row differs from the query at a third of its columns.
+                let mut columns = query.clone();
+                for (i, c) in columns.iter_mut().enumerate() {
+                    if (i * 7 + k * 5) % 3 == 0 {
+                        *c = ((i * 3 + k * 11) % 20) as u8;
+                    }
+                }
+                if k % 2 == 0 {
+                    columns[deleted..deleted + 3].fill(GAP);
+                }
+                // A row that ends early says nothing of the columns after it.
+                if k == 1 {
+                    columns[30..].fill(GAP);
+                }
+                HitRow {
+                    columns,
+                    inserted_after: if k % 4 == 0 { vec![inserted] } else { vec![] },
+                }
+            })
+            .collect();
+        let profiles = build_profiles(&query, &rows);
+        let discounts = &profiles.full.gap_discounts;
+        assert_eq!(discounts.len(), query.len());
+        assert!(discounts[deleted].deletion >= 4, "{:?}", discounts[deleted]);
+        assert!(
+            discounts[inserted].insertion >= 2,
+            "{:?}",
+            discounts[inserted]
+        );
+        assert!(discounts[deleted].deletion > discounts[inserted].insertion);
+        for (i, d) in discounts.iter().enumerate() {
+            if i != deleted {
+                assert_eq!(d.deletion, 0, "{i}");
+            }
+            if i != inserted {
+                assert_eq!(d.insertion, 0, "{i}");
+            }
+        }
+        // Evidence counts as the residues' does: less data weight, smaller discounts.
+        assert!(gap_discount(0.5, 1.0, 2.0) < gap_discount(0.5, 1.0, 10.0));
+        assert_eq!(gap_discount(0.0, 1.0, 10.0), 0);
+        assert!(gap_discount(1.0, 1.0, 1e6) < BLOSUM62_GAPS.open as u8);
     }
 
     #[test]

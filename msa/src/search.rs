@@ -16,7 +16,7 @@ use crate::align::{Alignment, QueryProfile, Scratch};
 use crate::db::Database;
 use crate::matrix::{GapCosts, Pssm, BLOSUM62_GAPS};
 use crate::prefilter::{count_seeds, prefilter, PrefilterParams};
-use crate::profile::{build_profiles, sequence_pssm, GAP};
+use crate::profile::{build_profiles, sequence_pssm, HitRow, GAP};
 use crate::stats::{KarlinAltschul, SearchSpace, BLOSUM62_11_1};
 
 /// Settings of a search (defaults follow ColabFold's MMseqs2 call, but for one iteration more).
@@ -93,6 +93,14 @@ impl Hit {
             row[i] = target[j];
         }
         row
+    }
+
+    /// The hit as a row of the next profile's MSA.
+    pub fn profile_row(&self, target: &[u8], query_len: usize) -> HitRow {
+        HitRow {
+            columns: self.query_columns(target, query_len),
+            inserted_after: self.alignment.inserted_after(),
+        }
     }
 }
 
@@ -290,11 +298,11 @@ pub fn search(
                     return None;
                 }
                 let m = queries[q].codes.len();
-                let rows: Vec<Vec<u8>> = results[q]
+                let rows: Vec<HitRow> = results[q]
                     .hits
                     .iter()
                     .filter(|h| h.evalue <= params.inclusion_evalue)
-                    .map(|h| h.query_columns(db.sequence(h.target as usize), m))
+                    .map(|h| h.profile_row(db.sequence(h.target as usize), m))
                     .collect();
                 let built = build_profiles(&queries[q].codes, &rows);
                 let threshold = seed_threshold(&built.full, base, budgets[q]);

@@ -20,7 +20,8 @@
 
 use std::arch::x86_64::*;
 
-use crate::matrix::{GapCosts, Pssm};
+use super::gaps::PositionGaps;
+use crate::matrix::Pssm;
 
 /// Most lanes (AVX-512: 64 bytes).
 const MAX_LANES: usize = 64;
@@ -160,8 +161,14 @@ pub(super) struct Profile {
     /// Per query position: biased scores of codes 0..16 and 16..21 (the rest 0), each
     /// repeated in every 16 bytes.
     tables: Vec<[Block; 2]>,
+    /// Per query position: the opening and first extension of an insertion after it and of a
+    /// deletion starting at the next position (a forward scan's, which closes deletions at no
+    /// cost).
+    gaps: Vec<[u8; 2]>,
+    /// Those costs when every position has the same (the last position's deletion aside,
+    /// whose F no row reads): a plain query's, kept in registers.
+    uniform: Option<[u8; 2]>,
     bias: u8,
-    open_extend: u8,
     extend: u8,
     /// Whether this CPU runs the 64-lane kernel.
     avx512: bool,
@@ -184,7 +191,7 @@ struct Lane {
 }
 
 impl Profile {
-    pub(super) fn new(pssm: &Pssm, gaps: GapCosts) -> Profile {
+    pub(super) fn new(pssm: &Pssm, gaps: &PositionGaps) -> Profile {
         let lowest = pssm
             .rows
             .iter()
@@ -205,12 +212,35 @@ impl Profile {
                 [low, high]
             })
             .collect();
+        assert!(
+            gaps.deletion_close.iter().all(|&c| c == 0),
+            "the batch kernel scans forward only"
+        );
         let saturate = |cost: i32| cost.min(u8::MAX as i32) as u8;
+        let extend = gaps.extend;
+        let position_gaps: Vec<[u8; 2]> = (0..pssm.len())
+            .map(|i| {
+                [
+                    saturate(gaps.insertion_open[i] + extend),
+                    gaps.deletion_open
+                        .get(i + 1)
+                        .map_or(u8::MAX, |&c| saturate(c + extend)),
+                ]
+            })
+            .collect();
+        let uniform = match position_gaps.split_last() {
+            Some((last, [first, rest @ ..])) if rest.iter().all(|g| g == first) => {
+                (last[0] == first[0]).then_some(*first)
+            }
+            Some((&last, [])) => Some(last),
+            _ => None,
+        };
         Profile {
             tables,
+            gaps: position_gaps,
+            uniform,
             bias: bias as u8,
-            open_extend: saturate(gaps.open + gaps.extend),
-            extend: saturate(gaps.extend),
+            extend: saturate(extend),
             avx512: is_x86_feature_detected!("avx512bw"),
         }
     }
@@ -327,18 +357,11 @@ impl Profile {
                 }
             }
             let mut running = V::load(&best);
-            let mut columns = residues[..chunk].iter();
-            if any_reset {
-                let first = columns.next().expect("chunks are non-empty");
-                self.column::<V, true>(cells, first, V::load(&reset), &mut running);
-            }
-            let rest = columns.as_slice();
-            let mut pairs = rest.chunks_exact(2);
-            for pair in &mut pairs {
-                self.column_pair::<V>(cells, &pair[0], &pair[1], &mut running);
-            }
-            for column in pairs.remainder() {
-                self.column::<V, false>(cells, column, V::load(&reset), &mut running);
+            let columns = &residues[..chunk];
+            let reset = any_reset.then(|| V::load(&reset));
+            match self.uniform {
+                Some(costs) => self.columns::<V, true>(cells, columns, reset, &mut running, costs),
+                None => self.columns::<V, false>(cells, columns, reset, &mut running, [0; 2]),
             }
             // Lanes whose target ended: read their best, then clear it for the next target.
             running.store(&mut best);
@@ -359,15 +382,41 @@ impl Profile {
         saturated
     }
 
+    /// A chunk of target columns for all lanes (`reset`: lanes starting a new target in the
+    /// first column). `UNIFORM`: every position's gap costs are `uniform`.
+    #[inline(always)]
+    unsafe fn columns<V: ByteLanes, const UNIFORM: bool>(
+        &self,
+        cells: &mut [[Block; 2]],
+        columns: &[Block],
+        reset: Option<V>,
+        best: &mut V,
+        uniform: [u8; 2],
+    ) {
+        let mut columns = columns.iter();
+        if let Some(reset) = reset {
+            let first = columns.next().expect("chunks are non-empty");
+            self.column::<V, true, UNIFORM>(cells, first, reset, best, uniform);
+        }
+        let mut pairs = columns.as_slice().chunks_exact(2);
+        for pair in &mut pairs {
+            self.column_pair::<V, UNIFORM>(cells, &pair[0], &pair[1], best, uniform);
+        }
+        for column in pairs.remainder() {
+            self.column::<V, false, UNIFORM>(cells, column, V::splat(0), best, uniform);
+        }
+    }
+
     /// One target column for all lanes: `cells` goes from column `j - 1` to `j`, `best`
     /// takes the column's cells. With `RESET`, lanes set in `reset` start a new target.
     #[inline(always)]
-    unsafe fn column<V: ByteLanes, const RESET: bool>(
+    unsafe fn column<V: ByteLanes, const RESET: bool, const UNIFORM: bool>(
         &self,
         cells: &mut [[Block; 2]],
         residues: &Block,
         reset: V,
         best: &mut V,
+        uniform: [u8; 2],
     ) {
         let residues = V::load(residues);
         // Codes 0–15 index the first table (bit 7 clear), 16–20 the second; a set bit 7
@@ -375,12 +424,17 @@ impl Profile {
         let index_low = residues.adds(V::splat(0x70));
         let index_high = residues.wrapping_sub(V::splat(16));
         let bias = V::splat(self.bias);
-        let open_extend = V::splat(self.open_extend);
         let extend = V::splat(self.extend);
+        let uniform = uniform.map(|c| V::splat(c));
         let mut diagonal = V::splat(0); // H(i - 1, j - 1)
         let mut f = V::splat(0); // F(i, j)
         let mut column_best = *best;
-        for (cell, table) in cells.iter_mut().zip(&self.tables) {
+        for ((cell, table), costs) in cells.iter_mut().zip(&self.tables).zip(&self.gaps) {
+            let [insertion, next_deletion] = if UNIFORM {
+                uniform
+            } else {
+                costs.map(|c| V::splat(c))
+            };
             let (mut left, mut e) = (V::load(&cell[0]), V::load(&cell[1]));
             if RESET {
                 left = reset.and_not(left);
@@ -391,10 +445,9 @@ impl Profile {
                 .or(V::load(&table[1]).lookup(index_high));
             let h = diagonal.adds(score).subs(bias).max(e).max(f);
             column_best = column_best.max(h);
-            let gap = h.subs(open_extend);
             h.store(&mut cell[0]);
-            e.subs(extend).max(gap).store(&mut cell[1]);
-            f = f.subs(extend).max(gap);
+            e.subs(extend).max(h.subs(insertion)).store(&mut cell[1]);
+            f = f.subs(extend).max(h.subs(next_deletion));
             diagonal = left;
         }
         *best = column_best;
@@ -403,40 +456,44 @@ impl Profile {
     /// Two target columns at once (no lane starting a target): H and E go through memory
     /// once per two columns.
     #[inline(always)]
-    unsafe fn column_pair<V: ByteLanes>(
+    unsafe fn column_pair<V: ByteLanes, const UNIFORM: bool>(
         &self,
         cells: &mut [[Block; 2]],
         first: &Block,
         second: &Block,
         best: &mut V,
+        uniform: [u8; 2],
     ) {
         let (first, second) = (V::load(first), V::load(second));
         let (sixteen, seventy) = (V::splat(16), V::splat(0x70));
         let (low0, high0) = (first.adds(seventy), first.wrapping_sub(sixteen));
         let (low1, high1) = (second.adds(seventy), second.wrapping_sub(sixteen));
         let bias = V::splat(self.bias);
-        let open_extend = V::splat(self.open_extend);
         let extend = V::splat(self.extend);
+        let uniform = uniform.map(|c| V::splat(c));
         let (mut diagonal0, mut diagonal1) = (V::splat(0), V::splat(0));
         let (mut f0, mut f1) = (V::splat(0), V::splat(0));
         let mut column_best = *best;
-        for (cell, table) in cells.iter_mut().zip(&self.tables) {
+        for ((cell, table), costs) in cells.iter_mut().zip(&self.tables).zip(&self.gaps) {
+            let [insertion, next_deletion] = if UNIFORM {
+                uniform
+            } else {
+                costs.map(|c| V::splat(c))
+            };
             let (left, e0) = (V::load(&cell[0]), V::load(&cell[1]));
             let (t0, t1) = (V::load(&table[0]), V::load(&table[1]));
             let score0 = t0.lookup(low0).or(t1.lookup(high0));
             let score1 = t0.lookup(low1).or(t1.lookup(high1));
             let h0 = diagonal0.adds(score0).subs(bias).max(e0).max(f0);
-            let gap0 = h0.subs(open_extend);
-            let e1 = e0.subs(extend).max(gap0);
-            f0 = f0.subs(extend).max(gap0);
+            let e1 = e0.subs(extend).max(h0.subs(insertion));
+            f0 = f0.subs(extend).max(h0.subs(next_deletion));
             diagonal0 = left;
 
             let h1 = diagonal1.adds(score1).subs(bias).max(e1).max(f1);
             column_best = column_best.max(h0.max(h1));
-            let gap1 = h1.subs(open_extend);
             h1.store(&mut cell[0]);
-            e1.subs(extend).max(gap1).store(&mut cell[1]);
-            f1 = f1.subs(extend).max(gap1);
+            e1.subs(extend).max(h1.subs(insertion)).store(&mut cell[1]);
+            f1 = f1.subs(extend).max(h1.subs(next_deletion));
             diagonal1 = h0;
         }
         *best = column_best;

@@ -33,6 +33,7 @@
 
 #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
 mod batch;
+mod gaps;
 mod scalar;
 #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
 mod striped;
@@ -43,6 +44,8 @@ mod tests;
 
 use crate::alphabet::ALPHABET_SIZE;
 use crate::matrix::{GapCosts, Pssm};
+use gaps::PositionGaps;
+use scalar::scalar_score_with;
 
 pub use scalar::scalar_score;
 
@@ -112,6 +115,24 @@ impl Alignment {
         })
     }
 
+    /// The query positions after which the target has inserted residues, one per insertion.
+    pub fn inserted_after(&self) -> Vec<usize> {
+        let mut positions = Vec::new();
+        let mut i = self.query_start;
+        let mut previous = AlignOp::Match;
+        for &op in &self.ops {
+            match op {
+                AlignOp::Insertion if previous != AlignOp::Insertion && i > 0 => {
+                    positions.push(i - 1)
+                }
+                AlignOp::Insertion => {}
+                AlignOp::Match | AlignOp::Deletion => i += 1,
+            }
+            previous = op;
+        }
+        positions
+    }
+
     /// (query position, target position) of the match columns.
     pub fn matched_pairs(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.columns().filter_map(|column| match column {
@@ -138,11 +159,12 @@ pub struct TracebackTooLarge {
     pub target_end: usize,
 }
 
-/// A query prepared for scanning many targets: the PSSM, gap costs and the striped profile.
+/// A query prepared for scanning many targets: the PSSM, its gap costs at each position (the
+/// search's less the PSSM's discounts) and the striped profile.
 #[derive(Debug, Clone)]
 pub struct QueryProfile {
     pssm: Pssm,
-    gaps: GapCosts,
+    gaps: PositionGaps,
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
     striped: striped::Profile,
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
@@ -172,13 +194,14 @@ impl QueryProfile {
             range.contains(&gaps.open) && range.contains(&gaps.extend),
             "gap costs {gaps:?} outside 0..=32767"
         );
+        let gaps = PositionGaps::new(pssm, gaps);
         QueryProfile {
             pssm: pssm.clone(),
+            #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+            striped: striped::Profile::new(pssm, &gaps),
+            #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+            batch: batch::Profile::new(pssm, &gaps),
             gaps,
-            #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-            striped: striped::Profile::new(pssm, gaps),
-            #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-            batch: batch::Profile::new(pssm, gaps),
         }
     }
 
@@ -203,7 +226,7 @@ impl QueryProfile {
         }
         #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
         let _ = scratch;
-        scalar_score(&self.pssm, target, self.gaps)
+        scalar_score_with(&self.pssm, target, &self.gaps)
     }
 
     /// [`QueryProfile::score`] without the byte-lane pass, for targets known to exceed it.
@@ -220,7 +243,7 @@ impl QueryProfile {
         }
         #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
         let _ = scratch;
-        scalar_score(&self.pssm, target, self.gaps)
+        scalar_score_with(&self.pssm, target, &self.gaps)
     }
 
     /// Best local score of each target (0 when no cell scores above 0), in input order: the
@@ -277,7 +300,7 @@ impl QueryProfile {
                 let wide = self.striped.score_wide(target, &mut scratch.buffers);
                 out[k] = match wide {
                     Some(s) if s.score >= i16::MAX as i32 => {
-                        scalar_score(&self.pssm, target, self.gaps).map_or(0, |s| s.score)
+                        scalar_score_with(&self.pssm, target, &self.gaps).map_or(0, |s| s.score)
                     }
                     found => found.map_or(0, |s| s.score),
                 };
@@ -334,7 +357,7 @@ impl QueryProfile {
         match end {
             Some(end) => {
                 let start = self.find_start(target, end, scratch);
-                traceback::align_between(&self.pssm, target, self.gaps, start, end).map(Some)
+                traceback::align_between(&self.pssm, target, &self.gaps, start, end).map(Some)
             }
             None => Ok(None),
         }
@@ -360,7 +383,7 @@ impl QueryProfile {
         }
         #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
         let _ = (scratch, score);
-        scalar_score(&self.pssm, target, self.gaps)
+        scalar_score_with(&self.pssm, target, &self.gaps)
     }
 }
 
@@ -377,18 +400,18 @@ impl QueryProfile {
             // Every alignment of score `end.score` inside the prefix rectangle ends at `end`
             // (the end cell is the first best cell in target, then query order), so the first
             // best cell of the reversed run is the start the scalar pass would find.
-            let reversed = Pssm {
-                rows: self.pssm.rows[..=end.query_end]
+            let reversed = Pssm::new(
+                self.pssm.rows[..=end.query_end]
                     .iter()
                     .rev()
                     .copied()
                     .collect(),
-            };
+            );
             let reversed_target: Vec<u8> =
                 target[..=end.target_end].iter().rev().copied().collect();
             let found = striped::end_of_known_score(
                 &reversed,
-                self.gaps,
+                &self.gaps.reversed_prefix(end.query_end + 1),
                 &reversed_target,
                 &mut scratch.buffers,
                 end.score,
@@ -404,7 +427,7 @@ impl QueryProfile {
         }
         #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
         let _ = scratch;
-        traceback::find_start(&self.pssm, target, self.gaps, end)
+        traceback::find_start(&self.pssm, target, &self.gaps, end)
     }
 }
 

@@ -7,17 +7,35 @@
 use std::arch::x86_64::*;
 use std::borrow::Cow;
 
+use super::gaps::PositionGaps;
 use super::LocalScore;
 use crate::alphabet::ALPHABET_SIZE;
-use crate::matrix::{GapCosts, Pssm};
+use crate::matrix::Pssm;
 
-/// The striped query profile at one lane width: `seg_len` vectors of scores per residue code.
+/// The striped query profile at one lane width: `seg_len` vectors of scores per residue code,
+/// and per segment the gap costs of its positions.
 #[derive(Debug, Clone)]
 struct Striped<T> {
     seg_len: usize,
     scores: Vec<__m256i>,
-    open_extend: T,
+    gaps: Vec<SegmentGaps>,
     extend: T,
+}
+
+/// A segment's gap costs, lane by lane (see [`PositionGaps`]).
+#[derive(Debug, Clone, Copy)]
+struct SegmentGaps {
+    /// Opening and first extension of an insertion after the position.
+    insertion: __m256i,
+    /// Opening and first extension of a deletion starting at the next position (the next
+    /// segment's, or the next lane's first segment's for the last segment).
+    next_deletion: __m256i,
+    /// Closing a deletion that ends at the position.
+    deletion_close: __m256i,
+    /// The lazy-F loop goes on while F exceeds H less this: `next_deletion` where a position
+    /// follows (F no higher cannot beat the opening there), 0 at the last position (F can
+    /// only raise H), and MIN at padding positions (never).
+    lazy_bound: __m256i,
 }
 
 /// The query profile at both lane widths.
@@ -41,9 +59,44 @@ pub(super) struct Buffers {
 macro_rules! striped {
     ($lane:ty, $build:ident, $kernel:ident, $adds:ident, $subs:ident, $max:ident,
      $cmpgt:ident, $set1:ident) => {
-        fn $build(pssm: &Pssm, gaps: GapCosts) -> Striped<$lane> {
+        fn $build(pssm: &Pssm, gaps: &PositionGaps) -> Striped<$lane> {
             const LANES: usize = 32 / size_of::<$lane>();
             let seg_len = pssm.len().div_ceil(LANES);
+            // A gap dearer than the lane maximum is as good as impossible for a score below
+            // it; padding positions' gaps are impossible.
+            let saturate = |cost: i32| cost.min(<$lane>::MAX as i32) as $lane;
+            let striped_costs = |segment: usize, cost: &dyn Fn(usize) -> $lane| {
+                let lanes: [$lane; LANES] = std::array::from_fn(|k| cost(segment + k * seg_len));
+                // SAFETY: both are 32 plain bytes.
+                unsafe { std::mem::transmute::<[$lane; LANES], __m256i>(lanes) }
+            };
+            let m = pssm.len();
+            let extend = gaps.extend;
+            let next_deletion = |i: usize| {
+                gaps.deletion_open
+                    .get(i + 1)
+                    .map_or(<$lane>::MAX, |&c| saturate(c + extend))
+            };
+            let segment_gaps = (0..seg_len)
+                .map(|segment| SegmentGaps {
+                    insertion: striped_costs(segment, &|i| {
+                        gaps.insertion_open
+                            .get(i)
+                            .map_or(<$lane>::MAX, |&c| saturate(c + extend))
+                    }),
+                    next_deletion: striped_costs(segment, &next_deletion),
+                    deletion_close: striped_costs(segment, &|i| {
+                        gaps.deletion_close
+                            .get(i)
+                            .map_or(<$lane>::MAX, |&c| saturate(c))
+                    }),
+                    lazy_bound: striped_costs(segment, &|i| match i + 1 {
+                        next if next < m => next_deletion(i),
+                        next if next == m => 0,
+                        _ => <$lane>::MIN,
+                    }),
+                })
+                .collect();
             let mut scores = Vec::with_capacity(ALPHABET_SIZE * seg_len);
             for code in 0..ALPHABET_SIZE {
                 for segment in 0..seg_len {
@@ -56,12 +109,10 @@ macro_rules! striped {
                     scores.push(unsafe { std::mem::transmute::<[$lane; LANES], __m256i>(lanes) });
                 }
             }
-            // A gap dearer than the lane maximum is as good as impossible for a score below it.
-            let saturate = |cost: i32| cost.min(<$lane>::MAX as i32) as $lane;
             Striped {
                 seg_len,
                 scores,
-                open_extend: saturate(gaps.open + gaps.extend),
+                gaps: segment_gaps,
                 extend: saturate(gaps.extend),
             }
         }
@@ -102,8 +153,8 @@ macro_rules! striped {
             lane0[0] = <$lane>::MIN;
             // SAFETY: both are 32 plain bytes.
             let lane0_min = unsafe { std::mem::transmute::<[$lane; LANES], __m256i>(lane0) };
-            let open_extend = $set1(profile.open_extend);
             let extend = $set1(profile.extend);
+            let gaps = &profile.gaps[..seg_len];
             let Buffers {
                 h_store,
                 h_load,
@@ -127,28 +178,29 @@ macro_rules! striped {
                 let mut f = min;
                 let mut column_max = zero;
                 let cells = h_store.iter_mut().zip(e.iter_mut()).zip(h_load.iter());
-                for (((h_out, e_cell), h_previous), &score) in cells.zip(scores) {
+                for ((((h_out, e_cell), h_previous), &score), costs) in cells.zip(scores).zip(gaps)
+                {
                     h = $adds(h, score);
                     let e_here = *e_cell;
                     h = $max(h, zero);
                     h = $max(h, e_here);
-                    h = $max(h, f);
+                    h = $max(h, $subs(f, costs.deletion_close));
                     *h_out = h;
                     column_max = $max(column_max, h);
-                    let h_gap = $subs(h, open_extend);
-                    *e_cell = $max($subs(e_here, extend), h_gap);
-                    f = $max($subs(f, extend), h_gap);
+                    *e_cell = $max($subs(e_here, extend), $subs(h, costs.insertion));
+                    f = $max($subs(f, extend), $subs(h, costs.next_deletion));
                     h = *h_previous;
                 }
-                // Lazy F: carry deletions across lanes until no lane can raise H any more. F
-                // shifted out of the last lane leaves MIN behind, so this ends within LANES
-                // passes.
+                // Lazy F: carry deletions across lanes until no lane can raise H any more: once
+                // F is at most H less the next position's opening, neither this cell nor any
+                // later one gains from it. F shifted out of the last lane leaves MIN behind,
+                // so this ends within LANES passes.
                 f = _mm256_or_si256(shift_up(f), lane0_min);
                 let mut s = 0;
-                while any_greater(f, $subs(h_store[s], open_extend)) {
-                    let h = $max(h_store[s], f);
+                while any_greater(f, $subs(h_store[s], gaps[s].lazy_bound)) {
+                    let h = $max(h_store[s], $subs(f, gaps[s].deletion_close));
                     h_store[s] = h;
-                    e[s] = $max(e[s], $subs(h, open_extend));
+                    e[s] = $max(e[s], $subs(h, gaps[s].insertion));
                     f = $subs(f, extend);
                     s += 1;
                     if s == seg_len {
@@ -223,7 +275,7 @@ striped!(
 );
 
 impl Profile {
-    pub(super) fn new(pssm: &Pssm, gaps: GapCosts) -> Profile {
+    pub(super) fn new(pssm: &Pssm, gaps: &PositionGaps) -> Profile {
         Profile {
             len: pssm.len(),
             narrow: build_narrow(pssm, gaps),
@@ -272,7 +324,7 @@ impl Profile {
 /// holds `score` is built.
 pub(super) fn end_of_known_score(
     pssm: &Pssm,
-    gaps: GapCosts,
+    gaps: &PositionGaps,
     target: &[u8],
     buffers: &mut Buffers,
     score: i32,

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::alphabet::{encode, X};
-use crate::matrix::BLOSUM62_GAPS;
+use crate::matrix::{GapDiscount, BLOSUM62_GAPS};
 
 /// SplitMix64: deterministic test data without a dependency.
 struct Rng(u64);
@@ -51,24 +51,46 @@ impl Rng {
         out
     }
 
-    /// A PSSM of random rows in `low..=high`.
+    /// A PSSM of random rows in `low..=high`, with gap discounts of up to 12 at about a third
+    /// of its positions (each kind separately).
     fn pssm(&mut self, len: usize, low: i32, high: i32) -> Pssm {
         let span = (high - low + 1) as usize;
+        let rows = (0..len)
+            .map(|_| std::array::from_fn(|_| (low + self.below(span) as i32) as i8))
+            .collect();
+        let mut discount = || {
+            if self.below(3) == 0 {
+                self.below(13) as u8
+            } else {
+                0
+            }
+        };
+        let gap_discounts = (0..len)
+            .map(|_| GapDiscount {
+                deletion: discount(),
+                insertion: discount(),
+            })
+            .collect();
         Pssm {
-            rows: (0..len)
-                .map(|_| std::array::from_fn(|_| (low + self.below(span) as i32) as i8))
-                .collect(),
+            rows,
+            gap_discounts,
         }
     }
 }
 
-/// The score of `alignment` recomputed from its columns.
+/// The score of `alignment` recomputed from its columns: a deletion's opening charged at its
+/// first query position, an insertion's at the query position before it.
 fn rescore(alignment: &Alignment, pssm: &Pssm, target: &[u8], gaps: GapCosts) -> i32 {
+    let open = |discount: u8| (gaps.open - discount as i32).max(0);
     let (mut i, mut j, mut score) = (alignment.query_start, alignment.target_start, 0);
     let mut previous = AlignOp::Match;
     for &op in &alignment.ops {
-        if op != AlignOp::Match && op != previous {
-            score -= gaps.open;
+        if op != previous {
+            score -= match op {
+                AlignOp::Match => 0,
+                AlignOp::Insertion => open(pssm.gap_discount(i - 1).insertion),
+                AlignOp::Deletion => open(pssm.gap_discount(i).deletion),
+            };
         }
         match op {
             AlignOp::Match => {
@@ -214,7 +236,7 @@ fn all_negative_scores_give_no_alignment() {
         check(&Pssm::from_sequence(&xs), &xs, BLOSUM62_GAPS, &mut scratch),
         None
     );
-    let empty = Pssm { rows: Vec::new() };
+    let empty = Pssm::new(Vec::new());
     assert_eq!(check(&empty, &xs, BLOSUM62_GAPS, &mut scratch), None);
     assert_eq!(
         check(&Pssm::from_sequence(&xs), &[], BLOSUM62_GAPS, &mut scratch),
@@ -289,7 +311,7 @@ fn the_reversed_kernel_finds_the_scalar_start() {
         if let Some(end) = profile.score(&target, &mut scratch) {
             assert_eq!(
                 profile.find_start(&target, end, &mut scratch),
-                traceback::find_start(&pssm, &target, gaps, end),
+                traceback::find_start(&pssm, &target, &PositionGaps::new(&pssm, gaps), end),
                 "round {round}"
             );
         }
@@ -326,12 +348,22 @@ fn check_bands(pssm: &Pssm, target: &[u8], gaps: GapCosts, scratch: &mut Scratch
     let rows = end.query_end - query_start + 1;
     let rectangle = &target[target_start..=end.target_end];
     let goal = i64::from(end.score);
+    let position_gaps = PositionGaps::new(pssm, gaps);
     let band = |shape, wide| {
-        traceback::band_for_tests(pssm, query_start, rows, rectangle, gaps, shape, wide)
+        traceback::band_for_tests(
+            pssm,
+            query_start,
+            rows,
+            rectangle,
+            &position_gaps,
+            shape,
+            wide,
+        )
     };
     let full = band(traceback::Shape::Corners(usize::MAX / 4), true);
     assert_eq!(full.0, goal);
-    let banded = traceback::banded_traceback(pssm, query_start, rows, rectangle, gaps, goal);
+    let banded =
+        traceback::banded_traceback(pssm, query_start, rows, rectangle, &position_gaps, goal);
     assert_eq!(banded.0, goal);
     let first_shape = traceback::Shape::Line(traceback::LINE_HALF_WIDTH);
     let first = band(first_shape, false);
@@ -527,7 +559,7 @@ fn batches_with_positive_and_all_negative_profiles() {
             .collect();
         check_batch(&pssm, &targets, GAP_VARIANTS[round], &mut scratch);
     }
-    let empty = QueryProfile::new(&Pssm { rows: Vec::new() }, BLOSUM62_GAPS);
+    let empty = QueryProfile::new(&Pssm::new(Vec::new()), BLOSUM62_GAPS);
     assert_eq!(empty.score_batch(&[vec![1u8; 5]], &mut scratch), vec![0]);
     let none: [&[u8]; 0] = [];
     assert!(empty.score_batch(&none, &mut scratch).is_empty());
@@ -774,6 +806,7 @@ fn traceback_speed() {
         })
         .collect();
     let cells: usize = rectangles.iter().map(|r| r.2 * r.3.len()).sum();
+    let gaps = |pssm: &Pssm| PositionGaps::new(pssm, BLOSUM62_GAPS);
     let start = std::time::Instant::now();
     let mut total = 0;
     for (pssm, query_start, rows, rectangle, _) in &rectangles {
@@ -782,7 +815,7 @@ fn traceback_speed() {
             *query_start,
             *rows,
             rectangle,
-            BLOSUM62_GAPS,
+            &gaps(pssm),
             traceback::Shape::Corners(usize::MAX / 4),
             true,
         );
@@ -793,7 +826,7 @@ fn traceback_speed() {
     let mut banded_total = 0;
     for (pssm, query_start, rows, rectangle, goal) in &rectangles {
         let (score, _) =
-            traceback::banded_traceback(pssm, *query_start, *rows, rectangle, BLOSUM62_GAPS, *goal);
+            traceback::banded_traceback(pssm, *query_start, *rows, rectangle, &gaps(pssm), *goal);
         banded_total += score;
     }
     let banded_seconds = start.elapsed().as_secs_f64();
@@ -806,7 +839,7 @@ fn traceback_speed() {
                 *query_start,
                 *rows,
                 rectangle,
-                BLOSUM62_GAPS,
+                &gaps(pssm),
                 traceback::Shape::Line(traceback::LINE_HALF_WIDTH),
                 false,
             )

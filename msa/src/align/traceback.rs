@@ -11,8 +11,9 @@
 
 use std::ops::{Add, Sub};
 
+use super::gaps::PositionGaps;
 use super::{AlignOp, Alignment, LocalScore, TracebackTooLarge, MAX_TRACEBACK_CELLS};
-use crate::matrix::{GapCosts, Pssm};
+use crate::matrix::Pssm;
 
 /// Below any reachable score yet safe to subtract gap costs from (`i64`: a global alignment's
 /// boundary gaps can exceed `i32` with large gap costs).
@@ -31,7 +32,7 @@ const F_EXTENDS: u8 = 8;
 pub(super) fn align_between(
     pssm: &Pssm,
     target: &[u8],
-    gaps: GapCosts,
+    gaps: &PositionGaps,
     (query_start, target_start): (usize, usize),
     end: LocalScore,
 ) -> Result<Alignment, TracebackTooLarge> {
@@ -72,28 +73,40 @@ pub(super) fn align_between(
 pub(super) fn find_start(
     pssm: &Pssm,
     target: &[u8],
-    gaps: GapCosts,
+    gaps: &PositionGaps,
     end: LocalScore,
 ) -> (usize, usize) {
-    let (open, extend) = (i64::from(gaps.open), i64::from(gaps.extend));
-    let open_extend = open + extend;
-    let goal = i64::from(end.score);
     let rows = end.query_end + 1;
+    // Reversed position r - 1 is query position rows - r.
+    let reversed = gaps.reversed_prefix(rows);
+    let extend = i64::from(gaps.extend);
+    let goal = i64::from(end.score);
     // h[r]: H(r, c - 1) before column c, H(r, c) after, r residues back from the query end.
-    let mut h: Vec<i64> = (0..=rows as i64)
-        .map(|r| if r == 0 { 0 } else { -(open + r * extend) })
+    // Column 0: the first r reversed positions deleted.
+    let mut h: Vec<i64> = (0..=rows)
+        .map(|r| match r {
+            0 => 0,
+            r => {
+                -i64::from(reversed.deletion_open[0] + reversed.deletion_close[r - 1])
+                    - r as i64 * extend
+            }
+        })
         .collect();
+    let insertion_at_end = i64::from(gaps.insertion_open[end.query_end]);
     let mut e = vec![NEG; rows + 1];
     for c in 1..=end.target_end + 1 {
         let code = target[end.target_end + 1 - c];
         let mut diagonal = h[0];
-        h[0] = -(open + c as i64 * extend);
+        h[0] = -(insertion_at_end + c as i64 * extend);
         let mut f = NEG;
         for r in 1..=rows {
             let i = end.query_end + 1 - r;
-            e[r] = (e[r] - extend).max(h[r] - open_extend);
-            f = (f - extend).max(h[r - 1] - open_extend);
-            let cell = (diagonal + i64::from(pssm.score(i, code))).max(e[r]).max(f);
+            let open = |costs: &[i32]| i64::from(costs[r - 1]) + extend;
+            e[r] = (e[r] - extend).max(h[r] - open(&reversed.insertion_open));
+            f = (f - extend).max(h[r - 1] - open(&reversed.deletion_open));
+            let cell = (diagonal + i64::from(pssm.score(i, code)))
+                .max(e[r])
+                .max(f - i64::from(reversed.deletion_close[r - 1]));
             diagonal = h[r];
             h[r] = cell;
             if cell == goal {
@@ -123,14 +136,22 @@ pub(super) fn banded_traceback(
     query_start: usize,
     rows: usize,
     target: &[u8],
-    gaps: GapCosts,
+    gaps: &PositionGaps,
     goal: i64,
 ) -> (i64, Vec<AlignOp>) {
     let columns = target.len();
     // No cell of the rectangle (a path of at most rows + columns steps, each within 127 of a
     // substitution or a gap cost) nor the −∞ stand-in minus a gap comes near i32's range.
     let steps = (rows + columns) as i64;
-    let bound = (steps + 1) * (128 + i64::from(gaps.open) + i64::from(gaps.extend));
+    let dearest: i64 = [
+        &gaps.deletion_open,
+        &gaps.deletion_close,
+        &gaps.insertion_open,
+    ]
+    .into_iter()
+    .map(|costs| costs.iter().copied().max().map_or(0, i64::from))
+    .sum();
+    let bound = (steps + 1) * (128 + dearest + i64::from(gaps.extend));
     let narrow = bound < i64::from(i32::MAX / 8);
     let mut shape = Shape::Line(LINE_HALF_WIDTH);
     loop {
@@ -247,16 +268,22 @@ fn band_gotoh<T: Score>(
     pssm: &Pssm,
     query_start: usize,
     target: &[u8],
-    gaps: GapCosts,
+    gaps: &PositionGaps,
     band: &Band,
 ) -> (i64, Vec<AlignOp>) {
     let (rows, columns) = (band.rows, band.columns);
-    let open = T::from_i64(i64::from(gaps.open));
-    let extend = T::from_i64(i64::from(gaps.extend));
-    let open_extend = open + extend;
-    // Leading gap of `k` residues.
-    let boundary =
-        |k: usize| T::from_i64(-(i64::from(gaps.open) + k as i64 * i64::from(gaps.extend)));
+    let cost = |c: i32| T::from_i64(i64::from(c));
+    let extend = cost(gaps.extend);
+    let k_extends = |k: usize| T::from_i64(k as i64 * i64::from(gaps.extend));
+    // Leading gaps: `k` target residues before the first row, or the first `k` rows deleted.
+    let leading_insertion = |k: usize| {
+        T::from(0) - cost(gaps.insertion_open[query_start.saturating_sub(1)]) - k_extends(k)
+    };
+    let leading_deletion = |k: usize| {
+        T::from(0)
+            - cost(gaps.deletion_open[query_start] + gaps.deletion_close[query_start + k - 1])
+            - k_extends(k)
+    };
     let mut flags = vec![0u8; band.offsets[rows + 1]];
     // h[j]: H(i - 1, j) before row i, H(i, j) after; f[j] likewise for F. Columns right of the
     // band hold −∞ until the band reaches them; those left of it are never read again.
@@ -264,7 +291,7 @@ fn band_gotoh<T: Score>(
     let mut h: Vec<T> = (0..=columns)
         .map(|j| match j {
             0 => T::from(0),
-            j if j <= last => boundary(j),
+            j if j <= last => leading_insertion(j),
             _ => T::NEG,
         })
         .collect();
@@ -282,7 +309,7 @@ fn band_gotoh<T: Score>(
         let (mut diagonal, mut left, row_flags, first) = if first == 0 {
             row_flags[0] = FROM_F | if i > 1 { F_EXTENDS } else { 0 };
             let diagonal = h[0];
-            h[0] = boundary(i);
+            h[0] = leading_deletion(i);
             (diagonal, h[0], &mut row_flags[1..], 1)
         } else {
             // (i - 1, first - 1) is in the band unless the band's start stayed put.
@@ -293,7 +320,11 @@ fn band_gotoh<T: Score>(
             };
             (diagonal, T::NEG, row_flags, first)
         };
-        let scores = &pssm.rows[query_start + i - 1];
+        let position = query_start + i - 1;
+        let scores = &pssm.rows[position];
+        let insertion_open = cost(gaps.insertion_open[position]) + extend;
+        let deletion_open = cost(gaps.deletion_open[position]) + extend;
+        let deletion_close = cost(gaps.deletion_close[position]);
         let mut e = T::NEG;
         let cells = h[first..=last]
             .iter_mut()
@@ -302,12 +333,12 @@ fn band_gotoh<T: Score>(
             .zip(row_flags);
         for (((h, f), &code), flag_out) in cells {
             let mut flag = 0;
-            let (e_extend, e_open) = (e - extend, left - open_extend);
+            let (e_extend, e_open) = (e - extend, left - insertion_open);
             if e_extend >= e_open {
                 flag |= E_EXTENDS;
             }
             e = e_extend.max(e_open);
-            let (f_extend, f_open) = (*f - extend, *h - open_extend);
+            let (f_extend, f_open) = (*f - extend, *h - deletion_open);
             if f_extend >= f_open {
                 flag |= F_EXTENDS;
             }
@@ -317,8 +348,8 @@ fn band_gotoh<T: Score>(
                 cell = e;
                 flag |= FROM_E;
             }
-            if *f > cell {
-                cell = *f;
+            if *f - deletion_close > cell {
+                cell = *f - deletion_close;
                 flag = (flag & !SOURCE) | FROM_F;
             }
             diagonal = *h;
@@ -375,7 +406,7 @@ pub(super) fn band_for_tests(
     query_start: usize,
     rows: usize,
     target: &[u8],
-    gaps: GapCosts,
+    gaps: &PositionGaps,
     shape: Shape,
     wide: bool,
 ) -> (i64, Vec<AlignOp>) {
