@@ -24,8 +24,9 @@ use crate::stats::{KarlinAltschul, SearchSpace, BLOSUM62_11_1};
 pub struct SearchParams {
     /// Search iterations; each after the first searches with the profile of the last. Four by
     /// default, one more than ColabFold's: with the composition correction our profiles reach
-    /// less far per iteration than MMseqs2's, whose E-values do not fit its cheaper profile
-    /// gaps (BENCHMARKS.md); queries that converge stop earlier ([`CONVERGED_FRACTION`]).
+    /// less far per iteration than MMseqs2's (three, even with the profiles' gap discounts,
+    /// give seed 8's set 0.951 micro recall against four's 0.985; BENCHMARKS.md); queries that
+    /// converge stop earlier ([`CONVERGED_FRACTION`]).
     pub iterations: usize,
     /// Hits with an E-value up to this are reported.
     pub evalue: f64,
