@@ -1,9 +1,10 @@
 //! Smith–Waterman local alignment (affine gaps) of a query profile against target sequences.
 //!
 //! Scoring: `H(i, j) = max(0, H(i-1, j-1) + pssm[i][target[j]], E(i, j), F(i, j))`, a gap of
-//! `k` residues costing `open + k * extend` (see [`GapCosts`]). `E` is an insertion (a target
-//! residue against a gap in the query), `F` a deletion (a query residue against a gap in the
-//! target).
+//! `k` residues costing `open + k * extend` (see [`GapCosts`]), its opening less the PSSM's
+//! discount where it has one (a deletion's at its first query position, an insertion's at the
+//! query position before it; see `gaps.rs`). `E` is an insertion (a target residue against a
+//! gap in the query), `F` a deletion (a query residue against a gap in the target).
 //!
 //! Scores first, alignments for the hits only, as in MMseqs2 and SSW:
 //! - [`QueryProfile::score`]: score and end cell only, Farrar's striped algorithm on AVX2 with
