@@ -187,7 +187,12 @@ impl GapEvidence {
                     deletion[i + 1].0 += w;
                 }
             }
-            for &i in inserted_after {
+            // An insertion right after a deleted column (rare: two openings where a mismatch
+            // would do) has no residue to follow, like the rows that could not insert there.
+            for &i in inserted_after
+                .iter()
+                .filter(|&&i| i < last && row[i] != GAP)
+            {
                 insertion[i].0 += w;
             }
         }
@@ -601,9 +606,14 @@ mod tests {
                 if k == 1 {
                     columns[30..].fill(GAP);
                 }
+                // Row 2 also has an insertion after a deleted column: it does not count.
                 HitRow {
                     columns,
-                    inserted_after: if k % 4 == 0 { vec![inserted] } else { vec![] },
+                    inserted_after: match k {
+                        2 => vec![deleted + 1],
+                        k if k % 4 == 0 => vec![inserted],
+                        _ => vec![],
+                    },
                 }
             })
             .collect();
