@@ -52,3 +52,33 @@ __device__ __forceinline__ float sigmoid_f32(float x) { return 1.0f / (1.0f + ex
 // before the pair bias, so a fully masked query row attends uniformly (never NaN).
 #define FF_MASK_BIAS 1e9f
 #define FF_NEG_INF (__int_as_float(0xff800000))
+
+// A warp's softmax over one row, one lane per element in turn: each lane keeps the running max
+// of its values and the sum of exp(v - max) (-inf values count for nothing); `finish` combines
+// the lanes.
+struct WarpSoftmax {
+    float m = FF_NEG_INF, s = 0.0f;
+    // After `finish`: the row's max, and 1 / sum (0 for a row that is all -inf).
+    float row_max = FF_NEG_INF, inv = 0.0f;
+
+    __device__ __forceinline__ void add(float v) {
+        if (v == FF_NEG_INF) return;
+        if (v > m) {
+            s = s * expf(m - v) + 1.0f;
+            m = v;
+        } else {
+            s += expf(v - m);
+        }
+    }
+
+    __device__ __forceinline__ void finish() {
+        row_max = warp_max(m);
+        const float sum = warp_sum(m == FF_NEG_INF ? 0.0f : s * expf(m - row_max));
+        inv = row_max == FF_NEG_INF ? 0.0f : 1.0f / sum;
+    }
+
+    // softmax(v): 0 for every element of an all -inf row.
+    __device__ __forceinline__ float weight(float v) const {
+        return row_max == FF_NEG_INF ? 0.0f : expf(v - row_max) * inv;
+    }
+};

@@ -34,28 +34,11 @@ __device__ __forceinline__ void masked_softmax_rows(const T* x, const T* __restr
     const T* br = bias ? bias + ((long long)h * queries + q) * keys : nullptr;
     const float* mr = mask ? mask + (long long)b * keys : nullptr;
 
-    // Running max and sum of exp(v - max) of this lane's elements.
-    float m = FF_NEG_INF, s = 0.0f;
+    WarpSoftmax sm;
+    for (int k = lane; k < keys; k += 32) sm.add(softmax_logit(xr, br, mr, scale, k));
+    sm.finish();
     for (int k = lane; k < keys; k += 32) {
-        const float v = softmax_logit(xr, br, mr, scale, k);
-        if (v == FF_NEG_INF) continue;
-        if (v > m) {
-            s = s * expf(m - v) + 1.0f;
-            m = v;
-        } else {
-            s += expf(v - m);
-        }
-    }
-    const float row_max = warp_max(m);
-    const float sum = warp_sum(m == FF_NEG_INF ? 0.0f : s * expf(m - row_max));
-    if (row_max == FF_NEG_INF) {
-        for (int k = lane; k < keys; k += 32) yr[k] = from_f32<T>(0.0f);
-        return;
-    }
-    const float inv = 1.0f / sum;
-    for (int k = lane; k < keys; k += 32) {
-        const float v = softmax_logit(xr, br, mr, scale, k);
-        yr[k] = from_f32<T>(expf(v - row_max) * inv);
+        yr[k] = from_f32<T>(sm.weight(softmax_logit(xr, br, mr, scale, k)));
     }
 }
 

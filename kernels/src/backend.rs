@@ -1,6 +1,7 @@
 //! The op interface every backend implements. Models call only these ops (plus
 //! element-wise maps on host tensors), so a new backend never touches model code.
 
+use crate::point_attention::{point_attention_weights, PointAttention};
 use crate::Tensor;
 
 /// Which edges a triangle multiplicative update combines (AF2 Algorithms 11 and 12).
@@ -305,6 +306,12 @@ pub trait Backend: Send + Sync {
             }
         }
         self.softmax(x);
+    }
+
+    /// Invariant point attention's weights ([`PointAttention`]) in place over the scalar
+    /// logits `x` `[H, N, N]`: the point, pair and mask terms and the softmax in one pass.
+    fn point_attention_weights(&self, x: &mut Tensor, a: &PointAttention<'_>) {
+        point_attention_weights(x, a);
     }
 
     /// Fused gated attention ([`GatedAttention`]) → `[B, Q, H, Dv]`, never materialising

@@ -14,7 +14,7 @@ use crate::backend::{
     Activation, AttentionParams, Backend, GatedAttention, LinearParams, MatView, NormParams,
     OuterProductMeanParams, TriangleDirection, TriangleMultiplicationParams,
 };
-use crate::Tensor;
+use crate::{PointAttention, Tensor};
 
 /// The environment variable that turns the op profile on.
 pub const PROFILE_ENV: &str = "FERROFOLD_PROFILE";
@@ -144,6 +144,12 @@ impl Backend for Profiled {
         self.timed("masked_softmax", || {
             self.inner.masked_softmax(x, bias, mask, scale)
         })
+    }
+
+    fn point_attention_weights(&self, x: &mut Tensor, a: &PointAttention<'_>) {
+        self.timed("point_attention_weights", || {
+            self.inner.point_attention_weights(x, a)
+        });
     }
 
     fn gated_attention(&self, a: &GatedAttention<'_>) -> Tensor {

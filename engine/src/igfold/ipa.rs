@@ -5,7 +5,9 @@
 use super::geometry::{apply_frame, Frames, Mat3, Vec3};
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{softmax_row, softplus, Activation, Backend, MatView, Tensor};
+use ferrofold_kernels::{
+    softplus, Activation, Backend, MatView, PairMasking, PointAttention, Tensor,
+};
 use rayon::prelude::*;
 
 const SCALAR_DIM: usize = 16;
@@ -22,7 +24,9 @@ struct InvariantPointAttention {
     to_point_q: Linear,
     to_point_k: Linear,
     to_point_v: Linear,
-    point_weights: Vec<f32>, // softplus already applied, [H]
+    /// Weight of each head's squared point distances in its logits: half its softplus'ed
+    /// `point_weights`, scaled by `(3 * POINTS * 4.5)^-0.5`, [H]
+    point_weights: Tensor,
     to_pair_bias: Linear,
     to_out: Linear,
 }
@@ -47,12 +51,15 @@ impl InvariantPointAttention {
             to_point_q: Linear::load_no_bias(&p.sub("to_point_q"), dim, hp)?,
             to_point_k: Linear::load_no_bias(&p.sub("to_point_k"), dim, hp)?,
             to_point_v: Linear::load_no_bias(&p.sub("to_point_v"), dim, hp)?,
-            point_weights: p
-                .get("point_weights", &[heads])?
-                .data()
-                .iter()
-                .map(|&w| softplus(w))
-                .collect(),
+            point_weights: Tensor::new(
+                &[heads],
+                p.get("point_weights", &[heads])?
+                    .data()
+                    .iter()
+                    .map(|&w| 0.5 * softplus(w) * (3.0 * POINTS as f32 * 4.5).powf(-0.5))
+                    .collect(),
+            )
+            .expect("one weight per head"),
             to_pair_bias: Linear::load(&p.sub("to_pairwise_attn_bias").sub("0"), pair_dim, heads)?,
             to_out: Linear::load(&p.sub("to_out"), out_in, dim)?,
         })
@@ -87,7 +94,6 @@ impl InvariantPointAttention {
     ) -> Tensor {
         let (l, h) = (x.dim(0), self.heads);
         let scalar_scale = (3.0 * SCALAR_DIM as f32).powf(-0.5);
-        let point_scale = (3.0 * POINTS as f32 * 4.5).powf(-0.5);
         let pair_scale = 3f32.powf(-0.5);
         let split = |t: Tensor| crate::nn::split_heads(&t, h); // [H, L, 16]
         let qs = split(self.to_scalar_q.forward(be, x));
@@ -98,33 +104,30 @@ impl InvariantPointAttention {
         let vp = self.global_points(be, &self.to_point_v, x, frames);
         let bias = self.to_pair_bias.forward(be, pair); // [L, L, H]
 
-        let mut logits = be.batched_matmul(MatView::n(&qs), MatView::t(&ks)); // [H, L, L]
-        let (qpd, kpd, bd) = (qp.data(), kp.data(), bias.data());
-        logits
-            .data_mut()
-            .par_chunks_mut(l)
-            .enumerate()
-            .for_each(|(hi, row)| {
-                let (hh, i) = (hi / l, hi % l);
-                let wq = 0.5 * self.point_weights[hh] * point_scale;
-                let q = &qpd[hi * POINTS * 3..(hi + 1) * POINTS * 3];
-                for (j, v) in row.iter_mut().enumerate() {
-                    let k = &kpd[(hh * l + j) * POINTS * 3..(hh * l + j + 1) * POINTS * 3];
-                    let dist: f32 = q.iter().zip(k).map(|(a, b)| (a - b) * (a - b)).sum();
-                    *v = *v * scalar_scale - wq * dist + pair_scale * bd[(i * l + j) * h + hh];
-                    if let Some(m) = mask {
-                        if !(m[i] && m[j]) {
-                            *v = -f32::MAX;
-                        }
-                    }
-                }
-                softmax_row(row);
-            });
-        let attn = logits; // [H, L, L]
+        let mut attn = be.batched_matmul(MatView::n(&qs), MatView::t(&ks)); // [H, L, L]
+        let mask = mask.map(|m| {
+            Tensor::new(&[l], m.iter().map(|&k| k as u8 as f32).collect()).expect("one per residue")
+        });
+        be.point_attention_weights(
+            &mut attn,
+            &PointAttention {
+                q_points: &qp,
+                k_points: &kp,
+                point_weights: &self.point_weights,
+                scalar_scale,
+                pair_bias: &bias,
+                pair_scale,
+                mask: mask.as_ref(),
+                masking: PairMasking::Fill(-f32::MAX),
+            },
+        );
 
         let os = be.batched_matmul(MatView::n(&attn), MatView::n(&vs)); // [H, L, 16]
         let opg = be.batched_matmul(MatView::n(&attn), MatView::n(&vp)); // [H, L, 12]
-        let (ad, pd) = (attn.data(), pair.data());
+                                                                         // attention over the pair: r[i, h, c] = sum_j attn[h, i, j] pair[i, j, c]
+        let attn_by_query = be.swap_leading_axes(&attn); // [L, H, L]
+        let r = be.batched_matmul(MatView::n(&attn_by_query), MatView::n(pair)); // [L, H, C]
+        let (os, opg, r) = (os.data(), opg.data(), r.data());
         let (pdim, sd) = (self.pair_dim, SCALAR_DIM);
         let width = h * (sd + POINTS * 4 + pdim);
         let mut cat = Tensor::zeros(&[l, width]);
@@ -134,25 +137,18 @@ impl InvariantPointAttention {
             .for_each(|(i, row)| {
                 let (s_off, p_off, n_off, r_off) =
                     (0, h * sd, h * (sd + POINTS * 3), h * (sd + POINTS * 4));
-                let pair_i = &pd[i * l * pdim..(i + 1) * l * pdim];
                 for hh in 0..h {
                     row[s_off + hh * sd..s_off + (hh + 1) * sd]
-                        .copy_from_slice(&os.data()[(hh * l + i) * sd..(hh * l + i + 1) * sd]);
+                        .copy_from_slice(&os[(hh * l + i) * sd..(hh * l + i + 1) * sd]);
                     for d in 0..POINTS {
-                        let g = &opg.data()[(hh * l + i) * POINTS * 3 + d * 3..][..3];
+                        let g = &opg[(hh * l + i) * POINTS * 3 + d * 3..][..3];
                         let p = to_local(g, &frames.rot[i], &frames.trans[i]);
                         row[p_off + (hh * POINTS + d) * 3..][..3].copy_from_slice(&p);
                         row[n_off + hh * POINTS + d] =
                             (p[0] * p[0] + p[1] * p[1] + p[2] * p[2] + NORM_EPS).sqrt();
                     }
-                    let a = &ad[(hh * l + i) * l..(hh * l + i + 1) * l];
-                    let dst = &mut row[r_off + hh * pdim..r_off + (hh + 1) * pdim];
-                    for (j, aj) in a.iter().enumerate() {
-                        for (o, v) in dst.iter_mut().zip(&pair_i[j * pdim..(j + 1) * pdim]) {
-                            *o += aj * v;
-                        }
-                    }
                 }
+                row[r_off..].copy_from_slice(&r[i * h * pdim..(i + 1) * h * pdim]);
             });
         self.to_out.forward(be, &cat)
     }

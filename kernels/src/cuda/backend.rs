@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::device::{Arg, Device, DeviceError, Gemm};
 use super::sources::{
     gated_attention_kernel, AttentionArgs, Program, ATTENTION_THREADS, ELEMENTWISE,
-    GATED_ATTENTION, LAYER_NORM, MASKED_SOFTMAX,
+    GATED_ATTENTION, LAYER_NORM, MASKED_SOFTMAX, POINT_ATTENTION,
 };
 use crate::backend::{
     attention_by_ops, attention_scale, masked_softmax_dims, Activation, AttentionParams, Backend,
@@ -26,7 +26,7 @@ use crate::backend::{
 };
 use crate::cpu::check_triangle_shapes;
 use crate::tensor::DeviceValues;
-use crate::{CpuBackend, Tensor};
+use crate::{CpuBackend, PairMasking, PointAttention, Tensor};
 
 /// Threads per block of the row kernels (a warp per row) and of the element-wise ones.
 const ROW_THREADS: u32 = 128;
@@ -583,6 +583,37 @@ impl<D: Device> Backend for CudaBackend<D> {
             Arg::F32(scale),
         ];
         self.launch_rows(&MASKED_SOFTMAX, "masked_softmax_f32", b * h * q, &args);
+        *x = self.output(xb, &s);
+    }
+
+    fn point_attention_weights(&self, x: &mut Tensor, a: &PointAttention<'_>) {
+        let (h, n, coords) = a.dims(x);
+        let op = "point_attention_weights";
+        let s = x.shape().to_vec();
+        let xb = self.upload_owned(std::mem::replace(x, Tensor::zeros(&[0])), op);
+        let [qp, kp, w, bias] =
+            [a.q_points, a.k_points, a.point_weights, a.pair_bias].map(|t| self.upload(t, op));
+        let mask = a.mask.map(|t| self.upload(t, op));
+        let (mask_value, fill) = match a.masking {
+            PairMasking::Shift(v) => (v, 0),
+            PairMasking::Fill(v) => (v, 1),
+        };
+        let args = [
+            self.ptr(Some(&xb)),
+            self.ptr(Some(&qp)),
+            self.ptr(Some(&kp)),
+            self.ptr(Some(&w)),
+            self.ptr(Some(&bias)),
+            self.ptr(buffer(&mask)),
+            Arg::I32(as_i32(h, "heads")),
+            Arg::I32(as_i32(n, "residues")),
+            Arg::I32(as_i32(coords, "point coordinates")),
+            Arg::F32(a.scalar_scale),
+            Arg::F32(a.pair_scale),
+            Arg::F32(mask_value),
+            Arg::I32(fill),
+        ];
+        self.launch_rows(&POINT_ATTENTION, "point_attention_f32", h * n, &args);
         *x = self.output(xb, &s);
     }
 

@@ -49,6 +49,10 @@ pub const GATED_ATTENTION: Program = program!(
     ]
 );
 
+/// Invariant point attention's weights: point, pair and mask terms and the softmax over the
+/// scalar logits, one warp per row.
+pub const POINT_ATTENTION: Program = program!("point_attention", ["point_attention_f32"]);
+
 /// Element-wise fp32 kernels: linear bias, activations, the triangle update's gating and
 /// channel layouts, the outer product mean's masking, axis swap and normalisation.
 pub const ELEMENTWISE: Program = program!(
@@ -67,7 +71,13 @@ pub const ELEMENTWISE: Program = program!(
 );
 
 /// Every program of the backend (what the NVRTC compile test covers).
-pub const PROGRAMS: &[Program] = &[LAYER_NORM, MASKED_SOFTMAX, GATED_ATTENTION, ELEMENTWISE];
+pub const PROGRAMS: &[Program] = &[
+    LAYER_NORM,
+    MASKED_SOFTMAX,
+    GATED_ATTENTION,
+    POINT_ATTENTION,
+    ELEMENTWISE,
+];
 
 /// Queries per block and keys per tile of the gated attention kernels (`FF_ATT_BQ`,
 /// `FF_ATT_BK` in `attention.cu`), and its threads per block.

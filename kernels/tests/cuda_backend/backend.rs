@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 use ferrofold_kernels::cuda::{CudaBackend, CudaDevice};
 use ferrofold_kernels::{
     Activation, AttentionParams, Backend, CpuBackend, GatedAttention, LinearParams, MatView,
-    NormParams, OuterProductMeanParams, Tensor, TriangleDirection, TriangleMultiplicationParams,
-    OUTER_PRODUCT_NORM_EPS,
+    NormParams, OuterProductMeanParams, PairMasking, PointAttention, Tensor, TriangleDirection,
+    TriangleMultiplicationParams, OUTER_PRODUCT_NORM_EPS,
 };
 
 /// The CUDA backends to check: the emulated device, and GPU 0 when present.
@@ -105,6 +105,64 @@ fn row_ops_and_activations() {
         check(&format!("{f:?}"), |be| {
             let mut y = x.clone();
             be.activate(&mut y, f);
+            y
+        });
+    }
+}
+
+#[test]
+fn point_attention_weights_with_both_maskings() {
+    // 37 residues (not a multiple of the 32 lanes or of the 4 rows per block), 3 heads, 4
+    // points per head; residues 5 and 30 masked out, and a run where all but one are.
+    let (h, n, c) = (3, 37, 12);
+    let x = random_tensor(&[h, n, n], 20);
+    let q_points = tensor(
+        &[h, n, c],
+        random(h * n * c, 21).iter().map(|v| 3.0 * v).collect(),
+    );
+    let k_points = tensor(
+        &[h, n, c],
+        random(h * n * c, 22).iter().map(|v| 3.0 * v).collect(),
+    );
+    let point_weights = tensor(&[h], vec![0.1, 0.25, 0.05]);
+    let pair_bias = random_tensor(&[n, n, h], 23);
+    let mask = tensor(
+        &[n],
+        (0..n).map(|i| (i != 5 && i != 30) as u8 as f32).collect(),
+    );
+    let lone = tensor(&[n], (0..n).map(|i| (i == 7) as u8 as f32).collect());
+    for (mask, masking, what) in [
+        (None, PairMasking::Shift(-1e5), "unmasked"),
+        (Some(&mask), PairMasking::Shift(-1e5), "AF2's shifted mask"),
+        (
+            Some(&mask),
+            PairMasking::Fill(-f32::MAX),
+            "IgFold's filled mask",
+        ),
+        (
+            Some(&lone),
+            PairMasking::Fill(-f32::MAX),
+            "one residue kept, filled",
+        ),
+        (
+            Some(&lone),
+            PairMasking::Shift(-1e5),
+            "one residue kept, shifted",
+        ),
+    ] {
+        let args = PointAttention {
+            q_points: &q_points,
+            k_points: &k_points,
+            point_weights: &point_weights,
+            scalar_scale: 0.4,
+            pair_bias: &pair_bias,
+            pair_scale: 0.6,
+            mask,
+            masking,
+        };
+        check(&format!("point attention, {what}"), |be| {
+            let mut y = x.clone();
+            be.point_attention_weights(&mut y, &args);
             y
         });
     }

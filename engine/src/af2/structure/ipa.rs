@@ -1,10 +1,9 @@
 //! Invariant point attention, AF2's own form (`folding.InvariantPointAttention`).
 
-use super::rigid::{QuatAffine, Vec3};
+use super::rigid::QuatAffine;
 use crate::nn::{merge_heads, split_heads, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{softplus, Backend, MatView, Tensor};
-use rayon::prelude::*;
+use ferrofold_kernels::{softplus, Backend, MatView, PairMasking, PointAttention, Tensor};
 
 /// Sizes of the structure module's IPA (`model.heads.structure_module`, same in every model).
 #[derive(Clone, Copy, Debug)]
@@ -45,8 +44,9 @@ pub struct InvariantPointAttention {
     kv_scalar: Linear,
     q_point_local: Linear,
     kv_point_local: Linear,
-    /// softplus(trainable_point_weights) * sqrt(2 / (9 num_point_qk) / 3), [H]
-    point_weights: Vec<f32>,
+    /// Half of softplus(trainable_point_weights) * sqrt(2 / (27 num_point_qk)): the weight of a
+    /// head's squared point distances in its logits, [H]
+    point_weights: Tensor,
     attention_2d: Linear,
     output_projection: Linear,
 }
@@ -76,25 +76,39 @@ impl InvariantPointAttention {
                 h * 3 * (pqk + pv),
                 true,
             )?,
-            point_weights: tpw.data().iter().map(|&w| point_w * softplus(w)).collect(),
+            point_weights: Tensor::new(
+                &[h],
+                tpw.data()
+                    .iter()
+                    .map(|&w| 0.5 * point_w * softplus(w))
+                    .collect(),
+            )
+            .expect("one weight per head"),
             attention_2d: Linear::load_haiku(&p.sub("attention_2d"), cfg.pair_channel, h, true)?,
             output_projection: Linear::load_haiku(&p.sub("output_projection"), out_in, c, true)?,
         })
     }
 
     /// Points of a `[N, 3*H*P]` projection (x block, y block, z block; within a block channel
-    /// `h*P + p`) mapped to the global frame: `[N][H*P]` of xyz.
-    fn global_points(proj: &Tensor, affine: &[QuatAffine]) -> Vec<Vec<Vec3>> {
-        let w = proj.dim(-1) / 3;
-        proj.data()
-            .chunks(3 * w)
-            .zip(affine)
-            .map(|(row, a)| {
-                (0..w)
-                    .map(|j| a.apply_to_point(&[row[j], row[w + j], row[2 * w + j]]))
-                    .collect()
-            })
-            .collect()
+    /// `h*P + p`) mapped to the global frame: `[H, N, P*3]`, each point's xyz together.
+    fn global_points(proj: &Tensor, affine: &[QuatAffine], heads: usize) -> Tensor {
+        let (n, w) = (proj.rows(), proj.dim(-1) / 3);
+        let points = w / heads;
+        let src = proj.data();
+        let mut out = Tensor::zeros(&[heads, n, 3 * points]);
+        for (hn, dst) in out.data_mut().chunks_mut(3 * points).enumerate() {
+            let (hh, i) = (hn / n, hn % n);
+            let row = &src[i * 3 * w..][..3 * w];
+            for (p, xyz) in dst.chunks_mut(3).enumerate() {
+                let j = hh * points + p;
+                xyz.copy_from_slice(&affine[i].apply_to_point(&[
+                    row[j],
+                    row[w + j],
+                    row[2 * w + j],
+                ]));
+            }
+        }
+        out
     }
 
     /// `inputs_1d` [N, C], `inputs_2d` [N, N, C_z], `mask` [N] (the sequence mask),
@@ -130,66 +144,49 @@ impl InvariantPointAttention {
         let kv = split_heads(&self.kv_scalar.forward(be, inputs_1d), h); // [H, N, Sqk+Sv]
         let (k, v) = kv.split_last(sqk);
 
-        // points in the global frame: q [N][H*Pqk], kv [N][H*(Pqk+Pv)]
-        let q_pts = Self::global_points(&self.q_point_local.forward(be, inputs_1d), affine);
-        let kv_pts = Self::global_points(&self.kv_point_local.forward(be, inputs_1d), affine);
-        let pkv = pqk + pv;
+        // points in the global frame: q [H, N, Pqk*3], k [H, N, Pqk*3], v [H, N, Pv*3]
+        let q_points = Self::global_points(&self.q_point_local.forward(be, inputs_1d), affine, h);
+        let kv_points = Self::global_points(&self.kv_point_local.forward(be, inputs_1d), affine, h);
+        let (k_points, v_points) = kv_points.split_last(3 * pqk);
 
-        // logits [H, N, N] = scalar + point + sqrt(1/3) * pair bias - 1e5 (1 - mask_i mask_j)
-        let mut logits = be.batched_matmul(MatView::n(&q), MatView::t(&k));
+        // attention [H, N, N]: softmax of scalar + point + sqrt(1/3) * pair bias
+        // - 1e5 (1 - mask_i mask_j)
+        let mut attn = be.batched_matmul(MatView::n(&q), MatView::t(&k));
         let bias_2d = self.attention_2d.forward(be, inputs_2d); // [N, N, H]
-        let w2d = (1.0f64 / 3.0).sqrt() as f32;
-        let bias_2d = bias_2d.data();
-        logits
-            .data_mut()
-            .par_chunks_mut(n * n)
-            .enumerate()
-            .for_each(|(hi, plane)| {
-                let pw = self.point_weights[hi];
-                for (ij, x) in plane.iter_mut().enumerate() {
-                    let (i, j) = (ij / n, ij % n);
-                    let mut point = 0f32;
-                    for p in 0..pqk {
-                        let (a, b) = (&q_pts[i][hi * pqk + p], &kv_pts[j][hi * pkv + p]);
-                        let d: Vec3 = std::array::from_fn(|c| a[c] - b[c]);
-                        let d2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
-                        point += pw * d2;
-                    }
-                    *x += -0.5 * point;
-                    *x += w2d * bias_2d[ij * h + hi];
-                    *x -= 1e5 * (1.0 - mask[i] * mask[j]);
-                }
-            });
-        be.softmax(&mut logits);
-        let attn = logits; // [H, N, N]
+        let mask = Tensor::new(&[n], mask.to_vec()).expect("length checked");
+        be.point_attention_weights(
+            &mut attn,
+            &PointAttention {
+                q_points: &q_points,
+                k_points: &k_points,
+                point_weights: &self.point_weights,
+                scalar_scale: 1.0,
+                pair_bias: &bias_2d,
+                pair_scale: (1.0f64 / 3.0).sqrt() as f32,
+                mask: Some(&mask),
+                masking: PairMasking::Shift(-1e5),
+            },
+        );
 
         // scalar result [N, H*Sv]
         let result_scalar = merge_heads(&be.batched_matmul(MatView::n(&attn), MatView::n(&v)));
 
-        // point result: per coordinate [H, N, Pv] global, then back to each query's frame
-        let v_coord = |c: usize| {
-            Tensor::from_fn(&[h, n, pv], |idx| {
-                let (hi, rest) = (idx / (n * pv), idx % (n * pv));
-                let (j, p) = (rest / pv, rest % pv);
-                kv_pts[j][hi * pkv + pqk + p][c]
-            })
-        };
-        let res_global: Vec<Tensor> = (0..3)
-            .map(|c| be.batched_matmul(MatView::n(&attn), MatView::n(&v_coord(c))))
-            .collect(); // 3 x [H, N, Pv]
+        // point result [H, N, Pv*3] in the global frame, then in each query's own frame
+        let res_global = be.batched_matmul(MatView::n(&attn), MatView::n(&v_points));
+        let res_global = res_global.data();
         let hp = h * pv;
         let mut local = vec![[0f32; 3]; n * hp]; // [N, H*Pv] of xyz, query-local
         for (i, a) in affine.iter().enumerate() {
             for hi in 0..h {
                 for p in 0..pv {
-                    let g = std::array::from_fn(|c| res_global[c].data()[(hi * n + i) * pv + p]);
-                    local[i * hp + hi * pv + p] = a.invert_point(&g);
+                    let g = &res_global[((hi * n + i) * pv + p) * 3..][..3];
+                    local[i * hp + hi * pv + p] = a.invert_point(&[g[0], g[1], g[2]]);
                 }
             }
         }
 
         // attention over the pair [N, H*C_z]: out[i, h, c] = sum_j attn[h, i, j] z[i, j, c]
-        let attn_by_query = attn.swap_leading_axes(); // [N, H, N]
+        let attn_by_query = be.swap_leading_axes(&attn); // [N, H, N]
         let result_2d = be
             .batched_matmul(MatView::n(&attn_by_query), MatView::n(inputs_2d))
             .reshape(&[n, h * cz])
