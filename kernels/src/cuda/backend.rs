@@ -185,6 +185,11 @@ impl<D: Device> CudaBackend<D> {
         ok(self.device.zeros(len), op)
     }
 
+    /// A buffer the caller's kernel or GEMM writes whole before it is read.
+    fn device_buffer(&self, len: usize, op: &str) -> D::Buffer {
+        ok(self.device.uninit(len), op)
+    }
+
     /// A result that stays on the device until host code reads it.
     fn output(&self, buffer: D::Buffer, shape: &[usize]) -> Tensor {
         let len = shape.iter().product();
@@ -242,7 +247,11 @@ impl<D: Device> CudaBackend<D> {
     fn linear_on(&self, x: &D::Buffer, rows: usize, w: &Tensor, b: Option<&Tensor>) -> D::Buffer {
         let (out, k) = (w.dim(0), w.dim(1));
         let wb = self.upload(w, "linear");
-        let mut y = self.device_zeros(rows * out, "linear");
+        let mut y = if k > 0 {
+            self.device_buffer(rows * out, "linear")
+        } else {
+            self.device_zeros(rows * out, "linear")
+        };
         if rows > 0 && out > 0 && k > 0 {
             let g = Gemm::batched(1, rows, out, k, false, true);
             ok(self.device.gemm(&g, x, &wb, &mut y), "linear");
@@ -283,7 +292,7 @@ impl<D: Device> CudaBackend<D> {
             self.upload(norm.gamma, "layer_norm"),
             self.upload(norm.beta, "layer_norm"),
         );
-        let y = self.device_zeros(rows * c, "layer_norm");
+        let y = self.device_buffer(rows * c, "layer_norm");
         let args = [
             self.ptr(Some(x)),
             self.ptr(Some(&gamma)),
@@ -333,7 +342,7 @@ impl<D: Device> CudaBackend<D> {
         let h = proj.w.dim(0);
         let p = self.linear_on(zn, positions, proj.w, Some(proj.b));
         let g = self.linear_on(zn, positions, gate.w, Some(gate.b));
-        let side = self.device_zeros(h * positions, "triangle_multiplication");
+        let side = self.device_buffer(h * positions, "triangle_multiplication");
         let args = [
             self.ptr(Some(&p)),
             self.ptr(Some(&g)),
@@ -368,10 +377,10 @@ impl<D: Device> CudaBackend<D> {
         let op = "gated_attention";
         let bias = bias.map(|t| self.upload(t, op));
         let mask = mask.map(|t| self.upload(t, op));
-        let out = self.device_zeros(b * nq * h * d, op);
         if nk == 0 {
-            return out; // no keys: nothing to average
+            return self.device_zeros(b * nq * h * d, op); // no keys: nothing to average
         }
+        let out = self.device_buffer(b * nq * h * d, op);
         if !self.fused_attention && h * nq * nk <= self.chunk_elements {
             let extras = [gate, buffer(&bias), buffer(&mask)];
             self.gated_attention_by_gemms(sizes, [q, k, v], extras, &out, scale);
@@ -419,7 +428,7 @@ impl<D: Device> CudaBackend<D> {
         let op = "gated_attention";
         // [B, N, H, D] → [B, H, N, D]: each (row, head) a contiguous [N, D] matrix.
         let heads_first = |x: &D::Buffer, n: usize| {
-            let y = self.device_zeros(b * h * n * d, op);
+            let y = self.device_buffer(b * h * n * d, op);
             self.swap_axes_on(x, &y, [b, n, h, d]);
             y
         };
@@ -429,7 +438,11 @@ impl<D: Device> CudaBackend<D> {
         let rows = (self.chunk_elements / per_row).clamp(1, b);
         for b0 in (0..b).step_by(rows) {
             let c = rows.min(b - b0);
-            let mut logits = self.device_zeros(c * per_row, op); // [c, H, Q, K]
+            let mut logits = if d > 0 {
+                self.device_buffer(c * per_row, op) // [c, H, Q, K]
+            } else {
+                self.device_zeros(c * per_row, op)
+            };
             let g = Gemm {
                 offset_a: b0 * h * nq * d,
                 offset_b: b0 * h * nk * d,
@@ -450,7 +463,7 @@ impl<D: Device> CudaBackend<D> {
                 Arg::F32(scale),
             ];
             self.launch_rows(&MASKED_SOFTMAX, "masked_softmax_f32", c * h * nq, &args);
-            let mut heads_out = self.device_zeros(c * h * nq * d, op); // [c, H, Q, D]
+            let mut heads_out = self.device_buffer(c * h * nq * d, op); // [c, H, Q, D]
             let g = Gemm {
                 offset_b: b0 * h * nk * d,
                 ..Gemm::batched(c * h, nq, d, nk, false, false)
@@ -532,7 +545,11 @@ impl<D: Device> Backend for CudaBackend<D> {
             self.upload(a.tensor, "batched_matmul"),
             self.upload(b.tensor, "batched_matmul"),
         );
-        let mut c = self.device_zeros(ba * m * n, "batched_matmul");
+        let mut c = if k > 0 {
+            self.device_buffer(ba * m * n, "batched_matmul")
+        } else {
+            self.device_zeros(ba * m * n, "batched_matmul")
+        };
         if ba * m * n * k > 0 {
             let g = Gemm::batched(ba, m, n, k, a.trans, b.trans);
             ok(self.device.gemm(&g, &ab, &bbuf, &mut c), "batched_matmul");
@@ -645,7 +662,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         };
         let s = x.shape();
         assert_eq!(s.len(), 3, "swap_leading_axes: {s:?} is not [A, B, C]");
-        let y = self.device_zeros(x.len(), "swap_leading_axes");
+        let y = self.device_buffer(x.len(), "swap_leading_axes");
         self.swap_axes_on(&xb, &y, [1, s[0], s[1], s[2]]);
         self.output(y, &[s[1], s[0], s[2]])
     }
@@ -813,7 +830,7 @@ impl<D: Device> Backend for CudaBackend<D> {
             ];
             self.launch_elements("scale_rows_f32", rows * c, &args);
         }
-        let by_residue = self.device_zeros(rows * c, op); // [L, S, c]
+        let by_residue = self.device_buffer(rows * c, op); // [L, S, c]
         self.swap_axes_on(&left, &by_residue, [1, s, l, c]);
         drop(left);
         // norm[i, j] = sum_s mask[s, i] mask[s, j]
@@ -838,7 +855,7 @@ impl<D: Device> Backend for CudaBackend<D> {
                 };
                 ok(self.device.gemm(&g, &by_residue, &right, &mut outer), op);
             }
-            let pairs = self.device_zeros(ci * l * c * c, op); // [ci, L, c, c]
+            let pairs = self.device_buffer(ci * l * c * c, op); // [ci, L, c, c]
             self.swap_axes_on(&outer, &pairs, [ci, c, l, c]);
             drop(outer);
             let o = self.linear_on(&pairs, ci * l, p.output.w, Some(p.output.b)); // [ci * L, c_z]
@@ -891,7 +908,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         );
         // Per hidden channel: outgoing o = A B^T (o_ij = sum_k a_ik b_jk), incoming
         // o = B^T A (o_ij = sum_k a_kj b_ki).
-        let mut product = self.device_zeros(h * positions, op); // [H, L, L]
+        let mut product = self.device_buffer(h * positions, op); // [H, L, L]
         if positions * h > 0 {
             let (g, first, second) = match dir {
                 TriangleDirection::Outgoing => {
@@ -903,7 +920,7 @@ impl<D: Device> Backend for CudaBackend<D> {
             };
             ok(self.device.gemm(&g, first, second, &mut product), op);
         }
-        let channel_last = self.device_zeros(positions * h, op); // [L, L, H]
+        let channel_last = self.device_buffer(positions * h, op); // [L, L, H]
         let args = [
             self.ptr(Some(&product)),
             self.ptr(Some(&channel_last)),

@@ -82,6 +82,9 @@ pub trait Device: Send + Sync + 'static {
 
     fn upload(&self, data: &[f32]) -> Result<Self::Buffer, DeviceError>;
     fn zeros(&self, len: usize) -> Result<Self::Buffer, DeviceError>;
+    /// A buffer of `len` values that are undefined until written: for outputs that a kernel
+    /// or GEMM writes whole before anything reads them (no zeroing pass over the memory).
+    fn uninit(&self, len: usize) -> Result<Self::Buffer, DeviceError>;
     fn download(&self, buffer: &Self::Buffer) -> Result<Vec<f32>, DeviceError>;
     /// A copy of values `range` of `buffer`, on the device.
     fn copy_range(

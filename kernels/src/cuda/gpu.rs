@@ -149,6 +149,10 @@ impl CudaDevice {
             ));
         }
         let context = CudaContext::new(ordinal).map_err(driver)?;
+        // SAFETY: every buffer, copy, kernel and GEMM goes to this one stream, so there is no
+        // use on another stream to order. Without it cudarc creates two events per allocation
+        // (thousands per iteration), which only multi-stream code needs.
+        unsafe { context.disable_event_tracking() };
         let stream = context.default_stream();
         let blas =
             CudaBlas::new(stream.clone()).map_err(|e| DeviceError::Blas(format!("{e:?}")))?;
@@ -239,6 +243,13 @@ impl Device for CudaDevice {
 
     fn zeros(&self, len: usize) -> Result<GpuBuffer, DeviceError> {
         let slice = self.stream.alloc_zeros::<f32>(len.max(1)).map_err(driver)?;
+        Ok(GpuBuffer { slice, len })
+    }
+
+    fn uninit(&self, len: usize) -> Result<GpuBuffer, DeviceError> {
+        // SAFETY: f32 has no invalid bit patterns, and the trait's contract has every value
+        // written before it is read.
+        let slice = unsafe { self.stream.alloc::<f32>(len.max(1)) }.map_err(driver)?;
         Ok(GpuBuffer { slice, len })
     }
 

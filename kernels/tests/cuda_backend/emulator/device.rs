@@ -55,6 +55,12 @@ impl Device for EmulatedDevice {
         Ok(HostBuffer::new(vec![0.0; len]))
     }
 
+    /// NaN-filled, so that an output a kernel or GEMM leaves partly unwritten fails the
+    /// checks.
+    fn uninit(&self, len: usize) -> Result<HostBuffer, DeviceError> {
+        Ok(HostBuffer::new(vec![f32::NAN; len]))
+    }
+
     fn download(&self, buffer: &HostBuffer) -> Result<Vec<f32>, DeviceError> {
         Ok(buffer.values().to_vec())
     }
