@@ -16,10 +16,12 @@
 #      golden (tests/af2_cuda.rs);
 #   4. the fused ops timed on the CPU and the GPU (kernels/examples/gpu_ops.rs), one AF2
 #      iteration at L=256 with FERROFOLD_CUDA_PROFILE=1 and FERROFOLD_PROFILE=1 (time in
-#      copies, kernels and GEMMs, and per op), and L=256 predicted in fp32, tf32 and bf16 on
-#      the GPU and on the CPU, each compared with the GPU's fp32 (benches/compare_predictions.py);
+#      copies, kernels and GEMMs, and per op), and L=256 predicted on the GPU in fp32, tf32,
+#      tf32 with FERROFOLD_CUDA_ATTENTION=tensor-cores and bf16, and on the CPU, each compared
+#      with the GPU's fp32 (benches/compare_predictions.py);
 #   5. AF2 model_1_ptm, single sequence, 4 iterations, ferrofold on the GPU (each of
-#      GPU_CHECK_PRECISIONS, default "fp32 tf32 bf16") and JAX on the GPU (benches/af2_vs_jax.py
+#      GPU_CHECK_PRECISIONS, default "fp32 tf32 tf32tc bf16"; tf32tc is tf32 with
+#      FERROFOLD_CUDA_ATTENTION=tensor-cores) and JAX on the GPU (benches/af2_vs_jax.py
 #      --device cuda; GPU_CHECK_REUSE_JAX=JSON takes JAX's figures from an earlier run, e.g.
 #      benches/results/af2_jax_h200_2026-11-29.json for an H200 (L = 256 and 512),
 #      GPU_CHECK_NO_JAX=1 leaves JAX out), and with GPU_CHECK_MEMORY_LENGTHS the longest single
@@ -123,7 +125,10 @@ compare_precisions() {
             --device "${run%%:*}" --precision "${run##*:}" --out "/tmp/precision-${run/:/-}" \
             2>&1 | tail -1 || return 1
     done
-    for run in cuda-tf32 cuda-bf16 cpu-fp32; do
+    FERROFOLD_CUDA_ATTENTION=tensor-cores "$dir/ferrofold" predict --model model_1_ptm \
+        --params "$params" --features "$features" --device cuda --precision tf32 \
+        --out /tmp/precision-cuda-tf32tc 2>&1 | tail -1 || return 1
+    for run in cuda-tf32 cuda-tf32tc cuda-bf16 cpu-fp32; do
         echo -n "$run vs cuda-fp32: "
         python3 benches/compare_predictions.py /tmp/precision-cuda-fp32 "/tmp/precision-$run" \
             "$name" || return 1
@@ -180,10 +185,13 @@ run() {
     # JAX's figures of the same lengths can come from an earlier run's JSON (the reference
     # does not change when ferrofold does); each precision after the first reuses the first's.
     local reuse="${GPU_CHECK_REUSE_JAX:-}" first=1
-    for precision in ${GPU_CHECK_PRECISIONS:-fp32 tf32 bf16}; do
-        local json="$out/af2_gpu_$precision.json"
+    # tf32tc: --precision tf32 with attention's products on tensor cores too (the fused kernel).
+    for precision in ${GPU_CHECK_PRECISIONS:-fp32 tf32 tf32tc bf16}; do
+        local json="$out/af2_gpu_$precision.json" attention=gemms
+        [ "$precision" = tf32tc ] && precision=tf32 attention=tensor-cores
         step "${GPU_CHECK_SPEED_LIMIT:-600}" \
-            "AF2 single sequence, 4 iterations, on GPU 0: ferrofold --precision $precision and JAX" \
+            "AF2 single sequence, 4 iterations, on GPU 0: ferrofold --precision $precision (attention: $attention) and JAX" \
+            env FERROFOLD_CUDA_ATTENTION=$attention \
             python3 benches/af2_vs_jax.py --device cuda --single-sequence \
             --binary "$dir/ferrofold" --python python3 --params "$params" \
             --workdir "$dir/features" --threads 16 --jax-runs 1 --precision "$precision" \

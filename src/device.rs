@@ -105,7 +105,7 @@ fn auto_device() -> DeviceSpec {
 
 #[cfg(feature = "cuda")]
 fn cuda_backend(ordinal: usize, precision: Precision) -> Result<Box<dyn Backend>> {
-    use ferrofold_kernels::cuda::{CudaBackend, CudaDevice, GemmPrecision};
+    use ferrofold_kernels::cuda::{AttentionPath, CudaBackend, CudaDevice, GemmPrecision};
     let gemms = match precision {
         Precision::Fp32 => GemmPrecision::Fp32,
         Precision::Tf32 => GemmPrecision::Tf32,
@@ -125,7 +125,28 @@ fn cuda_backend(ordinal: usize, precision: Precision) -> Result<Box<dyn Backend>
     if precision != Precision::Fp32 {
         eprintln!("precision: {} GEMMs", precision.name());
     }
-    Ok(Box::new(CudaBackend::new(device)))
+    let attention = attention_path()?;
+    if attention != AttentionPath::Gemms {
+        eprintln!("attention: {attention:?} ({ATTENTION_ENV})");
+    }
+    Ok(Box::new(CudaBackend::new(device).with_attention(attention)))
+}
+
+/// Chooses the CUDA backend's gated attention path, for benchmarks: `gemms` (the default),
+/// `fused` (the fp32 fused kernel) or `tensor-cores` (the fused kernel on TF32 tensor cores,
+/// not yet timed on a GPU).
+#[cfg(feature = "cuda")]
+const ATTENTION_ENV: &str = "FERROFOLD_CUDA_ATTENTION";
+
+#[cfg(feature = "cuda")]
+fn attention_path() -> Result<ferrofold_kernels::cuda::AttentionPath> {
+    use ferrofold_kernels::cuda::AttentionPath;
+    match std::env::var(ATTENTION_ENV).as_deref() {
+        Err(_) | Ok("gemms") => Ok(AttentionPath::Gemms),
+        Ok("fused") => Ok(AttentionPath::Fused),
+        Ok("tensor-cores") => Ok(AttentionPath::FusedTensorCores),
+        Ok(other) => anyhow::bail!("{ATTENTION_ENV}={other}: use gemms, fused or tensor-cores"),
+    }
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -183,3 +183,182 @@ FF_ATTENTION_ENTRY(gated_attention_f32_d64, float, 64)
 FF_ATTENTION_ENTRY(gated_attention_bf16_d16, bf16_t, 16)
 FF_ATTENTION_ENTRY(gated_attention_bf16_d32, bf16_t, 32)
 FF_ATTENTION_ENTRY(gated_attention_bf16_d64, bf16_t, 64)
+
+// The same attention with q.k and p.v on TF32 tensor cores (sm_80+; `mma_tf32_16x8x8`): fp32
+// storage, q (scaled), k, v and the probabilities rounded to TF32 as cuBLAS's TF32 mode rounds
+// its inputs; the logits, softmax and sums in fp32. Each warp owns 16 queries of the block's
+// FF_TC_BQ; keys stream in tiles of FF_TC_BK through shared memory with the online softmax, so
+// here too no logits are materialised. A lane holds the logits of rows g and g + 8 (g = lane /
+// 4) at key columns 2t and 2t + 1 of each 8-key group (t = lane % 4), the output likewise.
+//
+// Launch: blockDim = FF_TC_WARPS * 32, gridDim = (batch * heads, ceil(nq / FF_TC_BQ)). The
+// `_dNN` entry points take head dims d <= NN (NN a multiple of 8).
+
+#define FF_TC_WARPS 4
+#define FF_TC_BQ (FF_TC_WARPS * 16)
+#define FF_TC_BK 32
+
+template <int D_MAX>
+__device__ __forceinline__ void gated_attention_tc_tile(const AttentionArgs& a) {
+    constexpr int KSTEPS = D_MAX / 8;     // k-steps of q.k
+    constexpr int KEY_TILES = FF_TC_BK / 8;  // 8-key column tiles of the logits, k-steps of p.v
+    constexpr int OUT_TILES = D_MAX / 8;  // 8-channel column tiles of the output
+    // Padded rows: the fragment reads of k (row g, column t) and v (row t, column g) then hit
+    // 32 different banks.
+    __shared__ float ks[FF_TC_BK][D_MAX + 4];
+    __shared__ float vs[FF_TC_BK][D_MAX + 8];
+    __shared__ float ps[FF_TC_WARPS][16][FF_TC_BK + 4];
+
+    const int tid = threadIdx.x;
+    const int lane = tid & 31;
+    const int warp = tid >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int bh = blockIdx.x;
+    const int b = bh / a.heads;
+    const int h = bh % a.heads;
+    const int q0 = blockIdx.y * FF_TC_BQ + warp * 16;  // this warp's first query
+    const int d = a.d;
+    const int rows[2] = {q0 + g, q0 + g + 8};
+
+    const float* qg = (const float*)a.q + b * a.q_sb + h * a.q_sh;
+    const float* kg = (const float*)a.k + b * a.k_sb + h * a.k_sh;
+    const float* vg = (const float*)a.v + b * a.v_sb + h * a.v_sh;
+    const float* bg = a.bias ? (const float*)a.bias + b * a.bias_sb + h * a.bias_sh : nullptr;
+    const float* mg = a.mask ? a.mask + b * a.mask_sb : nullptr;
+
+    // The warp's queries as A fragments, scaled first as AF2 does.
+    unsigned qa[KSTEPS][4];
+#pragma unroll
+    for (int s = 0; s < KSTEPS; ++s) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int qi = rows[i & 1];
+            const int c = s * 8 + t + ((i & 2) ? 4 : 0);
+            qa[s][i] = to_tf32(qi < a.nq && c < d ? a.scale * qg[qi * a.q_sq + c] : 0.0f);
+        }
+    }
+
+    float o[OUT_TILES][4];
+#pragma unroll
+    for (int n = 0; n < OUT_TILES; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float m[2] = {FF_NEG_INF, FF_NEG_INF}, l[2] = {0.0f, 0.0f};
+
+    for (int k0 = 0; k0 < a.nk; k0 += FF_TC_BK) {
+        __syncthreads();  // the previous tile is consumed
+        for (int idx = tid; idx < FF_TC_BK * D_MAX; idx += FF_TC_WARPS * 32) {
+            const int j = idx / D_MAX, c = idx % D_MAX;
+            const int key = k0 + j;
+            const bool in = key < a.nk && c < d;
+            ks[j][c] = __uint_as_float(to_tf32(in ? kg[key * a.k_sk + c] : 0.0f));
+            vs[j][c] = __uint_as_float(to_tf32(in ? vg[key * a.v_sk + c] : 0.0f));
+        }
+        __syncthreads();
+
+        // Logits [16 queries, FF_TC_BK keys] of this warp: s[n] covers keys 8n..8n+7.
+        float s[KEY_TILES][4];
+#pragma unroll
+        for (int n = 0; n < KEY_TILES; ++n) {
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+            for (int st = 0; st < KSTEPS; ++st) {
+                const unsigned kb[2] = {__float_as_uint(ks[n * 8 + g][st * 8 + t]),
+                                        __float_as_uint(ks[n * 8 + g][st * 8 + t + 4])};
+                mma_tf32_16x8x8(s[n], qa[st], kb);
+            }
+        }
+
+        // Mask and pair bias in AF2's order; keys past the end count for nothing.
+        float tile_max[2] = {FF_NEG_INF, FF_NEG_INF};
+#pragma unroll
+        for (int n = 0; n < KEY_TILES; ++n) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int r = i >> 1;
+                const int key = k0 + n * 8 + 2 * t + (i & 1);
+                float x = FF_NEG_INF;
+                if (key < a.nk) {
+                    x = s[n][i];
+                    if (mg) x += FF_MASK_BIAS * (mg[key] - 1.0f);
+                    if (bg && rows[r] < a.nq) x += bg[rows[r] * a.bias_sq + key];
+                }
+                s[n][i] = x;
+                tile_max[r] = fmaxf(tile_max[r], x);
+            }
+        }
+        float corr[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            // The four lanes of a row group hold its columns.
+            tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(FF_FULL_MASK, tile_max[r], 1));
+            tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(FF_FULL_MASK, tile_max[r], 2));
+            // Every tile holds at least one key in range, so the new max is finite.
+            const float m_new = fmaxf(m[r], tile_max[r]);
+            corr[r] = expf(m[r] - m_new);  // 0 on the first tile
+            m[r] = m_new;
+            l[r] *= corr[r];
+        }
+#pragma unroll
+        for (int n = 0; n < KEY_TILES; ++n) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int r = i >> 1;
+                const float p = expf(s[n][i] - m[r]);
+                l[r] += p;  // this lane's share; summed over the row group at the end
+                ps[warp][g + 8 * r][n * 8 + 2 * t + (i & 1)] = p;
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < OUT_TILES; ++n) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) o[n][i] *= corr[i >> 1];
+        }
+        __syncwarp();
+
+        // o += p v, the probabilities re-read from shared memory in the A layout.
+#pragma unroll
+        for (int st = 0; st < KEY_TILES; ++st) {
+            const unsigned pa[4] = {to_tf32(ps[warp][g][st * 8 + t]),
+                                    to_tf32(ps[warp][g + 8][st * 8 + t]),
+                                    to_tf32(ps[warp][g][st * 8 + t + 4]),
+                                    to_tf32(ps[warp][g + 8][st * 8 + t + 4])};
+#pragma unroll
+            for (int n = 0; n < OUT_TILES; ++n) {
+                const unsigned vb[2] = {__float_as_uint(vs[st * 8 + t][n * 8 + g]),
+                                        __float_as_uint(vs[st * 8 + t + 4][n * 8 + g])};
+                mma_tf32_16x8x8(o[n], pa, vb);
+            }
+        }
+        __syncwarp();  // ps is rewritten by the next tile
+    }
+
+    const float* gg = a.gate ? (const float*)a.gate + b * a.g_sb + h * a.g_sh : nullptr;
+    float* og = (float*)a.out + b * a.o_sb + h * a.o_sh;
+    float inv[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        l[r] += __shfl_xor_sync(FF_FULL_MASK, l[r], 1);
+        l[r] += __shfl_xor_sync(FF_FULL_MASK, l[r], 2);
+        inv[r] = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;  // l == 0 only when nk == 0
+    }
+#pragma unroll
+    for (int n = 0; n < OUT_TILES; ++n) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int qi = rows[i >> 1];
+            const int ch = n * 8 + 2 * t + (i & 1);
+            if (qi >= a.nq || ch >= d) continue;
+            float val = o[n][i] * inv[i >> 1];
+            if (gg) val *= sigmoid_f32(gg[qi * a.g_sq + ch]);
+            og[qi * a.o_sq + ch] = val;
+        }
+    }
+}
+
+#define FF_ATTENTION_TC_ENTRY(NAME, D_MAX)                                                   \
+    extern "C" __global__ void __launch_bounds__(FF_TC_WARPS * 32) NAME(AttentionArgs a) { \
+        gated_attention_tc_tile<D_MAX>(a);                                                   \
+    }
+
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_f32_d16, 16)
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_f32_d32, 32)
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_f32_d64, 64)

@@ -82,3 +82,54 @@ struct WarpSoftmax {
         return row_max == FF_NEG_INF ? 0.0f : expf(v - row_max) * inv;
     }
 };
+
+// TF32, the tensor cores' fp32 input on sm_80+: an fp32 value rounded to a 10-bit mantissa, to
+// nearest with ties away from zero (PTX cvt.rna.tf32.f32), as fp32 bits.
+__device__ __forceinline__ unsigned to_tf32(float x) {
+#ifdef FF_HOST_EMULATION
+    const unsigned u = __float_as_uint(x);
+    return (u & 0x7f800000u) == 0x7f800000u ? u : (u + 0x1000u) & 0xffffe000u;
+#else
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+#endif
+}
+
+// d += A B for one warp on the tensor cores (mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32):
+// A 16x8 and B 8x8 in TF32, d 16x8 in fp32. With g = lane / 4 and t = lane % 4 each lane holds
+//   a = {A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4]},  b = {B[t][g], B[t+4][g]},
+//   d = {D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]}.
+// Every lane of the warp must call it together.
+__device__ __forceinline__ void mma_tf32_16x8x8(float d[4], const unsigned a[4], const unsigned b[2]) {
+#ifdef FF_HOST_EMULATION
+    // The warp's fragments meet in staging rows (blocks run one after another here).
+    static unsigned stage[32][32][6];  // [warp][lane][a0..a3, b0, b1]
+    const int linear = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    const int warp = linear / 32, lane = linear % 32;
+    for (int i = 0; i < 4; ++i) stage[warp][lane][i] = a[i];
+    stage[warp][lane][4] = b[0];
+    stage[warp][lane][5] = b[1];
+    __syncwarp();
+    const int g = lane >> 2, t = lane & 3;
+    for (int i = 0; i < 4; ++i) {
+        const int row = g + ((i & 2) ? 8 : 0), col = 2 * t + (i & 1);
+        float acc = d[i];
+        for (int k = 0; k < 8; ++k) {
+            // A[row][k] is register (row >= 8) + 2 (k >= 4) of lane (row % 8) * 4 + k % 4;
+            // B[k][col] register 4 + (k >= 4) of lane col * 4 + k % 4.
+            const float av = __uint_as_float(stage[warp][(row & 7) * 4 + (k & 3)][(row >> 3) + 2 * (k >> 2)]);
+            const float bv = __uint_as_float(stage[warp][col * 4 + (k & 3)][4 + (k >> 2)]);
+            acc = fmaf(av, bv, acc);
+        }
+        d[i] = acc;
+    }
+    __syncwarp();  // the staging rows are free again
+#else
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use ferrofold_kernels::cuda::{CudaBackend, CudaDevice, GemmPrecision};
+use ferrofold_kernels::cuda::{AttentionPath, CudaBackend, CudaDevice, GemmPrecision};
 use ferrofold_kernels::{
     Backend, CpuBackend, GatedAttention, LinearParams, NormParams, Tensor, TriangleDirection,
     TriangleMultiplicationParams,
@@ -76,7 +76,8 @@ fn main() {
     let open = || CudaDevice::new(0).expect("GPU 0 opened above");
     let tf32 = CudaBackend::new(open().with_precision(GemmPrecision::Tf32));
     let bf16 = CudaBackend::new(open().with_precision(GemmPrecision::Bf16));
-    let fused = CudaBackend::new(open()).with_fused_attention(true);
+    let fused = CudaBackend::new(open()).with_attention(AttentionPath::Fused);
+    let tensor_cores = CudaBackend::new(open()).with_attention(AttentionPath::FusedTensorCores);
     println!(
         "{} (compute {}.{}), fp32\n",
         info.name, info.compute_capability.0, info.compute_capability.1
@@ -111,6 +112,10 @@ fn main() {
             ("triangle attention (GEMMs, tf32)", &tf32),
             ("triangle attention (GEMMs, bf16)", &bf16),
             ("triangle attention (fused kernel)", &fused),
+            (
+                "triangle attention (fused kernel, TF32 tensor cores)",
+                &tensor_cores,
+            ),
         ] {
             row(name, l, flops, &cpu, time(|| be.gated_attention(&a)));
         }

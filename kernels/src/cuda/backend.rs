@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use super::device::{Arg, Device, DeviceError, Gemm};
 use super::sources::{
-    gated_attention_kernel, AttentionArgs, Program, ATTENTION_THREADS, ELEMENTWISE,
-    GATED_ATTENTION, LAYER_NORM, MASKED_SOFTMAX, POINT_ATTENTION,
+    AttentionArgs, AttentionKernel, Program, ELEMENTWISE, GATED_ATTENTION, LAYER_NORM,
+    MASKED_SOFTMAX, POINT_ATTENTION,
 };
 use crate::backend::{
     attention_by_ops, attention_scale, masked_softmax_dims, Activation, AttentionParams, Backend,
@@ -48,9 +48,23 @@ pub struct CudaBackend<D: Device> {
     outer_product_chunk: usize,
     /// [`Backend::chunk_elements`], from the free memory at the start.
     chunk_elements: usize,
-    /// Gated attention always through the fused kernel (else through cuBLAS where one batch
-    /// row's logits fit in a chunk).
-    fused_attention: bool,
+    attention: AttentionPath,
+}
+
+/// How the CUDA backend runs gated attention.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttentionPath {
+    /// Two batched GEMMs around the masked softmax kernel wherever one batch row's logits
+    /// `[H, Q, K]` fit in [`Backend::chunk_elements`]: cuBLAS runs the products at the GPU's
+    /// matrix rate (tensor cores with `--precision tf32`); the fused fp32 kernel takes the rows
+    /// whose logits do not fit, since it never holds them.
+    #[default]
+    Gemms,
+    /// Always the fused kernel, fp32 throughout.
+    Fused,
+    /// Always the fused kernel with q.k and p.v on TF32 tensor cores (sm_80+): its inputs
+    /// rounded to TF32 as cuBLAS's TF32 mode rounds them, about 1e-3 from fp32.
+    FusedTensorCores,
 }
 
 /// A tensor's values in a buffer of this backend's device.
@@ -111,7 +125,7 @@ impl<D: Device> CudaBackend<D> {
             device: Arc::new(device),
             outer_product_chunk: OUTER_PRODUCT_CHUNK_FLOATS,
             chunk_elements,
-            fused_attention: false,
+            attention: AttentionPath::default(),
         }
     }
 
@@ -122,13 +136,9 @@ impl<D: Device> CudaBackend<D> {
         self
     }
 
-    /// Gated attention always through the fused kernel (`true`), or (the default) as two
-    /// batched GEMMs around a masked softmax wherever one batch row's logits `[H, Q, K]` fit in
-    /// [`Backend::chunk_elements`]: cuBLAS runs the products at the GPU's matrix rate (tensor
-    /// cores with `--precision tf32`), the fused kernel at its fp32 rate, but it never holds the
-    /// logits, so it takes the rows whose logits do not fit.
-    pub fn with_fused_attention(mut self, on: bool) -> Self {
-        self.fused_attention = on;
+    /// How gated attention runs ([`AttentionPath::Gemms`] unless set).
+    pub fn with_attention(mut self, path: AttentionPath) -> Self {
+        self.attention = path;
         self
     }
 
@@ -366,14 +376,7 @@ impl<D: Device> CudaBackend<D> {
         mask: Option<&Tensor>,
         scale: f32,
     ) -> D::Buffer {
-        let AttentionSizes {
-            b,
-            h,
-            nq,
-            nk,
-            d,
-            kernel,
-        } = *sizes;
+        let AttentionSizes { b, h, nq, nk, d } = *sizes;
         let op = "gated_attention";
         let bias = bias.map(|t| self.upload(t, op));
         let mask = mask.map(|t| self.upload(t, op));
@@ -381,7 +384,7 @@ impl<D: Device> CudaBackend<D> {
             return self.device_zeros(b * nq * h * d, op); // no keys: nothing to average
         }
         let out = self.device_buffer(b * nq * h * d, op);
-        if !self.fused_attention && h * nq * nk <= self.chunk_elements {
+        if self.attention == AttentionPath::Gemms && h * nq * nk <= self.chunk_elements {
             let extras = [gate, buffer(&bias), buffer(&mask)];
             self.gated_attention_by_gemms(sizes, [q, k, v], extras, &out, scale);
             return out;
@@ -397,12 +400,18 @@ impl<D: Device> CudaBackend<D> {
             out: address(Some(&out)),
             ..AttentionArgs::projection_layout(b, h, nq, nk, d, scale)
         };
-        let (gx, gy, gz) = args.grid();
+        let kind = match self.attention {
+            AttentionPath::FusedTensorCores => AttentionKernel::TensorCoresF32,
+            AttentionPath::Gemms | AttentionPath::Fused => AttentionKernel::F32,
+        };
+        let kernel = kind.entry(d).expect("head width checked by AttentionSizes");
+        let (block_queries, threads) = kind.block();
+        let (gx, gy, gz) = args.grid(block_queries);
         self.launch(
             &GATED_ATTENTION,
             kernel,
             [gx, gy, gz],
-            [ATTENTION_THREADS as u32, 1, 1],
+            [threads as u32, 1, 1],
             &[Arg::Attention(Box::new(args))],
         );
         out
@@ -498,20 +507,18 @@ struct AttentionSizes {
     nq: usize,
     nk: usize,
     d: usize,
-    kernel: &'static str,
 }
 
 impl AttentionSizes {
     fn supported(b: usize, h: usize, nq: usize, nk: usize, dk: usize, dv: usize) -> Option<Self> {
-        let kernel = gated_attention_kernel(dk, false)?;
+        let width_fits = AttentionKernel::F32.entry(dk).is_some();
         let grid_fits = i32::try_from(b * h).is_ok();
-        (dk == dv && b * h * nq > 0 && grid_fits).then_some(AttentionSizes {
+        (width_fits && dk == dv && b * h * nq > 0 && grid_fits).then_some(AttentionSizes {
             b,
             h,
             nq,
             nk,
             d: dk,
-            kernel,
         })
     }
 }

@@ -18,7 +18,7 @@ pub mod nvrtc;
 pub mod probe;
 pub mod sources;
 
-pub use backend::CudaBackend;
+pub use backend::{AttentionPath, CudaBackend};
 pub use device::{Arg, Device, DeviceError, Gemm};
 pub use gpu::{CudaDevice, GemmPrecision, GpuBuffer};
 pub use probe::{cuda_available, cuda_device, driver_library_present, DeviceInfo, NoDevice};

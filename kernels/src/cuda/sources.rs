@@ -46,6 +46,9 @@ pub const GATED_ATTENTION: Program = program!(
         "gated_attention_bf16_d16",
         "gated_attention_bf16_d32",
         "gated_attention_bf16_d64",
+        "gated_attention_tc_f32_d16",
+        "gated_attention_tc_f32_d32",
+        "gated_attention_tc_f32_d64",
     ]
 );
 
@@ -85,23 +88,51 @@ pub const ATTENTION_BLOCK_QUERIES: usize = 16;
 pub const ATTENTION_KEY_TILE: usize = 32;
 pub const ATTENTION_THREADS: usize = 128;
 
-/// The gated attention entry point for a head dimension and storage type, or `None` when
-/// `head_dim` exceeds 64.
-pub fn gated_attention_kernel(head_dim: usize, bf16: bool) -> Option<&'static str> {
-    let d = match head_dim {
-        0..=16 => 16,
-        17..=32 => 32,
-        33..=64 => 64,
-        _ => return None,
-    };
-    Some(match (bf16, d) {
-        (false, 16) => "gated_attention_f32_d16",
-        (false, 32) => "gated_attention_f32_d32",
-        (false, _) => "gated_attention_f32_d64",
-        (true, 16) => "gated_attention_bf16_d16",
-        (true, 32) => "gated_attention_bf16_d32",
-        (true, _) => "gated_attention_bf16_d64",
-    })
+/// Queries per block and threads per block of the tensor-core attention kernels (`FF_TC_BQ`
+/// and `FF_TC_WARPS` in `attention.cu`).
+pub const TC_ATTENTION_BLOCK_QUERIES: usize = 64;
+pub const TC_ATTENTION_THREADS: usize = 128;
+
+/// Which gated attention kernel: fp32 or bf16 storage with fp32 arithmetic, or fp32 storage
+/// with q.k and p.v on TF32 tensor cores (sm_80+).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionKernel {
+    F32,
+    Bf16,
+    TensorCoresF32,
+}
+
+impl AttentionKernel {
+    /// The entry point for a head dimension, or `None` when `head_dim` exceeds 64.
+    pub fn entry(self, head_dim: usize) -> Option<&'static str> {
+        let d = match head_dim {
+            0..=16 => 16,
+            17..=32 => 32,
+            33..=64 => 64,
+            _ => return None,
+        };
+        Some(match (self, d) {
+            (AttentionKernel::F32, 16) => "gated_attention_f32_d16",
+            (AttentionKernel::F32, 32) => "gated_attention_f32_d32",
+            (AttentionKernel::F32, _) => "gated_attention_f32_d64",
+            (AttentionKernel::Bf16, 16) => "gated_attention_bf16_d16",
+            (AttentionKernel::Bf16, 32) => "gated_attention_bf16_d32",
+            (AttentionKernel::Bf16, _) => "gated_attention_bf16_d64",
+            (AttentionKernel::TensorCoresF32, 16) => "gated_attention_tc_f32_d16",
+            (AttentionKernel::TensorCoresF32, 32) => "gated_attention_tc_f32_d32",
+            (AttentionKernel::TensorCoresF32, _) => "gated_attention_tc_f32_d64",
+        })
+    }
+
+    /// Queries per block and threads per block.
+    pub fn block(self) -> (usize, usize) {
+        match self {
+            AttentionKernel::F32 | AttentionKernel::Bf16 => {
+                (ATTENTION_BLOCK_QUERIES, ATTENTION_THREADS)
+            }
+            AttentionKernel::TensorCoresF32 => (TC_ATTENTION_BLOCK_QUERIES, TC_ATTENTION_THREADS),
+        }
+    }
 }
 
 /// Kernel argument of the gated attention kernels: the `AttentionArgs` struct of
@@ -181,10 +212,10 @@ impl AttentionArgs {
         }
     }
 
-    /// Launch grid `(batch * heads, ceil(nq / 16), 1)`.
-    pub fn grid(&self) -> (u32, u32, u32) {
+    /// Launch grid `(batch * heads, ceil(nq / block_queries), 1)`.
+    pub fn grid(&self, block_queries: usize) -> (u32, u32, u32) {
         let bh = (self.batch as u32) * (self.heads as u32);
-        let tiles = (self.nq as u32).div_ceil(ATTENTION_BLOCK_QUERIES as u32);
+        let tiles = (self.nq as u32).div_ceil(block_queries as u32);
         (bh, tiles, 1)
     }
 }
@@ -207,12 +238,17 @@ mod tests {
                 );
             }
         }
+        let kinds = [
+            AttentionKernel::F32,
+            AttentionKernel::Bf16,
+            AttentionKernel::TensorCoresF32,
+        ];
         for d in [1, 8, 16, 17, 32, 33, 64] {
-            for bf16 in [false, true] {
-                let k = gated_attention_kernel(d, bf16).unwrap();
+            for kind in kinds {
+                let k = kind.entry(d).unwrap();
                 assert!(GATED_ATTENTION.kernels.contains(&k));
             }
         }
-        assert_eq!(gated_attention_kernel(65, false), None);
+        assert_eq!(AttentionKernel::F32.entry(65), None);
     }
 }

@@ -1,12 +1,12 @@
 //! Each kernel's own source against the CPU backend, launched directly: fp32 storage within
-//! 1e-4 and bf16 storage within 1e-2, relative to max(1, |reference|), on random inputs with
+//! 1e-4, bf16 storage within 1e-2 and TF32 tensor-core products within 2e-3, relative to
+//! max(1, |reference|), on random inputs with
 //! masked keys, fully masked rows and lengths that are not multiples of the kernels' tiles.
 
 use crate::emulator::{emulated, param};
 use crate::support::*;
 use ferrofold_kernels::cuda::sources::{
-    gated_attention_kernel, AttentionArgs, ATTENTION_THREADS, GATED_ATTENTION, LAYER_NORM,
-    MASKED_SOFTMAX,
+    AttentionArgs, AttentionKernel, GATED_ATTENTION, LAYER_NORM, MASKED_SOFTMAX,
 };
 use ferrofold_kernels::{Backend, CpuBackend, GatedAttention};
 
@@ -134,7 +134,8 @@ struct AttentionCase {
 }
 
 impl AttentionCase {
-    fn run(&self, bf16: bool) {
+    fn run(&self, kind: AttentionKernel) {
+        let bf16 = kind == AttentionKernel::Bf16;
         let AttentionCase {
             b, h, nq, nk, d, ..
         } = *self;
@@ -179,7 +180,7 @@ impl AttentionCase {
             gate: self.gate.then_some(&gt),
             scale,
         });
-        let kernel = gated_attention_kernel(d, bf16).expect("d <= 64");
+        let kernel = kind.entry(d).expect("d <= 64");
         let stored = |values: &[f32]| Stored::new(values, bf16);
         let (qs, ks, vs, gs, bs) = (
             stored(&q),
@@ -199,13 +200,17 @@ impl AttentionCase {
             out: out.address(true),
             ..AttentionArgs::projection_layout(b, h, nq, nk, d, scale)
         };
-        let (gx, gy, gz) = args.grid();
-        let block = [ATTENTION_THREADS as u32, 1, 1];
+        let (block_queries, threads) = kind.block();
+        let (gx, gy, gz) = args.grid(block_queries);
+        let block = [threads as u32, 1, 1];
         // SAFETY: the kernel's one parameter; every buffer has the shape its strides say.
         unsafe {
             emulated(&GATED_ATTENTION).launch(kernel, [gx, gy, gz], block, &mut [param(&mut args)])
         };
-        let (_, tolerance) = storage(bf16);
+        let tolerance = match kind {
+            AttentionKernel::TensorCoresF32 => TF32_TOLERANCE,
+            _ => storage(bf16).1,
+        };
         assert_close(
             &out.values(),
             want.data(),
@@ -221,7 +226,8 @@ impl AttentionCase {
 #[test]
 fn gated_attention_kernels_match_the_cpu_backend() {
     let cases = [
-        // Tails in both tiles (16 queries per block, 32 keys per tile), every head width.
+        // Tails in both tiles (16 or 64 queries per block, 32 keys per tile), every head
+        // width.
         (2, 3, 37, 45, 8, true, true, true),
         (2, 2, 20, 70, 32, true, true, true),
         (1, 2, 17, 33, 48, true, true, true),
@@ -242,8 +248,12 @@ fn gated_attention_kernels_match_the_cpu_backend() {
             mask,
             gate,
         };
-        for bf16 in [false, true] {
-            case.run(bf16);
+        for kind in [
+            AttentionKernel::F32,
+            AttentionKernel::Bf16,
+            AttentionKernel::TensorCoresF32,
+        ] {
+            case.run(kind);
         }
     }
 }

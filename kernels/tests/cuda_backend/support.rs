@@ -4,6 +4,8 @@ use ferrofold_kernels::{round_to_bf16, Tensor};
 
 pub const FP32_TOLERANCE: f32 = 1e-4;
 pub const BF16_TOLERANCE: f32 = 1e-2;
+/// Products of TF32 inputs (10-bit mantissas) summed in fp32.
+pub const TF32_TOLERANCE: f32 = 2e-3;
 /// Threads per block of the row kernels (four warps, a row each).
 pub const ROW_THREADS: u32 = 128;
 
