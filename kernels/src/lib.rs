@@ -21,6 +21,6 @@ pub use backend::{
     OUTER_PRODUCT_NORM_EPS,
 };
 pub use cpu::{round_to_bf16, softmax_row, CpuBackend, ATTENTION_KEY_TILE};
-pub use point_attention::{PairMasking, PointAttention, MAX_POINT_COORDS};
+pub use point_attention::{PairMasking, PointAttention};
 pub use profiled::{Profiled, PROFILE_ENV};
 pub use tensor::{ShapeError, Tensor, PAR_BLOCK};

@@ -124,7 +124,8 @@ impl InvariantPointAttention {
 
         let os = be.batched_matmul(MatView::n(&attn), MatView::n(&vs)); // [H, L, 16]
         let opg = be.batched_matmul(MatView::n(&attn), MatView::n(&vp)); // [H, L, 12]
-                                                                         // attention over the pair: r[i, h, c] = sum_j attn[h, i, j] pair[i, j, c]
+
+        // attention over the pair: r[i, h, c] = sum_j attn[h, i, j] pair[i, j, c]
         let attn_by_query = be.swap_leading_axes(&attn); // [L, H, L]
         let r = be.batched_matmul(MatView::n(&attn_by_query), MatView::n(pair)); // [L, H, C]
         let (os, opg, r) = (os.data(), opg.data(), r.data());

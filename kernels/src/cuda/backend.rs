@@ -200,6 +200,16 @@ impl<D: Device> CudaBackend<D> {
         ok(self.device.uninit(len), op)
     }
 
+    /// The output of a GEMM summing `k` products: written whole by the GEMM, or zeros when
+    /// `k` is 0 (the caller then runs none).
+    fn gemm_output(&self, len: usize, k: usize, op: &str) -> D::Buffer {
+        if k > 0 {
+            self.device_buffer(len, op)
+        } else {
+            self.device_zeros(len, op)
+        }
+    }
+
     /// A result that stays on the device until host code reads it.
     fn output(&self, buffer: D::Buffer, shape: &[usize]) -> Tensor {
         let len = shape.iter().product();
@@ -257,11 +267,7 @@ impl<D: Device> CudaBackend<D> {
     fn linear_on(&self, x: &D::Buffer, rows: usize, w: &Tensor, b: Option<&Tensor>) -> D::Buffer {
         let (out, k) = (w.dim(0), w.dim(1));
         let wb = self.upload(w, "linear");
-        let mut y = if k > 0 {
-            self.device_buffer(rows * out, "linear")
-        } else {
-            self.device_zeros(rows * out, "linear")
-        };
+        let mut y = self.gemm_output(rows * out, k, "linear");
         if rows > 0 && out > 0 && k > 0 {
             let g = Gemm::batched(1, rows, out, k, false, true);
             ok(self.device.gemm(&g, x, &wb, &mut y), "linear");
@@ -447,11 +453,7 @@ impl<D: Device> CudaBackend<D> {
         let rows = (self.chunk_elements / per_row).clamp(1, b);
         for b0 in (0..b).step_by(rows) {
             let c = rows.min(b - b0);
-            let mut logits = if d > 0 {
-                self.device_buffer(c * per_row, op) // [c, H, Q, K]
-            } else {
-                self.device_zeros(c * per_row, op)
-            };
+            let mut logits = self.gemm_output(c * per_row, d, op); // [c, H, Q, K]
             let g = Gemm {
                 offset_a: b0 * h * nq * d,
                 offset_b: b0 * h * nk * d,
@@ -552,11 +554,7 @@ impl<D: Device> Backend for CudaBackend<D> {
             self.upload(a.tensor, "batched_matmul"),
             self.upload(b.tensor, "batched_matmul"),
         );
-        let mut c = if k > 0 {
-            self.device_buffer(ba * m * n, "batched_matmul")
-        } else {
-            self.device_zeros(ba * m * n, "batched_matmul")
-        };
+        let mut c = self.gemm_output(ba * m * n, k, "batched_matmul");
         if ba * m * n * k > 0 {
             let g = Gemm::batched(ba, m, n, k, a.trans, b.trans);
             ok(self.device.gemm(&g, &ab, &bbuf, &mut c), "batched_matmul");
@@ -841,7 +839,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         self.swap_axes_on(&left, &by_residue, [1, s, l, c]);
         drop(left);
         // norm[i, j] = sum_s mask[s, i] mask[s, j]
-        let mut norm = self.device_zeros(l * l, op); // [L, L]
+        let mut norm = self.gemm_output(l * l, s, op); // [L, L]
         if l * s > 0 {
             let g = Gemm::batched(1, l, l, s, true, false);
             ok(self.device.gemm(&g, &mb, &mb, &mut norm), op);
@@ -852,7 +850,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         for i0 in (0..l).step_by(per_chunk) {
             let ci = per_chunk.min(l - i0);
             // outer[i, a, j, b] = sum_s left[s, i, a] right[s, j, b]
-            let mut outer = self.device_zeros(ci * c * l * c, op); // [ci, c, L, c]
+            let mut outer = self.gemm_output(ci * c * l * c, s, op); // [ci, c, L, c]
             if s * c > 0 {
                 let g = Gemm {
                     stride_a: s * c,
