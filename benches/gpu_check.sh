@@ -17,11 +17,13 @@
 #   4. the fused ops timed on the CPU and the GPU (kernels/examples/gpu_ops.rs), one AF2
 #      iteration at L=256 with FERROFOLD_CUDA_PROFILE=1 and FERROFOLD_PROFILE=1 (time in
 #      copies, kernels and GEMMs, and per op), and L=256 predicted on the GPU in fp32, tf32,
-#      tf32 with FERROFOLD_CUDA_ATTENTION=tensor-cores and bf16, and on the CPU, each compared
+#      tf32 with FERROFOLD_CUDA_ATTENTION=tf32-tensor-cores, bf16, and bf16 with
+#      FERROFOLD_CUDA_ATTENTION=bf16-tensor-cores, and on the CPU, each compared
 #      with the GPU's fp32 (benches/compare_predictions.py);
 #   5. AF2 model_1_ptm, single sequence, 4 iterations, ferrofold on the GPU (each of
-#      GPU_CHECK_PRECISIONS, default "fp32 tf32 tf32tc bf16"; tf32tc is tf32 with
-#      FERROFOLD_CUDA_ATTENTION=tensor-cores) and JAX on the GPU (benches/af2_vs_jax.py
+#      GPU_CHECK_PRECISIONS, default "fp32 tf32 tf32tc bf16 bf16tc"; tf32tc is tf32 with
+#      FERROFOLD_CUDA_ATTENTION=tf32-tensor-cores, bf16tc bf16 with bf16-tensor-cores) and JAX
+#      on the GPU (benches/af2_vs_jax.py
 #      --device cuda; GPU_CHECK_REUSE_JAX=JSON takes JAX's figures from an earlier run, e.g.
 #      benches/results/af2_jax_h200_2026-11-29.json for an H200 (L = 256 and 512),
 #      GPU_CHECK_NO_JAX=1 leaves JAX out), and with GPU_CHECK_MEMORY_LENGTHS the longest single
@@ -125,10 +127,13 @@ compare_precisions() {
             --device "${run%%:*}" --precision "${run##*:}" --out "/tmp/precision-${run/:/-}" \
             2>&1 | tail -1 || return 1
     done
-    FERROFOLD_CUDA_ATTENTION=tensor-cores "$dir/ferrofold" predict --model model_1_ptm \
-        --params "$params" --features "$features" --device cuda --precision tf32 \
-        --out /tmp/precision-cuda-tf32tc 2>&1 | tail -1 || return 1
-    for run in cuda-tf32 cuda-tf32tc cuda-bf16 cpu-fp32; do
+    for precision in tf32 bf16; do
+        FERROFOLD_CUDA_ATTENTION=$precision-tensor-cores "$dir/ferrofold" predict \
+            --model model_1_ptm --params "$params" --features "$features" --device cuda \
+            --precision $precision --out "/tmp/precision-cuda-${precision}tc" 2>&1 | tail -1 ||
+            return 1
+    done
+    for run in cuda-tf32 cuda-tf32tc cuda-bf16 cuda-bf16tc cpu-fp32; do
         echo -n "$run vs cuda-fp32: "
         python3 benches/compare_predictions.py /tmp/precision-cuda-fp32 "/tmp/precision-$run" \
             "$name" || return 1
@@ -185,10 +190,13 @@ run() {
     # JAX's figures of the same lengths can come from an earlier run's JSON (the reference
     # does not change when ferrofold does); each precision after the first reuses the first's.
     local reuse="${GPU_CHECK_REUSE_JAX:-}" first=1
-    # tf32tc: --precision tf32 with attention's products on tensor cores too (the fused kernel).
-    for precision in ${GPU_CHECK_PRECISIONS:-fp32 tf32 tf32tc bf16}; do
+    # tf32tc / bf16tc: that precision with attention's products on tensor cores too (the fused
+    # kernel).
+    for precision in ${GPU_CHECK_PRECISIONS:-fp32 tf32 tf32tc bf16 bf16tc}; do
         local json="$out/af2_gpu_$precision.json" attention=gemms
-        [ "$precision" = tf32tc ] && precision=tf32 attention=tensor-cores
+        case $precision in
+            *tc) precision=${precision%tc} attention=$precision-tensor-cores ;;
+        esac
         step "${GPU_CHECK_SPEED_LIMIT:-600}" \
             "AF2 single sequence, 4 iterations, on GPU 0: ferrofold --precision $precision (attention: $attention) and JAX" \
             env FERROFOLD_CUDA_ATTENTION=$attention \

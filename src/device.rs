@@ -133,8 +133,8 @@ fn cuda_backend(ordinal: usize, precision: Precision) -> Result<Box<dyn Backend>
 }
 
 /// Chooses the CUDA backend's gated attention path, for benchmarks: `gemms` (the default),
-/// `fused` (the fp32 fused kernel) or `tensor-cores` (the fused kernel on TF32 tensor cores,
-/// not yet timed on a GPU).
+/// `fused` (the fp32 fused kernel), `tf32-tensor-cores` or `bf16-tensor-cores` (the fused
+/// kernel on tensor cores; neither yet timed on a GPU).
 #[cfg(feature = "cuda")]
 const ATTENTION_ENV: &str = "FERROFOLD_CUDA_ATTENTION";
 
@@ -144,8 +144,11 @@ fn attention_path() -> Result<ferrofold_kernels::cuda::AttentionPath> {
     match std::env::var(ATTENTION_ENV).as_deref() {
         Err(_) | Ok("gemms") => Ok(AttentionPath::Gemms),
         Ok("fused") => Ok(AttentionPath::Fused),
-        Ok("tensor-cores") => Ok(AttentionPath::FusedTensorCores),
-        Ok(other) => anyhow::bail!("{ATTENTION_ENV}={other}: use gemms, fused or tensor-cores"),
+        Ok("tf32-tensor-cores") => Ok(AttentionPath::TensorCoresTf32),
+        Ok("bf16-tensor-cores") => Ok(AttentionPath::TensorCoresBf16),
+        Ok(other) => anyhow::bail!(
+            "{ATTENTION_ENV}={other}: use gemms, fused, tf32-tensor-cores or bf16-tensor-cores"
+        ),
     }
 }
 

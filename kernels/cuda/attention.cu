@@ -184,93 +184,74 @@ FF_ATTENTION_ENTRY(gated_attention_bf16_d16, bf16_t, 16)
 FF_ATTENTION_ENTRY(gated_attention_bf16_d32, bf16_t, 32)
 FF_ATTENTION_ENTRY(gated_attention_bf16_d64, bf16_t, 64)
 
-// The same attention with q.k and p.v on TF32 tensor cores (sm_80+; `mma_tf32_16x8x8`): fp32
-// storage, q (scaled), k, v and the probabilities rounded to TF32 as cuBLAS's TF32 mode rounds
-// its inputs; the logits, softmax and sums in fp32. Each warp owns 16 queries of the block's
-// FF_TC_BQ; keys stream in tiles of FF_TC_BK through shared memory with the online softmax, so
-// here too no logits are materialised. A lane holds the logits of rows g and g + 8 (g = lane /
-// 4) at key columns 2t and 2t + 1 of each 8-key group (t = lane % 4), the output likewise.
+// The same attention with q.k and p.v on tensor cores (sm_80+), fp32 storage: in TF32
+// (`mma_tf32_16x8x8`; q (scaled), k, v and the probabilities rounded to TF32 as cuBLAS's TF32
+// mode rounds its inputs) or in bf16 (`mma_bf16_16x8x16`, rounded to bf16); the logits, softmax
+// and sums in fp32. Each warp owns 16 queries of the block's FF_TC_BQ; keys stream in tiles of
+// FF_TC_BK through shared memory with the online softmax, so here too no logits are
+// materialised. A lane holds the logits of rows g and g + 8 (g = lane / 4) at key columns 2t
+// and 2t + 1 of each 8-key group (t = lane % 4), the output likewise.
 //
 // Launch: blockDim = FF_TC_WARPS * 32, gridDim = (batch * heads, ceil(nq / FF_TC_BQ)). The
-// `_dNN` entry points take head dims d <= NN (NN a multiple of 8).
+// `_dNN` entry points take head dims d <= NN (NN a multiple of 16).
 
 #define FF_TC_WARPS 4
 #define FF_TC_BQ (FF_TC_WARPS * 16)
 #define FF_TC_BK 32
+#define FF_TC_KEY_TILES (FF_TC_BK / 8)
 
-template <int D_MAX>
-__device__ __forceinline__ void gated_attention_tc_tile(const AttentionArgs& a) {
-    constexpr int KSTEPS = D_MAX / 8;     // k-steps of q.k
-    constexpr int KEY_TILES = FF_TC_BK / 8;  // 8-key column tiles of the logits, k-steps of p.v
-    constexpr int OUT_TILES = D_MAX / 8;  // 8-channel column tiles of the output
-    // Padded rows: the fragment reads of k (row g, column t) and v (row t, column g) then hit
-    // 32 different banks.
-    __shared__ float ks[FF_TC_BK][D_MAX + 4];
-    __shared__ float vs[FF_TC_BK][D_MAX + 8];
-    __shared__ float ps[FF_TC_WARPS][16][FF_TC_BK + 4];
+// What every tensor-core variant shares: the warp's rows and tensors, the online softmax of a
+// key tile and the gated store.
+struct TcWarp {
+    const AttentionArgs& a;
+    int b, h, g, t;
+    int rows[2];  // this lane's queries: g and g + 8 of the warp's 16
+    const float *qg, *kg, *vg, *bg, *mg;
 
-    const int tid = threadIdx.x;
-    const int lane = tid & 31;
-    const int warp = tid >> 5;
-    const int g = lane >> 2, t = lane & 3;
-    const int bh = blockIdx.x;
-    const int b = bh / a.heads;
-    const int h = bh % a.heads;
-    const int q0 = blockIdx.y * FF_TC_BQ + warp * 16;  // this warp's first query
-    const int d = a.d;
-    const int rows[2] = {q0 + g, q0 + g + 8};
-
-    const float* qg = (const float*)a.q + b * a.q_sb + h * a.q_sh;
-    const float* kg = (const float*)a.k + b * a.k_sb + h * a.k_sh;
-    const float* vg = (const float*)a.v + b * a.v_sb + h * a.v_sh;
-    const float* bg = a.bias ? (const float*)a.bias + b * a.bias_sb + h * a.bias_sh : nullptr;
-    const float* mg = a.mask ? a.mask + b * a.mask_sb : nullptr;
-
-    // The warp's queries as A fragments, scaled first as AF2 does.
-    unsigned qa[KSTEPS][4];
-#pragma unroll
-    for (int s = 0; s < KSTEPS; ++s) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int qi = rows[i & 1];
-            const int c = s * 8 + t + ((i & 2) ? 4 : 0);
-            qa[s][i] = to_tf32(qi < a.nq && c < d ? a.scale * qg[qi * a.q_sq + c] : 0.0f);
-        }
+    __device__ TcWarp(const AttentionArgs& args) : a(args) {
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        g = lane >> 2;
+        t = lane & 3;
+        b = blockIdx.x / a.heads;
+        h = blockIdx.x % a.heads;
+        rows[0] = blockIdx.y * FF_TC_BQ + warp * 16 + g;
+        rows[1] = rows[0] + 8;
+        qg = (const float*)a.q + b * a.q_sb + h * a.q_sh;
+        kg = (const float*)a.k + b * a.k_sb + h * a.k_sh;
+        vg = (const float*)a.v + b * a.v_sb + h * a.v_sh;
+        bg = a.bias ? (const float*)a.bias + b * a.bias_sb + h * a.bias_sh : nullptr;
+        mg = a.mask ? a.mask + b * a.mask_sb : nullptr;
     }
 
-    float o[OUT_TILES][4];
-#pragma unroll
-    for (int n = 0; n < OUT_TILES; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-    float m[2] = {FF_NEG_INF, FF_NEG_INF}, l[2] = {0.0f, 0.0f};
+    // Query row `r` (0: g, 1: g + 8), channel c, scaled first as AF2 does; 0 past the ends.
+    __device__ __forceinline__ float query(int r, int c) const {
+        return rows[r] < a.nq && c < a.d ? a.scale * qg[rows[r] * a.q_sq + c] : 0.0f;
+    }
 
-    for (int k0 = 0; k0 < a.nk; k0 += FF_TC_BK) {
-        __syncthreads();  // the previous tile is consumed
-        for (int idx = tid; idx < FF_TC_BK * D_MAX; idx += FF_TC_WARPS * 32) {
+    // The key tile at k0 into shared memory: store(j, c, k, v) for every key j of the tile and
+    // channel c < D_MAX, with k and v 0 past the ends; the block's threads share the work, and
+    // the barriers around it keep the previous tile until every warp is done with it.
+    template <int D_MAX, typename Store>
+    __device__ __forceinline__ void load_tile(int k0, Store store) const {
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < FF_TC_BK * D_MAX; idx += FF_TC_WARPS * 32) {
             const int j = idx / D_MAX, c = idx % D_MAX;
             const int key = k0 + j;
-            const bool in = key < a.nk && c < d;
-            ks[j][c] = __uint_as_float(to_tf32(in ? kg[key * a.k_sk + c] : 0.0f));
-            vs[j][c] = __uint_as_float(to_tf32(in ? vg[key * a.v_sk + c] : 0.0f));
+            const bool in = key < a.nk && c < a.d;
+            store(j, c, in ? kg[key * a.k_sk + c] : 0.0f, in ? vg[key * a.v_sk + c] : 0.0f);
         }
         __syncthreads();
+    }
 
-        // Logits [16 queries, FF_TC_BK keys] of this warp: s[n] covers keys 8n..8n+7.
-        float s[KEY_TILES][4];
-#pragma unroll
-        for (int n = 0; n < KEY_TILES; ++n) {
-            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-#pragma unroll
-            for (int st = 0; st < KSTEPS; ++st) {
-                const unsigned kb[2] = {__float_as_uint(ks[n * 8 + g][st * 8 + t]),
-                                        __float_as_uint(ks[n * 8 + g][st * 8 + t + 4])};
-                mma_tf32_16x8x8(s[n], qa[st], kb);
-            }
-        }
-
-        // Mask and pair bias in AF2's order; keys past the end count for nothing.
+    // One key tile's logits s (from q.k) to probabilities exp(s - m): the mask and pair bias
+    // added in AF2's order, keys past the end -inf, the running max m updated, and this lane's
+    // row sums l and output o rescaled to it.
+    template <int OUT_TILES>
+    __device__ __forceinline__ void softmax_tile(float s[FF_TC_KEY_TILES][4], float m[2],
+                                                 float l[2], float o[OUT_TILES][4], int k0) const {
         float tile_max[2] = {FF_NEG_INF, FF_NEG_INF};
 #pragma unroll
-        for (int n = 0; n < KEY_TILES; ++n) {
+        for (int n = 0; n < FF_TC_KEY_TILES; ++n) {
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 const int r = i >> 1;
@@ -298,13 +279,11 @@ __device__ __forceinline__ void gated_attention_tc_tile(const AttentionArgs& a) 
             l[r] *= corr[r];
         }
 #pragma unroll
-        for (int n = 0; n < KEY_TILES; ++n) {
+        for (int n = 0; n < FF_TC_KEY_TILES; ++n) {
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
-                const int r = i >> 1;
-                const float p = expf(s[n][i] - m[r]);
-                l[r] += p;  // this lane's share; summed over the row group at the end
-                ps[warp][g + 8 * r][n * 8 + 2 * t + (i & 1)] = p;
+                s[n][i] = expf(s[n][i] - m[i >> 1]);
+                l[i >> 1] += s[n][i];  // this lane's share; summed over the row group at the end
             }
         }
 #pragma unroll
@@ -312,11 +291,83 @@ __device__ __forceinline__ void gated_attention_tc_tile(const AttentionArgs& a) 
 #pragma unroll
             for (int i = 0; i < 4; ++i) o[n][i] *= corr[i >> 1];
         }
-        __syncwarp();
+    }
 
-        // o += p v, the probabilities re-read from shared memory in the A layout.
+    // o / (row sum), gated, to the output rows in range.
+    template <int OUT_TILES>
+    __device__ __forceinline__ void store(const float o[OUT_TILES][4], float l[2]) const {
+        const float* gg = a.gate ? (const float*)a.gate + b * a.g_sb + h * a.g_sh : nullptr;
+        float* og = (float*)a.out + b * a.o_sb + h * a.o_sh;
+        float inv[2];
 #pragma unroll
-        for (int st = 0; st < KEY_TILES; ++st) {
+        for (int r = 0; r < 2; ++r) {
+            l[r] += __shfl_xor_sync(FF_FULL_MASK, l[r], 1);
+            l[r] += __shfl_xor_sync(FF_FULL_MASK, l[r], 2);
+            inv[r] = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;  // l == 0 only when nk == 0
+        }
+#pragma unroll
+        for (int n = 0; n < OUT_TILES; ++n) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int qi = rows[i >> 1];
+                const int ch = n * 8 + 2 * t + (i & 1);
+                if (qi >= a.nq || ch >= a.d) continue;
+                float val = o[n][i] * inv[i >> 1];
+                if (gg) val *= sigmoid_f32(gg[qi * a.g_sq + ch]);
+                og[qi * a.o_sq + ch] = val;
+            }
+        }
+    }
+};
+
+// TF32: k and v tiles as TF32 values in shared memory, the probabilities through shared memory
+// into the A layout (m16n8k8's A and C layouts differ).
+template <int D_MAX>
+__device__ __forceinline__ void gated_attention_tf32_tile(const AttentionArgs& a) {
+    constexpr int KSTEPS = D_MAX / 8;     // k-steps of q.k
+    constexpr int OUT_TILES = D_MAX / 8;  // 8-channel column tiles of the output
+    // Padded rows: the fragment reads of k (row g, column t) and v (row t, column g) then hit
+    // 32 different banks.
+    __shared__ float ks[FF_TC_BK][D_MAX + 4];
+    __shared__ float vs[FF_TC_BK][D_MAX + 8];
+    __shared__ float ps[FF_TC_WARPS][16][FF_TC_BK + 4];
+    const TcWarp w(a);
+    const int g = w.g, t = w.t, warp = threadIdx.x >> 5;
+
+    unsigned qa[KSTEPS][4];
+#pragma unroll
+    for (int st = 0; st < KSTEPS; ++st) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) qa[st][i] = to_tf32(w.query(i & 1, st * 8 + t + ((i & 2) ? 4 : 0)));
+    }
+    float o[OUT_TILES][4] = {};
+    float m[2] = {FF_NEG_INF, FF_NEG_INF}, l[2] = {0.0f, 0.0f};
+
+    for (int k0 = 0; k0 < a.nk; k0 += FF_TC_BK) {
+        w.load_tile<D_MAX>(k0, [&](int j, int c, float k, float v) {
+            ks[j][c] = __uint_as_float(to_tf32(k));
+            vs[j][c] = __uint_as_float(to_tf32(v));
+        });
+
+        float s[FF_TC_KEY_TILES][4] = {};  // s[n]: keys 8n..8n+7 of the tile
+#pragma unroll
+        for (int n = 0; n < FF_TC_KEY_TILES; ++n) {
+#pragma unroll
+            for (int st = 0; st < KSTEPS; ++st) {
+                const unsigned kb[2] = {__float_as_uint(ks[n * 8 + g][st * 8 + t]),
+                                        __float_as_uint(ks[n * 8 + g][st * 8 + t + 4])};
+                mma_tf32_16x8x8(s[n], qa[st], kb);
+            }
+        }
+        w.softmax_tile<OUT_TILES>(s, m, l, o, k0);
+#pragma unroll
+        for (int n = 0; n < FF_TC_KEY_TILES; ++n) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) ps[warp][g + 8 * (i >> 1)][n * 8 + 2 * t + (i & 1)] = s[n][i];
+        }
+        __syncwarp();
+#pragma unroll
+        for (int st = 0; st < FF_TC_KEY_TILES; ++st) {
             const unsigned pa[4] = {to_tf32(ps[warp][g][st * 8 + t]),
                                     to_tf32(ps[warp][g + 8][st * 8 + t]),
                                     to_tf32(ps[warp][g][st * 8 + t + 4]),
@@ -330,35 +381,79 @@ __device__ __forceinline__ void gated_attention_tc_tile(const AttentionArgs& a) 
         }
         __syncwarp();  // ps is rewritten by the next tile
     }
-
-    const float* gg = a.gate ? (const float*)a.gate + b * a.g_sb + h * a.g_sh : nullptr;
-    float* og = (float*)a.out + b * a.o_sb + h * a.o_sh;
-    float inv[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        l[r] += __shfl_xor_sync(FF_FULL_MASK, l[r], 1);
-        l[r] += __shfl_xor_sync(FF_FULL_MASK, l[r], 2);
-        inv[r] = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;  // l == 0 only when nk == 0
-    }
-#pragma unroll
-    for (int n = 0; n < OUT_TILES; ++n) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int qi = rows[i >> 1];
-            const int ch = n * 8 + 2 * t + (i & 1);
-            if (qi >= a.nq || ch >= d) continue;
-            float val = o[n][i] * inv[i >> 1];
-            if (gg) val *= sigmoid_f32(gg[qi * a.g_sq + ch]);
-            og[qi * a.o_sq + ch] = val;
-        }
-    }
+    w.store<OUT_TILES>(o, l);
 }
 
-#define FF_ATTENTION_TC_ENTRY(NAME, D_MAX)                                                   \
+// bf16: k as bf16 rows and v transposed in shared memory, so that each fragment register is one
+// 32-bit read; the probabilities go to p.v straight from the registers (m16n8k16's A layout
+// over 16 keys is the C layout of two 8-key logit tiles).
+template <int D_MAX>
+__device__ __forceinline__ void gated_attention_bf16_tc_tile(const AttentionArgs& a) {
+    constexpr int KSTEPS = D_MAX / 16;    // k-steps of q.k
+    constexpr int OUT_TILES = D_MAX / 8;  // 8-channel column tiles of the output
+    __shared__ __align__(16) unsigned short ks[FF_TC_BK][D_MAX + 8];
+    __shared__ __align__(16) unsigned short vt[D_MAX][FF_TC_BK + 8];  // v transposed
+    const TcWarp w(a);
+    const int g = w.g, t = w.t;
+    // The bf16 pair at (row, column col, col + 1) of a shared tile.
+    const auto pair = [](const unsigned short* row, int col) {
+        return *reinterpret_cast<const unsigned*>(row + col);
+    };
+
+    unsigned qa[KSTEPS][4];
+#pragma unroll
+    for (int st = 0; st < KSTEPS; ++st) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int c = st * 16 + 2 * t + ((i & 2) ? 8 : 0);
+            qa[st][i] = pack_bf16x2(w.query(i & 1, c), w.query(i & 1, c + 1));
+        }
+    }
+    float o[OUT_TILES][4] = {};
+    float m[2] = {FF_NEG_INF, FF_NEG_INF}, l[2] = {0.0f, 0.0f};
+
+    for (int k0 = 0; k0 < a.nk; k0 += FF_TC_BK) {
+        w.load_tile<D_MAX>(k0, [&](int j, int c, float k, float v) {
+            ks[j][c] = from_f32<bf16_t>(k).bits;
+            vt[c][j] = from_f32<bf16_t>(v).bits;
+        });
+
+        float s[FF_TC_KEY_TILES][4] = {};  // s[n]: keys 8n..8n+7 of the tile
+#pragma unroll
+        for (int n = 0; n < FF_TC_KEY_TILES; ++n) {
+#pragma unroll
+            for (int st = 0; st < KSTEPS; ++st) {
+                const unsigned kb[2] = {pair(ks[n * 8 + g], st * 16 + 2 * t),
+                                        pair(ks[n * 8 + g], st * 16 + 2 * t + 8)};
+                mma_bf16_16x8x16(s[n], qa[st], kb);
+            }
+        }
+        w.softmax_tile<OUT_TILES>(s, m, l, o, k0);
+#pragma unroll
+        for (int st = 0; st < FF_TC_KEY_TILES / 2; ++st) {
+            const float* lo = s[2 * st];
+            const float* hi = s[2 * st + 1];
+            const unsigned pa[4] = {pack_bf16x2(lo[0], lo[1]), pack_bf16x2(lo[2], lo[3]),
+                                    pack_bf16x2(hi[0], hi[1]), pack_bf16x2(hi[2], hi[3])};
+#pragma unroll
+            for (int n = 0; n < OUT_TILES; ++n) {
+                const unsigned vb[2] = {pair(vt[n * 8 + g], st * 16 + 2 * t),
+                                        pair(vt[n * 8 + g], st * 16 + 2 * t + 8)};
+                mma_bf16_16x8x16(o[n], pa, vb);
+            }
+        }
+    }
+    w.store<OUT_TILES>(o, l);
+}
+
+#define FF_ATTENTION_TC_ENTRY(NAME, TILE, D_MAX)                                             \
     extern "C" __global__ void __launch_bounds__(FF_TC_WARPS * 32) NAME(AttentionArgs a) { \
-        gated_attention_tc_tile<D_MAX>(a);                                                   \
+        TILE<D_MAX>(a);                                                                      \
     }
 
-FF_ATTENTION_TC_ENTRY(gated_attention_tc_f32_d16, 16)
-FF_ATTENTION_TC_ENTRY(gated_attention_tc_f32_d32, 32)
-FF_ATTENTION_TC_ENTRY(gated_attention_tc_f32_d64, 64)
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_f32_d16, gated_attention_tf32_tile, 16)
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_f32_d32, gated_attention_tf32_tile, 32)
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_f32_d64, gated_attention_tf32_tile, 64)
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_bf16_f32_d16, gated_attention_bf16_tc_tile, 16)
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_bf16_f32_d32, gated_attention_bf16_tc_tile, 32)
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_bf16_f32_d64, gated_attention_bf16_tc_tile, 64)

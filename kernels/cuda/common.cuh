@@ -96,14 +96,14 @@ __device__ __forceinline__ unsigned to_tf32(float x) {
 #endif
 }
 
-// d += A B for one warp on the tensor cores (mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32):
-// A 16x8 and B 8x8 in TF32, d 16x8 in fp32. With g = lane / 4 and t = lane % 4 each lane holds
-//   a = {A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4]},  b = {B[t][g], B[t+4][g]},
-//   d = {D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]}.
-// Every lane of the warp must call it together.
-__device__ __forceinline__ void mma_tf32_16x8x8(float d[4], const unsigned a[4], const unsigned b[2]) {
 #ifdef FF_HOST_EMULATION
-    // The warp's fragments meet in staging rows (blocks run one after another here).
+// One warp's mma on the CPU: each lane stages its fragment registers (4 of A, 2 of B), then
+// computes its four outputs D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1] (g = lane / 4,
+// t = lane % 4) from the warp's; `a_at(regs, row, k)` and `b_at(regs, k, col)` read an element
+// of A and B from the staged registers (`regs[lane][0..6]`). Blocks run one after another here,
+// so one staging area per warp of a block serves them all.
+template <int K, typename AAt, typename BAt>
+inline void emulated_mma(float d[4], const unsigned a[4], const unsigned b[2], AAt a_at, BAt b_at) {
     static unsigned stage[32][32][6];  // [warp][lane][a0..a3, b0, b1]
     const int linear = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
     const int warp = linear / 32, lane = linear % 32;
@@ -115,19 +115,69 @@ __device__ __forceinline__ void mma_tf32_16x8x8(float d[4], const unsigned a[4],
     for (int i = 0; i < 4; ++i) {
         const int row = g + ((i & 2) ? 8 : 0), col = 2 * t + (i & 1);
         float acc = d[i];
-        for (int k = 0; k < 8; ++k) {
-            // A[row][k] is register (row >= 8) + 2 (k >= 4) of lane (row % 8) * 4 + k % 4;
-            // B[k][col] register 4 + (k >= 4) of lane col * 4 + k % 4.
-            const float av = __uint_as_float(stage[warp][(row & 7) * 4 + (k & 3)][(row >> 3) + 2 * (k >> 2)]);
-            const float bv = __uint_as_float(stage[warp][col * 4 + (k & 3)][4 + (k >> 2)]);
-            acc = fmaf(av, bv, acc);
-        }
+        for (int k = 0; k < K; ++k) acc = fmaf(a_at(stage[warp], row, k), b_at(stage[warp], k, col), acc);
         d[i] = acc;
     }
     __syncwarp();  // the staging rows are free again
+}
+#endif
+
+// d += A B for one warp on the tensor cores (mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32):
+// A 16x8 and B 8x8 in TF32, d 16x8 in fp32. With g = lane / 4 and t = lane % 4 each lane holds
+//   a = {A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4]},  b = {B[t][g], B[t+4][g]},
+//   d = {D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]}.
+// Every lane of the warp must call it together.
+__device__ __forceinline__ void mma_tf32_16x8x8(float d[4], const unsigned a[4], const unsigned b[2]) {
+#ifdef FF_HOST_EMULATION
+    // A[row][k] is register (row >= 8) + 2 (k >= 4) of lane (row % 8) * 4 + k % 4; B[k][col]
+    // register 4 + (k >= 4) of lane col * 4 + k % 4.
+    emulated_mma<8>(
+        d, a, b,
+        [](const unsigned (*r)[6], int row, int k) {
+            return __uint_as_float(r[(row & 7) * 4 + (k & 3)][(row >> 3) + 2 * (k >> 2)]);
+        },
+        [](const unsigned (*r)[6], int k, int col) {
+            return __uint_as_float(r[col * 4 + (k & 3)][4 + (k >> 2)]);
+        });
 #else
     asm volatile(
         "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+// Two values as the bf16 pair of a tensor-core fragment register: `lo` in the low half.
+__device__ __forceinline__ unsigned pack_bf16x2(float lo, float hi) {
+    return (unsigned)from_f32<bf16_t>(lo).bits | ((unsigned)from_f32<bf16_t>(hi).bits << 16);
+}
+
+// d += A B for one warp on the tensor cores (mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32):
+// A 16x16 and B 16x8 in bf16 pairs, d 16x8 in fp32. With g = lane / 4 and t = lane % 4 each
+// register holds the pair of columns (or rows of B) 2t and 2t + 1, plus 8 for the later ones:
+//   a = {A[g][2t..], A[g+8][2t..], A[g][2t+8..], A[g+8][2t+8..]},  b = {B[2t..][g], B[2t+8..][g]},
+//   d = {D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]}.
+// Every lane of the warp must call it together.
+__device__ __forceinline__ void mma_bf16_16x8x16(float d[4], const unsigned a[4], const unsigned b[2]) {
+#ifdef FF_HOST_EMULATION
+    // A[row][k] is half k % 2 of register (row >= 8) + 2 (k >= 8) of lane
+    // (row % 8) * 4 + (k % 8) / 2; B[k][col] half k % 2 of register 4 + (k >= 8) of lane
+    // col * 4 + (k % 8) / 2.
+    const auto half = [](unsigned r, int k) {
+        return __uint_as_float((k & 1 ? r >> 16 : r & 0xffffu) << 16);
+    };
+    emulated_mma<16>(
+        d, a, b,
+        [&](const unsigned (*r)[6], int row, int k) {
+            return half(r[(row & 7) * 4 + ((k & 7) >> 1)][(row >> 3) + 2 * (k >> 3)], k);
+        },
+        [&](const unsigned (*r)[6], int k, int col) {
+            return half(r[col * 4 + ((k & 7) >> 1)][4 + (k >> 3)], k);
+        });
+#else
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
         "{%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));

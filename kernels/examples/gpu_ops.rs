@@ -77,7 +77,8 @@ fn main() {
     let tf32 = CudaBackend::new(open().with_precision(GemmPrecision::Tf32));
     let bf16 = CudaBackend::new(open().with_precision(GemmPrecision::Bf16));
     let fused = CudaBackend::new(open()).with_attention(AttentionPath::Fused);
-    let tensor_cores = CudaBackend::new(open()).with_attention(AttentionPath::FusedTensorCores);
+    let tf32_cores = CudaBackend::new(open()).with_attention(AttentionPath::TensorCoresTf32);
+    let bf16_cores = CudaBackend::new(open()).with_attention(AttentionPath::TensorCoresBf16);
     println!(
         "{} (compute {}.{}), fp32\n",
         info.name, info.compute_capability.0, info.compute_capability.1
@@ -112,10 +113,8 @@ fn main() {
             ("triangle attention (GEMMs, tf32)", &tf32),
             ("triangle attention (GEMMs, bf16)", &bf16),
             ("triangle attention (fused kernel)", &fused),
-            (
-                "triangle attention (fused kernel, TF32 tensor cores)",
-                &tensor_cores,
-            ),
+            ("triangle attention (fused, TF32 tensor cores)", &tf32_cores),
+            ("triangle attention (fused, bf16 tensor cores)", &bf16_cores),
         ] {
             row(name, l, flops, &cpu, time(|| be.gated_attention(&a)));
         }

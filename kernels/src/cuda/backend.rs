@@ -64,7 +64,10 @@ pub enum AttentionPath {
     Fused,
     /// Always the fused kernel with q.k and p.v on TF32 tensor cores (sm_80+): its inputs
     /// rounded to TF32 as cuBLAS's TF32 mode rounds them, about 1e-3 from fp32.
-    FusedTensorCores,
+    TensorCoresTf32,
+    /// The same on bf16 tensor cores (twice TF32's rate; inputs rounded to bf16, about 1e-2
+    /// from fp32), the probabilities passed to p.v in registers.
+    TensorCoresBf16,
 }
 
 /// A tensor's values in a buffer of this backend's device.
@@ -407,7 +410,8 @@ impl<D: Device> CudaBackend<D> {
             ..AttentionArgs::projection_layout(b, h, nq, nk, d, scale)
         };
         let kind = match self.attention {
-            AttentionPath::FusedTensorCores => AttentionKernel::TensorCoresF32,
+            AttentionPath::TensorCoresTf32 => AttentionKernel::TensorCoresTf32,
+            AttentionPath::TensorCoresBf16 => AttentionKernel::TensorCoresBf16,
             AttentionPath::Gemms | AttentionPath::Fused => AttentionKernel::F32,
         };
         let kernel = kind.entry(d).expect("head width checked by AttentionSizes");

@@ -49,6 +49,9 @@ pub const GATED_ATTENTION: Program = program!(
         "gated_attention_tc_f32_d16",
         "gated_attention_tc_f32_d32",
         "gated_attention_tc_f32_d64",
+        "gated_attention_tc_bf16_f32_d16",
+        "gated_attention_tc_bf16_f32_d32",
+        "gated_attention_tc_bf16_f32_d64",
     ]
 );
 
@@ -94,12 +97,13 @@ pub const TC_ATTENTION_BLOCK_QUERIES: usize = 64;
 pub const TC_ATTENTION_THREADS: usize = 128;
 
 /// Which gated attention kernel: fp32 or bf16 storage with fp32 arithmetic, or fp32 storage
-/// with q.k and p.v on TF32 tensor cores (sm_80+).
+/// with q.k and p.v on tensor cores (sm_80+) in TF32 or in bf16.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttentionKernel {
     F32,
     Bf16,
-    TensorCoresF32,
+    TensorCoresTf32,
+    TensorCoresBf16,
 }
 
 impl AttentionKernel {
@@ -118,9 +122,12 @@ impl AttentionKernel {
             (AttentionKernel::Bf16, 16) => "gated_attention_bf16_d16",
             (AttentionKernel::Bf16, 32) => "gated_attention_bf16_d32",
             (AttentionKernel::Bf16, _) => "gated_attention_bf16_d64",
-            (AttentionKernel::TensorCoresF32, 16) => "gated_attention_tc_f32_d16",
-            (AttentionKernel::TensorCoresF32, 32) => "gated_attention_tc_f32_d32",
-            (AttentionKernel::TensorCoresF32, _) => "gated_attention_tc_f32_d64",
+            (AttentionKernel::TensorCoresTf32, 16) => "gated_attention_tc_f32_d16",
+            (AttentionKernel::TensorCoresTf32, 32) => "gated_attention_tc_f32_d32",
+            (AttentionKernel::TensorCoresTf32, _) => "gated_attention_tc_f32_d64",
+            (AttentionKernel::TensorCoresBf16, 16) => "gated_attention_tc_bf16_f32_d16",
+            (AttentionKernel::TensorCoresBf16, 32) => "gated_attention_tc_bf16_f32_d32",
+            (AttentionKernel::TensorCoresBf16, _) => "gated_attention_tc_bf16_f32_d64",
         })
     }
 
@@ -130,7 +137,9 @@ impl AttentionKernel {
             AttentionKernel::F32 | AttentionKernel::Bf16 => {
                 (ATTENTION_BLOCK_QUERIES, ATTENTION_THREADS)
             }
-            AttentionKernel::TensorCoresF32 => (TC_ATTENTION_BLOCK_QUERIES, TC_ATTENTION_THREADS),
+            AttentionKernel::TensorCoresTf32 | AttentionKernel::TensorCoresBf16 => {
+                (TC_ATTENTION_BLOCK_QUERIES, TC_ATTENTION_THREADS)
+            }
         }
     }
 }
@@ -241,7 +250,8 @@ mod tests {
         let kinds = [
             AttentionKernel::F32,
             AttentionKernel::Bf16,
-            AttentionKernel::TensorCoresF32,
+            AttentionKernel::TensorCoresTf32,
+            AttentionKernel::TensorCoresBf16,
         ];
         for d in [1, 8, 16, 17, 32, 33, 64] {
             for kind in kinds {

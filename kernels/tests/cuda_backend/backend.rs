@@ -4,7 +4,9 @@
 //! `benches/gpu_check.sh`, where `FERROFOLD_GPU_ONLY=1` also leaves the emulated device out).
 
 use crate::emulator::EmulatedDevice;
-use crate::support::{assert_close, random, tensor, FP32_TOLERANCE, TF32_TOLERANCE};
+use crate::support::{
+    assert_close, random, tensor, BF16_TOLERANCE, FP32_TOLERANCE, TF32_TOLERANCE,
+};
 use std::sync::OnceLock;
 
 use ferrofold_kernels::cuda::{AttentionPath, CudaBackend, CudaDevice};
@@ -531,7 +533,11 @@ fn gated_attention_by_gemms_in_chunks_and_by_the_fused_kernel() {
             ),
             (
                 "fused kernel on TF32 tensor cores",
-                CudaBackend::new(device()).with_attention(AttentionPath::FusedTensorCores),
+                CudaBackend::new(device()).with_attention(AttentionPath::TensorCoresTf32),
+            ),
+            (
+                "fused kernel on bf16 tensor cores",
+                CudaBackend::new(device()).with_attention(AttentionPath::TensorCoresBf16),
             ),
         ]
     }
@@ -539,6 +545,8 @@ fn gated_attention_by_gemms_in_chunks_and_by_the_fused_kernel() {
         let got = be.gated_attention(&a);
         let tolerance = if name.contains("TF32") {
             TF32_TOLERANCE
+        } else if name.contains("bf16") {
+            BF16_TOLERANCE
         } else {
             FP32_TOLERANCE
         };
