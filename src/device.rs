@@ -68,6 +68,17 @@ impl Precision {
     }
 }
 
+/// `run()`, or an error where the device failed inside it (out of GPU memory, say), with
+/// what to try instead; nothing has been written yet when it fails.
+pub fn on_device<T>(run: impl FnOnce() -> T) -> Result<T> {
+    ferrofold_kernels::catch_device_failure(run).map_err(|failure| {
+        anyhow::anyhow!(
+            "{failure} (a longer sequence may need more GPU memory than is free: try a GPU \
+             with more, or --device cpu)"
+        )
+    })
+}
+
 /// The backend for `spec`, inside the op profile where `FERROFOLD_PROFILE=1` (its table goes to
 /// stderr when the backend is dropped); a CUDA device that cannot be used is an error that says
 /// why.

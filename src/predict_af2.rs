@@ -120,7 +120,8 @@ pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
     );
     crate::prepare_output_dir(&args.out)?;
 
-    let pred = model.predict(backend.as_ref(), &features, recycles)?;
+    let pred = crate::device::on_device(|| model.predict(backend.as_ref(), &features, recycles))
+        .with_context(|| format!("record `{name}`"))??;
     let f = &features[0];
     let structure = to_structure(
         &f.aatype,

@@ -69,7 +69,9 @@ pub fn run(opts: &Options) -> Result<()> {
     let start = Instant::now();
     for ab in &antibodies {
         bar.set_message(ab.name.clone());
-        write_outputs(&model.fold(backend.as_ref(), ab), ab, &opts.out)
+        let prediction = crate::device::on_device(|| model.fold(backend.as_ref(), ab))
+            .with_context(|| format!("record `{}`", ab.name))?;
+        write_outputs(&prediction, ab, &opts.out)
             .with_context(|| format!("record `{}`", ab.name))?;
         bar.inc(1);
     }

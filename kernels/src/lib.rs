@@ -9,6 +9,7 @@ mod backend;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod device_failure;
 mod point_attention;
 mod profiled;
 pub mod reduce;
@@ -21,6 +22,7 @@ pub use backend::{
     OUTER_PRODUCT_NORM_EPS,
 };
 pub use cpu::{round_to_bf16, softmax_row, CpuBackend, ATTENTION_KEY_TILE};
+pub use device_failure::{catch_device_failure, DeviceFailure};
 pub use point_attention::{PairMasking, PointAttention};
 pub use profiled::{Profiled, PROFILE_ENV};
 pub use tensor::{ShapeError, Tensor, PAR_BLOCK};

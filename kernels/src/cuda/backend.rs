@@ -8,7 +8,9 @@
 //!
 //! Gated attention with key and value widths that differ or exceed 64 (no AF2 or IgFold
 //! module has them) runs on the CPU backend. A device failure (out of memory, a failed
-//! launch) panics with the op's name: the op interface returns tensors, not results.
+//! launch) panics with a [`DeviceFailure`] naming the op (the op interface returns tensors,
+//! not results), which [`catch_device_failure`](crate::catch_device_failure) turns into an
+//! error.
 
 use std::any::Any;
 use std::ops::Deref;
@@ -26,7 +28,7 @@ use crate::backend::{
 };
 use crate::cpu::check_triangle_shapes;
 use crate::tensor::DeviceValues;
-use crate::{CpuBackend, PairMasking, PointAttention, Tensor};
+use crate::{CpuBackend, DeviceFailure, PairMasking, PointAttention, Tensor};
 
 /// Threads per block of the row kernels (a warp per row) and of the element-wise ones.
 const ROW_THREADS: u32 = 128;
@@ -104,9 +106,16 @@ impl<D: Device> DeviceValues for Resident<D> {
     }
 }
 
-/// The result of a device call, or a panic naming the op.
+/// The result of a device call, or a [`DeviceFailure`] naming the op.
 fn ok<T>(result: Result<T, DeviceError>, op: &str) -> T {
-    result.unwrap_or_else(|e| panic!("CUDA backend, {op}: {e}"))
+    result.unwrap_or_else(|e| {
+        DeviceFailure {
+            backend: "CUDA backend",
+            op: op.to_string(),
+            message: e.to_string(),
+        }
+        .raise()
+    })
 }
 
 /// Panics unless `w` is `[out, inp]`: a device GEMM would read past it instead.

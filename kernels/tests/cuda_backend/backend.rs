@@ -3,6 +3,7 @@
 //! on GPU 0 where there is one (`FERROFOLD_REQUIRE_GPU=1` makes its absence a failure, for
 //! `benches/gpu_check.sh`, where `FERROFOLD_GPU_ONLY=1` also leaves the emulated device out).
 
+use crate::emulator::device::with_room;
 use crate::emulator::EmulatedDevice;
 use crate::support::{
     assert_close, random, tensor, BF16_TOLERANCE, FP32_TOLERANCE, TF32_TOLERANCE,
@@ -11,9 +12,9 @@ use std::sync::OnceLock;
 
 use ferrofold_kernels::cuda::{AttentionPath, CudaBackend, CudaDevice};
 use ferrofold_kernels::{
-    Activation, AttentionParams, Backend, CpuBackend, GatedAttention, LinearParams, MatView,
-    NormParams, OuterProductMeanParams, PairMasking, PointAttention, Tensor, TriangleDirection,
-    TriangleMultiplicationParams, OUTER_PRODUCT_NORM_EPS,
+    catch_device_failure, Activation, AttentionParams, Backend, CpuBackend, GatedAttention,
+    LinearParams, MatView, NormParams, OuterProductMeanParams, PairMasking, PointAttention, Tensor,
+    TriangleDirection, TriangleMultiplicationParams, OUTER_PRODUCT_NORM_EPS,
 };
 
 /// The CUDA backends to check: the emulated device, and GPU 0 when present.
@@ -587,4 +588,24 @@ fn rows_sliced_and_stacked_where_the_values_are() {
             same(&out, want, &format!("{name}: {what} rows stacked"));
         }
     }
+}
+
+#[test]
+fn a_device_failure_is_an_error_naming_the_op() {
+    let be = CudaBackend::new(EmulatedDevice);
+    let x = random_tensor(&[20, 30], 70);
+    let w = random_tensor(&[40, 30], 71);
+    // 20 x 40 outputs do not fit in 100 values; 2 x 40 do.
+    let failure = with_room(100, || catch_device_failure(|| be.linear(&x, &w, None))).unwrap_err();
+    assert_eq!(failure.op, "linear");
+    assert!(failure.message.contains("out of memory"), "{failure}");
+    let fits = with_room(100, || {
+        catch_device_failure(|| be.linear(&x.slice_rows(0..2), &w, None))
+    })
+    .unwrap();
+    same(
+        &fits,
+        &CpuBackend.linear(&x.slice_rows(0..2), &w, None),
+        "after a failure",
+    );
 }

@@ -11,6 +11,32 @@ use super::{emulated, param};
 
 pub struct EmulatedDevice;
 
+thread_local! {
+    /// Most values one buffer may hold on this thread ([`with_room`]).
+    static ROOM: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// `f()` with buffers of more than `room` values failing on this thread, as on a GPU out of
+/// memory.
+#[allow(dead_code)] // the model tests that include this emulator do not use it
+pub fn with_room<T>(room: usize, f: impl FnOnce() -> T) -> T {
+    let before = ROOM.replace(room);
+    let out = f();
+    ROOM.set(before);
+    out
+}
+
+/// A new buffer of `len` values, unless it exceeds this thread's room.
+fn allocate(len: usize, value: f32) -> Result<HostBuffer, DeviceError> {
+    let room = ROOM.get();
+    if len > room {
+        return Err(DeviceError::Driver(format!(
+            "out of memory ({len} values, room for {room})"
+        )));
+    }
+    Ok(HostBuffer::new(vec![value; len]))
+}
+
 /// A host allocation that kernels write through its address.
 pub struct HostBuffer {
     ptr: *mut f32,
@@ -52,13 +78,13 @@ impl Device for EmulatedDevice {
     }
 
     fn zeros(&self, len: usize) -> Result<HostBuffer, DeviceError> {
-        Ok(HostBuffer::new(vec![0.0; len]))
+        allocate(len, 0.0)
     }
 
     /// NaN-filled, so that an output a kernel or GEMM leaves partly unwritten fails the
     /// checks.
     fn uninit(&self, len: usize) -> Result<HostBuffer, DeviceError> {
-        Ok(HostBuffer::new(vec![f32::NAN; len]))
+        allocate(len, f32::NAN)
     }
 
     fn download(&self, buffer: &HostBuffer) -> Result<Vec<f32>, DeviceError> {

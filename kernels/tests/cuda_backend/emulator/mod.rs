@@ -4,7 +4,7 @@
 //! cuLaunchKernel is: grid, block and one pointer per kernel parameter. "Device" pointers are
 //! host addresses. Each program is built once per test binary.
 
-mod device;
+pub mod device;
 
 pub use device::EmulatedDevice;
 
