@@ -833,6 +833,9 @@ impl<D: Device> Backend for CudaBackend<D> {
         check_weight(p.left.w, c, c_m, "outer product mean: left");
         check_weight(p.right.w, c, c_m, "outer product mean: right");
         check_weight(p.output.w, c_z, c * c, "outer product mean: output");
+        if l == 0 {
+            return Some(Tensor::zeros(&[0, 0, c_z]));
+        }
         let op = "outer_product_mean";
         let rows = s * l;
         let xn = self.layer_norm_on(&self.upload(msa, op), rows, c_m, &p.input_norm);
@@ -859,7 +862,8 @@ impl<D: Device> Backend for CudaBackend<D> {
         }
         // Residue rows in chunks, each one's [rows, c, L, c] outer products at a time.
         let per_chunk = (self.outer_product_chunk / (l * c * c).max(1)).clamp(1, l.max(1));
-        let mut out = Vec::with_capacity(l * l * c_z);
+        // The chunks' rows stacked on the device (one chunk is the output itself).
+        let mut out = (per_chunk < l).then(|| self.device_buffer(l * l * c_z, op)); // [L, L, c_z]
         for i0 in (0..l).step_by(per_chunk) {
             let ci = per_chunk.min(l - i0);
             // outer[i, a, j, b] = sum_s left[s, i, a] right[s, j, b]
@@ -886,12 +890,12 @@ impl<D: Device> Backend for CudaBackend<D> {
                 Arg::F32(OUTER_PRODUCT_NORM_EPS),
             ];
             self.launch_elements("divide_rows_f32", ci * l * c_z, &args);
-            if ci == l {
-                return Some(self.output(o, &[l, l, c_z])); // one chunk: stays on the device
+            match out.as_mut() {
+                Some(out) => ok(self.device.write_at(out, i0 * l * c_z, &o), op),
+                None => return Some(self.output(o, &[l, l, c_z])),
             }
-            out.extend(ok(self.device.download(&o), op));
         }
-        Some(Tensor::new(&[l, l, c_z], out).expect("[L, L, c_z]"))
+        Some(self.output(out.expect("more than one chunk"), &[l, l, c_z]))
     }
 
     fn triangle_multiplication(

@@ -13,6 +13,7 @@
 
 mod backend;
 pub mod device;
+mod dry_run;
 mod gpu;
 pub mod nvrtc;
 pub mod probe;
@@ -20,5 +21,6 @@ pub mod sources;
 
 pub use backend::{AttentionPath, CudaBackend};
 pub use device::{Arg, Device, DeviceError, Gemm};
+pub use dry_run::{DryRunBuffer, DryRunDevice};
 pub use gpu::{CudaDevice, GemmPrecision, GpuBuffer};
 pub use probe::{cuda_available, cuda_device, driver_library_present, DeviceInfo, NoDevice};
