@@ -90,3 +90,27 @@ extern "C" __global__ void divide_rows_f32(float* x, const float* __restrict__ n
                                            long long rows, int cols, float eps) {
     FF_GRID_STRIDE(i, rows * cols) x[i] /= eps + norm[i / cols];
 }
+
+// out[i, j, c] = a[i, c] + b[j, c]: the outer sum of two [n, channels] projections.
+extern "C" __global__ void outer_sum_f32(const float* __restrict__ a, const float* __restrict__ b,
+                                         float* __restrict__ out, long long n, int channels) {
+    FF_GRID_STRIDE(t, n * n * channels) {
+        const int c = (int)(t % channels);
+        const long long ij = t / channels;
+        out[t] = a[(ij / n) * channels + c] + b[(ij % n) * channels + c];
+    }
+}
+
+// out[p, c] = w[classes[p], c] + bias[c], or bias[c] where classes[p] < 0: a one-hot linear layer
+// by lookup (classes hold small integers as fp32).
+extern "C" __global__ void one_hot_linear_f32(const float* __restrict__ classes,
+                                              const float* __restrict__ w,
+                                              const float* __restrict__ bias,
+                                              float* __restrict__ out, long long positions,
+                                              int channels) {
+    FF_GRID_STRIDE(t, positions * channels) {
+        const int c = (int)(t % channels);
+        const float k = classes[t / channels];
+        out[t] = k >= 0.0f ? w[(long long)k * channels + c] + bias[c] : bias[c];
+    }
+}

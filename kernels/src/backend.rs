@@ -1,6 +1,7 @@
 //! The op interface every backend implements. Models call only these ops (plus
 //! element-wise maps on host tensors), so a new backend never touches model code.
 
+use crate::pair_embedding::{one_hot_linear, outer_sum};
 use crate::point_attention::{point_attention_weights, PointAttention};
 use crate::Tensor;
 
@@ -306,6 +307,20 @@ pub trait Backend: Send + Sync {
             }
         }
         self.softmax(x);
+    }
+
+    /// `out[i, j] = a[i] + b[j]`: `a`, `b` `[L, C]` → `[L, L, C]` (AF2's input embedding of the
+    /// pair from two projections of the target features).
+    fn outer_sum(&self, a: &Tensor, b: &Tensor) -> Tensor {
+        outer_sum(a, b)
+    }
+
+    /// A one-hot linear layer by lookup: `one_hot(classes) w + b`, row `classes[..]` of `w`
+    /// `[K, C]` plus `b` `[C]` (`b` alone for a negative class; classes are small integers held
+    /// as f32) → `classes.shape() + [C]` (AF2's relative position and recycled distance
+    /// embeddings).
+    fn one_hot_linear(&self, classes: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+        one_hot_linear(classes, w, b)
     }
 
     /// Invariant point attention's weights ([`PointAttention`]) in place over the scalar

@@ -146,6 +146,16 @@ impl Backend for Profiled {
         })
     }
 
+    fn outer_sum(&self, a: &Tensor, b: &Tensor) -> Tensor {
+        self.timed("outer_sum", || self.inner.outer_sum(a, b))
+    }
+
+    fn one_hot_linear(&self, classes: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+        self.timed("one_hot_linear", || {
+            self.inner.one_hot_linear(classes, w, b)
+        })
+    }
+
     fn point_attention_weights(&self, x: &mut Tensor, a: &PointAttention<'_>) {
         self.timed("point_attention_weights", || {
             self.inner.point_attention_weights(x, a)

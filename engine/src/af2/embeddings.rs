@@ -88,16 +88,10 @@ impl OneHotLinear {
         &self.w.data()[k * n..(k + 1) * n]
     }
 
-    /// `dst = one_hot(class) W + b`; `None` is the all-zero one-hot.
-    fn embed(&self, class: Option<usize>, dst: &mut [f32]) {
-        match class {
-            Some(k) => {
-                for ((d, w), b) in dst.iter_mut().zip(self.row(k)).zip(self.b.data()) {
-                    *d = w + b;
-                }
-            }
-            None => dst.copy_from_slice(self.b.data()),
-        }
+    /// `one_hot(classes) W + b` for every class of `classes` (negative: the all-zero one-hot)
+    /// → `classes.shape() + [out]`.
+    fn embed(&self, be: &dyn Backend, classes: &Tensor) -> Tensor {
+        be.one_hot_linear(classes, &self.w, &self.b)
     }
 }
 
@@ -140,16 +134,7 @@ impl InputEmbedder {
         }
         let left = self.left_single.forward(be, target_feat); // [L, c_z]
         let right = self.right_single.forward(be, target_feat); // [L, c_z]
-        let c_z = left.dim(-1);
-        let mut pair = Tensor::zeros(&[l, l, c_z]);
-        for (ij, dst) in pair.data_mut().chunks_mut(c_z).enumerate() {
-            let (li, rj) = (ij / l, ij % l);
-            let a = &left.data()[li * c_z..(li + 1) * c_z];
-            let b = &right.data()[rj * c_z..(rj + 1) * c_z];
-            for ((d, x), y) in dst.iter_mut().zip(a).zip(b) {
-                *d = x + y;
-            }
-        }
+        let pair = be.outer_sum(&left, &right); // [L, L, c_z]
         (msa, pair)
     }
 }
@@ -173,16 +158,14 @@ impl RelativePositionEncoding {
     }
 
     /// `residue_index` `[L]` → the pair embedding `[L, L, c_z]`.
-    pub fn forward(&self, residue_index: &[i64]) -> Tensor {
+    pub fn forward(&self, be: &dyn Backend, residue_index: &[i64]) -> Tensor {
         let l = residue_index.len();
-        let (c_z, m) = (self.linear.d_out(), self.max_relative_feature as i64);
-        let mut out = Tensor::zeros(&[l, l, c_z]);
-        for (ij, dst) in out.data_mut().chunks_mut(c_z).enumerate() {
+        let m = self.max_relative_feature as i64;
+        let classes = Tensor::from_fn(&[l, l], |ij| {
             let offset = residue_index[ij / l] - residue_index[ij % l];
-            let class = (offset + m).clamp(0, 2 * m) as usize;
-            self.linear.embed(Some(class), dst);
-        }
-        out
+            (offset + m).clamp(0, 2 * m) as f32
+        });
+        self.linear.embed(be, &classes)
     }
 }
 
@@ -268,12 +251,13 @@ pub struct RecyclingState {
 }
 
 impl RecyclingState {
-    /// The first iteration's state: zeros, as the official model starts recycling.
-    pub fn zeros(num_res: usize, cfg: &EmbeddingsConfig) -> Self {
+    /// The first iteration's state: zeros, as the official model starts recycling (the pair
+    /// where the backend keeps its results).
+    pub fn zeros(be: &dyn Backend, num_res: usize, cfg: &EmbeddingsConfig) -> Self {
         Self {
             pos: Tensor::zeros(&[num_res, 37, 3]),
             msa_first_row: Tensor::zeros(&[num_res, cfg.c_m]),
-            pair: Tensor::zeros(&[num_res, num_res, cfg.c_z]),
+            pair: be.zeros(&[num_res, num_res, cfg.c_z]),
         }
     }
 }
@@ -305,17 +289,14 @@ impl RecyclingEmbedder {
     }
 
     /// `prev_pos_linear(dgram(pseudo_beta(prev_pos)))` `[L, L, c_z]`.
-    pub fn pos_embedding(&self, aatype: &[usize], prev_pos: &Tensor) -> Tensor {
+    pub fn pos_embedding(&self, be: &dyn Backend, aatype: &[usize], prev_pos: &Tensor) -> Tensor {
         let pb = pseudo_beta(aatype, prev_pos);
         let l = pb.len();
         let lower = self.bins.lower_breaks_sq();
-        let c_z = self.prev_pos_linear.d_out();
-        let mut out = Tensor::zeros(&[l, l, c_z]);
-        for (ij, dst) in out.data_mut().chunks_mut(c_z).enumerate() {
-            let k = DistanceBins::bin(&lower, dist2(&pb[ij / l], &pb[ij % l]));
-            self.prev_pos_linear.embed(k, dst);
-        }
-        out
+        let bins = Tensor::from_fn(&[l, l], |ij| {
+            DistanceBins::bin(&lower, dist2(&pb[ij / l], &pb[ij % l])).map_or(-1.0, |k| k as f32)
+        });
+        self.prev_pos_linear.embed(be, &bins)
     }
 
     /// `LN(prev_msa_first_row)` `[L, c_m]`.
@@ -338,7 +319,7 @@ impl RecyclingEmbedder {
         aatype: &[usize],
         prev: &RecyclingState,
     ) {
-        be.add_assign(pair, &self.pos_embedding(aatype, &prev.pos));
+        be.add_assign(pair, &self.pos_embedding(be, aatype, &prev.pos));
         let row0 = self.msa_first_row_embedding(be, &prev.msa_first_row);
         msa.data_mut()[..row0.len()]
             .iter_mut()
@@ -457,7 +438,7 @@ impl Embeddings {
         let (mut msa, mut pair) = self.input.forward(be, f.target_feat, f.msa_feat);
         self.recycling
             .forward(be, &mut msa, &mut pair, f.aatype, prev);
-        be.add_assign(&mut pair, &self.relpos.forward(f.residue_index));
+        be.add_assign(&mut pair, &self.relpos.forward(be, f.residue_index));
         let extra_msa =
             self.extra_msa
                 .forward(f.extra_msa, f.extra_has_deletion, f.extra_deletion_value);
@@ -528,7 +509,7 @@ mod tests {
     fn relative_position_encoding_matches_official() {
         let g = Golden::load("embeddings");
         let e = load(&g);
-        let got = e.relpos.forward(&inputs(&g).residue_index);
+        let got = e.relpos.forward(&CpuBackend, &inputs(&g).residue_index);
         check(&got, &g.output(Some("relpos")), "relpos");
     }
 
@@ -542,7 +523,7 @@ mod tests {
         let want = g.output(Some("recycle/prev_pos_dgram"));
         assert_eq!(dgram, want, "dgram");
         let rec = &e.recycling;
-        let got = rec.pos_embedding(&i.aatype, &i.prev.pos);
+        let got = rec.pos_embedding(&CpuBackend, &i.aatype, &i.prev.pos);
         check(&got, &g.output(Some("recycle/prev_pos_linear")), "prev_pos");
         let got = rec.msa_first_row_embedding(&CpuBackend, &i.prev.msa_first_row);
         let want = g.output(Some("recycle/prev_msa_first_row_norm"));

@@ -131,7 +131,7 @@ impl AlphaFold {
     ) -> LoadResult<Prediction> {
         let l = features[0].len();
         let slice = |r: usize| &features[r.min(features.len() - 1)];
-        let mut prev = RecyclingState::zeros(l, &EmbeddingsConfig::MONOMER);
+        let mut prev = RecyclingState::zeros(be, l, &EmbeddingsConfig::MONOMER);
         let mut times = Vec::with_capacity(num_recycle + 1);
         // Every iteration but the last only hands its state on (moved, not copied).
         for r in 0..num_recycle {

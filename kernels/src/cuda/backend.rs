@@ -27,6 +27,7 @@ use crate::backend::{
     TriangleMultiplicationParams, OUTER_PRODUCT_NORM_EPS,
 };
 use crate::cpu::check_triangle_shapes;
+use crate::pair_embedding::{one_hot_linear_dims, outer_sum_dims};
 use crate::tensor::DeviceValues;
 use crate::{CpuBackend, DeviceFailure, PairMasking, PointAttention, Tensor};
 
@@ -619,6 +620,42 @@ impl<D: Device> Backend for CudaBackend<D> {
         ];
         self.launch_rows(&MASKED_SOFTMAX, "masked_softmax_f32", b * h * q, &args);
         *x = self.output(xb, &s);
+    }
+
+    fn outer_sum(&self, a: &Tensor, b: &Tensor) -> Tensor {
+        let (l, c) = outer_sum_dims(a, b);
+        let op = "outer_sum";
+        let (ab, bb) = (self.upload(a, op), self.upload(b, op));
+        let out = self.device_buffer(l * l * c, op);
+        let args = [
+            self.ptr(Some(&ab)),
+            self.ptr(Some(&bb)),
+            self.ptr(Some(&out)),
+            Arg::I64(l as i64),
+            Arg::I32(as_i32(c, "channels")),
+        ];
+        self.launch_elements("outer_sum_f32", l * l * c, &args);
+        self.output(out, &[l, l, c])
+    }
+
+    fn one_hot_linear(&self, classes: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+        let (_, c) = one_hot_linear_dims(w, b);
+        let op = "one_hot_linear";
+        let [cb, wb, bb] = [classes, w, b].map(|t| self.upload(t, op));
+        let positions = classes.len();
+        let out = self.device_buffer(positions * c, op);
+        let args = [
+            self.ptr(Some(&cb)),
+            self.ptr(Some(&wb)),
+            self.ptr(Some(&bb)),
+            self.ptr(Some(&out)),
+            Arg::I64(positions as i64),
+            Arg::I32(as_i32(c, "channels")),
+        ];
+        self.launch_elements("one_hot_linear_f32", positions * c, &args);
+        let mut shape = classes.shape().to_vec();
+        shape.push(c);
+        self.output(out, &shape)
     }
 
     fn point_attention_weights(&self, x: &mut Tensor, a: &PointAttention<'_>) {

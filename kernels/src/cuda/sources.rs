@@ -60,7 +60,8 @@ pub const GATED_ATTENTION: Program = program!(
 pub const POINT_ATTENTION: Program = program!("point_attention", ["point_attention_f32"]);
 
 /// Element-wise fp32 kernels: linear bias, activations, the triangle update's gating and
-/// channel layouts, the outer product mean's masking, axis swap and normalisation.
+/// channel layouts, the outer product mean's masking, axis swap and normalisation, and the pair
+/// embeddings' outer sum and one-hot lookup.
 pub const ELEMENTWISE: Program = program!(
     "elementwise",
     [
@@ -73,6 +74,8 @@ pub const ELEMENTWISE: Program = program!(
         "scale_rows_f32",
         "swap_axes_f32",
         "divide_rows_f32",
+        "outer_sum_f32",
+        "one_hot_linear_f32",
     ]
 );
 

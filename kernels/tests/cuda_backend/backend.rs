@@ -609,3 +609,16 @@ fn a_device_failure_is_an_error_naming_the_op() {
         "after a failure",
     );
 }
+
+#[test]
+fn pair_embeddings_by_outer_sum_and_lookup() {
+    let (a, b) = (random_tensor(&[13, 7], 80), random_tensor(&[13, 7], 81));
+    check("outer sum", |be| be.outer_sum(&a, &b));
+    let w = random_tensor(&[5, 9], 82);
+    let bias = random_tensor(&[9], 83);
+    // Every class and the all-zero one-hot (-1), over a [6, 4] grid of positions.
+    let classes = tensor(&[6, 4], (0..24).map(|i| (i % 6) as f32 - 1.0).collect());
+    check("one-hot linear", |be| {
+        be.one_hot_linear(&classes, &w, &bias)
+    });
+}
