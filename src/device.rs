@@ -151,13 +151,19 @@ const ATTENTION_ENV: &str = "FERROFOLD_CUDA_ATTENTION";
 
 #[cfg(feature = "cuda")]
 fn attention_path() -> Result<ferrofold_kernels::cuda::AttentionPath> {
+    parse_attention_path(std::env::var(ATTENTION_ENV).ok().as_deref())
+}
+
+/// [`ATTENTION_ENV`]'s value (`None`: unset) as an attention path.
+#[cfg(feature = "cuda")]
+fn parse_attention_path(value: Option<&str>) -> Result<ferrofold_kernels::cuda::AttentionPath> {
     use ferrofold_kernels::cuda::AttentionPath;
-    match std::env::var(ATTENTION_ENV).as_deref() {
-        Err(_) | Ok("gemms") => Ok(AttentionPath::Gemms),
-        Ok("fused") => Ok(AttentionPath::Fused),
-        Ok("tf32-tensor-cores") => Ok(AttentionPath::TensorCoresTf32),
-        Ok("bf16-tensor-cores") => Ok(AttentionPath::TensorCoresBf16),
-        Ok(other) => anyhow::bail!(
+    match value {
+        None | Some("gemms") => Ok(AttentionPath::Gemms),
+        Some("fused") => Ok(AttentionPath::Fused),
+        Some("tf32-tensor-cores") => Ok(AttentionPath::TensorCoresTf32),
+        Some("bf16-tensor-cores") => Ok(AttentionPath::TensorCoresBf16),
+        Some(other) => anyhow::bail!(
             "{ATTENTION_ENV}={other}: use gemms, fused, tf32-tensor-cores or bf16-tensor-cores"
         ),
     }
@@ -184,6 +190,23 @@ mod tests {
         for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1", ""] {
             assert!(bad.parse::<DeviceSpec>().is_err(), "{bad}");
         }
+    }
+
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn attention_paths_and_a_bad_one() {
+        use ferrofold_kernels::cuda::AttentionPath;
+        assert_eq!(parse_attention_path(None).unwrap(), AttentionPath::Gemms);
+        assert_eq!(
+            parse_attention_path(Some("bf16-tensor-cores")).unwrap(),
+            AttentionPath::TensorCoresBf16
+        );
+        let err = parse_attention_path(Some("tensor-cores")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("FERROFOLD_CUDA_ATTENTION=tensor-cores: use"),
+            "{err}"
+        );
     }
 
     #[test]
