@@ -142,12 +142,16 @@ pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
         model: &model.config.name,
         mean_plddt,
         plddt: &pred.plddt,
-        ptm: pred.aligned_error.as_ref().map(|a| a.2),
-        predicted_aligned_error: pred.aligned_error.as_ref().map(|(pae, _, _)| {
+        ptm: pred.aligned_error.as_ref().map(|a| a.ptm),
+        predicted_aligned_error: pred.aligned_error.as_ref().map(|a| {
+            let pae = &a.predicted_aligned_error;
             let l = pae.dim(0);
             pae.data().chunks(l).map(<[f32]>::to_vec).collect()
         }),
-        max_predicted_aligned_error: pred.aligned_error.as_ref().map(|a| a.1),
+        max_predicted_aligned_error: pred
+            .aligned_error
+            .as_ref()
+            .map(|a| a.max_predicted_aligned_error),
         templates: templates_used,
         timings: Timings {
             load_params_s,
@@ -175,7 +179,7 @@ pub fn run(args: &PredictArgs, config: ModelConfig) -> Result<()> {
         "{name}: mean pLDDT {mean_plddt:.1}{} in {:.1} s; results in {}",
         pred.aligned_error
             .as_ref()
-            .map_or(String::new(), |a| format!(", pTM {:.3}", a.2)),
+            .map_or(String::new(), |a| format!(", pTM {:.3}", a.ptm)),
         start.elapsed().as_secs_f64(),
         args.out.display()
     );
@@ -343,9 +347,9 @@ fn outputs_npz(pred: &Prediction) -> Result<Vec<u8>> {
         ("pair", &pred.pair),
     ];
     let ptm;
-    if let (Some((pae, _, p)), Some(logits)) = (&pred.aligned_error, &pred.pae_logits) {
-        ptm = Tensor::new(&[], vec![*p])?;
-        arrays.push(("predicted_aligned_error", pae));
+    if let (Some(a), Some(logits)) = (&pred.aligned_error, &pred.pae_logits) {
+        ptm = Tensor::new(&[], vec![a.ptm])?;
+        arrays.push(("predicted_aligned_error", &a.predicted_aligned_error));
         arrays.push(("predicted_aligned_error_logits", logits));
         arrays.push(("ptm", &ptm));
     }

@@ -57,7 +57,8 @@ pub fn model_1_ptm_matches_jax(be: &dyn Backend) {
         })
         .fold(0f32, f32::max);
     let plddt = Tensor::new(&[pred.plddt.len()], pred.plddt.clone()).unwrap();
-    let (pae, _, ptm) = pred.aligned_error.as_ref().expect("ptm model");
+    let ae = pred.aligned_error.as_ref().expect("ptm model");
+    let (pae, ptm) = (&ae.predicted_aligned_error, &ae.ptm);
     let checks = [
         (
             "single",

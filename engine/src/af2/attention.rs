@@ -321,7 +321,7 @@ impl MsaColumnAttention {
     pub fn forward(&self, be: &dyn Backend, msa_act: &Tensor, msa_mask: &Tensor) -> Tensor {
         let out = {
             let x = self.query_norm.forward(be, &be.swap_leading_axes(msa_act)); // [R, S, c_m]
-            let mask = msa_mask.transposed(); // [R, S]
+            let mask = transposed_mask(be, msa_mask); // [R, S]
             self_attention_rows(be, &self.attention, &x, &mask, None, self.chunk_size)
         }; // x freed before the result is swapped back
         be.swap_leading_axes(&out) // [S, R, c_m]
@@ -359,7 +359,7 @@ impl MsaColumnGlobalAttention {
     pub fn forward(&self, be: &dyn Backend, msa_act: &Tensor, msa_mask: &Tensor) -> Tensor {
         let out = {
             let x = self.query_norm.forward(be, &be.swap_leading_axes(msa_act)); // [R, S, c_m]
-            let mask = msa_mask.transposed(); // [R, S]
+            let mask = transposed_mask(be, msa_mask); // [R, S]
             let (r, s, c) = (x.dim(0), x.dim(1), x.dim(2));
             let d = self.attention.dims;
             // per column: the gates [S, H*Dv], keys, values and the normalised input
@@ -426,14 +426,16 @@ impl TriangleAttention {
     pub fn forward(&self, be: &dyn Backend, pair_act: &Tensor, pair_mask: &Tensor) -> Tensor {
         let per_column = self.orientation == TriangleOrientation::PerColumn;
         let out = {
+            let transposed;
             let (x, mask) = if per_column {
                 let x = self.query_norm.forward(be, &be.swap_leading_axes(pair_act));
-                (x, pair_mask.transposed())
+                transposed = transposed_mask(be, pair_mask);
+                (x, &transposed)
             } else {
-                (self.query_norm.forward(be, pair_act), pair_mask.clone())
+                (self.query_norm.forward(be, pair_act), pair_mask)
             }; // [R, R, c_z], [R, R]
             let bias = pair_bias(be, &x, &self.feat_2d_weights); // [H, R, R]
-            self_attention_rows(be, &self.attention, &x, &mask, Some(&bias), self.chunk_size)
+            self_attention_rows(be, &self.attention, &x, mask, Some(&bias), self.chunk_size)
         }; // [R, R, c_z]; x freed before the result is swapped back
         if per_column {
             be.swap_leading_axes(&out)
@@ -441,6 +443,17 @@ impl TriangleAttention {
             out
         }
     }
+}
+
+/// A mask `[A, B]` transposed to `[B, A]` on the backend: on the device where the mask's
+/// values already are (after its first use, which keeps its upload), so the column-wise
+/// modules of every block neither transpose it on the host nor upload it again.
+fn transposed_mask(be: &dyn Backend, mask: &Tensor) -> Tensor {
+    let (a, b) = (mask.dim(0), mask.dim(1));
+    let column = mask.clone().reshape(&[a, b, 1]).expect("a mask is [A, B]");
+    be.swap_leading_axes(&column)
+        .reshape(&[b, a])
+        .expect("same size")
 }
 
 /// `einsum('qkc,ch->hqk', z, W)`: normalised pair z `[Q, K, c]`, weights `[H, c]` →

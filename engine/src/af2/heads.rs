@@ -127,24 +127,13 @@ impl DistogramHead {
         &self.bin_edges
     }
 
-    /// pair `[L, L, c_z]` → logits `[L, L, bins]`, symmetric in `i, j`.
+    /// pair `[L, L, c_z]` → logits `[L, L, bins]`, symmetric in `i, j` (on the backend:
+    /// the logits stay where the pair is).
     pub fn forward(&self, be: &dyn Backend, pair: &Tensor) -> Tensor {
-        let l = pair.dim(0);
         let half = self.half_logits.forward(be, pair); // [L, L, bins]
-        let n = half.dim(-1);
-        let h = half.data();
-        let mut out = Tensor::zeros(half.shape());
-        for (ij, dst) in out.data_mut().chunks_mut(n).enumerate() {
-            let (i, j) = (ij / l, ij % l);
-            let (a, b) = (
-                &h[ij * n..(ij + 1) * n],
-                &h[(j * l + i) * n..(j * l + i + 1) * n],
-            );
-            for ((d, x), y) in dst.iter_mut().zip(a).zip(b) {
-                *d = x + y;
-            }
-        }
-        out
+        let mut logits = be.swap_leading_axes(&half); // h_ji
+        be.add_assign(&mut logits, &half);
+        logits
     }
 }
 
@@ -255,67 +244,60 @@ fn bin_centers(breaks: &[f32]) -> Vec<f32> {
     c
 }
 
-/// The official `compute_predicted_aligned_error` result.
+/// The aligned-error head's confidence metrics (official `compute_predicted_aligned_error`
+/// and `predicted_tm_score`).
 #[derive(Clone, Debug)]
 pub struct AlignedError {
-    /// `aligned_confidence_probs` `[L, L, bins]`.
-    pub probs: Tensor,
     /// `predicted_aligned_error` `[L, L]` (Å): expected error of residue `j` in frame `i`.
     pub predicted_aligned_error: Tensor,
     /// `max_predicted_aligned_error` (Å): the last bin centre (31.75).
     pub max_predicted_aligned_error: f32,
+    /// `ptm`.
+    pub ptm: f32,
 }
 
-/// Official `compute_predicted_aligned_error`: PAE logits `[L, L, bins]` and their
-/// `breaks` → probabilities and the expected aligned error.
-pub fn compute_predicted_aligned_error(logits: &Tensor, breaks: &[f32]) -> AlignedError {
-    let centers = bin_centers(breaks);
-    let n = logits.dim(-1);
-    assert_eq!(centers.len(), n, "breaks are bins - 1");
-    let probs = softmax_last(logits);
-    let pae: Vec<f32> = probs
-        .data()
-        .chunks(n)
-        .map(|p| p.iter().zip(&centers).map(|(q, c)| q * c).sum())
-        .collect();
-    let shape = &logits.shape()[..logits.shape().len() - 1];
-    AlignedError {
-        predicted_aligned_error: Tensor::new(shape, pae).expect("[L, L]"),
-        max_predicted_aligned_error: centers[n - 1],
-        probs,
-    }
+/// Softmax over the bins (the last axis) on the backend: the official
+/// `aligned_confidence_probs` of PAE logits `[L, L, bins]`.
+pub fn bin_probabilities(be: &dyn Backend, logits: &Tensor) -> Tensor {
+    let mut p = logits.clone();
+    be.softmax(&mut p);
+    p
 }
 
-/// Official `predicted_tm_score` (pTM, no `asym_id`): PAE logits `[L, L, bins]`, their
-/// `breaks`, and `residue_weights` `[L]` (all ones when `None`, as the monomer model uses it).
+/// Official `compute_predicted_aligned_error` and `predicted_tm_score` (pTM, no `asym_id`)
+/// from PAE logits `[L, L, bins]`, their `breaks`, and `residue_weights` `[L]` (all ones when
+/// `None`, as the monomer model uses it).
 ///
-/// `d0 = 1.24 (max(sum w, 19) - 15)^(1/3) - 1.8`; per alignment frame `i`, the expected TM
-/// term averaged over residues `j` weighted `w_i w_j`; the frame with the largest
-/// `score_i * w_i` wins. (With weights that are not all ones this is ColabFold's fork:
-/// DeepMind's v2.3 takes `int(sum w)` residues and only supports all ones; the two agree
-/// whenever DeepMind's runs.)
-pub fn compute_tm(logits: &Tensor, breaks: &[f32], residue_weights: Option<&[f32]>) -> f32 {
-    let l = logits.dim(0);
-    assert_eq!(logits.dim(1), l, "pae logits [L, L, bins]");
+/// One softmax on the backend, then each pair's expected error and expected TM term as one
+/// linear layer over the probabilities (weights: the bin centres and the TM term of each
+/// bin), so only `[L, L, 2]` leaves the device. pTM: `d0 = 1.24 (max(sum w, 19) - 15)^(1/3) -
+/// 1.8`; per alignment frame `i`, the TM terms averaged over residues `j` weighted `w_i w_j`;
+/// the frame with the largest `score_i * w_i` wins. (With weights that are not all ones this
+/// is ColabFold's fork: DeepMind's v2.3 takes `int(sum w)` residues and only supports all
+/// ones; the two agree whenever DeepMind's runs.)
+pub fn compute_aligned_error(
+    be: &dyn Backend,
+    logits: &Tensor,
+    breaks: &[f32],
+    residue_weights: Option<&[f32]>,
+) -> AlignedError {
+    let (l, n) = (logits.dim(0), logits.dim(-1));
+    assert_eq!(logits.shape(), &[l, l, n], "pae logits [L, L, bins]");
+    let centers = bin_centers(breaks);
+    assert_eq!(centers.len(), n, "breaks are bins - 1");
     let ones = vec![1f32; l];
     let w = residue_weights.unwrap_or(&ones);
     assert_eq!(w.len(), l, "residue_weights [L]");
-    let centers = bin_centers(breaks);
-    let n = logits.dim(-1);
-    assert_eq!(centers.len(), n, "breaks are bins - 1");
     let sum_w: f64 = w.iter().map(|&x| x as f64).sum();
     let d0 = 1.24 * (sum_w.max(19.0) - 15.0).powf(1.0 / 3.0) - 1.8;
     let d0_sq = d0 * d0;
-    let tm_per_bin: Vec<f32> = centers
+    let tm_per_bin = centers
         .iter()
-        .map(|&c| (1.0 / (1.0 + (c * c) as f64 / d0_sq)) as f32)
-        .collect();
-    let probs = softmax_last(logits);
-    let term: Vec<f32> = probs
-        .data()
-        .chunks(n)
-        .map(|p| p.iter().zip(&tm_per_bin).map(|(q, t)| q * t).sum())
-        .collect(); // [L, L]
+        .map(|&c| (1.0 / (1.0 + (c * c) as f64 / d0_sq)) as f32);
+    let weights: Vec<f32> = centers.iter().copied().chain(tm_per_bin).collect();
+    let weights = Tensor::new(&[2, n], weights).expect("[2, bins]");
+    let expected = be.linear(&bin_probabilities(be, logits), &weights, None); // [L, L, 2]
+    let (pae, term): (Vec<f32>, Vec<f32>) = expected.data().chunks(2).map(|e| (e[0], e[1])).unzip(); // [L, L] each
     let mut best = (f64::NEG_INFINITY, 0.0);
     for i in 0..l {
         let pw: Vec<f64> = w.iter().map(|&wj| (w[i] * wj) as f64).collect();
@@ -326,7 +308,11 @@ pub fn compute_tm(logits: &Tensor, breaks: &[f32], residue_weights: Option<&[f32
             best = (key, score); // first maximum, as np.argmax
         }
     }
-    best.1 as f32
+    AlignedError {
+        predicted_aligned_error: Tensor::new(&[l, l], pae).expect("[L, L]"),
+        max_predicted_aligned_error: centers[n - 1],
+        ptm: best.1 as f32,
+    }
 }
 
 /// Every head's logits.
@@ -485,15 +471,19 @@ mod tests {
             "breaks"
         );
         // the metrics, from the stored logits (as confidence.py reads them)
-        let pae = compute_predicted_aligned_error(&want, &breaks);
         let c = |n: &str| g.output(Some(&format!("confidence/{n}")));
-        check(&pae.probs, &c("aligned_confidence_probs"), "pae probs");
-        let e = &pae.predicted_aligned_error;
+        let probs = bin_probabilities(&CpuBackend, &want);
+        check(&probs, &c("aligned_confidence_probs"), "pae probs");
+        let metrics = |logits: &Tensor, w: Option<&[f32]>| {
+            compute_aligned_error(&CpuBackend, logits, &breaks, w)
+        };
+        let ae = metrics(&want, None);
+        let e = &ae.predicted_aligned_error;
         check(e, &c("predicted_aligned_error"), "pae");
-        let max = vector(vec![pae.max_predicted_aligned_error]);
+        let max = vector(vec![ae.max_predicted_aligned_error]);
         assert_eq!(max, c("max_predicted_aligned_error"), "max pae");
-        let ptm = |logits: &Tensor, w: Option<&[f32]>| vector(vec![compute_tm(logits, &breaks, w)]);
-        check(&ptm(&want, None), &c("ptm"), "ptm");
+        let ptm = |logits: &Tensor, w: Option<&[f32]>| vector(vec![metrics(logits, w).ptm]);
+        check(&vector(vec![ae.ptm]), &c("ptm"), "ptm");
         let w = g.input("residue_weights");
         let got = ptm(&want, Some(w.data()));
         check(&got, &c("ptm_weighted"), "ptm weighted");

@@ -8,9 +8,7 @@ use super::evoformer::{self, EvoformerConfig, EvoformerIteration};
 use super::evoformer_stack::EvoformerStack;
 use super::features::Features;
 use super::features::TemplateFeatures;
-use super::heads::{
-    self, compute_plddt, compute_predicted_aligned_error, compute_tm, Heads, HeadsConfig,
-};
+use super::heads::{self, compute_aligned_error, compute_plddt, AlignedError, Heads, HeadsConfig};
 use super::structure::{StructureConfig, StructureModule};
 use super::templates::{
     self, TemplateBatch, TemplateConfig, TemplateEmbedding, TemplateTorsionEmbedding,
@@ -35,19 +33,20 @@ pub struct Prediction {
     pub msa_first_row: Tensor,                  // [L, 256]
     pub structure_module: Tensor,               // [L, 384]
     /// `_ptm` models: aligned error `[L, L]` (Å), its maximum, and pTM.
-    pub aligned_error: Option<(Tensor, f32, f32)>,
+    pub aligned_error: Option<AlignedError>,
     pub pae_logits: Option<Tensor>, // [L, L, 64]
     /// Seconds per recycling iteration.
     pub iteration_s: Vec<f64>,
 }
 
-/// One iteration's outputs that the next one, or the caller, reads.
+/// One iteration's outputs that the next one, or the heads after the last one, read.
 struct Iteration {
     prev: RecyclingState,
     single: Tensor,
     structure_act: Tensor,
     atom37_mask: Tensor,
-    heads: heads::HeadOutputs,
+    /// The MSA representation without its template rows `[S, L, c_m]`.
+    msa: Tensor,
 }
 
 pub struct AlphaFold {
@@ -142,35 +141,29 @@ impl AlphaFold {
         let start = Instant::now();
         let it = self.iteration(be, slice(num_recycle), &prev)?;
         times.push(start.elapsed().as_secs_f64());
-        let aligned_error = it.heads.predicted_aligned_error.as_ref().map(|logits| {
-            let breaks = self
-                .heads
-                .predicted_aligned_error
-                .as_ref()
-                .expect("ptm head")
-                .breaks();
-            let ae = compute_predicted_aligned_error(logits, breaks);
-            let ptm = compute_tm(logits, breaks, None);
-            (
-                ae.predicted_aligned_error,
-                ae.max_predicted_aligned_error,
-                ptm,
-            )
+        // The heads read only the last iteration (the recycled state does not depend on them).
+        let heads = self
+            .heads
+            .forward(be, &it.single, &it.structure_act, &it.prev.pair, &it.msa);
+        drop(it.msa);
+        let aligned_error = heads.predicted_aligned_error.as_ref().map(|logits| {
+            let head = self.heads.predicted_aligned_error.as_ref();
+            compute_aligned_error(be, logits, head.expect("ptm head").breaks(), None)
         });
         Ok(Prediction {
-            plddt: compute_plddt(&it.heads.predicted_lddt),
+            plddt: compute_plddt(&heads.predicted_lddt),
             final_atom_positions: it.prev.pos,
             final_atom_mask: it.atom37_mask,
-            predicted_lddt_logits: it.heads.predicted_lddt,
-            distogram_logits: it.heads.distogram,
-            masked_msa_logits: it.heads.masked_msa,
-            experimentally_resolved_logits: it.heads.experimentally_resolved,
+            predicted_lddt_logits: heads.predicted_lddt,
+            distogram_logits: heads.distogram,
+            masked_msa_logits: heads.masked_msa,
+            experimentally_resolved_logits: heads.experimentally_resolved,
             single: it.single,
             pair: it.prev.pair,
             msa_first_row: it.prev.msa_first_row,
             structure_module: it.structure_act,
             aligned_error,
-            pae_logits: it.heads.predicted_aligned_error,
+            pae_logits: heads.predicted_aligned_error,
             iteration_s: times,
         })
     }
@@ -219,7 +212,7 @@ impl AlphaFold {
             .evoformer
             .forward(be, msa, &msa_mask, pair, &pair_mask)?;
         let c_m = msa.dim(2);
-        let msa_first_row = Tensor::new(&[l, c_m], msa.data()[..l * c_m].to_vec()).expect("row 0");
+        let msa_first_row = be.slice_rows(&msa, 0..1).reshape(&[l, c_m]).expect("row 0");
         let single = self.single_activations.forward(be, &msa_first_row); // [L, 384]
                                                                           // The MSA rows without template rows; the full MSA is freed here, not at the end.
         let msa = {
@@ -229,7 +222,6 @@ impl AlphaFold {
         let sm = self
             .structure_module
             .forward(be, &single, &pair, seq, &f.aatype);
-        let heads = self.heads.forward(be, &single, &sm.act, &pair, &msa);
         Ok(Iteration {
             prev: RecyclingState {
                 pos: sm.atom37_positions,
@@ -239,7 +231,7 @@ impl AlphaFold {
             single,
             structure_act: sm.act,
             atom37_mask: sm.atom37_mask,
-            heads,
+            msa,
         })
     }
 }

@@ -1,7 +1,8 @@
 //! [`Device`] that runs nothing and counts what is allocated: the CUDA backend's memory plan
 //! for a model run, measured without a GPU. Kernels and GEMMs are no-ops and downloads are
 //! zeros, so a model's results are meaningless, but every buffer the backend asks for (weights,
-//! activations, chunks, scratch) is counted for as long as it lives.
+//! activations, chunks, scratch) is counted for as long as it lives, and so is every transfer
+//! between host and device, kernel launch and GEMM.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,10 +17,40 @@ struct Count {
     peak: AtomicUsize,
 }
 
+/// What a run asked of the device: transfers each way (calls and bytes), kernel launches
+/// and GEMMs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub uploads: u64,
+    pub upload_bytes: u64,
+    pub downloads: u64,
+    pub download_bytes: u64,
+    pub launches: u64,
+    pub gemms: u64,
+}
+
+#[derive(Default)]
+struct TrafficCount {
+    uploads: AtomicU64,
+    upload_bytes: AtomicU64,
+    downloads: AtomicU64,
+    download_bytes: AtomicU64,
+    launches: AtomicU64,
+    gemms: AtomicU64,
+}
+
+impl TrafficCount {
+    fn transfer(calls: &AtomicU64, bytes: &AtomicU64, len: usize) {
+        calls.fetch_add(1, Ordering::Relaxed);
+        bytes.fetch_add(len as u64 * 4, Ordering::Relaxed);
+    }
+}
+
 pub struct DryRunDevice {
     free: usize,
     count: Arc<Count>,
     next_address: AtomicU64,
+    traffic: TrafficCount,
 }
 
 /// A buffer that holds no values, only its size in the count.
@@ -42,6 +73,21 @@ impl DryRunDevice {
             free: free_bytes,
             count: Arc::default(),
             next_address: AtomicU64::new(1 << 20),
+            traffic: TrafficCount::default(),
+        }
+    }
+
+    /// The transfers, launches and GEMMs so far.
+    pub fn traffic(&self) -> Traffic {
+        let t = &self.traffic;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Traffic {
+            uploads: get(&t.uploads),
+            upload_bytes: get(&t.upload_bytes),
+            downloads: get(&t.downloads),
+            download_bytes: get(&t.download_bytes),
+            launches: get(&t.launches),
+            gemms: get(&t.gemms),
         }
     }
 
@@ -68,6 +114,8 @@ impl Device for DryRunDevice {
     type Buffer = DryRunBuffer;
 
     fn upload(&self, data: &[f32]) -> Result<DryRunBuffer, DeviceError> {
+        let t = &self.traffic;
+        TrafficCount::transfer(&t.uploads, &t.upload_bytes, data.len());
         self.allocate(data.len())
     }
 
@@ -80,6 +128,8 @@ impl Device for DryRunDevice {
     }
 
     fn download(&self, buffer: &DryRunBuffer) -> Result<Vec<f32>, DeviceError> {
+        let t = &self.traffic;
+        TrafficCount::transfer(&t.downloads, &t.download_bytes, buffer.len);
         Ok(vec![0.0; buffer.len])
     }
 
@@ -116,6 +166,7 @@ impl Device for DryRunDevice {
         _block: [u32; 3],
         _args: &[Arg],
     ) -> Result<(), DeviceError> {
+        self.traffic.launches.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -126,6 +177,7 @@ impl Device for DryRunDevice {
         _b: &DryRunBuffer,
         _c: &mut DryRunBuffer,
     ) -> Result<(), DeviceError> {
+        self.traffic.gemms.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -150,5 +202,13 @@ mod tests {
         let be = CudaBackend::new(DryRunDevice::new(1 << 30));
         let y = be.linear(&Tensor::zeros(&[8, 4]), &Tensor::zeros(&[3, 4]), None);
         assert_eq!(y.shape(), &[8, 3]);
+        let _ = y.data();
+        let t = be.device().traffic();
+        assert_eq!((t.uploads, t.upload_bytes), (2, 4 * (32 + 12)), "{t:?}");
+        assert_eq!(
+            (t.downloads, t.download_bytes, t.gemms),
+            (1, 4 * 24, 1),
+            "{t:?}"
+        );
     }
 }

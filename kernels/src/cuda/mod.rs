@@ -21,6 +21,6 @@ pub mod sources;
 
 pub use backend::{AttentionPath, CudaBackend};
 pub use device::{Arg, Device, DeviceError, Gemm};
-pub use dry_run::{DryRunBuffer, DryRunDevice};
+pub use dry_run::{DryRunBuffer, DryRunDevice, Traffic};
 pub use gpu::{CudaDevice, GemmPrecision, GpuBuffer};
 pub use probe::{cuda_available, cuda_device, driver_library_present, DeviceInfo, NoDevice};
