@@ -1,5 +1,5 @@
-// Element-wise kernels of the CUDA backend (fp32): the bias of a linear layer, activations, the
-// gating and layout steps of the triangle multiplicative update (AF2 Algorithms 11 and 12)
+// Element-wise kernels of the CUDA backend (fp32): the bias of a linear layer, activations, global
+// attention's gate, the gating and layout steps of the triangle multiplicative update (AF2 Algorithms 11 and 12)
 // around its per-channel GEMMs, and the outer product mean's (Algorithm 10) masking, axis swap
 // and normalisation around its GEMMs. Each is a grid-stride loop: launch with any grid, e.g.
 // blockDim.x = 256 and gridDim.x = min(ceil(n / 256), 65536).
@@ -64,6 +64,18 @@ extern "C" __global__ void channel_last_f32(const float* __restrict__ x, float* 
 extern "C" __global__ void sigmoid_gate_f32(float* x, const float* __restrict__ gate,
                                             long long n) {
     FF_GRID_STRIDE(i, n) x[i] *= sigmoid_f32(gate[i]);
+}
+
+// g[b, n, c] = sigmoid(g[b, n, c]) * v[b, c] over [batch, n, channels], in place (global
+// attention's gate: one attention result per batch row for all its positions).
+extern "C" __global__ void broadcast_sigmoid_gate_f32(float* g, const float* __restrict__ v,
+                                                      long long batch, long long n,
+                                                      int channels) {
+    FF_GRID_STRIDE(i, batch * n * channels) {
+        const int c = (int)(i % channels);
+        const long long b = i / (n * channels);
+        g[i] = sigmoid_f32(g[i]) * v[b * channels + c];
+    }
 }
 
 // x[r, :] *= s[r] over rows x cols, in place (the outer product mean's MSA mask).

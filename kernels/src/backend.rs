@@ -1,6 +1,7 @@
 //! The op interface every backend implements. Models call only these ops (plus
 //! element-wise maps on host tensors), so a new backend never touches model code.
 
+use crate::gating::broadcast_sigmoid_gate;
 use crate::pair_embedding::{one_hot_linear, outer_sum};
 use crate::point_attention::{point_attention_weights, PointAttention};
 use crate::Tensor;
@@ -321,6 +322,13 @@ pub trait Backend: Send + Sync {
     /// embeddings).
     fn one_hot_linear(&self, classes: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
         one_hot_linear(classes, w, b)
+    }
+
+    /// `gate[b, n, c] = sigmoid(gate[b, n, c]) * values[b, c]` in place: gate logits `[B, N, C]`,
+    /// one row of values `[B, C]` per batch row (global attention's gating, Algorithm 19
+    /// line 6, where each batch row has one attention result for all its positions).
+    fn broadcast_sigmoid_gate(&self, gate: &mut Tensor, values: &Tensor) {
+        broadcast_sigmoid_gate(gate, values);
     }
 
     /// Invariant point attention's weights ([`PointAttention`]) in place over the scalar

@@ -10,6 +10,7 @@ mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod device_failure;
+mod gating;
 mod pair_embedding;
 mod point_attention;
 mod profiled;

@@ -156,6 +156,12 @@ impl Backend for Profiled {
         })
     }
 
+    fn broadcast_sigmoid_gate(&self, gate: &mut Tensor, values: &Tensor) {
+        self.timed("broadcast_sigmoid_gate", || {
+            self.inner.broadcast_sigmoid_gate(gate, values)
+        });
+    }
+
     fn point_attention_weights(&self, x: &mut Tensor, a: &PointAttention<'_>) {
         self.timed("point_attention_weights", || {
             self.inner.point_attention_weights(x, a)

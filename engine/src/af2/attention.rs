@@ -18,7 +18,7 @@ use crate::chunk::for_row_chunks;
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{
-    attention_scale, Activation, AttentionParams, Backend, MatView, Tensor, MASK_BIAS,
+    attention_scale, AttentionParams, Backend, GatedAttention, MatView, Tensor,
 };
 
 /// Dimensions of an attention block (modules.py `Attention` / `GlobalAttention` config).
@@ -179,47 +179,43 @@ impl GlobalAttention {
         let (b, n, c, h) = (q_data.dim(0), q_data.dim(1), q_data.dim(2), d.heads);
         assert_eq!(q_mask.shape(), &[b, n], "global attention: mask");
         assert_eq!(&m_data.shape()[..2], &[b, n], "global attention: memory");
-        let (x, mask) = (q_data.data(), q_mask.data());
-
-        // utils.mask_mean over the N axis: sum(mask * x) / (sum(mask) + 1e-10).
-        let mut q_avg = Tensor::zeros(&[b, c]); // [B, c]
-        for (bb, avg) in q_avg.data_mut().chunks_mut(c).enumerate() {
-            let m = &mask[bb * n..(bb + 1) * n];
-            for (s, &w) in m.iter().enumerate() {
-                let row = &x[(bb * n + s) * c..(bb * n + s + 1) * c];
-                avg.iter_mut().zip(row).for_each(|(a, v)| *a += w * v);
-            }
-            let denom = m.iter().sum::<f32>() + 1e-10;
-            avg.iter_mut().for_each(|a| *a /= denom);
-        }
-
-        let mut q = self.query.forward(be, &q_avg); // [B, H*Dk]
-        let scale = attention_scale(d.key_dim);
-        q.data_mut().iter_mut().for_each(|v| *v *= scale);
-        let q = q.reshape(&[b, h, d.key_dim]).expect("same size"); // [B, H, Dk]
+        // utils.mask_mean over the N axis, sum(mask * x) / (sum(mask) + 1e-10), as one
+        // batched product with the mask's rows divided by their sums.
+        let weights: Vec<f32> = q_mask
+            .data()
+            .chunks(n.max(1))
+            .flat_map(|m| {
+                let denom = m.iter().sum::<f32>() + 1e-10;
+                m.iter().map(move |&w| w / denom)
+            })
+            .collect();
+        let weights = Tensor::new(&[b, 1, n], weights).expect("[B, 1, N]");
+        let q_avg = be.batched_matmul(MatView::n(&weights), MatView::n(q_data)); // [B, 1, c]
+        let q_avg = q_avg.reshape(&[b, c]).expect("same size");
+        // The H queries of a batch row against its one shared key and value head: the
+        // heads are the queries of a one-headed attention.
+        let q = self.query.forward(be, &q_avg); // [B, H*Dk]
+        let q = q.reshape(&[b, h, 1, d.key_dim]).expect("same size"); // [B, H, 1, Dk]
         let k = self.key.forward(be, m_data); // [B, N, Dk]
+        let k = k.reshape(&[b, n, 1, d.key_dim]).expect("same size");
         let v = self.value.forward(be, m_data); // [B, N, Dv]
-
-        let mut logits = be.batched_matmul(MatView::n(&q), MatView::t(&k)); // [B, H, N]
-        for (bh, row) in logits.data_mut().chunks_mut(n.max(1)).enumerate() {
-            let m = &mask[(bh / h) * n..(bh / h + 1) * n];
-            row.iter_mut()
-                .zip(m)
-                .for_each(|(x, m)| *x += MASK_BIAS * (m - 1.0));
-        }
-        be.softmax(&mut logits);
-        let avg = be.batched_matmul(MatView::n(&logits), MatView::n(&v)); // [B, H, Dv]
+        let v = v.reshape(&[b, n, 1, d.value_dim]).expect("same size");
+        let avg = be.gated_attention(&GatedAttention {
+            q: &q,
+            k: &k,
+            v: &v,
+            bias: None,
+            mask: Some(q_mask),
+            gate: None,
+            scale: attention_scale(d.key_dim),
+        }); // [B, H, 1, Dv]
         let hv = h * d.value_dim;
         let avg = avg.reshape(&[b, hv]).expect("same size"); // [B, H*Dv]
 
         match &self.gating {
             Some(g) => {
                 let mut gated = g.forward(be, q_data); // [B, N, H*Dv]
-                be.activate(&mut gated, Activation::Sigmoid);
-                for (row, gate) in gated.data_mut().chunks_mut(hv).enumerate() {
-                    let a = &avg.data()[(row / n) * hv..(row / n + 1) * hv];
-                    gate.iter_mut().zip(a).for_each(|(g, a)| *g *= a);
-                }
+                be.broadcast_sigmoid_gate(&mut gated, &avg);
                 self.output.forward(be, &gated) // [B, N, out]
             }
             None => {

@@ -63,8 +63,8 @@ impl EmbeddingsConfig {
 /// Classes of the extra-MSA one-hot: 20 amino acids, X, gap, BERT mask.
 pub const EXTRA_MSA_CLASSES: usize = 23;
 
-/// A linear layer on a one-hot input (plus, optionally, a few dense features after it):
-/// the weights kept as stored, `[in, out]`, so a class is a row.
+/// A linear layer on a one-hot input: the weights kept as stored, `[in, out]`, so a class is
+/// a row, looked up on the backend.
 #[derive(Debug)]
 struct OneHotLinear {
     w: Tensor, // [in, out]
@@ -77,15 +77,6 @@ impl OneHotLinear {
             w: p.get_owned("weights", &[d_in, d_out])?,
             b: p.get_owned("bias", &[d_out])?,
         })
-    }
-
-    fn d_out(&self) -> usize {
-        self.b.len()
-    }
-
-    fn row(&self, k: usize) -> &[f32] {
-        let n = self.d_out();
-        &self.w.data()[k * n..(k + 1) * n]
     }
 
     /// `one_hot(classes) W + b` for every class of `classes` (negative: the all-zero one-hot)
@@ -128,10 +119,12 @@ impl InputEmbedder {
         assert_eq!(msa_feat.dim(1), l, "msa_feat residues");
         let single = self.preprocess_1d.forward(be, target_feat); // [L, c_m]
         let mut msa = self.preprocess_msa.forward(be, msa_feat); // [S, L, c_m]
-                                                                 // official: preprocess_1d[None] + preprocess_msa (the same sum, commuted)
-        for row in msa.data_mut().chunks_mut(single.len()) {
-            row.iter_mut().zip(single.data()).for_each(|(m, s)| *m += s);
-        }
+                                                                 // official: preprocess_1d[None] + preprocess_msa (the same sum, commuted). `single`
+                                                                 // repeated over the MSA rows is a lookup of row i at every (s, i), on the backend.
+        let (s, c_m) = (msa_feat.dim(0), single.dim(1));
+        let residue = Tensor::from_fn(&[s, l], |k| (k % l) as f32); // [S, L]
+        let repeated = be.one_hot_linear(&residue, &single, &Tensor::zeros(&[c_m])); // [S, L, c_m]
+        be.add_assign(&mut msa, &repeated);
         let left = self.left_single.forward(be, target_feat); // [L, c_z]
         let right = self.right_single.forward(be, target_feat); // [L, c_z]
         let pair = be.outer_sum(&left, &right); // [L, L, c_z]
@@ -320,11 +313,11 @@ impl RecyclingEmbedder {
         prev: &RecyclingState,
     ) {
         be.add_assign(pair, &self.pos_embedding(be, aatype, &prev.pos));
-        let row0 = self.msa_first_row_embedding(be, &prev.msa_first_row);
-        msa.data_mut()[..row0.len()]
-            .iter_mut()
-            .zip(row0.data())
-            .for_each(|(m, r)| *m += r);
+        let row0 = self.msa_first_row_embedding(be, &prev.msa_first_row); // [L, c_m]
+        let mut first = be.slice_rows(msa, 0..1); // [1, L, c_m]
+        let row0 = row0.reshape(first.shape()).expect("one MSA row");
+        be.add_assign(&mut first, &row0);
+        be.write_rows(msa, 0, &first);
         be.add_assign(pair, &self.pair_embedding(be, &prev.pair));
     }
 }
@@ -333,23 +326,36 @@ impl RecyclingEmbedder {
 /// `[one_hot(extra_msa, 23), extra_has_deletion, extra_deletion_value]`.
 #[derive(Debug)]
 pub struct ExtraMsaEmbedder {
-    linear: OneHotLinear, // [25, c_e]
+    /// The one-hot rows `[23, c_e]` and the bias.
+    classes: OneHotLinear,
+    /// The rows of `extra_has_deletion` and `extra_deletion_value` as a linear layer's
+    /// weights `[c_e, 2]`.
+    deletion: Tensor,
 }
 
 impl ExtraMsaEmbedder {
     /// Loads `extra_msa_activations` under `p` ([`SCOPE`]).
     pub fn load(p: &Scope<'_>, cfg: &EmbeddingsConfig) -> LoadResult<Self> {
         let p = p.sub("extra_msa_activations");
+        let OneHotLinear { w, b } = OneHotLinear::load(&p, EXTRA_MSA_CLASSES + 2, cfg.c_e)?;
         Ok(Self {
-            linear: OneHotLinear::load(&p, EXTRA_MSA_CLASSES + 2, cfg.c_e)?,
+            deletion: w
+                .slice_rows(EXTRA_MSA_CLASSES..EXTRA_MSA_CLASSES + 2)
+                .transposed(),
+            classes: OneHotLinear {
+                w: w.slice_rows(0..EXTRA_MSA_CLASSES),
+                b,
+            },
         })
     }
 
     /// `extra_msa` class ids `[S_e, L]` (0..=22 as floats; any other value one-hots to
     /// zeros, as `jax.nn.one_hot`), `has_deletion` and `deletion_value` `[S_e, L]` →
-    /// `[S_e, L, c_e]`.
+    /// `[S_e, L, c_e]`: the class's row plus the bias by lookup, and the two deletion
+    /// features through their rows, on the backend (the host builds only `[S_e, L, 2]`).
     pub fn forward(
         &self,
+        be: &dyn Backend,
         extra_msa: &Tensor,
         has_deletion: &Tensor,
         deletion_value: &Tensor,
@@ -358,23 +364,25 @@ impl ExtraMsaEmbedder {
         assert_eq!(shape.len(), 2, "extra_msa [S_e, L]");
         assert_eq!(has_deletion.shape(), shape, "extra_has_deletion shape");
         assert_eq!(deletion_value.shape(), shape, "extra_deletion_value shape");
-        let c = self.linear.d_out();
-        let (w_has, w_val) = (
-            self.linear.row(EXTRA_MSA_CLASSES),
-            self.linear.row(EXTRA_MSA_CLASSES + 1),
-        );
-        let mut out = Tensor::zeros(&[shape[0], shape[1], c]);
-        for (n, dst) in out.data_mut().chunks_mut(c).enumerate() {
-            let (hd, dv) = (has_deletion.data()[n], deletion_value.data()[n]);
-            let tok = extra_msa.data()[n];
-            let w_tok = (tok >= 0.0 && tok < EXTRA_MSA_CLASSES as f32 && tok.fract() == 0.0)
-                .then(|| self.linear.row(tok as usize));
-            for (k, d) in dst.iter_mut().enumerate() {
-                // the official dot product's order: one-hot, has_deletion, deletion_value; bias
-                let t = w_tok.map_or(0.0, |w| w[k]);
-                *d = (t + hd * w_has[k] + dv * w_val[k]) + self.linear.b.data()[k];
+        let valid = |t: f32| t >= 0.0 && t < EXTRA_MSA_CLASSES as f32 && t.fract() == 0.0;
+        let classes = Tensor::from_fn(shape, |n| {
+            let t = extra_msa.data()[n];
+            if valid(t) {
+                t
+            } else {
+                -1.0
             }
-        }
+        }); // [S_e, L]
+        let (hd, dv) = (has_deletion.data(), deletion_value.data());
+        let deletions = Tensor::from_fn(&[shape[0], shape[1], 2], |k| {
+            if k % 2 == 0 {
+                hd[k / 2]
+            } else {
+                dv[k / 2]
+            }
+        }); // [S_e, L, 2]
+        let mut out = self.classes.embed(be, &classes); // [S_e, L, c_e]
+        be.add_assign(&mut out, &be.linear(&deletions, &self.deletion, None));
         out
     }
 }
@@ -439,9 +447,12 @@ impl Embeddings {
         self.recycling
             .forward(be, &mut msa, &mut pair, f.aatype, prev);
         be.add_assign(&mut pair, &self.relpos.forward(be, f.residue_index));
-        let extra_msa =
-            self.extra_msa
-                .forward(f.extra_msa, f.extra_has_deletion, f.extra_deletion_value);
+        let extra_msa = self.extra_msa.forward(
+            be,
+            f.extra_msa,
+            f.extra_has_deletion,
+            f.extra_deletion_value,
+        );
         Embedded {
             msa,
             pair,
@@ -541,6 +552,7 @@ mod tests {
         let g = Golden::load("embeddings");
         let e = load(&g);
         let got = e.extra_msa.forward(
+            &CpuBackend,
             &g.input("extra_msa"),
             &g.input("extra_has_deletion"),
             &g.input("extra_deletion_value"),

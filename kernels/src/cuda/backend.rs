@@ -27,6 +27,7 @@ use crate::backend::{
     TriangleMultiplicationParams, OUTER_PRODUCT_NORM_EPS,
 };
 use crate::cpu::check_triangle_shapes;
+use crate::gating::broadcast_gate_dims;
 use crate::pair_embedding::{one_hot_linear_dims, outer_sum_dims};
 use crate::tensor::DeviceValues;
 use crate::{CpuBackend, DeviceFailure, PairMasking, PointAttention, Tensor};
@@ -636,6 +637,23 @@ impl<D: Device> Backend for CudaBackend<D> {
         ];
         self.launch_elements("outer_sum_f32", l * l * c, &args);
         self.output(out, &[l, l, c])
+    }
+
+    fn broadcast_sigmoid_gate(&self, gate: &mut Tensor, values: &Tensor) {
+        let (b, n, c) = broadcast_gate_dims(gate, values);
+        let op = "broadcast_sigmoid_gate";
+        let shape = gate.shape().to_vec();
+        let gb = self.upload_owned(std::mem::replace(gate, Tensor::zeros(&[0])), op);
+        let vb = self.upload(values, op);
+        let args = [
+            self.ptr(Some(&gb)),
+            self.ptr(Some(&vb)),
+            Arg::I64(b as i64),
+            Arg::I64(n as i64),
+            Arg::I32(as_i32(c, "channels")),
+        ];
+        self.launch_elements("broadcast_sigmoid_gate_f32", b * n * c, &args);
+        *gate = self.output(gb, &shape);
     }
 
     fn one_hot_linear(&self, classes: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {

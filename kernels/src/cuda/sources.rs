@@ -59,7 +59,8 @@ pub const GATED_ATTENTION: Program = program!(
 /// scalar logits, one warp per row.
 pub const POINT_ATTENTION: Program = program!("point_attention", ["point_attention_f32"]);
 
-/// Element-wise fp32 kernels: linear bias, activations, the triangle update's gating and
+/// Element-wise fp32 kernels: linear bias, activations, global attention's gate, the triangle
+/// update's gating and
 /// channel layouts, the outer product mean's masking, axis swap and normalisation, and the pair
 /// embeddings' outer sum and one-hot lookup.
 pub const ELEMENTWISE: Program = program!(
@@ -71,6 +72,7 @@ pub const ELEMENTWISE: Program = program!(
         "gate_channel_first_f32",
         "channel_last_f32",
         "sigmoid_gate_f32",
+        "broadcast_sigmoid_gate_f32",
         "scale_rows_f32",
         "swap_axes_f32",
         "divide_rows_f32",

@@ -622,3 +622,15 @@ fn pair_embeddings_by_outer_sum_and_lookup() {
         be.one_hot_linear(&classes, &w, &bias)
     });
 }
+
+#[test]
+fn global_attention_gate_broadcasts_each_batch_rows_values() {
+    // 3 batch rows of 5 positions, 7 channels (not a multiple of any block).
+    let gate = random_tensor(&[3, 5, 7], 90);
+    let values = random_tensor(&[3, 7], 91);
+    check("broadcast sigmoid gate", |be| {
+        let mut g = gate.clone();
+        be.broadcast_sigmoid_gate(&mut g, &values);
+        g
+    });
+}
