@@ -9,10 +9,10 @@ use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{Backend, Tensor};
 
-/// Positions per pass (whole rows of the leading axis, at least one), bounding the
-/// `[positions, factor * c]` hidden activation (8 MiB for the pair transition, 16 MiB for
-/// the MSA's).
-const ROWS_PER_CHUNK: usize = 1 << 12;
+/// Fewest positions per pass (whole rows of the leading axis, at least one): on the CPU the
+/// pass, whose `[positions, factor * c]` hidden activation is 8 MiB for the pair transition
+/// and 16 MiB for the MSA's.
+const MIN_POSITIONS_PER_CHUNK: usize = 1 << 12;
 
 /// Algorithm 9 (MSA, `factor` 4) / Algorithm 15 (pair, `factor` 4; 2 in the template stack).
 #[derive(Debug)]
@@ -34,11 +34,15 @@ impl Transition {
         })
     }
 
-    /// `act` `[.., c]` → the update `[.., c]` (the caller adds the residual).
+    /// `act` `[.., c]` → the update `[.., c]` (the caller adds the residual). A device
+    /// backend's larger chunk budget takes larger passes, half of it for the hidden activation
+    /// (a GPU would otherwise spend its time launching thousands of small passes).
     pub fn forward(&self, be: &dyn Backend, act: &Tensor) -> Tensor {
         let lead = act.dim(0).max(1);
         let per_lead = act.rows() / lead; // positions per row of the leading axis
-        let chunk = (ROWS_PER_CHUNK / per_lead.max(1)).max(1);
+        let hidden = self.transition1.w.dim(0);
+        let positions = MIN_POSITIONS_PER_CHUNK.max(be.chunk_elements() / 2 / hidden.max(1));
+        let chunk = (positions / per_lead.max(1)).max(1);
         for_row_chunks(be, act.dim(0), chunk, |r| {
             self.forward_rows(be, &be.slice_rows(act, r))
         })
@@ -81,13 +85,20 @@ mod tests {
         let g = Golden::load("pair_transition");
         let p = g.params().sub(EVO).sub("pair_transition");
         let t = Transition::load(&p, 128, 4).unwrap();
-        let n = ROWS_PER_CHUNK + 37;
+        let n = MIN_POSITIONS_PER_CHUNK + 37;
         let x = Tensor::from_fn(&[n, 128], |i| ((i * 7919) % 1013) as f32 / 500.0 - 1.0);
         let got = t.forward(&CpuBackend, &x);
-        let tail = Tensor::new(&[37, 128], x.data()[ROWS_PER_CHUNK * 128..].to_vec()).unwrap();
+        let tail = Tensor::new(
+            &[37, 128],
+            x.data()[MIN_POSITIONS_PER_CHUNK * 128..].to_vec(),
+        )
+        .unwrap();
         let want = t.forward_rows(&CpuBackend, &tail);
-        let got_tail =
-            Tensor::new(&[37, 128], got.data()[ROWS_PER_CHUNK * 128..].to_vec()).unwrap();
+        let got_tail = Tensor::new(
+            &[37, 128],
+            got.data()[MIN_POSITIONS_PER_CHUNK * 128..].to_vec(),
+        )
+        .unwrap();
         assert_close(&got_tail, &want, 1e-6, "chunked transition");
     }
 }
