@@ -4,6 +4,7 @@
 use crate::gating::broadcast_sigmoid_gate;
 use crate::pair_embedding::{one_hot_linear, outer_sum};
 use crate::point_attention::{point_attention_weights, PointAttention};
+use crate::softmax_expectations::softmax_expectations;
 use crate::Tensor;
 
 /// Which edges a triangle multiplicative update combines (AF2 Algorithms 11 and 12).
@@ -329,6 +330,14 @@ pub trait Backend: Send + Sync {
     /// line 6, where each batch row has one attention result for all its positions).
     fn broadcast_sigmoid_gate(&self, gate: &mut Tensor, values: &Tensor) {
         broadcast_sigmoid_gate(gate, values);
+    }
+
+    /// Expectations under each row's softmax: logits `[.., n]` and values `[V, n]` (V at most
+    /// [`crate::MAX_EXPECTATIONS`]) → `[.., V]`, `out[.., v] = sum_k softmax(logits)_k
+    /// values[v, k]`, in fp32 whatever precision the GEMMs use (AF2's confidence metrics: the
+    /// expected pLDDT bin, aligned error and TM term of each row of bin logits).
+    fn softmax_expectations(&self, logits: &Tensor, values: &Tensor) -> Tensor {
+        softmax_expectations(logits, values)
     }
 
     /// Invariant point attention's weights ([`PointAttention`]) in place over the scalar

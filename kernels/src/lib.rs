@@ -15,6 +15,7 @@ mod pair_embedding;
 mod point_attention;
 mod profiled;
 pub mod reduce;
+mod softmax_expectations;
 mod tensor;
 
 pub use activations::{exp, gelu, relu, sigmoid, softplus};
@@ -27,4 +28,5 @@ pub use cpu::{round_to_bf16, softmax_row, CpuBackend, ATTENTION_KEY_TILE};
 pub use device_failure::{catch_device_failure, DeviceFailure};
 pub use point_attention::{PairMasking, PointAttention};
 pub use profiled::{Profiled, PROFILE_ENV};
+pub use softmax_expectations::MAX_EXPECTATIONS;
 pub use tensor::{ShapeError, Tensor, PAR_BLOCK};

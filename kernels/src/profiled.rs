@@ -162,6 +162,12 @@ impl Backend for Profiled {
         });
     }
 
+    fn softmax_expectations(&self, logits: &Tensor, values: &Tensor) -> Tensor {
+        self.timed("softmax_expectations", || {
+            self.inner.softmax_expectations(logits, values)
+        })
+    }
+
     fn point_attention_weights(&self, x: &mut Tensor, a: &PointAttention<'_>) {
         self.timed("point_attention_weights", || {
             self.inner.point_attention_weights(x, a)

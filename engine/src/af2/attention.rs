@@ -14,6 +14,8 @@
 //! maths; results are bitwise equal when the backend's `linear` is row-invariant (the CPU
 //! backend's gemm sums small row blocks in another order: a few ulp, see the tests).
 
+use std::sync::Arc;
+
 use crate::chunk::for_row_chunks;
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
@@ -354,9 +356,13 @@ impl MsaColumnGlobalAttention {
     /// msa_act `[S, R, c_m]` (raw), msa_mask `[S, R]` → the update `[S, R, c_m]`.
     pub fn forward(&self, be: &dyn Backend, msa_act: &Tensor, msa_mask: &Tensor) -> Tensor {
         let out = {
+            // The mask transposed on the host: global attention makes its masked mean's
+            // weights there.
             let x = self.query_norm.forward(be, &be.swap_leading_axes(msa_act)); // [R, S, c_m]
-            let mask = transposed_mask(be, msa_mask); // [R, S]
-            let (r, s, c) = (x.dim(0), x.dim(1), x.dim(2));
+            let (s, r) = (msa_mask.dim(0), msa_mask.dim(1));
+            let mask = msa_mask.data(); // [S, R]
+            let mask = Tensor::from_fn(&[r, s], |k| mask[(k % s) * r + k / s]); // [R, S]
+            let c = x.dim(2);
             let d = self.attention.dims;
             // per column: the gates [S, H*Dv], keys, values and the normalised input
             let per_row = s * (d.heads * d.value_dim + d.key_dim + d.value_dim + c);
@@ -441,12 +447,15 @@ impl TriangleAttention {
     }
 }
 
-/// A mask `[A, B]` transposed to `[B, A]` on the backend: on the device where the mask's
-/// values already are (after its first use, which keeps its upload), so the column-wise
-/// modules of every block neither transpose it on the host nor upload it again.
+/// A mask `[A, B]` transposed to `[B, A]`: on the device when its values are there (after its
+/// first whole use, which keeps its upload; the device copy is shared, not copied), else on
+/// the host.
 fn transposed_mask(be: &dyn Backend, mask: &Tensor) -> Tensor {
     let (a, b) = (mask.dim(0), mask.dim(1));
-    let column = mask.clone().reshape(&[a, b, 1]).expect("a mask is [A, B]");
+    let column = match mask.device_values() {
+        Some(values) => Tensor::on_device(&[a, b, 1], Arc::clone(values)),
+        None => mask.clone().reshape(&[a, b, 1]).expect("a mask is [A, B]"),
+    };
     be.swap_leading_axes(&column)
         .reshape(&[b, a])
         .expect("same size")

@@ -117,10 +117,10 @@ impl InputEmbedder {
     ) -> (Tensor, Tensor) {
         let l = target_feat.dim(0);
         assert_eq!(msa_feat.dim(1), l, "msa_feat residues");
+        // official: preprocess_1d[None] + preprocess_msa (the same sum, commuted). `single`
+        // repeated over the MSA rows is a lookup of row i at every (s, i), on the backend.
         let single = self.preprocess_1d.forward(be, target_feat); // [L, c_m]
         let mut msa = self.preprocess_msa.forward(be, msa_feat); // [S, L, c_m]
-                                                                 // official: preprocess_1d[None] + preprocess_msa (the same sum, commuted). `single`
-                                                                 // repeated over the MSA rows is a lookup of row i at every (s, i), on the backend.
         let (s, c_m) = (msa_feat.dim(0), single.dim(1));
         let residue = Tensor::from_fn(&[s, l], |k| (k % l) as f32); // [S, L]
         let repeated = be.one_hot_linear(&residue, &single, &Tensor::zeros(&[c_m])); // [S, L, c_m]

@@ -8,7 +8,7 @@
 
 use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
-use ferrofold_kernels::{softmax_row, Activation, Backend, Tensor};
+use ferrofold_kernels::{Activation, Backend, Tensor};
 
 /// The official scope holding every head (`<SCOPE>/predicted_lddt_head`, ...).
 pub const SCOPE: &str = "alphafold/alphafold_iteration";
@@ -207,32 +207,14 @@ impl PredictedAlignedErrorHead {
     }
 }
 
-/// Softmax over the last axis (scipy.special.softmax in f32).
-fn softmax_last(logits: &Tensor) -> Tensor {
-    let mut p = logits.clone();
-    let n = p.dim(-1);
-    p.data_mut().chunks_mut(n).for_each(softmax_row);
-    p
-}
-
 /// Official `compute_plddt`: logits `[L, bins]` → per-residue pLDDT `[L]` in 0..100, the
-/// expected bin centre `(k + 0.5) / bins` times 100.
-pub fn compute_plddt(logits: &Tensor) -> Vec<f32> {
+/// expected bin centre `(k + 0.5) / bins` times 100 (on the backend, in fp32).
+pub fn compute_plddt(be: &dyn Backend, logits: &Tensor) -> Vec<f32> {
     let n = logits.dim(-1);
-    let probs = softmax_last(logits);
-    let width = 1.0 / n as f64;
-    probs
-        .data()
-        .chunks(n)
-        .map(|p| {
-            let e: f64 = p
-                .iter()
-                .enumerate()
-                .map(|(k, &q)| q as f64 * (0.5 * width + k as f64 * width))
-                .sum();
-            (e * 100.0) as f32
-        })
-        .collect()
+    let width = 1.0 / n as f32;
+    let centers = Tensor::from_fn(&[1, n], |k| 0.5 * width + k as f32 * width);
+    let expected = be.softmax_expectations(logits, &centers); // [L, 1]
+    expected.data().iter().map(|e| e * 100.0).collect()
 }
 
 /// Official `_calculate_bin_centers`: edges + half a step, and a catch-all centre one step
@@ -256,21 +238,13 @@ pub struct AlignedError {
     pub ptm: f32,
 }
 
-/// Softmax over the bins (the last axis) on the backend: the official
-/// `aligned_confidence_probs` of PAE logits `[L, L, bins]`.
-pub fn bin_probabilities(be: &dyn Backend, logits: &Tensor) -> Tensor {
-    let mut p = logits.clone();
-    be.softmax(&mut p);
-    p
-}
-
 /// Official `compute_predicted_aligned_error` and `predicted_tm_score` (pTM, no `asym_id`)
 /// from PAE logits `[L, L, bins]`, their `breaks`, and `residue_weights` `[L]` (all ones when
 /// `None`, as the monomer model uses it).
 ///
-/// One softmax on the backend, then each pair's expected error and expected TM term as one
-/// linear layer over the probabilities (weights: the bin centres and the TM term of each
-/// bin), so only `[L, L, 2]` leaves the device. pTM: `d0 = 1.24 (max(sum w, 19) - 15)^(1/3) -
+/// Each pair's expected error and expected TM term come from one pass over the logits on the
+/// backend ([`Backend::softmax_expectations`], in fp32), so only `[L, L, 2]` leaves the
+/// device. pTM: `d0 = 1.24 (max(sum w, 19) - 15)^(1/3) -
 /// 1.8`; per alignment frame `i`, the TM terms averaged over residues `j` weighted `w_i w_j`;
 /// the frame with the largest `score_i * w_i` wins. (With weights that are not all ones this
 /// is ColabFold's fork: DeepMind's v2.3 takes `int(sum w)` residues and only supports all
@@ -296,8 +270,9 @@ pub fn compute_aligned_error(
         .map(|&c| (1.0 / (1.0 + (c * c) as f64 / d0_sq)) as f32);
     let weights: Vec<f32> = centers.iter().copied().chain(tm_per_bin).collect();
     let weights = Tensor::new(&[2, n], weights).expect("[2, bins]");
-    let expected = be.linear(&bin_probabilities(be, logits), &weights, None); // [L, L, 2]
-    let (pae, term): (Vec<f32>, Vec<f32>) = expected.data().chunks(2).map(|e| (e[0], e[1])).unzip(); // [L, L] each
+    let expected = be.softmax_expectations(logits, &weights); // [L, L, 2]
+                                                              // [L, L] each
+    let (pae, term): (Vec<f32>, Vec<f32>) = expected.data().chunks(2).map(|e| (e[0], e[1])).unzip();
     let mut best = (f64::NEG_INFINITY, 0.0);
     for i in 0..l {
         let pw: Vec<f64> = w.iter().map(|&wj| (w[i] * wj) as f64).collect();
@@ -421,7 +396,7 @@ mod tests {
         let out = forward(&g);
         let want = g.output(Some("predicted_lddt/logits"));
         check(&out.predicted_lddt, &want, "plddt logits");
-        let plddt = vector(compute_plddt(&want));
+        let plddt = vector(compute_plddt(&CpuBackend, &want));
         let want = g.output(Some("confidence/plddt"));
         check(&plddt, &want, "plddt");
     }
@@ -472,7 +447,8 @@ mod tests {
         );
         // the metrics, from the stored logits (as confidence.py reads them)
         let c = |n: &str| g.output(Some(&format!("confidence/{n}")));
-        let probs = bin_probabilities(&CpuBackend, &want);
+        let mut probs = want.clone();
+        CpuBackend.softmax(&mut probs);
         check(&probs, &c("aligned_confidence_probs"), "pae probs");
         let metrics = |logits: &Tensor, w: Option<&[f32]>| {
             compute_aligned_error(&CpuBackend, logits, &breaks, w)

@@ -35,7 +35,7 @@ pub struct Prediction {
     /// `_ptm` models: aligned error `[L, L]` (Å), its maximum, and pTM.
     pub aligned_error: Option<AlignedError>,
     pub pae_logits: Option<Tensor>, // [L, L, 64]
-    /// Seconds per recycling iteration.
+    /// Seconds per recycling iteration (the network; the heads, after the last, are not in it).
     pub iteration_s: Vec<f64>,
 }
 
@@ -45,8 +45,9 @@ struct Iteration {
     single: Tensor,
     structure_act: Tensor,
     atom37_mask: Tensor,
-    /// The MSA representation without its template rows `[S, L, c_m]`.
+    /// The MSA representation `[S + T, L, c_m]`, its template rows after the first `num_msa`.
     msa: Tensor,
+    num_msa: usize,
 }
 
 pub struct AlphaFold {
@@ -142,16 +143,18 @@ impl AlphaFold {
         let it = self.iteration(be, slice(num_recycle), &prev)?;
         times.push(start.elapsed().as_secs_f64());
         // The heads read only the last iteration (the recycled state does not depend on them).
+        let msa = be.slice_rows(&it.msa, 0..it.num_msa); // without the template rows
+        drop(it.msa);
         let heads = self
             .heads
-            .forward(be, &it.single, &it.structure_act, &it.prev.pair, &it.msa);
-        drop(it.msa);
+            .forward(be, &it.single, &it.structure_act, &it.prev.pair, &msa);
+        drop(msa);
         let aligned_error = heads.predicted_aligned_error.as_ref().map(|logits| {
             let head = self.heads.predicted_aligned_error.as_ref();
             compute_aligned_error(be, logits, head.expect("ptm head").breaks(), None)
         });
         Ok(Prediction {
-            plddt: compute_plddt(&heads.predicted_lddt),
+            plddt: compute_plddt(be, &heads.predicted_lddt),
             final_atom_positions: it.prev.pos,
             final_atom_mask: it.atom37_mask,
             predicted_lddt_logits: heads.predicted_lddt,
@@ -200,8 +203,8 @@ impl AlphaFold {
                 pair_embedding.forward(be, p, &pair_mask, &batch)
             });
             let (rows, mask) = torsion.forward(be, &batch); // [T, L, c_m], [T, L]
-            msa = concat_rows(&msa, &rows);
-            msa_mask = concat_rows(&msa_mask, &mask);
+            msa = concat_rows(be, &msa, &rows);
+            msa_mask = concat_rows(be, &msa_mask, &mask);
         }
         let mut extra = emb.extra_msa;
         for block in &self.extra_msa_stack {
@@ -214,11 +217,6 @@ impl AlphaFold {
         let c_m = msa.dim(2);
         let msa_first_row = be.slice_rows(&msa, 0..1).reshape(&[l, c_m]).expect("row 0");
         let single = self.single_activations.forward(be, &msa_first_row); // [L, 384]
-                                                                          // The MSA rows without template rows; the full MSA is freed here, not at the end.
-        let msa = {
-            let full = msa;
-            be.slice_rows(&full, 0..num_msa)
-        };
         let sm = self
             .structure_module
             .forward(be, &single, &pair, seq, &f.aatype);
@@ -232,6 +230,7 @@ impl AlphaFold {
             structure_act: sm.act,
             atom37_mask: sm.atom37_mask,
             msa,
+            num_msa,
         })
     }
 }
@@ -258,8 +257,9 @@ pub fn estimate_peak_bytes(l: usize, s: usize, x: usize) -> u64 {
     12 * pair + 8 * msa + 8 * extra + (64 << 20)
 }
 
-/// Rows of `b` appended to `a` along the leading axis (same trailing shape).
-fn concat_rows(a: &Tensor, b: &Tensor) -> Tensor {
+/// Rows of `b` appended to `a` along the leading axis (same trailing shape), where `be` keeps
+/// its tensors.
+fn concat_rows(be: &dyn Backend, a: &Tensor, b: &Tensor) -> Tensor {
     assert_eq!(
         a.shape()[1..],
         b.shape()[1..],
@@ -267,5 +267,8 @@ fn concat_rows(a: &Tensor, b: &Tensor) -> Tensor {
     );
     let mut shape = a.shape().to_vec();
     shape[0] += b.dim(0);
-    Tensor::new(&shape, [a.data(), b.data()].concat()).expect("concatenated shape")
+    let mut out = be.zeros(&shape);
+    be.write_rows(&mut out, 0, a);
+    be.write_rows(&mut out, a.dim(0), b);
+    out
 }

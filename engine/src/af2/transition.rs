@@ -9,10 +9,14 @@ use crate::nn::{LayerNorm, Linear, LoadResult};
 use ferrofold_io::weights::Scope;
 use ferrofold_kernels::{Backend, Tensor};
 
-/// Fewest positions per pass (whole rows of the leading axis, at least one): on the CPU the
-/// pass, whose `[positions, factor * c]` hidden activation is 8 MiB for the pair transition
-/// and 16 MiB for the MSA's.
+/// Fewest positions per pass (whole rows of the leading axis, at least one), and the CPU's
+/// pass: its `[positions, factor * c]` hidden activation is 8 MiB for the pair transition and
+/// 16 MiB for the MSA's.
 const MIN_POSITIONS_PER_CHUNK: usize = 1 << 12;
+/// A pass's hidden activation may take this fraction of the backend's chunk budget. On the
+/// CPU's budget (4 Mi floats) that is never more than the minimum pass for AF2's hidden widths
+/// (128 and up), so only a device backend's larger budget changes the passes.
+const HIDDEN_SHARE_OF_CHUNK: usize = 8;
 
 /// Algorithm 9 (MSA, `factor` 4) / Algorithm 15 (pair, `factor` 4; 2 in the template stack).
 #[derive(Debug)]
@@ -35,13 +39,14 @@ impl Transition {
     }
 
     /// `act` `[.., c]` → the update `[.., c]` (the caller adds the residual). A device
-    /// backend's larger chunk budget takes larger passes, half of it for the hidden activation
-    /// (a GPU would otherwise spend its time launching thousands of small passes).
+    /// backend's larger chunk budget takes larger passes (a GPU would otherwise launch each
+    /// pass's six kernels and GEMMs thousands of times per transition at 4 096 residues).
     pub fn forward(&self, be: &dyn Backend, act: &Tensor) -> Tensor {
         let lead = act.dim(0).max(1);
         let per_lead = act.rows() / lead; // positions per row of the leading axis
         let hidden = self.transition1.w.dim(0);
-        let positions = MIN_POSITIONS_PER_CHUNK.max(be.chunk_elements() / 2 / hidden.max(1));
+        let budget = be.chunk_elements() / HIDDEN_SHARE_OF_CHUNK / hidden.max(1);
+        let positions = MIN_POSITIONS_PER_CHUNK.max(budget);
         let chunk = (positions / per_lead.max(1)).max(1);
         for_row_chunks(be, act.dim(0), chunk, |r| {
             self.forward_rows(be, &be.slice_rows(act, r))

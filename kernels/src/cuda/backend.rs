@@ -29,6 +29,7 @@ use crate::backend::{
 use crate::cpu::check_triangle_shapes;
 use crate::gating::broadcast_gate_dims;
 use crate::pair_embedding::{one_hot_linear_dims, outer_sum_dims};
+use crate::softmax_expectations::softmax_expectations_dims;
 use crate::tensor::DeviceValues;
 use crate::{CpuBackend, DeviceFailure, PairMasking, PointAttention, Tensor};
 
@@ -637,6 +638,26 @@ impl<D: Device> Backend for CudaBackend<D> {
         ];
         self.launch_elements("outer_sum_f32", l * l * c, &args);
         self.output(out, &[l, l, c])
+    }
+
+    fn softmax_expectations(&self, logits: &Tensor, values: &Tensor) -> Tensor {
+        let (n, v) = softmax_expectations_dims(logits, values);
+        let op = "softmax_expectations";
+        let rows = logits.len() / n.max(1);
+        let (lb, vb) = (self.upload(logits, op), self.upload(values, op));
+        let out = self.device_buffer(rows * v, op);
+        let args = [
+            self.ptr(Some(&lb)),
+            self.ptr(Some(&vb)),
+            self.ptr(Some(&out)),
+            Arg::I64(rows as i64),
+            Arg::I32(as_i32(n, "bins")),
+            Arg::I32(as_i32(v, "value rows")),
+        ];
+        self.launch_rows(&MASKED_SOFTMAX, "softmax_expectations_f32", rows, &args);
+        let mut shape = logits.shape().to_vec();
+        *shape.last_mut().expect("logits have a last axis") = v;
+        self.output(out, &shape)
     }
 
     fn broadcast_sigmoid_gate(&self, gate: &mut Tensor, values: &Tensor) {

@@ -32,9 +32,16 @@ macro_rules! program {
 /// Row-wise layer norm (fp32 accumulation; fp32 or bf16 storage).
 pub const LAYER_NORM: Program = program!("layer_norm", ["layer_norm_f32", "layer_norm_bf16"]);
 
-/// Row softmax with AF2's key mask and a pair bias broadcast over the batch.
-pub const MASKED_SOFTMAX: Program =
-    program!("softmax", ["masked_softmax_f32", "masked_softmax_bf16"]);
+/// Row softmax with AF2's key mask and a pair bias broadcast over the batch, and expectations
+/// under a row's softmax (the confidence heads' metrics).
+pub const MASKED_SOFTMAX: Program = program!(
+    "softmax",
+    [
+        "masked_softmax_f32",
+        "masked_softmax_bf16",
+        "softmax_expectations_f32"
+    ]
+);
 
 /// Fused gated attention with pair bias and key mask (online softmax, key tiles of 32).
 pub const GATED_ATTENTION: Program = program!(
@@ -60,9 +67,8 @@ pub const GATED_ATTENTION: Program = program!(
 pub const POINT_ATTENTION: Program = program!("point_attention", ["point_attention_f32"]);
 
 /// Element-wise fp32 kernels: linear bias, activations, global attention's gate, the triangle
-/// update's gating and
-/// channel layouts, the outer product mean's masking, axis swap and normalisation, and the pair
-/// embeddings' outer sum and one-hot lookup.
+/// update's gating and channel layouts, the outer product mean's masking, axis swap and
+/// normalisation, and the pair embeddings' outer sum and one-hot lookup.
 pub const ELEMENTWISE: Program = program!(
     "elementwise",
     [

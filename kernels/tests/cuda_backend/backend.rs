@@ -634,3 +634,16 @@ fn global_attention_gate_broadcasts_each_batch_rows_values() {
         g
     });
 }
+
+#[test]
+fn softmax_expectations_of_rows_of_bins() {
+    // 3 x 5 rows of 37 bins (more than a warp, not a multiple of it), three value rows; and
+    // 64 bins as the confidence heads have them.
+    for (bins, seed) in [(37, 92), (64, 94)] {
+        let logits = random_tensor(&[3, 5, bins], seed);
+        let values = random_tensor(&[3, bins], seed + 1);
+        check("softmax expectations", |be| {
+            be.softmax_expectations(&logits, &values)
+        });
+    }
+}
