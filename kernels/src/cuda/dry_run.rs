@@ -25,6 +25,8 @@ pub struct Traffic {
     pub upload_bytes: u64,
     pub downloads: u64,
     pub download_bytes: u64,
+    /// The largest single download.
+    pub largest_download_bytes: u64,
     pub launches: u64,
     pub gemms: u64,
 }
@@ -35,6 +37,7 @@ struct TrafficCount {
     upload_bytes: AtomicU64,
     downloads: AtomicU64,
     download_bytes: AtomicU64,
+    largest_download_bytes: AtomicU64,
     launches: AtomicU64,
     gemms: AtomicU64,
 }
@@ -86,6 +89,7 @@ impl DryRunDevice {
             upload_bytes: get(&t.upload_bytes),
             downloads: get(&t.downloads),
             download_bytes: get(&t.download_bytes),
+            largest_download_bytes: get(&t.largest_download_bytes),
             launches: get(&t.launches),
             gemms: get(&t.gemms),
         }
@@ -130,6 +134,8 @@ impl Device for DryRunDevice {
     fn download(&self, buffer: &DryRunBuffer) -> Result<Vec<f32>, DeviceError> {
         let t = &self.traffic;
         TrafficCount::transfer(&t.downloads, &t.download_bytes, buffer.len);
+        t.largest_download_bytes
+            .fetch_max(buffer.len as u64 * 4, Ordering::Relaxed);
         Ok(vec![0.0; buffer.len])
     }
 
@@ -210,5 +216,6 @@ mod tests {
             (1, 4 * 24, 1),
             "{t:?}"
         );
+        assert_eq!(t.largest_download_bytes, 4 * 24);
     }
 }

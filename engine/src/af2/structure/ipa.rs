@@ -48,7 +48,11 @@ pub struct InvariantPointAttention {
     /// head's squared point distances in its logits, [H]
     point_weights: Tensor,
     attention_2d: Linear,
-    output_projection: Linear,
+    /// `output_projection` split by its input columns: the scalar and point results
+    /// `[C, H*(Sv + 4 Pv)]` with the bias, and the pair result `[C, H*C_z]`, so the pair result
+    /// (the widest) stays where the backend made it.
+    output_local: Linear,
+    output_pair: Linear,
 }
 
 impl InvariantPointAttention {
@@ -65,6 +69,8 @@ impl InvariantPointAttention {
         // np.sqrt in f64, then cast to f32 when it meets the f32 parameters
         let point_w = (1.0 / (3.0 * (pqk.max(1) as f64) * 9.0 / 2.0)).sqrt() as f32;
         let tpw = p.get_owned("trainable_point_weights", &[h])?;
+        let output = Linear::load_haiku(&p.sub("output_projection"), out_in, c, true)?;
+        let (w_local, w_pair) = output.w.split_last(h * (sv + 4 * pv));
         Ok(Self {
             cfg,
             q_scalar: Linear::load_haiku(&p.sub("q_scalar"), c, h * sqk, true)?,
@@ -85,7 +91,11 @@ impl InvariantPointAttention {
             )
             .expect("one weight per head"),
             attention_2d: Linear::load_haiku(&p.sub("attention_2d"), cfg.pair_channel, h, true)?,
-            output_projection: Linear::load_haiku(&p.sub("output_projection"), out_in, c, true)?,
+            output_local: Linear {
+                w: w_local,
+                b: output.b,
+            },
+            output_pair: Linear { w: w_pair, b: None },
         })
     }
 
@@ -192,9 +202,10 @@ impl InvariantPointAttention {
             .reshape(&[n, h * cz])
             .expect("same size");
 
-        // concat [scalar | x | y | z | norm | pair] → [N, H*(Sv + 4 Pv + C_z)]
+        // concat [scalar | x | y | z | norm] → [N, H*(Sv + 4 Pv)]; the pair result's part of
+        // the output projection is added on the backend
         let sv_w = h * cfg.num_scalar_v;
-        let width = sv_w + 4 * hp + h * cz;
+        let width = sv_w + 4 * hp;
         let mut feats = Tensor::zeros(&[n, width]);
         for (i, row) in feats.data_mut().chunks_mut(width).enumerate() {
             row[..sv_w].copy_from_slice(&result_scalar.data()[i * sv_w..][..sv_w]);
@@ -206,8 +217,9 @@ impl InvariantPointAttention {
                 row[sv_w + 3 * hp + j] =
                     (DIST_EPS + p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt();
             }
-            row[sv_w + 4 * hp..].copy_from_slice(&result_2d.data()[i * h * cz..][..h * cz]);
         }
-        self.output_projection.forward(be, &feats)
+        let mut out = self.output_local.forward(be, &feats); // [N, C]
+        be.add_assign(&mut out, &self.output_pair.forward(be, &result_2d));
+        out
     }
 }
