@@ -58,8 +58,9 @@ extern "C" __global__ void masked_softmax_bf16(const bf16_t* x, const bf16_t* __
 // Expectations under each row's softmax (AlphaFold2's confidence metrics: the expected pLDDT bin,
 // aligned error and TM term of a row of bin logits):
 //   out[r, v] = sum_k softmax(x[r, :])[k] * values[v, k]
-// x [rows, bins], values [n_values, bins] with n_values <= FF_MAX_EXPECTATIONS, out [rows,
-// n_values]; fp32 throughout. One warp per row: launch as masked_softmax_f32.
+// x [rows, bins], values [n_values, bins] with n_values <= FF_MAX_EXPECTATIONS (the backend's
+// MAX_EXPECTATIONS checks it), out [rows, n_values]; fp32 throughout. One warp per row: launch
+// as masked_softmax_f32.
 #define FF_MAX_EXPECTATIONS 4
 extern "C" __global__ void softmax_expectations_f32(const float* __restrict__ x,
                                                     const float* __restrict__ values,
@@ -72,7 +73,7 @@ extern "C" __global__ void softmax_expectations_f32(const float* __restrict__ x,
     WarpSoftmax sm;
     for (int k = lane; k < bins; k += 32) sm.add(xr[k]);
     sm.finish();
-    float acc[FF_MAX_EXPECTATIONS] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float acc[FF_MAX_EXPECTATIONS] = {};
     for (int k = lane; k < bins; k += 32) {
         const float p = sm.weight(xr[k]);
         for (int v = 0; v < n_values; ++v) acc[v] += p * values[(long long)v * bins + k];

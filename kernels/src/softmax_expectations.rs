@@ -5,7 +5,8 @@ use rayon::prelude::*;
 
 use crate::{softmax_row, Tensor};
 
-/// Most value rows one call takes (the kernel's registers hold one sum per row).
+/// Most value rows one call takes (the kernel's registers hold one sum per row: its
+/// `FF_MAX_EXPECTATIONS`).
 pub const MAX_EXPECTATIONS: usize = 4;
 
 /// `out[.., v] = sum_k softmax(logits[.., :])_k values[v, k]`: logits `[.., n]`, values

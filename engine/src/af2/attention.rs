@@ -359,9 +359,8 @@ impl MsaColumnGlobalAttention {
             // The mask transposed on the host: global attention makes its masked mean's
             // weights there.
             let x = self.query_norm.forward(be, &be.swap_leading_axes(msa_act)); // [R, S, c_m]
-            let (s, r) = (msa_mask.dim(0), msa_mask.dim(1));
-            let mask = msa_mask.data(); // [S, R]
-            let mask = Tensor::from_fn(&[r, s], |k| mask[(k % s) * r + k / s]); // [R, S]
+            let mask = msa_mask.transposed(); // [R, S]
+            let (r, s) = (mask.dim(0), mask.dim(1));
             let c = x.dim(2);
             let d = self.attention.dims;
             // per column: the gates [S, H*Dv], keys, values and the normalised input

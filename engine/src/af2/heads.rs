@@ -208,7 +208,8 @@ impl PredictedAlignedErrorHead {
 }
 
 /// Official `compute_plddt`: logits `[L, bins]` → per-residue pLDDT `[L]` in 0..100, the
-/// expected bin centre `(k + 0.5) / bins` times 100 (on the backend, in fp32).
+/// expected bin centre `(k + 0.5) / bins` times 100 (on the backend, in f32 where the official
+/// code sums f64 bin centres: about 1e-5 apart).
 pub fn compute_plddt(be: &dyn Backend, logits: &Tensor) -> Vec<f32> {
     let n = logits.dim(-1);
     let width = 1.0 / n as f32;
@@ -244,9 +245,9 @@ pub struct AlignedError {
 ///
 /// Each pair's expected error and expected TM term come from one pass over the logits on the
 /// backend ([`Backend::softmax_expectations`], in fp32), so only `[L, L, 2]` leaves the
-/// device. pTM: `d0 = 1.24 (max(sum w, 19) - 15)^(1/3) -
-/// 1.8`; per alignment frame `i`, the TM terms averaged over residues `j` weighted `w_i w_j`;
-/// the frame with the largest `score_i * w_i` wins. (With weights that are not all ones this
+/// device. pTM: `d0 = 1.24 (max(sum w, 19) - 15)^(1/3) - 1.8`; per alignment frame `i`,
+/// the TM terms averaged over residues `j` weighted `w_i w_j`; the frame with the largest
+/// `score_i * w_i` wins. (With weights that are not all ones this
 /// is ColabFold's fork: DeepMind's v2.3 takes `int(sum w)` residues and only supports all
 /// ones; the two agree whenever DeepMind's runs.)
 pub fn compute_aligned_error(
@@ -271,8 +272,8 @@ pub fn compute_aligned_error(
     let weights: Vec<f32> = centers.iter().copied().chain(tm_per_bin).collect();
     let weights = Tensor::new(&[2, n], weights).expect("[2, bins]");
     let expected = be.softmax_expectations(logits, &weights); // [L, L, 2]
-                                                              // [L, L] each
-    let (pae, term): (Vec<f32>, Vec<f32>) = expected.data().chunks(2).map(|e| (e[0], e[1])).unzip();
+    let pairs = expected.data().chunks(2);
+    let (pae, term): (Vec<f32>, Vec<f32>) = pairs.map(|e| (e[0], e[1])).unzip(); // [L, L] each
     let mut best = (f64::NEG_INFINITY, 0.0);
     for i in 0..l {
         let pw: Vec<f64> = w.iter().map(|&wj| (w[i] * wj) as f64).collect();

@@ -643,7 +643,7 @@ impl<D: Device> Backend for CudaBackend<D> {
     fn softmax_expectations(&self, logits: &Tensor, values: &Tensor) -> Tensor {
         let (n, v) = softmax_expectations_dims(logits, values);
         let op = "softmax_expectations";
-        let rows = logits.len() / n.max(1);
+        let rows = logits.rows();
         let (lb, vb) = (self.upload(logits, op), self.upload(values, op));
         let out = self.device_buffer(rows * v, op);
         let args = [

@@ -637,11 +637,15 @@ fn global_attention_gate_broadcasts_each_batch_rows_values() {
 
 #[test]
 fn softmax_expectations_of_rows_of_bins() {
-    // 3 x 5 rows of 37 bins (more than a warp, not a multiple of it), three value rows; and
-    // 64 bins as the confidence heads have them.
-    for (bins, seed) in [(37, 92), (64, 94)] {
-        let logits = random_tensor(&[3, 5, bins], seed);
-        let values = random_tensor(&[3, bins], seed + 1);
+    // 3 x 5 rows of 37 bins (more than a warp, not a multiple of it), 64 as the confidence
+    // heads have them, and 20 (fewer lanes than a warp); one to four value rows; one row with
+    // a -inf logit and one all -inf (zeros).
+    for (bins, v, seed) in [(37, 3, 92), (64, 2, 94), (20, 1, 96), (50, 4, 98)] {
+        let mut logits = random_tensor(&[3, 5, bins], seed);
+        let values = random_tensor(&[v, bins], seed + 1);
+        let d = logits.data_mut();
+        d[3] = f32::NEG_INFINITY;
+        d[bins..2 * bins].fill(f32::NEG_INFINITY);
         check("softmax expectations", |be| {
             be.softmax_expectations(&logits, &values)
         });

@@ -201,19 +201,26 @@ impl TemplatePointwiseAttention {
                 "pointwise attention: template [L, L, c_t]"
             );
         }
+        // Pair positions as rows, on the backend: the query [L*L, 1, c_z] and each template
+        // [L*L, c_t]; a chunk's templates are stacked [T, n, c_t] and swapped to [n, T, c_t].
+        let query = query.clone().reshape(&[l * l, 1, cz]).expect("same size");
+        let templates: Vec<Tensor> = templates
+            .iter()
+            .map(|t| t.clone().reshape(&[l * l, ct]).expect("same size"))
+            .collect();
         let out = for_row_chunks(be, l * l, chunk, |rows| {
             let n = rows.len();
-            let q = Tensor::new(
-                &[n, 1, cz],
-                query.data()[rows.start * cz..rows.end * cz].to_vec(),
-            )
-            .expect("query rows"); // [n, 1, c_z]
-            let mut m = Tensor::zeros(&[n, nt, ct]);
-            for (dst, r) in m.data_mut().chunks_mut(nt * ct).zip(rows) {
-                for (dst, t) in dst.chunks_mut(ct).zip(templates) {
-                    dst.copy_from_slice(&t.data()[r * ct..(r + 1) * ct]);
-                }
+            let q = be.slice_rows(&query, rows.clone()); // [n, 1, c_z]
+            let mut stacked = be.zeros(&[nt, n, ct]);
+            for (k, t) in templates.iter().enumerate() {
+                let part = be.slice_rows(t, rows.clone()); // [n, c_t]
+                be.write_rows(
+                    &mut stacked,
+                    k,
+                    &part.reshape(&[1, n, ct]).expect("one row"),
+                );
             }
+            let m = be.swap_leading_axes(&stacked); // [n, T, c_t]
             let mask = Tensor::from_fn(&[n, nt], |i| template_mask[i % nt]); // [n, T]
             self.attention.forward(be, &q, &m, Some(&mask), None) // [n, 1, c_z]
         });
