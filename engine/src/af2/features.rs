@@ -7,7 +7,7 @@ use ferrofold_kernels::Tensor;
 use std::path::Path;
 
 /// Template inputs of one recycling iteration.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TemplateFeatures {
     pub aatype: Tensor,             // [T, L] AF order, 21 = gap
     pub all_atom_positions: Tensor, // [T, L, 37, 3]

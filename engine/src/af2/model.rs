@@ -11,7 +11,8 @@ use super::features::TemplateFeatures;
 use super::heads::{self, compute_aligned_error, compute_plddt, AlignedError, Heads, HeadsConfig};
 use super::structure::{StructureConfig, StructureModule};
 use super::templates::{
-    self, TemplateBatch, TemplateConfig, TemplateEmbedding, TemplateTorsionEmbedding,
+    self, TemplateBatch, TemplateConfig, TemplateEmbedding, TemplatePairEmbeddings,
+    TemplateTorsionEmbedding,
 };
 use crate::nn::{add_update, Linear, LoadResult};
 use ferrofold_io::weights::TensorStore;
@@ -133,14 +134,15 @@ impl AlphaFold {
         let slice = |r: usize| &features[r.min(features.len() - 1)];
         let mut prev = RecyclingState::zeros(be, l, &EmbeddingsConfig::MONOMER);
         let mut times = Vec::with_capacity(num_recycle + 1);
+        let mut templates = None;
         // Every iteration but the last only hands its state on (moved, not copied).
         for r in 0..num_recycle {
             let start = Instant::now();
-            prev = self.iteration(be, slice(r), &prev)?.prev;
+            prev = self.iteration(be, slice(r), &prev, &mut templates)?.prev;
             times.push(start.elapsed().as_secs_f64());
         }
         let start = Instant::now();
-        let it = self.iteration(be, slice(num_recycle), &prev)?;
+        let it = self.iteration(be, slice(num_recycle), &prev, &mut templates)?;
         times.push(start.elapsed().as_secs_f64());
         // The heads read only the last iteration (the recycled state does not depend on them).
         let msa = be.slice_rows(&it.msa, 0..it.num_msa); // without the template rows
@@ -171,12 +173,14 @@ impl AlphaFold {
         })
     }
 
-    /// One pass of the network (`AlphaFoldIteration`).
+    /// One pass of the network (`AlphaFoldIteration`). `templates` holds the template pair
+    /// embeddings a device backend keeps between iterations.
     fn iteration(
         &self,
         be: &dyn Backend,
         f: &Features,
         prev: &RecyclingState,
+        templates: &mut Option<KeptTemplates>,
     ) -> LoadResult<Iteration> {
         let l = f.len();
         let emb = self.embeddings.forward(
@@ -199,9 +203,25 @@ impl AlphaFold {
         let num_msa = msa.dim(0);
         if let (Some((pair_embedding, torsion)), Some(tf)) = (&self.templates, &f.templates) {
             let batch = template_batch(tf);
-            add_update(be, &mut pair, |p| {
-                pair_embedding.forward(be, p, &pair_mask, &batch)
-            });
+            // The templates' pair embeddings read neither the recycled state nor the MSA: the
+            // same templates and sequence mask give the same embeddings, so a device backend
+            // keeps them for the next iteration. The CPU frees them (recomputing them costs a
+            // few per cent of an iteration; holding them through the Evoformer costs memory).
+            let same = templates
+                .as_ref()
+                .is_some_and(|k| k.templates == *tf && k.seq_mask == f.seq_mask);
+            if !same {
+                *templates = Some(KeptTemplates {
+                    templates: tf.clone(),
+                    seq_mask: f.seq_mask.clone(),
+                    embedded: pair_embedding.embed_templates(be, &pair_mask, &batch),
+                });
+            }
+            let embedded = &templates.as_ref().expect("set above").embedded;
+            add_update(be, &mut pair, |p| pair_embedding.attend(be, p, embedded));
+            if !be.keeps_layers() {
+                *templates = None;
+            }
             let (rows, mask) = torsion.forward(be, &batch); // [T, L, c_m], [T, L]
             msa = concat_rows(be, &msa, &rows);
             msa_mask = concat_rows(be, &msa_mask, &mask);
@@ -233,6 +253,13 @@ impl AlphaFold {
             num_msa,
         })
     }
+}
+
+/// Template pair embeddings kept between iterations, with the inputs they were made from.
+struct KeptTemplates {
+    templates: TemplateFeatures,
+    seq_mask: Tensor,
+    embedded: TemplatePairEmbeddings,
 }
 
 fn template_batch(t: &TemplateFeatures) -> TemplateBatch {

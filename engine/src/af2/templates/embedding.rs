@@ -249,11 +249,8 @@ impl TemplateEmbedding {
     }
 
     /// query `[L, L, c_z]` (the pair activations so far), pair_mask `[L, L]` (the padding
-    /// mask), the templates → the update `[L, L, c_z]` (the caller adds it to the pair).
-    ///
-    /// Templates with `template_mask` 0 are skipped: their keys' weights are exactly 0 in the
-    /// official softmax (`exp(-1e9)`), so the result is the same. With no real template the
-    /// update is zero, as the official `* (sum template_mask > 0)` makes it.
+    /// mask), the templates → the update `[L, L, c_z]` (the caller adds it to the pair):
+    /// [`Self::embed_templates`] then [`Self::attend`].
     pub fn forward(
         &self,
         be: &dyn Backend,
@@ -261,28 +258,64 @@ impl TemplateEmbedding {
         pair_mask: &Tensor,
         batch: &TemplateBatch,
     ) -> Tensor {
+        self.attend(be, query, &self.embed_templates(be, pair_mask, batch))
+    }
+
+    /// Each real template through [`SingleTemplateEmbedding`]. They read the templates and the
+    /// pair mask only, not the recycled state, so a caller may keep them for every recycling
+    /// iteration with the same templates.
+    ///
+    /// Templates with `template_mask` 0 are skipped: their keys' weights are exactly 0 in the
+    /// official softmax (`exp(-1e9)`), so the result is the same. With no real template there
+    /// are none, and the update is zero, as the official `* (sum template_mask > 0)` makes it.
+    pub fn embed_templates(
+        &self,
+        be: &dyn Backend,
+        pair_mask: &Tensor,
+        batch: &TemplateBatch,
+    ) -> TemplatePairEmbeddings {
         batch.validate();
-        let l = batch.num_res();
+        let total: f32 = batch.template_mask.iter().sum();
+        let any_real = total > 0.0; // false for NaN too, as in the official code
+        let active: Vec<usize> = (0..batch.num_templates())
+            .filter(|&t| any_real && batch.template_mask[t] != 0.0)
+            .collect();
+        TemplatePairEmbeddings {
+            embeddings: active
+                .iter()
+                .map(|&t| self.single.forward(be, &batch.template(t), pair_mask))
+                .collect(),
+            mask: active.iter().map(|&t| batch.template_mask[t]).collect(),
+        }
+    }
+
+    /// [`TemplatePointwiseAttention`] from the query `[L, L, c_z]` to the embedded templates →
+    /// the update `[L, L, c_z]` (zeros without a template).
+    pub fn attend(
+        &self,
+        be: &dyn Backend,
+        query: &Tensor,
+        templates: &TemplatePairEmbeddings,
+    ) -> Tensor {
+        let l = query.dim(0);
         assert_eq!(
             query.shape(),
             [l, l, self.cfg.c_z],
             "template embedding: query [L, L, c_z]"
         );
-        let total: f32 = batch.template_mask.iter().sum();
-        let active: Vec<usize> = (0..batch.num_templates())
-            .filter(|&t| batch.template_mask[t] != 0.0)
-            .collect();
-        let any_real = total > 0.0; // false for NaN too, as in the official code
-        if !any_real || active.is_empty() {
+        if templates.embeddings.is_empty() {
             return Tensor::zeros(query.shape());
         }
-        let embeddings: Vec<Tensor> = active
-            .iter()
-            .map(|&t| self.single.forward(be, &batch.template(t), pair_mask))
-            .collect();
-        let mask: Vec<f32> = active.iter().map(|&t| batch.template_mask[t]).collect();
-        self.attention.forward(be, query, &embeddings, &mask)
+        self.attention
+            .forward(be, query, &templates.embeddings, &templates.mask)
     }
+}
+
+/// The real templates' pair embeddings `[L, L, c_t]` and their `template_mask` values.
+#[derive(Debug)]
+pub struct TemplatePairEmbeddings {
+    embeddings: Vec<Tensor>,
+    mask: Vec<f32>,
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ pub mod search;
 mod torsion;
 
 pub use embedding::{
-    SingleTemplateEmbedding, TemplateEmbedding, TemplatePairBlock, TemplatePairStack,
-    TemplatePointwiseAttention,
+    SingleTemplateEmbedding, TemplateEmbedding, TemplatePairBlock, TemplatePairEmbeddings,
+    TemplatePairStack, TemplatePointwiseAttention,
 };
 pub use features::{atom37_to_torsion_angles, pseudo_beta, template_pair_features, TorsionAngles};
 pub use torsion::TemplateTorsionEmbedding;
