@@ -15,6 +15,7 @@ use ferrofold_engine::af2::config::ModelConfig;
 use ferrofold_engine::af2::features::TemplateFeatures;
 use ferrofold_engine::af2::model::AlphaFold;
 use ferrofold_engine::af2::pipeline::{build_features, PipelineConfig};
+use ferrofold_engine::af2::templates::pseudo_beta;
 use ferrofold_io::a3m::parse_a3m;
 use ferrofold_io::weights::load_npz;
 use ferrofold_kernels::cuda::{CudaBackend, CudaDevice, DryRunDevice};
@@ -45,10 +46,10 @@ fn model_1_ptm_on_gpu_0_matches_jax() {
 /// What crosses between host and device in a whole prediction, counted on the dry-run device
 /// (no kernel runs): nothing pair-sized comes down (the largest download is the aligned
 /// error's `[L, L, 2]` or a per-residue tensor), and a further iteration moves less than 24 k
-/// floats per residue each way (its features, the structure module's per-residue tensors;
-/// the template's pair embedding is kept from the first). At L = 1024 a round trip of any
-/// pair tensor with 24 or more channels breaks that. A 24-row MSA in 8 clusters (so 16 extra
-/// rows) and one template, so every path of the model runs.
+/// floats per residue each way, i.e. 24 pair channels at L = 1024 (its features, the structure
+/// module's per-residue tensors; the template's pair embedding is kept from the first). A
+/// 24-row MSA in 8 clusters (so 16 extra rows) and one template, so every path of the model
+/// runs.
 #[test]
 #[ignore = "needs the random AF2 parameters: run tools/test.sh (sets FERROFOLD_AF2_PARAMS)"]
 fn a_prediction_keeps_its_activations_on_the_device() {
@@ -93,7 +94,7 @@ fn a_prediction_keeps_its_activations_on_the_device() {
     let floats = |n: usize| (n * 4) as u64;
     let largest = floats((2 * l * l).max(512 * l));
     assert!(one.largest_download_bytes <= largest, "{one:?}");
-    let per_residue = floats(24 * 1024 * l);
+    let per_residue = floats(24 * 1024 * l); // 24 pair channels at L = 1024
     let (up, down) = (
         two.upload_bytes - one.upload_bytes,
         two.download_bytes - one.download_bytes,
@@ -102,7 +103,7 @@ fn a_prediction_keeps_its_activations_on_the_device() {
     assert!(down < per_residue, "downloads per iteration: {down} B");
 }
 
-/// A template of the query's residues on an ideal-ish helix (N, CA, C and CB placed), every
+/// A template of the query's residues on an ideal-ish helix (N, CA, C, CB and O placed), every
 /// atom of them present.
 fn helix_template(aatype: &[usize]) -> TemplateFeatures {
     let l = aatype.len();
@@ -116,17 +117,21 @@ fn helix_template(aatype: &[usize]) -> TemplateFeatures {
     };
     let mut atoms = vec![0f32; l * 37 * 3];
     let mut masks = vec![0f32; l * 37];
-    // atom37 order: N 0, CA 1, C 2, CB 3
+    // atom37 order: N 0, CA 1, C 2, CB 3, O 4
+    let placed = [
+        (1.6, -30.0),
+        (2.3, 0.0),
+        (1.8, 30.0),
+        (3.3, 5.0),
+        (2.9, 45.0),
+    ];
     for i in 0..l {
-        for (atom, (radius, shift)) in [(1.6, -30.0), (2.3, 0.0), (1.8, 30.0), (3.3, 5.0)]
-            .into_iter()
-            .enumerate()
-        {
+        for (atom, (radius, shift)) in placed.into_iter().enumerate() {
             atoms[(i * 37 + atom) * 3..][..3].copy_from_slice(&position(i, radius, shift));
             masks[i * 37 + atom] = 1.0;
         }
     }
-    let pseudo_beta: Vec<f32> = (0..l).flat_map(|i| position(i, 3.3, 5.0)).collect();
+    let (pseudo_beta, pseudo_beta_mask) = pseudo_beta(aatype, &atoms, &masks);
     let t = |shape: &[usize], values: Vec<f32>| Tensor::new(shape, values).unwrap();
     TemplateFeatures {
         aatype: t(&[1, l], aatype.iter().map(|&a| a as f32).collect()),
@@ -134,6 +139,6 @@ fn helix_template(aatype: &[usize]) -> TemplateFeatures {
         all_atom_masks: t(&[1, l, 37], masks),
         mask: t(&[1], vec![1.0]),
         pseudo_beta: t(&[1, l, 3], pseudo_beta),
-        pseudo_beta_mask: t(&[1, l], vec![1.0; l]),
+        pseudo_beta_mask: t(&[1, l], pseudo_beta_mask),
     }
 }

@@ -246,7 +246,8 @@ pub trait Backend: Send + Sync {
     /// Whether a model should keep its layers once loaded rather than read them from the
     /// parameter file each time they run (which saves host memory on the CPU): a device
     /// backend keeps each weight's upload with its tensor, so a layer read again would be
-    /// uploaded again.
+    /// uploaded again. Models also keep results they would otherwise recompute (AF2's template
+    /// pair embeddings between recycling iterations) where this holds.
     fn keeps_layers(&self) -> bool {
         false
     }

@@ -138,11 +138,13 @@ impl AlphaFold {
         // Every iteration but the last only hands its state on (moved, not copied).
         for r in 0..num_recycle {
             let start = Instant::now();
-            prev = self.iteration(be, slice(r), &prev, &mut templates)?.prev;
+            prev = self
+                .iteration(be, slice(r), &prev, &mut templates, true)?
+                .prev;
             times.push(start.elapsed().as_secs_f64());
         }
         let start = Instant::now();
-        let it = self.iteration(be, slice(num_recycle), &prev, &mut templates)?;
+        let it = self.iteration(be, slice(num_recycle), &prev, &mut templates, false)?;
         times.push(start.elapsed().as_secs_f64());
         // The heads read only the last iteration (the recycled state does not depend on them).
         let msa = be.slice_rows(&it.msa, 0..it.num_msa); // without the template rows
@@ -174,13 +176,15 @@ impl AlphaFold {
     }
 
     /// One pass of the network (`AlphaFoldIteration`). `templates` holds the template pair
-    /// embeddings a device backend keeps between iterations.
+    /// embeddings a device backend keeps between iterations; `more` says whether another
+    /// iteration follows (the last one frees them once it has attended to them).
     fn iteration(
         &self,
         be: &dyn Backend,
         f: &Features,
         prev: &RecyclingState,
         templates: &mut Option<KeptTemplates>,
+        more: bool,
     ) -> LoadResult<Iteration> {
         let l = f.len();
         let emb = self.embeddings.forward(
@@ -205,8 +209,9 @@ impl AlphaFold {
             let batch = template_batch(tf);
             // The templates' pair embeddings read neither the recycled state nor the MSA: the
             // same templates and sequence mask give the same embeddings, so a device backend
-            // keeps them for the next iteration. The CPU frees them (recomputing them costs a
-            // few per cent of an iteration; holding them through the Evoformer costs memory).
+            // keeps them for the next iteration (`[L, L, c_t]` per template held through the
+            // Evoformer). The CPU frees them: recomputing them costs a few per cent of an
+            // iteration, holding them host memory.
             let same = templates
                 .as_ref()
                 .is_some_and(|k| k.templates == *tf && k.seq_mask == f.seq_mask);
@@ -219,7 +224,7 @@ impl AlphaFold {
             }
             let embedded = &templates.as_ref().expect("set above").embedded;
             add_update(be, &mut pair, |p| pair_embedding.attend(be, p, embedded));
-            if !be.keeps_layers() {
+            if !(more && be.keeps_layers()) {
                 *templates = None;
             }
             let (rows, mask) = torsion.forward(be, &batch); // [T, L, c_m], [T, L]

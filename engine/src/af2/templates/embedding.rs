@@ -14,8 +14,9 @@ use ferrofold_kernels::{Backend, Tensor};
 /// Largest feature block (elements) built at once before `embedding2d`: 2^20 floats, 4 MiB.
 const FEATURE_CHUNK: usize = 1 << 20;
 
-/// Query pair positions per pointwise-attention pass (each pass's queries, gates and
-/// outputs are `[rows, c_z]`: 2 MiB apiece).
+/// Fewest query pair positions per pointwise-attention pass, and the CPU's pass (each pass's
+/// queries, gates and outputs are `[rows, c_z]`: 2 MiB apiece). A device backend's larger
+/// chunk budget takes larger passes: an eighth of it for a pass's query and template rows.
 const ATTENTION_ROWS_PER_CHUNK: usize = 1 << 12;
 
 /// Algorithm 16 lines 2-6: one template pair stack block (triangle attention around the
@@ -163,13 +164,9 @@ impl TemplatePointwiseAttention {
         templates: &[Tensor],
         template_mask: &[f32],
     ) -> Tensor {
-        self.forward_chunked(
-            be,
-            query,
-            templates,
-            template_mask,
-            ATTENTION_ROWS_PER_CHUNK,
-        )
+        let per_row = templates.len() * self.attention.dims().m_in + query.dim(-1);
+        let rows = ATTENTION_ROWS_PER_CHUNK.max(be.chunk_elements() / 8 / per_row.max(1));
+        self.forward_chunked(be, query, templates, template_mask, rows)
     }
 
     /// [`Self::forward`], `chunk` query pair positions at a time.
