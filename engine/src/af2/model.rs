@@ -216,6 +216,7 @@ impl AlphaFold {
                 .as_ref()
                 .is_some_and(|k| k.templates == *tf && k.seq_mask == f.seq_mask);
             if !same {
+                *templates = None; // the stale ones freed before the new are made
                 *templates = Some(KeptTemplates {
                     templates: tf.clone(),
                     seq_mask: f.seq_mask.clone(),
