@@ -20,9 +20,11 @@ pub fn softmax_expectations(logits: &Tensor, values: &Tensor) -> Tensor {
     out.data_mut()
         .par_chunks_mut(v.max(1))
         .zip(logits.data().par_chunks(n.max(1)))
-        .for_each(|(dst, row)| {
-            let mut p = row.to_vec();
-            softmax_row(&mut p);
+        .for_each_init(Vec::new, |p, (dst, row)| {
+            // one buffer per rayon task, not one allocation per row
+            p.clear();
+            p.extend_from_slice(row);
+            softmax_row(p);
             for (d, weights) in dst.iter_mut().zip(values.chunks(n.max(1))) {
                 *d = p.iter().zip(weights).map(|(p, w)| p * w).sum();
             }
