@@ -5,11 +5,12 @@
 //! one H200). The values themselves are zeros and meaningless. It also counts what crosses
 //! between host and device, the kernel launches and the GEMMs, and times the host's own work
 //! (the device's is none). `--msa-rows N` gives the query an MSA of N mutated copies (the MSA
-//! and extra-MSA stacks then run at full depth from N = 5 632 on).
+//! and extra-MSA stacks then run at full depth from N = 5 632 on); `--bf16` stores values in
+//! bf16 (`--precision bf16`).
 //!
 //!     cargo run --release --features cuda --example gpu_memory_plan -- \
 //!         --params params_model_1_ptm.npz [--free-gib 139] [--recycles 0] [--msa-rows 0] \
-//!         1024 2048 4096
+//!         [--bf16] 1024 2048 4096
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,34 +21,35 @@ use ferrofold_engine::af2::model::AlphaFold;
 use ferrofold_engine::af2::pipeline::{build_features, PipelineConfig};
 use ferrofold_io::a3m::{parse_a3m, A3m};
 use ferrofold_io::weights::load_npz;
-use ferrofold_kernels::cuda::{CudaBackend, DryRunDevice};
+use ferrofold_kernels::cuda::{CudaBackend, DryRunDevice, Storage};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut params, mut free_gib, mut recycles, mut lengths) = (None, 139.0f64, 0, Vec::new());
-    let mut msa_rows = 0usize;
+    let (mut msa_rows, mut storage) = (0usize, Storage::F32);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--params" => params = args.next(),
             "--free-gib" => free_gib = args.next().context("--free-gib N")?.parse()?,
             "--recycles" => recycles = args.next().context("--recycles N")?.parse()?,
             "--msa-rows" => msa_rows = args.next().context("--msa-rows N")?.parse()?,
+            "--bf16" => storage = Storage::Bf16,
             length => lengths.push(length.parse::<usize>().context("lengths are residues")?),
         }
     }
     let Some(params) = params else {
         bail!(
             "usage: gpu_memory_plan --params PARAMS.npz [--free-gib N] [--recycles N] \
-             [--msa-rows N] L..."
+             [--msa-rows N] [--bf16] L..."
         )
     };
     let config = ModelConfig::by_name("model_1_ptm").map_err(anyhow::Error::msg)?;
     let free = (free_gib * (1u64 << 30) as f64) as usize;
     println!(
-        "| L | MSA rows | device peak GiB | of {free_gib} GiB free | host s | uploads (GB) | \
-         downloads (GB) | kernels | GEMMs |"
+        "| L | MSA rows | storage | device peak GiB | of {free_gib} GiB free | host s | uploads \
+         (GB) | downloads (GB) | kernels | GEMMs |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for l in lengths {
         // A fixed, varied sequence: the memory does not depend on the residues.
         let sequence: String = (0..l)
@@ -61,7 +63,7 @@ fn main() -> Result<()> {
         let features = build_features(&sequence, msa.as_ref(), &cfg)?;
         // A model per device: the weights keep their uploads to the device they first met.
         let model = AlphaFold::load(Arc::new(load_npz(&params)?), config.clone())?;
-        let backend = CudaBackend::new(DryRunDevice::new(free));
+        let backend = CudaBackend::new(DryRunDevice::new(free)).with_storage(storage);
         let start = Instant::now();
         model.predict(&backend, &features, recycles)?;
         let host_s = start.elapsed().as_secs_f64();
@@ -70,7 +72,8 @@ fn main() -> Result<()> {
         let t = device.traffic();
         let gb = |bytes: u64| bytes as f64 / 1e9;
         println!(
-            "| {l} | {msa_rows} | {peak:.1} | {:.0} % | {host_s:.1} | {} ({:.2}) | {} ({:.2}) | {} | {} |",
+            "| {l} | {msa_rows} | {} | {peak:.1} | {:.0} % | {host_s:.1} | {} ({:.2}) | {} ({:.2}) | {} | {} |",
+            storage.suffix(),
             100.0 * peak / free_gib,
             t.uploads,
             gb(t.upload_bytes),

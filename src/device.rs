@@ -2,7 +2,8 @@
 //! has CUDA and the machine a GPU, else the CPU), `cpu`, or `cuda` / `cuda:N` for the CUDA
 //! backend on GPU N, in builds with the `cuda` feature (`cargo build --release --features
 //! cuda`; the driver, NVRTC and cuBLAS are loaded at run time). `--precision`: `fp32` (the
-//! default), or `tf32` / `bf16` for the CUDA backend's GEMMs.
+//! default), or for the CUDA backend `tf32` (GEMMs on TF32 tensor cores) or `bf16` (values
+//! stored in bf16, GEMMs on bf16 tensor cores).
 
 use anyhow::Result;
 use ferrofold_kernels::{Backend, CpuBackend, Profiled, PROFILE_ENV};
@@ -40,8 +41,9 @@ pub enum Precision {
     /// The CUDA backend's GEMMs on tensor cores with TF32 inputs (10-bit mantissas) and fp32
     /// sums, as JAX runs fp32 matrix products on NVIDIA GPUs by default; the rest in fp32.
     Tf32,
-    /// The same with bf16 inputs (8-bit mantissas): the tensor cores' bf16 rate, values still
-    /// stored in fp32.
+    /// Activations and weights stored in bf16 (8-bit mantissas; half the GPU memory and
+    /// traffic), GEMMs on bf16 tensor cores, every sum and kernel's arithmetic in fp32; biases,
+    /// norms, masks, invariant point attention and the confidence metrics stay fp32.
     Bf16,
 }
 
@@ -116,7 +118,7 @@ fn auto_device() -> DeviceSpec {
 
 #[cfg(feature = "cuda")]
 fn cuda_backend(ordinal: usize, precision: Precision) -> Result<Box<dyn Backend>> {
-    use ferrofold_kernels::cuda::{AttentionPath, CudaBackend, CudaDevice, GemmPrecision};
+    use ferrofold_kernels::cuda::{AttentionPath, CudaBackend, CudaDevice, GemmPrecision, Storage};
     let gemms = match precision {
         Precision::Fp32 => GemmPrecision::Fp32,
         Precision::Tf32 => GemmPrecision::Tf32,
@@ -133,14 +135,24 @@ fn cuda_backend(ordinal: usize, precision: Precision) -> Result<Box<dyn Backend>
         info.compute_capability.1,
         info.total_memory as f64 / (1u64 << 30) as f64
     );
-    if precision != Precision::Fp32 {
-        eprintln!("precision: {} GEMMs", precision.name());
+    let storage = match precision {
+        Precision::Bf16 => Storage::Bf16,
+        Precision::Fp32 | Precision::Tf32 => Storage::F32,
+    };
+    match precision {
+        Precision::Fp32 => {}
+        Precision::Tf32 => eprintln!("precision: tf32 GEMMs, fp32 storage"),
+        Precision::Bf16 => eprintln!("precision: bf16 storage and GEMMs, fp32 sums"),
     }
     let attention = attention_path()?;
     if attention != AttentionPath::Gemms {
         eprintln!("attention: {attention:?} ({ATTENTION_ENV})");
     }
-    Ok(Box::new(CudaBackend::new(device).with_attention(attention)))
+    Ok(Box::new(
+        CudaBackend::new(device)
+            .with_attention(attention)
+            .with_storage(storage),
+    ))
 }
 
 /// Chooses the CUDA backend's gated attention path, for benchmarks: `gemms` (the default),

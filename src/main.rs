@@ -128,8 +128,9 @@ pub struct PredictArgs {
     /// CPU), cpu, or cuda / cuda:N (builds with the `cuda` feature).
     #[arg(long, default_value = "auto")]
     device: device::DeviceSpec,
-    /// fp32, or tf32 / bf16: the CUDA backend's matrix products on tensor cores with TF32
-    /// (JAX's default on NVIDIA GPUs) or bf16 inputs, fp32 storage and sums.
+    /// fp32; or for the CUDA backend tf32 (matrix products on TF32 tensor cores, JAX's default
+    /// on NVIDIA GPUs; fp32 storage) or bf16 (values stored in bf16, matrix products on bf16
+    /// tensor cores); sums in fp32 always.
     #[arg(long, default_value = "fp32")]
     precision: device::Precision,
 }

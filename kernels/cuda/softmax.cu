@@ -58,28 +58,43 @@ extern "C" __global__ void masked_softmax_bf16(const bf16_t* x, const bf16_t* __
 // Expectations under each row's softmax (AlphaFold2's confidence metrics: the expected pLDDT bin,
 // aligned error and TM term of a row of bin logits):
 //   out[r, v] = sum_k softmax(x[r, :])[k] * values[v, k]
-// x [rows, bins], values [n_values, bins] with n_values <= FF_MAX_EXPECTATIONS (the backend's
-// MAX_EXPECTATIONS checks it), out [rows, n_values]; fp32 throughout. One warp per row: launch
-// as masked_softmax_f32.
+// x [rows, bins] in the storage type T, values [n_values, bins] with n_values <=
+// FF_MAX_EXPECTATIONS (the backend's MAX_EXPECTATIONS checks it), out [rows, n_values]; values,
+// out and the arithmetic fp32. One warp per row: launch as masked_softmax_f32.
 #define FF_MAX_EXPECTATIONS 4
-extern "C" __global__ void softmax_expectations_f32(const float* __restrict__ x,
-                                                    const float* __restrict__ values,
-                                                    float* __restrict__ out, long long rows,
-                                                    int bins, int n_values) {
+template <typename T>
+__device__ __forceinline__ void softmax_expectations_rows(const T* __restrict__ x,
+                                                          const float* __restrict__ values,
+                                                          float* __restrict__ out, long long rows,
+                                                          int bins, int n_values) {
     const int lane = threadIdx.x & 31;
     const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (row >= rows) return;  // uniform over the warp
-    const float* xr = x + row * bins;
+    const T* xr = x + row * bins;
     WarpSoftmax sm;
-    for (int k = lane; k < bins; k += 32) sm.add(xr[k]);
+    for (int k = lane; k < bins; k += 32) sm.add(to_f32(xr[k]));
     sm.finish();
     float acc[FF_MAX_EXPECTATIONS] = {};
     for (int k = lane; k < bins; k += 32) {
-        const float p = sm.weight(xr[k]);
+        const float p = sm.weight(to_f32(xr[k]));
         for (int v = 0; v < n_values; ++v) acc[v] += p * values[(long long)v * bins + k];
     }
     for (int v = 0; v < n_values; ++v) {
         const float e = warp_sum(acc[v]);
         if (lane == 0) out[row * n_values + v] = e;
     }
+}
+
+extern "C" __global__ void softmax_expectations_f32(const float* __restrict__ x,
+                                                    const float* __restrict__ values,
+                                                    float* __restrict__ out, long long rows,
+                                                    int bins, int n_values) {
+    softmax_expectations_rows<float>(x, values, out, rows, bins, n_values);
+}
+
+extern "C" __global__ void softmax_expectations_bf16(const bf16_t* __restrict__ x,
+                                                     const float* __restrict__ values,
+                                                     float* __restrict__ out, long long rows,
+                                                     int bins, int n_values) {
+    softmax_expectations_rows<bf16_t>(x, values, out, rows, bins, n_values);
 }

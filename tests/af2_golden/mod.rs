@@ -8,8 +8,8 @@
 
 use ferrofold_engine::af2::config::ModelConfig;
 use ferrofold_engine::af2::features::load_processed_features;
-use ferrofold_engine::af2::model::AlphaFold;
-use ferrofold_io::weights::{load_npz, load_safetensors};
+use ferrofold_engine::af2::model::{AlphaFold, Prediction};
+use ferrofold_io::weights::{load_npz, load_safetensors, TensorStore};
 use ferrofold_kernels::{Backend, Tensor};
 use std::path::PathBuf;
 
@@ -27,19 +27,32 @@ fn max_dev(a: &Tensor, b: &Tensor) -> f32 {
     a.max_abs_diff(b)
 }
 
-/// Runs the model on `be` and checks every output against the JAX golden.
-pub fn model_1_ptm_matches_jax(be: &dyn Backend) {
+/// model_1_ptm's prediction on `be` with `recycles` recycling iterations.
+pub fn predict(be: &dyn Backend, recycles: usize) -> Prediction {
+    predict_with(be, recycles, |store| store)
+}
+
+/// The same with parameters changed by `change`.
+pub fn predict_with(
+    be: &dyn Backend,
+    recycles: usize,
+    change: impl FnOnce(TensorStore) -> TensorStore,
+) -> Prediction {
     let params = std::env::var("FERROFOLD_AF2_PARAMS")
         .expect("FERROFOLD_AF2_PARAMS: path to params_model_1_ptm.npz from make_params.py");
-    let store = load_npz(&params).expect("parameters");
+    let store = change(load_npz(&params).expect("parameters"));
     let model = AlphaFold::load(
         std::sync::Arc::new(store),
         ModelConfig::by_name("model_1_ptm").unwrap(),
     )
     .unwrap();
     let features = load_processed_features(&repo("tests/data/af2/model_features.npz")).unwrap();
-    let pred = model.predict(be, &features, 3).unwrap();
+    model.predict(be, &features, recycles).unwrap()
+}
 
+/// Runs the model on `be` and checks every output against the JAX golden.
+pub fn model_1_ptm_matches_jax(be: &dyn Backend) {
+    let pred = predict(be, 3);
     let golden = load_safetensors(repo("tests/data/af2/model_1_ptm_outputs.safetensors")).unwrap();
     let g = |k: &str| golden.root().get_any(k).unwrap().clone();
     let mask = g("final_atom_mask");

@@ -12,8 +12,8 @@
 
 use crate::common;
 use ferrofold_engine::igfold::antibody::{Antibody, CHAIN_IDS};
-use ferrofold_engine::igfold::ensemble::{atoms_with_oxygen, IgFold};
-use ferrofold_io::weights::load_safetensors;
+use ferrofold_engine::igfold::ensemble::{atoms_with_oxygen, IgFold, Prediction};
+use ferrofold_io::weights::{load_safetensors, TensorStore};
 use ferrofold_kernels::{Backend, Tensor};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -49,9 +49,14 @@ fn atom_dev(ours: &[[[f32; 3]; 5]], want: &Tensor) -> (f32, f32) {
     (d.iter().copied().fold(0.0, f32::max), rms)
 }
 
-/// Folds the golden's antibody on `be` and checks every member against the reference, no
-/// refined atom further than `refined_max` Å from it.
-pub fn check(name: &str, be: &dyn Backend, refined_max: f32) {
+/// A golden's antibody folded on a backend, with the golden and the chain lengths.
+pub struct Folded {
+    pub pred: Prediction,
+    pub golden: TensorStore,
+    pub lens: Vec<usize>,
+}
+
+pub fn fold_golden(name: &str, be: &dyn Backend) -> Folded {
     let golden = load_safetensors(common::repo_path(&format!(
         "tests/data/igfold_{name}.safetensors"
     )))
@@ -67,6 +72,13 @@ pub fn check(name: &str, be: &dyn Backend, refined_max: f32) {
     };
     let lens = ab.chain_lens();
     let pred = model().fold(be, &ab);
+    Folded { pred, golden, lens }
+}
+
+/// Folds the golden's antibody on `be` and checks every member against the reference, no
+/// refined atom further than `refined_max` Å from it.
+pub fn check(name: &str, be: &dyn Backend, refined_max: f32) {
+    let Folded { pred, golden, lens } = fold_golden(name, be);
     let root = golden.root();
     let g = |k: &str| root.get_any(k).unwrap_or_else(|e| panic!("{e}"));
     let mut ref_scores = Vec::new();

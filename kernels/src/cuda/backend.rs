@@ -1,10 +1,15 @@
-//! The CUDA backend: the op interface on a [`Device`], fp32 throughout. Each op's result
-//! stays on the device ([`Tensor::on_device`]) and each input it uploads is kept with its
-//! tensor, so consecutive ops, the residual adds between them ([`Backend::add_assign`]) and
-//! the weights never cross to the host again; host code that reads a result fetches it once.
-//! The module-sized ops (the attention module, the transition, the outer product mean, the
-//! triangle multiplicative update) keep their intermediates on the device. (bf16 storage is
-//! the next step of issue 5.)
+//! The CUDA backend: the op interface on a [`Device`]. Each op's result stays on the device
+//! ([`Tensor::on_device`]) and each input it uploads is kept with its tensor, so consecutive
+//! ops, the residual adds between them ([`Backend::add_assign`]) and the weights never cross to
+//! the host again; host code that reads a result fetches it once. The module-sized ops (the
+//! attention module, the transition, the outer product mean, the triangle multiplicative
+//! update) keep their intermediates on the device.
+//!
+//! Storage ([`CudaBackend::with_storage`]): activations and weights in fp32, or in bf16 (half
+//! the memory and traffic; GEMMs on bf16 tensor cores). Arithmetic is fp32 either way. The
+//! parameters kernels read beside the tensors (biases, norms, masks, lookup tables) stay fp32,
+//! and so do invariant point attention's weights and the confidence heads' expectations,
+//! whose inputs are small and whose outputs the structure module and the metrics read.
 //!
 //! Gated attention with key and value widths that differ or exceed 64 (no AF2 or IgFold
 //! module has them) runs on the CPU backend. A device failure (out of memory, a failed
@@ -16,7 +21,7 @@ use std::any::Any;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use super::device::{Arg, Device, DeviceError, Gemm};
+use super::device::{Arg, Device, DeviceError, Gemm, Storage};
 use super::sources::{
     AttentionArgs, AttentionKernel, Program, ELEMENTWISE, GATED_ATTENTION, LAYER_NORM,
     MASKED_SOFTMAX, POINT_ATTENTION,
@@ -54,6 +59,8 @@ pub struct CudaBackend<D: Device> {
     /// [`Backend::chunk_elements`], from the free memory at the start.
     chunk_elements: usize,
     attention: AttentionPath,
+    /// How ops store their results, and weights their uploads.
+    storage: Storage,
 }
 
 /// How the CUDA backend runs gated attention.
@@ -80,6 +87,7 @@ struct Resident<D: Device> {
     device: Arc<D>,
     buffer: D::Buffer,
     len: usize,
+    storage: Storage,
 }
 
 impl<D: Device> Deref for Resident<D> {
@@ -101,7 +109,8 @@ impl<D: Device> DeviceValues for Resident<D> {
     }
 
     fn download(&self) -> Vec<f32> {
-        ok(self.device.download(&self.buffer), "download")
+        let words = ok(self.device.download(&self.buffer), "download");
+        self.storage.unpack(words, self.len)
     }
 
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
@@ -141,7 +150,14 @@ impl<D: Device> CudaBackend<D> {
             outer_product_chunk: OUTER_PRODUCT_CHUNK_FLOATS,
             chunk_elements,
             attention: AttentionPath::default(),
+            storage: Storage::F32,
         }
+    }
+
+    /// How results and weights are stored ([`Storage::F32`] unless set).
+    pub fn with_storage(mut self, storage: Storage) -> Self {
+        self.storage = storage;
+        self
     }
 
     /// [`Backend::chunk_elements`] set by hand (else a sixteenth of the free memory at the
@@ -178,41 +194,124 @@ impl<D: Device> CudaBackend<D> {
         values.ok().filter(|r| Arc::ptr_eq(&r.device, &self.device))
     }
 
-    /// `t` on the device: its copy there, or an upload that the tensor keeps for later ops
-    /// (weights go up once).
+    /// `t` on the device in this backend's storage ([`Self::upload_in`]).
     fn upload(&self, t: &Tensor, op: &str) -> Arc<Resident<D>> {
+        self.upload_in(t, self.storage, op)
+    }
+
+    /// `t` on the device in fp32, for the parameters kernels read as fp32.
+    fn upload_f32(&self, t: &Tensor, op: &str) -> Arc<Resident<D>> {
+        self.upload_in(t, Storage::F32, op)
+    }
+
+    /// `t` on the device in `storage`: its copy there (converted on the device when stored
+    /// otherwise), or an upload that the tensor keeps for later ops (weights go up once).
+    fn upload_in(&self, t: &Tensor, storage: Storage, op: &str) -> Arc<Resident<D>> {
         if let Some(r) = self.resident(t) {
-            return r;
+            if r.storage == storage {
+                return r;
+            }
+            let buffer = self.convert(&r, storage, op);
+            return Arc::new(self.resident_of(buffer, r.len, storage));
         }
-        let r = Arc::new(Resident {
-            device: self.device.clone(),
-            buffer: ok(self.device.upload(t.data()), op),
-            len: t.len(),
-        });
+        let r = Arc::new(self.resident_of(
+            ok(self.device.upload(&storage.pack(t.data())), op),
+            t.len(),
+            storage,
+        ));
         t.keep_device_values(r.clone());
         r
     }
 
-    /// `t`'s values in a device buffer of the caller's own, to overwrite in place: its device
-    /// copy itself when nothing else holds it.
-    fn upload_owned(&self, t: Tensor, op: &str) -> D::Buffer {
-        let Some(r) = self.resident(&t) else {
-            return ok(self.device.upload(t.data()), op);
-        };
-        drop(t);
-        match Arc::try_unwrap(r) {
-            Ok(only) => only.buffer,
-            Err(shared) => ok(self.device.copy_range(&shared.buffer, 0..shared.len), op),
+    fn resident_of(&self, buffer: D::Buffer, len: usize, storage: Storage) -> Resident<D> {
+        Resident {
+            device: self.device.clone(),
+            buffer,
+            len,
+            storage,
         }
     }
 
-    fn device_zeros(&self, len: usize, op: &str) -> D::Buffer {
-        ok(self.device.zeros(len), op)
+    /// `r`'s values in a new buffer in `storage`.
+    fn convert(&self, r: &Resident<D>, storage: Storage, op: &str) -> D::Buffer {
+        let y = self.device_buffer_in(r.len, storage, op);
+        // The kernels of the storage other than fp32 (or fp32's copy).
+        let (kernel, on) = if r.storage == storage {
+            ("copy", storage)
+        } else if storage == Storage::F32 {
+            ("to_f32", r.storage)
+        } else {
+            ("from_f32", storage)
+        };
+        let args = [
+            self.ptr(Some(&r.buffer)),
+            self.ptr(Some(&y)),
+            Arg::I64(r.len as i64),
+        ];
+        self.launch_elements(&format!("{kernel}_{}", on.suffix()), r.len, &args);
+        y
     }
 
-    /// A buffer the caller's kernel or GEMM writes whole before it is read.
+    /// `t`'s values in a device buffer of the caller's own in `storage`, to overwrite in
+    /// place: its device copy itself when nothing else holds it.
+    fn upload_owned_in(&self, t: Tensor, storage: Storage, op: &str) -> D::Buffer {
+        let r = self.upload_in(&t, storage, op);
+        drop(t);
+        match Arc::try_unwrap(r) {
+            Ok(only) => only.buffer,
+            Err(shared) => self.convert(&shared, storage, op),
+        }
+    }
+
+    /// [`Self::upload_owned_in`] this backend's storage.
+    fn upload_owned(&self, t: Tensor, op: &str) -> D::Buffer {
+        self.upload_owned_in(t, self.storage, op)
+    }
+
+    fn device_zeros(&self, len: usize, op: &str) -> D::Buffer {
+        ok(self.device.zeros(self.storage.words(len)), op)
+    }
+
+    /// A buffer of `len` values in this backend's storage that the caller's kernel or GEMM
+    /// writes whole before it is read.
     fn device_buffer(&self, len: usize, op: &str) -> D::Buffer {
-        ok(self.device.uninit(len), op)
+        self.device_buffer_in(len, self.storage, op)
+    }
+
+    fn device_buffer_in(&self, len: usize, storage: Storage, op: &str) -> D::Buffer {
+        ok(self.device.uninit(storage.words(len)), op)
+    }
+
+    /// `kernel`'s entry for this backend's storage (`add` → `add_bf16`).
+    fn kernel(&self, kernel: &str) -> String {
+        format!("{kernel}_{}", self.storage.suffix())
+    }
+
+    /// `y = gemm(a, b)` ([`Gemm`]) over operands in this backend's storage.
+    fn gemm(&self, g: Gemm, a: &D::Buffer, b: &D::Buffer, c: &mut D::Buffer, op: &str) {
+        ok(self.device.gemm(&g.in_storage(self.storage), a, b, c), op)
+    }
+
+    /// `n` values from value `from.1` of buffer `from.0` to value `to.1` on of `to.0`, both in
+    /// `storage` (a kernel: a bf16 value may start mid-word).
+    fn copy_values(
+        &self,
+        from: (&D::Buffer, usize),
+        to: (&D::Buffer, usize),
+        n: usize,
+        storage: Storage,
+    ) {
+        let args = [
+            self.address_at(from.0, from.1, storage),
+            self.address_at(to.0, to.1, storage),
+            Arg::I64(n as i64),
+        ];
+        self.launch_elements(&format!("copy_{}", storage.suffix()), n, &args);
+    }
+
+    /// The address of value `offset` of a buffer in `storage`.
+    fn address_at(&self, buffer: &D::Buffer, offset: usize, storage: Storage) -> Arg {
+        Arg::Ptr(self.device.address(buffer) + (offset * storage.bytes()) as u64)
     }
 
     /// The output of a GEMM summing `k` products: written whole by the GEMM, or zeros when
@@ -225,15 +324,14 @@ impl<D: Device> CudaBackend<D> {
         }
     }
 
-    /// A result that stays on the device until host code reads it.
+    /// A result in this backend's storage that stays on the device until host code reads it.
     fn output(&self, buffer: D::Buffer, shape: &[usize]) -> Tensor {
+        self.output_in(buffer, shape, self.storage)
+    }
+
+    fn output_in(&self, buffer: D::Buffer, shape: &[usize], storage: Storage) -> Tensor {
         let len = shape.iter().product();
-        let values = Arc::new(Resident {
-            device: self.device.clone(),
-            buffer,
-            len,
-        });
-        Tensor::on_device(shape, values)
+        Tensor::on_device(shape, Arc::new(self.resident_of(buffer, len, storage)))
     }
 
     fn ptr(&self, buffer: Option<&D::Buffer>) -> Arg {
@@ -285,7 +383,7 @@ impl<D: Device> CudaBackend<D> {
         let mut y = self.gemm_output(rows * out, k, "linear");
         if rows > 0 && out > 0 && k > 0 {
             let g = Gemm::batched(1, rows, out, k, false, true);
-            ok(self.device.gemm(&g, x, &wb, &mut y), "linear");
+            self.gemm(g, x, &wb, &mut y, "linear");
         }
         if let Some(b) = b {
             assert_eq!(
@@ -294,14 +392,14 @@ impl<D: Device> CudaBackend<D> {
                 "linear: bias {:?} for {out} outputs",
                 b.shape()
             );
-            let bb = self.upload(b, "linear");
+            let bb = self.upload_f32(b, "linear");
             let args = [
                 self.ptr(Some(&y)),
                 self.ptr(Some(&bb)),
                 Arg::I64(rows as i64),
                 Arg::I32(as_i32(out, "width")),
             ];
-            self.launch_elements("bias_add_f32", rows * out, &args);
+            self.launch_elements(&self.kernel("bias_add"), rows * out, &args);
         }
         y
     }
@@ -320,8 +418,8 @@ impl<D: Device> CudaBackend<D> {
             norm.gamma.shape()
         );
         let (gamma, beta) = (
-            self.upload(norm.gamma, "layer_norm"),
-            self.upload(norm.beta, "layer_norm"),
+            self.upload_f32(norm.gamma, "layer_norm"),
+            self.upload_f32(norm.beta, "layer_norm"),
         );
         let y = self.device_buffer(rows * c, "layer_norm");
         let args = [
@@ -333,7 +431,7 @@ impl<D: Device> CudaBackend<D> {
             Arg::I32(as_i32(c, "width")),
             Arg::F32(norm.eps),
         ];
-        self.launch_rows(&LAYER_NORM, "layer_norm_f32", rows, &args);
+        self.launch_rows(&LAYER_NORM, &self.kernel("layer_norm"), rows, &args);
         y
     }
 
@@ -345,11 +443,18 @@ impl<D: Device> CudaBackend<D> {
             Activation::Sigmoid => 2,
         };
         let args = [self.ptr(Some(x)), Arg::I64(n as i64), Arg::I32(kind)];
-        self.launch_elements("activate_f32", n, &args);
+        self.launch_elements(&self.kernel("activate"), n, &args);
     }
 
-    /// `y[o, j, i, k] = x[o, i, j, k]` for `x` `[outer, d1, d2, inner]` on the device.
-    fn swap_axes_on(&self, x: &D::Buffer, y: &D::Buffer, [outer, d1, d2, inner]: [usize; 4]) {
+    /// `y[o, j, i, k] = x[o, i, j, k]` for `x` `[outer, d1, d2, inner]` on the device, both in
+    /// `storage`.
+    fn swap_axes_on(
+        &self,
+        x: &D::Buffer,
+        y: &D::Buffer,
+        [outer, d1, d2, inner]: [usize; 4],
+        storage: Storage,
+    ) {
         let args = [
             self.ptr(Some(x)),
             self.ptr(Some(y)),
@@ -358,7 +463,8 @@ impl<D: Device> CudaBackend<D> {
             Arg::I64(d2 as i64),
             Arg::I64(inner as i64),
         ];
-        self.launch_elements("swap_axes_f32", outer * d1 * d2 * inner, &args);
+        let kernel = format!("swap_axes_{}", storage.suffix());
+        self.launch_elements(&kernel, outer * d1 * d2 * inner, &args);
     }
 
     /// The gated side of a triangle update, channel-first `[H, P]`.
@@ -382,7 +488,7 @@ impl<D: Device> CudaBackend<D> {
             Arg::I64(positions as i64),
             Arg::I32(as_i32(h, "channels")),
         ];
-        self.launch_elements("gate_channel_first_f32", h * positions, &args);
+        self.launch_elements(&self.kernel("gate_channel_first"), h * positions, &args);
         side
     }
 
@@ -400,7 +506,7 @@ impl<D: Device> CudaBackend<D> {
         let AttentionSizes { b, h, nq, nk, d } = *sizes;
         let op = "gated_attention";
         let bias = bias.map(|t| self.upload(t, op));
-        let mask = mask.map(|t| self.upload(t, op));
+        let mask = mask.map(|t| self.upload_f32(t, op));
         if nk == 0 {
             return self.device_zeros(b * nq * h * d, op); // no keys: nothing to average
         }
@@ -421,10 +527,12 @@ impl<D: Device> CudaBackend<D> {
             out: address(Some(&out)),
             ..AttentionArgs::projection_layout(b, h, nq, nk, d, scale)
         };
-        let kind = match self.attention {
-            AttentionPath::TensorCoresTf32 => AttentionKernel::TensorCoresTf32,
-            AttentionPath::TensorCoresBf16 => AttentionKernel::TensorCoresBf16,
-            AttentionPath::Gemms | AttentionPath::Fused => AttentionKernel::F32,
+        // The tensor-core kernels take fp32 storage; bf16 storage has its own kernel.
+        let kind = match (self.storage, self.attention) {
+            (Storage::Bf16, _) => AttentionKernel::Bf16,
+            (Storage::F32, AttentionPath::TensorCoresTf32) => AttentionKernel::TensorCoresTf32,
+            (Storage::F32, AttentionPath::TensorCoresBf16) => AttentionKernel::TensorCoresBf16,
+            (Storage::F32, AttentionPath::Gemms | AttentionPath::Fused) => AttentionKernel::F32,
         };
         let kernel = kind.entry(d).expect("head width checked by AttentionSizes");
         let (block_queries, threads) = kind.block();
@@ -460,11 +568,10 @@ impl<D: Device> CudaBackend<D> {
         // [B, N, H, D] → [B, H, N, D]: each (row, head) a contiguous [N, D] matrix.
         let heads_first = |x: &D::Buffer, n: usize| {
             let y = self.device_buffer(b * h * n * d, op);
-            self.swap_axes_on(x, &y, [b, n, h, d]);
+            self.swap_axes_on(x, &y, [b, n, h, d], self.storage);
             y
         };
         let (qt, kt, vt) = (heads_first(q, nq), heads_first(k, nk), heads_first(v, nk));
-        let f32_bytes = std::mem::size_of::<f32>();
         let per_row = h * nq * nk;
         let rows = (self.chunk_elements / per_row).clamp(1, b);
         for b0 in (0..b).step_by(rows) {
@@ -475,13 +582,12 @@ impl<D: Device> CudaBackend<D> {
                 offset_b: b0 * h * nk * d,
                 ..Gemm::batched(c * h, nq, nk, d, false, true)
             };
-            ok(self.device.gemm(&g, &qt, &kt, &mut logits), op);
-            let mask_rows =
-                mask.map_or(0, |m| self.device.address(m) + (b0 * nk * f32_bytes) as u64);
+            self.gemm(g, &qt, &kt, &mut logits, op);
+            let mask_rows = mask.map_or(Arg::Ptr(0), |m| self.address_at(m, b0 * nk, Storage::F32));
             let args = [
                 self.ptr(Some(&logits)),
                 self.ptr(bias),
-                Arg::Ptr(mask_rows),
+                mask_rows,
                 self.ptr(Some(&logits)),
                 Arg::I32(as_i32(c, "batch")),
                 Arg::I32(as_i32(h, "heads")),
@@ -489,28 +595,33 @@ impl<D: Device> CudaBackend<D> {
                 Arg::I32(as_i32(nk, "keys")),
                 Arg::F32(scale),
             ];
-            self.launch_rows(&MASKED_SOFTMAX, "masked_softmax_f32", c * h * nq, &args);
+            self.launch_rows(
+                &MASKED_SOFTMAX,
+                &self.kernel("masked_softmax"),
+                c * h * nq,
+                &args,
+            );
             let mut heads_out = self.device_buffer(c * h * nq * d, op); // [c, H, Q, D]
             let g = Gemm {
                 offset_b: b0 * h * nk * d,
                 ..Gemm::batched(c * h, nq, d, nk, false, false)
             };
-            ok(self.device.gemm(&g, &logits, &vt, &mut heads_out), op);
+            self.gemm(g, &logits, &vt, &mut heads_out, op);
             // [c, H, Q, D] → rows b0.. of out [B, Q, H, D]
             let args = [
                 self.ptr(Some(&heads_out)),
-                Arg::Ptr(self.device.address(out) + (b0 * nq * h * d * f32_bytes) as u64),
+                self.address_at(out, b0 * nq * h * d, self.storage),
                 Arg::I64(c as i64),
                 Arg::I64(h as i64),
                 Arg::I64(nq as i64),
                 Arg::I64(d as i64),
             ];
-            self.launch_elements("swap_axes_f32", c * h * nq * d, &args);
+            self.launch_elements(&self.kernel("swap_axes"), c * h * nq * d, &args);
         }
         if let Some(g) = gate {
             let n = b * nq * h * d;
             let args = [self.ptr(Some(out)), self.ptr(Some(g)), Arg::I64(n as i64)];
-            self.launch_elements("sigmoid_gate_f32", n, &args);
+            self.launch_elements(&self.kernel("sigmoid_gate"), n, &args);
         }
     }
 }
@@ -573,7 +684,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         let mut c = self.gemm_output(ba * m * n, k, "batched_matmul");
         if ba * m * n * k > 0 {
             let g = Gemm::batched(ba, m, n, k, a.trans, b.trans);
-            ok(self.device.gemm(&g, &ab, &bbuf, &mut c), "batched_matmul");
+            self.gemm(g, &ab, &bbuf, &mut c, "batched_matmul");
         }
         self.output(c, &[ba, m, n])
     }
@@ -608,7 +719,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         let op = "masked_softmax";
         let xb = self.upload_owned(std::mem::replace(x, Tensor::zeros(&[0])), op);
         let bias_b = bias.map(|t| self.upload(t, op));
-        let mask_b = mask.map(|t| self.upload(t, op));
+        let mask_b = mask.map(|t| self.upload_f32(t, op));
         let args = [
             self.ptr(Some(&xb)),
             self.ptr(buffer(&bias_b)),
@@ -620,7 +731,12 @@ impl<D: Device> Backend for CudaBackend<D> {
             Arg::I32(as_i32(k, "keys")),
             Arg::F32(scale),
         ];
-        self.launch_rows(&MASKED_SOFTMAX, "masked_softmax_f32", b * h * q, &args);
+        self.launch_rows(
+            &MASKED_SOFTMAX,
+            &self.kernel("masked_softmax"),
+            b * h * q,
+            &args,
+        );
         *x = self.output(xb, &s);
     }
 
@@ -636,7 +752,7 @@ impl<D: Device> Backend for CudaBackend<D> {
             Arg::I64(l as i64),
             Arg::I32(as_i32(c, "channels")),
         ];
-        self.launch_elements("outer_sum_f32", l * l * c, &args);
+        self.launch_elements(&self.kernel("outer_sum"), l * l * c, &args);
         self.output(out, &[l, l, c])
     }
 
@@ -644,8 +760,8 @@ impl<D: Device> Backend for CudaBackend<D> {
         let (n, v) = softmax_expectations_dims(logits, values);
         let op = "softmax_expectations";
         let rows = logits.rows();
-        let (lb, vb) = (self.upload(logits, op), self.upload(values, op));
-        let out = self.device_buffer(rows * v, op);
+        let (lb, vb) = (self.upload(logits, op), self.upload_f32(values, op));
+        let out = self.device_buffer_in(rows * v, Storage::F32, op);
         let args = [
             self.ptr(Some(&lb)),
             self.ptr(Some(&vb)),
@@ -654,10 +770,11 @@ impl<D: Device> Backend for CudaBackend<D> {
             Arg::I32(as_i32(n, "bins")),
             Arg::I32(as_i32(v, "value rows")),
         ];
-        self.launch_rows(&MASKED_SOFTMAX, "softmax_expectations_f32", rows, &args);
+        let kernel = self.kernel("softmax_expectations");
+        self.launch_rows(&MASKED_SOFTMAX, &kernel, rows, &args);
         let mut shape = logits.shape().to_vec();
         *shape.last_mut().expect("logits have a last axis") = v;
-        self.output(out, &shape)
+        self.output_in(out, &shape, Storage::F32)
     }
 
     fn broadcast_sigmoid_gate(&self, gate: &mut Tensor, values: &Tensor) {
@@ -673,14 +790,14 @@ impl<D: Device> Backend for CudaBackend<D> {
             Arg::I64(n as i64),
             Arg::I32(as_i32(c, "channels")),
         ];
-        self.launch_elements("broadcast_sigmoid_gate_f32", b * n * c, &args);
+        self.launch_elements(&self.kernel("broadcast_sigmoid_gate"), b * n * c, &args);
         *gate = self.output(gb, &shape);
     }
 
     fn one_hot_linear(&self, classes: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
         let (_, c) = one_hot_linear_dims(w, b);
         let op = "one_hot_linear";
-        let [cb, wb, bb] = [classes, w, b].map(|t| self.upload(t, op));
+        let [cb, wb, bb] = [classes, w, b].map(|t| self.upload_f32(t, op));
         let positions = classes.len();
         let out = self.device_buffer(positions * c, op);
         let args = [
@@ -691,7 +808,7 @@ impl<D: Device> Backend for CudaBackend<D> {
             Arg::I64(positions as i64),
             Arg::I32(as_i32(c, "channels")),
         ];
-        self.launch_elements("one_hot_linear_f32", positions * c, &args);
+        self.launch_elements(&self.kernel("one_hot_linear"), positions * c, &args);
         let mut shape = classes.shape().to_vec();
         shape.push(c);
         self.output(out, &shape)
@@ -701,10 +818,11 @@ impl<D: Device> Backend for CudaBackend<D> {
         let (h, n, coords) = a.dims(x);
         let op = "point_attention_weights";
         let s = x.shape().to_vec();
-        let xb = self.upload_owned(std::mem::replace(x, Tensor::zeros(&[0])), op);
+        let taken = std::mem::replace(x, Tensor::zeros(&[0]));
+        let xb = self.upload_owned_in(taken, Storage::F32, op);
         let [qp, kp, w, bias] =
-            [a.q_points, a.k_points, a.point_weights, a.pair_bias].map(|t| self.upload(t, op));
-        let mask = a.mask.map(|t| self.upload(t, op));
+            [a.q_points, a.k_points, a.point_weights, a.pair_bias].map(|t| self.upload_f32(t, op));
+        let mask = a.mask.map(|t| self.upload_f32(t, op));
         let (mask_value, fill) = match a.masking {
             PairMasking::Shift(v) => (v, 0),
             PairMasking::Fill(v) => (v, 1),
@@ -725,7 +843,7 @@ impl<D: Device> Backend for CudaBackend<D> {
             Arg::I32(fill),
         ];
         self.launch_rows(&POINT_ATTENTION, "point_attention_f32", h * n, &args);
-        *x = self.output(xb, &s);
+        *x = self.output_in(xb, &s, Storage::F32);
     }
 
     fn activate(&self, x: &mut Tensor, f: Activation) {
@@ -746,7 +864,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         let yb = self.upload(y, op);
         let n = y.len();
         let args = [self.ptr(Some(&xb)), self.ptr(Some(&yb)), Arg::I64(n as i64)];
-        self.launch_elements("add_f32", n, &args);
+        self.launch_elements(&self.kernel("add"), n, &args);
         *x = self.output(xb, &shape);
     }
 
@@ -756,9 +874,10 @@ impl<D: Device> Backend for CudaBackend<D> {
         };
         let s = x.shape();
         assert_eq!(s.len(), 3, "swap_leading_axes: {s:?} is not [A, B, C]");
-        let y = self.device_buffer(x.len(), "swap_leading_axes");
-        self.swap_axes_on(&xb, &y, [1, s[0], s[1], s[2]]);
-        self.output(y, &[s[1], s[0], s[2]])
+        // In the values' own storage: a mask stays fp32.
+        let y = self.device_buffer_in(x.len(), xb.storage, "swap_leading_axes");
+        self.swap_axes_on(&xb, &y, [1, s[0], s[1], s[2]], xb.storage);
+        self.output_in(y, &[s[1], s[0], s[2]], xb.storage)
     }
 
     fn zeros(&self, shape: &[usize]) -> Tensor {
@@ -772,12 +891,12 @@ impl<D: Device> Backend for CudaBackend<D> {
             return x.slice_rows(range); // on the host, or all of it (a clone, wherever it is)
         };
         let per = x.len() / x.dim(0).max(1);
-        let values = self
-            .device
-            .copy_range(&xb, range.start * per..range.end * per);
+        let n = range.len() * per;
+        let values = self.device_buffer_in(n, xb.storage, "slice_rows");
+        self.copy_values((&xb, range.start * per), (&values, 0), n, xb.storage);
         let mut shape = x.shape().to_vec();
         shape[0] = range.len();
-        self.output(ok(values, "slice_rows"), &shape)
+        self.output_in(values, &shape, xb.storage)
     }
 
     fn write_rows(&self, out: &mut Tensor, start: usize, part: &Tensor) {
@@ -786,9 +905,9 @@ impl<D: Device> Backend for CudaBackend<D> {
         }
         let op = "write_rows";
         let (shape, rows) = (out.shape().to_vec(), out.rows_for(start, part));
-        let mut ob = self.upload_owned(std::mem::replace(out, Tensor::zeros(&[0])), op);
+        let ob = self.upload_owned(std::mem::replace(out, Tensor::zeros(&[0])), op);
         let pb = self.upload(part, op);
-        ok(self.device.write_at(&mut ob, rows.start, &pb), op);
+        self.copy_values((&pb, 0), (&ob, rows.start), rows.len(), self.storage);
         *out = self.output(ob, &shape);
     }
 
@@ -915,7 +1034,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         let op = "outer_product_mean";
         let rows = s * l;
         let xn = self.layer_norm_on(&self.upload(msa, op), rows, c_m, &p.input_norm);
-        let mb = self.upload(mask, op); // [S, L]
+        let mb = self.upload_f32(mask, op); // [S, L]
         let left = self.linear_on(&xn, rows, p.left.w, Some(p.left.b)); // [S, L, c]
         let right = self.linear_on(&xn, rows, p.right.w, Some(p.right.b)); // [S, L, c]
         for side in [&left, &right] {
@@ -925,13 +1044,18 @@ impl<D: Device> Backend for CudaBackend<D> {
                 Arg::I64(rows as i64),
                 Arg::I32(as_i32(c, "channels")),
             ];
-            self.launch_elements("scale_rows_f32", rows * c, &args);
+            self.launch_elements(&self.kernel("scale_rows"), rows * c, &args);
         }
         let by_residue = self.device_buffer(rows * c, op); // [L, S, c]
-        self.swap_axes_on(&left, &by_residue, [1, s, l, c]);
+        self.swap_axes_on(&left, &by_residue, [1, s, l, c], self.storage);
         drop(left);
-        // norm[i, j] = sum_s mask[s, i] mask[s, j]
-        let mut norm = self.gemm_output(l * l, s, op); // [L, L]
+        // norm[i, j] = sum_s mask[s, i] mask[s, j], in fp32 (counts beyond 256 are not
+        // bf16 values)
+        let mut norm = if s > 0 {
+            self.device_buffer_in(l * l, Storage::F32, op)
+        } else {
+            ok(self.device.zeros(l * l), op)
+        }; // [L, L]
         if l * s > 0 {
             let g = Gemm::batched(1, l, l, s, true, false);
             ok(self.device.gemm(&g, &mb, &mb, &mut norm), op);
@@ -939,7 +1063,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         // Residue rows in chunks, each one's [rows, c, L, c] outer products at a time.
         let per_chunk = (self.outer_product_chunk / (l * c * c).max(1)).clamp(1, l.max(1));
         // The chunks' rows stacked on the device (one chunk is the output itself).
-        let mut out = (per_chunk < l).then(|| self.device_buffer(l * l * c_z, op)); // [L, L, c_z]
+        let out = (per_chunk < l).then(|| self.device_buffer(l * l * c_z, op)); // [L, L, c_z]
         for i0 in (0..l).step_by(per_chunk) {
             let ci = per_chunk.min(l - i0);
             // outer[i, a, j, b] = sum_s left[s, i, a] right[s, j, b]
@@ -951,23 +1075,24 @@ impl<D: Device> Backend for CudaBackend<D> {
                     offset_a: i0 * s * c,
                     ..Gemm::batched(ci, c, l * c, s, true, false)
                 };
-                ok(self.device.gemm(&g, &by_residue, &right, &mut outer), op);
+                self.gemm(g, &by_residue, &right, &mut outer, op);
             }
             let pairs = self.device_buffer(ci * l * c * c, op); // [ci, L, c, c]
-            self.swap_axes_on(&outer, &pairs, [ci, c, l, c]);
+            self.swap_axes_on(&outer, &pairs, [ci, c, l, c], self.storage);
             drop(outer);
             let o = self.linear_on(&pairs, ci * l, p.output.w, Some(p.output.b)); // [ci * L, c_z]
-            let row_bytes = (i0 * l * std::mem::size_of::<f32>()) as u64;
             let args = [
                 self.ptr(Some(&o)),
-                Arg::Ptr(self.device.address(&norm) + row_bytes),
+                self.address_at(&norm, i0 * l, Storage::F32),
                 Arg::I64((ci * l) as i64),
                 Arg::I32(as_i32(c_z, "channels")),
                 Arg::F32(OUTER_PRODUCT_NORM_EPS),
             ];
-            self.launch_elements("divide_rows_f32", ci * l * c_z, &args);
-            match out.as_mut() {
-                Some(out) => ok(self.device.write_at(out, i0 * l * c_z, &o), op),
+            self.launch_elements(&self.kernel("divide_rows"), ci * l * c_z, &args);
+            match out.as_ref() {
+                Some(out) => {
+                    self.copy_values((&o, 0), (out, i0 * l * c_z), ci * l * c_z, self.storage)
+                }
                 None => return Some(self.output(o, &[l, l, c_z])),
             }
         }
@@ -995,7 +1120,7 @@ impl<D: Device> Backend for CudaBackend<D> {
         check_triangle_shapes(p, c, h);
         let op = "triangle_multiplication";
         let zn = self.layer_norm_on(&self.upload(z, op), positions, c, &p.input_norm);
-        let mask_b = mask.map(|m| self.upload(m, op));
+        let mask_b = mask.map(|m| self.upload_f32(m, op));
         let left = self.gated_side(&zn, positions, &p.left_proj, &p.left_gate, buffer(&mask_b));
         let right = self.gated_side(
             &zn,
@@ -1016,7 +1141,7 @@ impl<D: Device> Backend for CudaBackend<D> {
                     (Gemm::batched(h, l, l, l, true, false), &right, &left)
                 }
             };
-            ok(self.device.gemm(&g, first, second, &mut product), op);
+            self.gemm(g, first, second, &mut product, op);
         }
         let channel_last = self.device_buffer(positions * h, op); // [L, L, H]
         let args = [
@@ -1025,7 +1150,7 @@ impl<D: Device> Backend for CudaBackend<D> {
             Arg::I64(positions as i64),
             Arg::I32(as_i32(h, "channels")),
         ];
-        self.launch_elements("channel_last_f32", positions * h, &args);
+        self.launch_elements(&self.kernel("channel_last"), positions * h, &args);
         let centred = self.layer_norm_on(&channel_last, positions, h, &p.center_norm);
         let out = self.linear_on(&centred, positions, p.output_proj.w, Some(p.output_proj.b)); // [L, L, C]
         let gate = self.linear_on(&zn, positions, p.output_gate.w, Some(p.output_gate.b));
@@ -1034,7 +1159,7 @@ impl<D: Device> Backend for CudaBackend<D> {
             self.ptr(Some(&gate)),
             Arg::I64((positions * c) as i64),
         ];
-        self.launch_elements("sigmoid_gate_f32", positions * c, &args);
+        self.launch_elements(&self.kernel("sigmoid_gate"), positions * c, &args);
         self.output(out, &s)
     }
 }

@@ -139,23 +139,6 @@ impl Device for DryRunDevice {
         Ok(vec![0.0; buffer.len])
     }
 
-    fn copy_range(
-        &self,
-        _buffer: &DryRunBuffer,
-        range: std::ops::Range<usize>,
-    ) -> Result<DryRunBuffer, DeviceError> {
-        self.allocate(range.len())
-    }
-
-    fn write_at(
-        &self,
-        _dst: &mut DryRunBuffer,
-        _offset: usize,
-        _src: &DryRunBuffer,
-    ) -> Result<(), DeviceError> {
-        Ok(())
-    }
-
     fn free_memory(&self) -> Option<usize> {
         Some(self.free)
     }

@@ -20,7 +20,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
-use super::device::{Arg, Device, DeviceError, Gemm};
+use super::device::{Arg, Device, DeviceError, Gemm, Storage};
 use super::nvrtc::{self, Output, Target};
 use super::probe::{cuda_device, DeviceInfo};
 use super::sources::Program;
@@ -50,9 +50,10 @@ pub struct CudaDevice {
     precision: GemmPrecision,
 }
 
-/// How cuBLAS multiplies: fp32 storage and fp32 sums always, the products' inputs rounded to
+/// How cuBLAS multiplies fp32 operands: fp32 sums always, the products' inputs rounded to
 /// TF32 (10-bit mantissas, JAX's default for fp32 on NVIDIA GPUs) or bf16 (8 bits) on tensor
-/// cores, or not rounded (`Fp32`, plain SGEMM).
+/// cores, or not rounded (`Fp32`, plain SGEMM). bf16 operands ([`Storage::Bf16`]) always run
+/// on bf16 tensor cores with fp32 sums.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GemmPrecision {
     #[default]
@@ -263,37 +264,6 @@ impl Device for CudaDevice {
         Ok(values)
     }
 
-    fn copy_range(
-        &self,
-        buffer: &GpuBuffer,
-        range: std::ops::Range<usize>,
-    ) -> Result<GpuBuffer, DeviceError> {
-        if range.is_empty() {
-            return self.zeros(0);
-        }
-        let len = range.len();
-        let slice = self
-            .stream
-            .clone_dtod(&buffer.slice.slice(range))
-            .map_err(driver)?;
-        Ok(GpuBuffer { slice, len })
-    }
-
-    fn write_at(
-        &self,
-        dst: &mut GpuBuffer,
-        offset: usize,
-        src: &GpuBuffer,
-    ) -> Result<(), DeviceError> {
-        if src.len == 0 {
-            return Ok(());
-        }
-        let mut view = dst.slice.slice_mut(offset..offset + src.len);
-        self.stream
-            .memcpy_dtod(&src.slice.slice(..src.len), &mut view)
-            .map_err(driver)
-    }
-
     fn free_memory(&self) -> Option<usize> {
         self.context.bind_to_thread().ok()?;
         cudarc::driver::result::mem_get_info()
@@ -379,14 +349,20 @@ impl Device for CudaDevice {
             stride_c: (g.m * g.n) as i64,
         };
         let since = Instant::now();
-        let compute = match self.precision {
-            GemmPrecision::Fp32 => None,
-            GemmPrecision::Tf32 => Some(cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32),
-            GemmPrecision::Bf16 => Some(cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_16BF),
+        // bf16 operands: bf16 tensor-core products summed in fp32; fp32 ones as `precision`.
+        let compute = match (g.storage, self.precision) {
+            (Storage::Bf16, _) => Some(cublasComputeType_t::CUBLAS_COMPUTE_32F),
+            (Storage::F32, GemmPrecision::Fp32) => None,
+            (Storage::F32, GemmPrecision::Tf32) => {
+                Some(cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32)
+            }
+            (Storage::F32, GemmPrecision::Bf16) => {
+                Some(cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_16BF)
+            }
         };
         if let Some(compute) = compute {
             let at = |buffer: &GpuBuffer, offset: usize| {
-                (self.address(buffer) + (offset * std::mem::size_of::<f32>()) as u64) as *mut c_void
+                (self.address(buffer) + (offset * g.storage.bytes()) as u64) as *mut c_void
             };
             let GemmConfig {
                 transa,
@@ -400,8 +376,11 @@ impl Device for CudaDevice {
                 beta,
                 ldc,
             } = config.gemm;
-            let f32_type = cudaDataType::CUDA_R_32F;
-            // SAFETY: as the SGEMM below: the same operands, strides and sizes, in fp32.
+            let data_type = match g.storage {
+                Storage::F32 => cudaDataType::CUDA_R_32F,
+                Storage::Bf16 => cudaDataType::CUDA_R_16BF,
+            };
+            // SAFETY: as the SGEMM below: the same operands, strides and sizes, in `storage`.
             let status = unsafe {
                 cublasGemmStridedBatchedEx(
                     *self.blas.handle(),
@@ -412,16 +391,16 @@ impl Device for CudaDevice {
                     k,
                     (&alpha as *const f32).cast(),
                     at(b, g.offset_b),
-                    f32_type,
+                    data_type,
                     lda,
                     config.stride_a,
                     at(a, g.offset_a),
-                    f32_type,
+                    data_type,
                     ldb,
                     config.stride_b,
                     (&beta as *const f32).cast(),
                     at(c, 0),
-                    f32_type,
+                    data_type,
                     ldc,
                     config.stride_c,
                     config.batch_size,

@@ -20,7 +20,7 @@ pub mod probe;
 pub mod sources;
 
 pub use backend::{AttentionPath, CudaBackend};
-pub use device::{Arg, Device, DeviceError, Gemm};
+pub use device::{bf16_at, Arg, Device, DeviceError, Gemm, Storage};
 pub use dry_run::{DryRunBuffer, DryRunDevice, Traffic};
 pub use gpu::{CudaDevice, GemmPrecision, GpuBuffer};
 pub use probe::{cuda_available, cuda_device, driver_library_present, DeviceInfo, NoDevice};

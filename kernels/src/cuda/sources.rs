@@ -39,7 +39,8 @@ pub const MASKED_SOFTMAX: Program = program!(
     [
         "masked_softmax_f32",
         "masked_softmax_bf16",
-        "softmax_expectations_f32"
+        "softmax_expectations_f32",
+        "softmax_expectations_bf16",
     ]
 );
 
@@ -66,24 +67,54 @@ pub const GATED_ATTENTION: Program = program!(
 /// scalar logits, one warp per row.
 pub const POINT_ATTENTION: Program = program!("point_attention", ["point_attention_f32"]);
 
-/// Element-wise fp32 kernels: linear bias, activations, global attention's gate, the triangle
-/// update's gating and channel layouts, the outer product mean's masking, axis swap and
-/// normalisation, and the pair embeddings' outer sum and one-hot lookup.
-pub const ELEMENTWISE: Program = program!(
+/// A program whose `.cu` file is written once over the storage type `FF_T` and compiled for
+/// both: `FF_T = float` with kernels named `k_f32` (`FF_NAME(k)`), then `FF_T = bf16_t` with
+/// `k_bf16`. `$kernel` lists the stems.
+macro_rules! storage_program {
+    ($name:literal, [$($kernel:literal),+ $(,)?]) => {
+        Program {
+            name: $name,
+            source: concat!(
+                include_str!("../../cuda/common.cuh"),
+                "\n#define FF_CAT_(a, b) a##_##b\n#define FF_CAT(a, b) FF_CAT_(a, b)\n",
+                "#define FF_NAME(k) FF_CAT(k, FF_SUFFIX)\n",
+                "#define FF_T float\n#define FF_SUFFIX f32\n#line 1 \"",
+                $name,
+                ".cu\"\n",
+                include_str!(concat!("../../cuda/", $name, ".cu")),
+                "\n#undef FF_T\n#undef FF_SUFFIX\n#define FF_T bf16_t\n#define FF_SUFFIX bf16\n",
+                "#line 1 \"",
+                $name,
+                ".cu\"\n",
+                include_str!(concat!("../../cuda/", $name, ".cu"))
+            ),
+            kernels: &[$(concat!($kernel, "_f32"), concat!($kernel, "_bf16")),+],
+        }
+    };
+}
+
+/// Element-wise kernels over fp32 or bf16 storage: residual add, linear bias, activations,
+/// global attention's gate, the triangle update's gating and channel layouts, the outer product
+/// mean's masking, axis swap and normalisation, the pair embeddings' outer sum and one-hot
+/// lookup, and conversions and copies between storages.
+pub const ELEMENTWISE: Program = storage_program!(
     "elementwise",
     [
-        "add_f32",
-        "bias_add_f32",
-        "activate_f32",
-        "gate_channel_first_f32",
-        "channel_last_f32",
-        "sigmoid_gate_f32",
-        "broadcast_sigmoid_gate_f32",
-        "scale_rows_f32",
-        "swap_axes_f32",
-        "divide_rows_f32",
-        "outer_sum_f32",
-        "one_hot_linear_f32",
+        "add",
+        "bias_add",
+        "activate",
+        "gate_channel_first",
+        "channel_last",
+        "sigmoid_gate",
+        "broadcast_sigmoid_gate",
+        "scale_rows",
+        "swap_axes",
+        "divide_rows",
+        "outer_sum",
+        "one_hot_linear",
+        "from_f32",
+        "to_f32",
+        "copy",
     ]
 );
 
@@ -251,8 +282,15 @@ mod tests {
     fn every_listed_kernel_is_defined_in_its_source() {
         for p in PROGRAMS {
             for k in p.kernels {
+                // A storage program's kernels are named through FF_NAME(stem).
+                let stem = k
+                    .strip_suffix("_f32")
+                    .or(k.strip_suffix("_bf16"))
+                    .unwrap_or(k);
                 assert!(
-                    p.source.contains(&format!("({k},")) || p.source.contains(&format!(" {k}(")),
+                    p.source.contains(&format!("({k},"))
+                        || p.source.contains(&format!(" {k}("))
+                        || p.source.contains(&format!("FF_NAME({stem})(")),
                     "{k} not found in {}.cu",
                     p.name
                 );

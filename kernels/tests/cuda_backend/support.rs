@@ -82,12 +82,26 @@ pub fn storage(bf16: bool) -> (&'static str, f32) {
     }
 }
 
+/// Every `|got - want|` within `tolerance` of `max(|want|, 1)`.
 pub fn assert_close(got: &[f32], want: &[f32], tolerance: f32, what: &str) {
+    assert_close_above(got, want, tolerance, 1.0, what);
+}
+
+/// Every `|got - want|` within `tolerance` of `max(|want|, rms(want), 1)`: for results of
+/// several ops in bf16 storage, whose rounding errors scale with the tensor's values, not with
+/// each output (a sum that cancels to near 0 keeps its terms' errors).
+pub fn assert_close_to_scale(got: &[f32], want: &[f32], tolerance: f32, what: &str) {
+    let squares: f64 = want.iter().map(|&w| (w as f64) * (w as f64)).sum();
+    let rms = (squares / want.len().max(1) as f64).sqrt() as f32;
+    assert_close_above(got, want, tolerance, rms.max(1.0), what);
+}
+
+fn assert_close_above(got: &[f32], want: &[f32], tolerance: f32, floor: f32, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     let (worst, at) = got
         .iter()
         .zip(want)
-        .map(|(g, w)| (g - w).abs() / w.abs().max(1.0))
+        .map(|(g, w)| (g - w).abs() / w.abs().max(floor))
         .enumerate()
         .fold((0.0f32, 0), |(m, i), (j, e)| {
             if e > m || e.is_nan() {

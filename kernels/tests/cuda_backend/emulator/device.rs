@@ -4,7 +4,7 @@
 use std::ffi::c_void;
 
 use ferrofold_kernels::cuda::sources::Program;
-use ferrofold_kernels::cuda::{Arg, Device, DeviceError, Gemm};
+use ferrofold_kernels::cuda::{bf16_at, Arg, Device, DeviceError, Gemm, Storage};
 use ferrofold_kernels::{Backend, CpuBackend, MatView, Tensor};
 
 use super::{emulated, param};
@@ -91,26 +91,6 @@ impl Device for EmulatedDevice {
         Ok(buffer.values().to_vec())
     }
 
-    fn copy_range(
-        &self,
-        buffer: &HostBuffer,
-        range: std::ops::Range<usize>,
-    ) -> Result<HostBuffer, DeviceError> {
-        Ok(HostBuffer::new(buffer.values()[range].to_vec()))
-    }
-
-    fn write_at(
-        &self,
-        dst: &mut HostBuffer,
-        offset: usize,
-        src: &HostBuffer,
-    ) -> Result<(), DeviceError> {
-        // SAFETY: `dst` holds `len` floats and the `&mut` is the only reference to it.
-        let dst = unsafe { std::slice::from_raw_parts_mut(dst.ptr, dst.len) };
-        dst[offset..offset + src.len].copy_from_slice(src.values());
-        Ok(())
-    }
-
     /// Unknown: the backend keeps the CPU's chunk sizes, so chunking is exercised too.
     fn free_memory(&self) -> Option<usize> {
         None
@@ -151,13 +131,19 @@ impl Device for EmulatedDevice {
         b: &HostBuffer,
         c: &mut HostBuffer,
     ) -> Result<(), DeviceError> {
-        // Each operand as the CPU backend's [batch, rows, cols] (a shared one copied per batch).
+        // Each operand as the CPU backend's [batch, rows, cols] (a shared one copied per batch),
+        // bf16 values widened to fp32 (exactly), as the tensor cores read them.
+        let value = |words: &[f32], i: usize| match g.storage {
+            Storage::F32 => words[i],
+            Storage::Bf16 => bf16_at(words, i),
+        };
         let stack =
             |buffer: &HostBuffer, offset: usize, stride: usize, rows: usize, cols: usize| {
-                let values = &buffer.values()[offset..];
+                let words = buffer.values();
                 let mut data = Vec::with_capacity(g.batch * rows * cols);
                 for i in 0..g.batch {
-                    data.extend_from_slice(&values[i * stride..i * stride + rows * cols]);
+                    let start = offset + i * stride;
+                    data.extend((start..start + rows * cols).map(|j| value(words, j)));
                 }
                 Tensor::new(&[g.batch, rows, cols], data).expect("sizes from the GEMM")
             };
@@ -171,7 +157,8 @@ impl Device for EmulatedDevice {
         let product = CpuBackend.batched_matmul(view(&at, g.trans_a), view(&bt, g.trans_b));
         // SAFETY: as `values`, and no other reference to `c` exists while this one lives.
         let c = unsafe { std::slice::from_raw_parts_mut(c.ptr, c.len) };
-        c[..product.len()].copy_from_slice(product.data());
+        let words = g.storage.pack(product.data());
+        c[..words.len()].copy_from_slice(&words);
         Ok(())
     }
 }
