@@ -9,17 +9,18 @@
 # `run` (each step's output goes to the report, with a time limit; a failing step does not stop
 # the others):
 #   1. every kernel compiled by NVRTC for the device's architecture, with registers and spills;
-#   2. every op of the CUDA backend against the CPU backend on GPU 0 (FERROFOLD_REQUIRE_GPU=1:
-#      no GPU is a failure);
+#   2. every op of the CUDA backend against the CPU backend on GPU 0, in fp32 and in bf16
+#      storage (FERROFOLD_REQUIRE_GPU=1: no GPU is a failure);
 #   3. the random model_1_ptm parameters made with numpy alone (make_params.py --shapes-from:
 #      the same values as tools/test.sh makes), then AF2 model_1_ptm on GPU 0 against the JAX
-#      golden (tests/af2_cuda.rs);
+#      golden, and in bf16 storage against the CPU (tests/af2_cuda.rs);
 #   4. the fused ops timed on the CPU and the GPU (kernels/examples/gpu_ops.rs), one AF2
 #      iteration at L=256 with FERROFOLD_CUDA_PROFILE=1 and FERROFOLD_PROFILE=1 (time in
 #      copies, kernels and GEMMs, and per op), and L=256 predicted on the GPU in fp32, tf32,
-#      tf32 with FERROFOLD_CUDA_ATTENTION=tf32-tensor-cores, bf16, and bf16 with
-#      FERROFOLD_CUDA_ATTENTION=bf16-tensor-cores, and on the CPU, each compared
-#      with the GPU's fp32 (benches/compare_predictions.py);
+#      tf32 with FERROFOLD_CUDA_ATTENTION=tf32-tensor-cores, bf16 (bf16 storage), and bf16 with
+#      FERROFOLD_CUDA_ATTENTION=bf16-tensor-cores (bf16 storage takes the fused bf16-storage
+#      kernel there), and on the CPU, each compared with the GPU's fp32
+#      (benches/compare_predictions.py);
 #   5. AF2 model_1_ptm, single sequence, 4 iterations, ferrofold on the GPU (each of
 #      GPU_CHECK_PRECISIONS, default "fp32 tf32 tf32tc bf16 bf16tc"; tf32tc is tf32 with
 #      FERROFOLD_CUDA_ATTENTION=tf32-tensor-cores, bf16tc bf16 with bf16-tensor-cores) and JAX

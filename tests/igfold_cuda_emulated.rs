@@ -58,6 +58,12 @@ fn check_bf16(name: &str, be: &dyn Backend, prmsd_max: f32) {
             &atoms_with_oxygen(&m.frames, &lens),
             g(&format!("m{k}.refined_coords")),
         );
+        // max_abs_diff skips NaN: a NaN predicted error fails here instead.
+        assert!(
+            m.prmsd.data().iter().all(|v| v.is_finite()),
+            "{name} {}: predicted error not finite",
+            m.name
+        );
         let err = m.prmsd.max_abs_diff(g(&format!("m{k}.refined_prmsd")));
         eprintln!(
             "{name} {} in bf16: C-alpha RMSD raw {raw:.3} Å, refined {refined:.3} Å; predicted \

@@ -90,8 +90,9 @@ impl Tensor {
         self.device.get()
     }
 
-    /// Keeps `values`, which must equal the host values, as their device copy (unless the
-    /// tensor already has one): a backend caches an upload so.
+    /// Keeps `values`, which must equal the host values (or their rounding to a backend's
+    /// storage type, such as bf16), as their device copy (unless the tensor already has one): a
+    /// backend caches an upload so.
     pub fn keep_device_values(&self, values: Arc<dyn DeviceValues>) {
         assert_eq!(values.len(), self.len(), "keep_device_values: length");
         let _ = self.device.set(values);

@@ -205,7 +205,9 @@ impl<D: Device> CudaBackend<D> {
     }
 
     /// `t` on the device in `storage`: its copy there (converted on the device when stored
-    /// otherwise), or an upload that the tensor keeps for later ops (weights go up once).
+    /// otherwise, so a host tensor first kept in bf16 and then read in fp32 gets the rounded
+    /// values: every such tensor in the models is a 0/1 mask), or an upload that the tensor
+    /// keeps for later ops (weights go up once).
     fn upload_in(&self, t: &Tensor, storage: Storage, op: &str) -> Arc<Resident<D>> {
         if let Some(r) = self.resident(t) {
             if r.storage == storage {

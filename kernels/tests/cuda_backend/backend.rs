@@ -431,7 +431,8 @@ fn transition_keeps_its_hidden_activation_on_the_device() {
 
 #[test]
 fn outer_product_mean_fused_on_the_device() {
-    let (s, l, c_m, c, c_z) = (5, 9, 6, 3, 4);
+    // c_z = 5: in bf16 storage a chunk of 3 rows starts mid-word.
+    let (s, l, c_m, c, c_z) = (5, 9, 6, 3, 5);
     let msa = random_tensor(&[s, l, c_m], 80);
     // Row 1 masks two residues, row 3 all of them; residue 4 is masked in every row but 0.
     let mask = tensor(
@@ -483,14 +484,18 @@ fn outer_product_mean_fused_on_the_device() {
     });
     assert!(CpuBackend.outer_product_mean(&msa, &mask, &p).is_none());
     // Chunks of 2 and 4 residue rows (the last one shorter), on the emulated device.
-    for rows in [2, 4] {
-        let chunked = CudaBackend::new(EmulatedDevice).with_outer_product_chunk(rows * l * c * c);
-        let got = chunked.outer_product_mean(&msa, &mask, &p).expect("fused");
-        same(
-            &got,
-            &want,
-            &format!("outer product mean, chunks of {rows} rows"),
-        );
+    for rows in [2, 3, 4] {
+        for (storage, tolerance) in [
+            (Storage::F32, Tolerance::Fp32),
+            (Storage::Bf16, Tolerance::Bf16),
+        ] {
+            let chunked = CudaBackend::new(EmulatedDevice)
+                .with_storage(storage)
+                .with_outer_product_chunk(rows * l * c * c);
+            let got = chunked.outer_product_mean(&msa, &mask, &p).expect("fused");
+            let what = format!("outer product mean in {storage:?}, chunks of {rows} rows");
+            close(&got, &want, tolerance, &what);
+        }
     }
     for Checked {
         name,
@@ -559,8 +564,9 @@ fn device_copies_follow_their_tensors() {
             *tolerance,
             &format!("{name}: the clone's source after an add"),
         );
-        // A host tensor's upload is kept, and dropped when the host values change.
-        let mut h = x.clone();
+        // A host tensor's upload is kept, and dropped when the host values change (a tensor
+        // of its own: a clone of `x` would share the first backend's copy).
+        let mut h = Tensor::new(x.shape(), x.data().to_vec()).unwrap();
         close(
             &be.linear(&h, &w, None),
             &want,
@@ -611,6 +617,24 @@ fn gated_attention_by_gemms_in_chunks_and_by_the_fused_kernel() {
             (
                 "fused kernel on bf16 tensor cores",
                 CudaBackend::new(device()).with_attention(AttentionPath::TensorCoresBf16),
+            ),
+            (
+                "bf16 storage: GEMMs, chunks of two rows",
+                CudaBackend::new(device())
+                    .with_storage(Storage::Bf16)
+                    .with_chunk_elements(2 * per_row),
+            ),
+            (
+                "bf16 storage: a row's logits over the chunk: fused kernel",
+                CudaBackend::new(device())
+                    .with_storage(Storage::Bf16)
+                    .with_chunk_elements(per_row - 1),
+            ),
+            (
+                "bf16 storage: tensor cores asked for, the fused bf16-storage kernel",
+                CudaBackend::new(device())
+                    .with_storage(Storage::Bf16)
+                    .with_attention(AttentionPath::TensorCoresBf16),
             ),
         ]
     }

@@ -81,10 +81,10 @@ impl Device for EmulatedDevice {
         allocate(len, 0.0)
     }
 
-    /// NaN-filled, so that an output a kernel or GEMM leaves partly unwritten fails the
-    /// checks.
+    /// NaN-filled (as fp32 words and as each bf16 half of them), so that an output a kernel
+    /// or GEMM leaves partly unwritten fails the checks.
     fn uninit(&self, len: usize) -> Result<HostBuffer, DeviceError> {
-        allocate(len, f32::NAN)
+        allocate(len, f32::from_bits(0x7fc0_7fc0))
     }
 
     fn download(&self, buffer: &HostBuffer) -> Result<Vec<f32>, DeviceError> {
