@@ -18,8 +18,8 @@
 #      iteration at L=256 with FERROFOLD_CUDA_PROFILE=1 and FERROFOLD_PROFILE=1 (time in
 #      copies, kernels and GEMMs, and per op), and L=256 predicted on the GPU in fp32, tf32,
 #      tf32 with FERROFOLD_CUDA_ATTENTION=tf32-tensor-cores, bf16 (bf16 storage), and bf16 with
-#      FERROFOLD_CUDA_ATTENTION=bf16-tensor-cores (bf16 storage takes the fused bf16-storage
-#      kernel there), and on the CPU, each compared with the GPU's fp32
+#      FERROFOLD_CUDA_ATTENTION=bf16-tensor-cores (the tensor-core kernel that reads and
+#      writes bf16), and on the CPU, each compared with the GPU's fp32
 #      (benches/compare_predictions.py);
 #   5. AF2 model_1_ptm, single sequence, 4 iterations, ferrofold on the GPU (each of
 #      GPU_CHECK_PRECISIONS, default "fp32 tf32 tf32tc bf16 bf16tc"; tf32tc is tf32 with

@@ -184,10 +184,10 @@ FF_ATTENTION_ENTRY(gated_attention_bf16_d16, bf16_t, 16)
 FF_ATTENTION_ENTRY(gated_attention_bf16_d32, bf16_t, 32)
 FF_ATTENTION_ENTRY(gated_attention_bf16_d64, bf16_t, 64)
 
-// The same attention with q.k and p.v on tensor cores (sm_80+), fp32 storage: in TF32
-// (`mma_tf32_16x8x8`; q (scaled), k, v and the probabilities rounded to TF32 as cuBLAS's TF32
-// mode rounds its inputs) or in bf16 (`mma_bf16_16x8x16`, rounded to bf16); the logits, softmax
-// and sums in fp32. Each warp owns 16 queries of the block's FF_TC_BQ; keys stream in tiles of
+// The same attention with q.k and p.v on tensor cores (sm_80+): in TF32 (`mma_tf32_16x8x8`, fp32
+// storage; q (scaled), k, v and the probabilities rounded to TF32 as cuBLAS's TF32 mode rounds
+// its inputs) or in bf16 (`mma_bf16_16x8x16`, fp32 or bf16 storage T, rounded to bf16); the
+// logits, softmax and sums in fp32. Each warp owns 16 queries of the block's FF_TC_BQ; keys stream in tiles of
 // FF_TC_BK through shared memory with the online softmax, so here too no logits are
 // materialised. A lane holds the logits of rows g and g + 8 (g = lane / 4) at key columns 2t
 // and 2t + 1 of each 8-key group (t = lane % 4), the output likewise.
@@ -200,13 +200,15 @@ FF_ATTENTION_ENTRY(gated_attention_bf16_d64, bf16_t, 64)
 #define FF_TC_BK 32
 #define FF_TC_KEY_TILES (FF_TC_BK / 8)
 
-// What every tensor-core variant shares: the warp's rows and tensors, the online softmax of a
-// key tile and the gated store.
+// What every tensor-core variant shares: the warp's rows and tensors (in storage T), the online
+// softmax of a key tile and the gated store.
+template <typename T>
 struct TcWarp {
     const AttentionArgs& a;
     int b, h, g, t;
     int rows[2];  // this lane's queries: g and g + 8 of the warp's 16
-    const float *qg, *kg, *vg, *bg, *mg;
+    const T *qg, *kg, *vg, *bg;
+    const float* mg;
 
     __device__ TcWarp(const AttentionArgs& args) : a(args) {
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -216,16 +218,16 @@ struct TcWarp {
         h = blockIdx.x % a.heads;
         rows[0] = blockIdx.y * FF_TC_BQ + warp * 16 + g;
         rows[1] = rows[0] + 8;
-        qg = (const float*)a.q + b * a.q_sb + h * a.q_sh;
-        kg = (const float*)a.k + b * a.k_sb + h * a.k_sh;
-        vg = (const float*)a.v + b * a.v_sb + h * a.v_sh;
-        bg = a.bias ? (const float*)a.bias + b * a.bias_sb + h * a.bias_sh : nullptr;
+        qg = (const T*)a.q + b * a.q_sb + h * a.q_sh;
+        kg = (const T*)a.k + b * a.k_sb + h * a.k_sh;
+        vg = (const T*)a.v + b * a.v_sb + h * a.v_sh;
+        bg = a.bias ? (const T*)a.bias + b * a.bias_sb + h * a.bias_sh : nullptr;
         mg = a.mask ? a.mask + b * a.mask_sb : nullptr;
     }
 
     // Query row `r` (0: g, 1: g + 8), channel c, scaled first as AF2 does; 0 past the ends.
     __device__ __forceinline__ float query(int r, int c) const {
-        return rows[r] < a.nq && c < a.d ? a.scale * qg[rows[r] * a.q_sq + c] : 0.0f;
+        return rows[r] < a.nq && c < a.d ? a.scale * to_f32(qg[rows[r] * a.q_sq + c]) : 0.0f;
     }
 
     // The key tile at k0 into shared memory: store(j, c, k, v) for every key j of the tile and
@@ -238,7 +240,8 @@ struct TcWarp {
             const int j = idx / D_MAX, c = idx % D_MAX;
             const int key = k0 + j;
             const bool in = key < a.nk && c < a.d;
-            store(j, c, in ? kg[key * a.k_sk + c] : 0.0f, in ? vg[key * a.v_sk + c] : 0.0f);
+            store(j, c, in ? to_f32(kg[key * a.k_sk + c]) : 0.0f,
+                  in ? to_f32(vg[key * a.v_sk + c]) : 0.0f);
         }
         __syncthreads();
     }
@@ -260,7 +263,7 @@ struct TcWarp {
                 if (key < a.nk) {
                     x = s[n][i];
                     if (mg) x += FF_MASK_BIAS * (mg[key] - 1.0f);
-                    if (bg && rows[r] < a.nq) x += bg[rows[r] * a.bias_sq + key];
+                    if (bg && rows[r] < a.nq) x += to_f32(bg[rows[r] * a.bias_sq + key]);
                 }
                 s[n][i] = x;
                 tile_max[r] = fmaxf(tile_max[r], x);
@@ -296,8 +299,8 @@ struct TcWarp {
     // o / (row sum), gated, to the output rows in range.
     template <int OUT_TILES>
     __device__ __forceinline__ void store(const float o[OUT_TILES][4], float l[2]) const {
-        const float* gg = a.gate ? (const float*)a.gate + b * a.g_sb + h * a.g_sh : nullptr;
-        float* og = (float*)a.out + b * a.o_sb + h * a.o_sh;
+        const T* gg = a.gate ? (const T*)a.gate + b * a.g_sb + h * a.g_sh : nullptr;
+        T* og = (T*)a.out + b * a.o_sb + h * a.o_sh;
         float inv[2];
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -313,8 +316,8 @@ struct TcWarp {
                 const int ch = n * 8 + 2 * t + (i & 1);
                 if (qi >= a.nq || ch >= a.d) continue;
                 float val = o[n][i] * inv[i >> 1];
-                if (gg) val *= sigmoid_f32(gg[qi * a.g_sq + ch]);
-                og[qi * a.o_sq + ch] = val;
+                if (gg) val *= sigmoid_f32(to_f32(gg[qi * a.g_sq + ch]));
+                og[qi * a.o_sq + ch] = from_f32<T>(val);
             }
         }
     }
@@ -331,7 +334,7 @@ __device__ __forceinline__ void gated_attention_tf32_tile(const AttentionArgs& a
     __shared__ float ks[FF_TC_BK][D_MAX + 4];
     __shared__ float vs[FF_TC_BK][D_MAX + 8];
     __shared__ float ps[FF_TC_WARPS][16][FF_TC_BK + 4];
-    const TcWarp w(a);
+    const TcWarp<float> w(a);
     const int g = w.g, t = w.t, warp = threadIdx.x >> 5;
 
     unsigned qa[KSTEPS][4];
@@ -387,13 +390,13 @@ __device__ __forceinline__ void gated_attention_tf32_tile(const AttentionArgs& a
 // bf16: k as bf16 rows and v transposed in shared memory, so that each fragment register is one
 // 32-bit read; the probabilities go to p.v straight from the registers (m16n8k16's A layout
 // over 16 keys is the C layout of two 8-key logit tiles).
-template <int D_MAX>
+template <typename T, int D_MAX>
 __device__ __forceinline__ void gated_attention_bf16_tc_tile(const AttentionArgs& a) {
     constexpr int KSTEPS = D_MAX / 16;    // k-steps of q.k
     constexpr int OUT_TILES = D_MAX / 8;  // 8-channel column tiles of the output
     __shared__ __align__(16) unsigned short ks[FF_TC_BK][D_MAX + 8];
     __shared__ __align__(16) unsigned short vt[D_MAX][FF_TC_BK + 8];  // v transposed
-    const TcWarp w(a);
+    const TcWarp<T> w(a);
     const int g = w.g, t = w.t;
     // The bf16 pair at (row, column col, col + 1) of a shared tile.
     const auto pair = [](const unsigned short* row, int col) {
@@ -413,7 +416,7 @@ __device__ __forceinline__ void gated_attention_bf16_tc_tile(const AttentionArgs
     float m[2] = {FF_NEG_INF, FF_NEG_INF}, l[2] = {0.0f, 0.0f};
 
     for (int k0 = 0; k0 < a.nk; k0 += FF_TC_BK) {
-        w.load_tile<D_MAX>(k0, [&](int j, int c, float k, float v) {
+        w.template load_tile<D_MAX>(k0, [&](int j, int c, float k, float v) {
             ks[j][c] = from_f32<bf16_t>(k).bits;
             vt[c][j] = from_f32<bf16_t>(v).bits;
         });
@@ -428,7 +431,7 @@ __device__ __forceinline__ void gated_attention_bf16_tc_tile(const AttentionArgs
                 mma_bf16_16x8x16(s[n], qa[st], kb);
             }
         }
-        w.softmax_tile<OUT_TILES>(s, m, l, o, k0);
+        w.template softmax_tile<OUT_TILES>(s, m, l, o, k0);
 #pragma unroll
         for (int st = 0; st < FF_TC_KEY_TILES / 2; ++st) {
             const float* lo = s[2 * st];
@@ -443,17 +446,22 @@ __device__ __forceinline__ void gated_attention_bf16_tc_tile(const AttentionArgs
             }
         }
     }
-    w.store<OUT_TILES>(o, l);
+    w.template store<OUT_TILES>(o, l);
 }
 
-#define FF_ATTENTION_TC_ENTRY(NAME, TILE, D_MAX)                                             \
+// NAME runs the tile function given after it (a template-id, so variadic for its commas).
+#define FF_ATTENTION_TC_ENTRY(NAME, ...)                                                      \
     extern "C" __global__ void __launch_bounds__(FF_TC_WARPS * 32) NAME(AttentionArgs a) { \
-        TILE<D_MAX>(a);                                                                      \
+        __VA_ARGS__(a);                                                                      \
     }
 
-FF_ATTENTION_TC_ENTRY(gated_attention_tc_f32_d16, gated_attention_tf32_tile, 16)
-FF_ATTENTION_TC_ENTRY(gated_attention_tc_f32_d32, gated_attention_tf32_tile, 32)
-FF_ATTENTION_TC_ENTRY(gated_attention_tc_f32_d64, gated_attention_tf32_tile, 64)
-FF_ATTENTION_TC_ENTRY(gated_attention_tc_bf16_f32_d16, gated_attention_bf16_tc_tile, 16)
-FF_ATTENTION_TC_ENTRY(gated_attention_tc_bf16_f32_d32, gated_attention_bf16_tc_tile, 32)
-FF_ATTENTION_TC_ENTRY(gated_attention_tc_bf16_f32_d64, gated_attention_bf16_tc_tile, 64)
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_f32_d16, gated_attention_tf32_tile<16>)
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_f32_d32, gated_attention_tf32_tile<32>)
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_f32_d64, gated_attention_tf32_tile<64>)
+// bf16 tensor cores on fp32 storage, then on bf16 storage.
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_bf16_f32_d16, gated_attention_bf16_tc_tile<float, 16>)
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_bf16_f32_d32, gated_attention_bf16_tc_tile<float, 32>)
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_bf16_f32_d64, gated_attention_bf16_tc_tile<float, 64>)
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_bf16_bf16_d16, gated_attention_bf16_tc_tile<bf16_t, 16>)
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_bf16_bf16_d32, gated_attention_bf16_tc_tile<bf16_t, 32>)
+FF_ATTENTION_TC_ENTRY(gated_attention_tc_bf16_bf16_d64, gated_attention_bf16_tc_tile<bf16_t, 64>)

@@ -75,10 +75,12 @@ pub enum AttentionPath {
     /// Always the fused kernel, fp32 throughout.
     Fused,
     /// Always the fused kernel with q.k and p.v on TF32 tensor cores (sm_80+): its inputs
-    /// rounded to TF32 as cuBLAS's TF32 mode rounds them, about 1e-3 from fp32.
+    /// rounded to TF32 as cuBLAS's TF32 mode rounds them, about 1e-3 from fp32. With bf16
+    /// storage, as `TensorCoresBf16`.
     TensorCoresTf32,
     /// The same on bf16 tensor cores (twice TF32's rate; inputs rounded to bf16, about 1e-2
-    /// from fp32), the probabilities passed to p.v in registers.
+    /// from fp32), the probabilities passed to p.v in registers; with bf16 storage its
+    /// variant that reads and writes bf16.
     TensorCoresBf16,
 }
 
@@ -529,9 +531,12 @@ impl<D: Device> CudaBackend<D> {
             out: address(Some(&out)),
             ..AttentionArgs::projection_layout(b, h, nq, nk, d, scale)
         };
-        // The tensor-core kernels take fp32 storage; bf16 storage has its own kernel.
+        // bf16 storage runs either tensor-core path on bf16 tensor cores (its values are bf16).
         let kind = match (self.storage, self.attention) {
-            (Storage::Bf16, _) => AttentionKernel::Bf16,
+            (Storage::Bf16, AttentionPath::TensorCoresTf32 | AttentionPath::TensorCoresBf16) => {
+                AttentionKernel::TensorCoresBf16Storage
+            }
+            (Storage::Bf16, AttentionPath::Gemms | AttentionPath::Fused) => AttentionKernel::Bf16,
             (Storage::F32, AttentionPath::TensorCoresTf32) => AttentionKernel::TensorCoresTf32,
             (Storage::F32, AttentionPath::TensorCoresBf16) => AttentionKernel::TensorCoresBf16,
             (Storage::F32, AttentionPath::Gemms | AttentionPath::Fused) => AttentionKernel::F32,

@@ -60,6 +60,9 @@ pub const GATED_ATTENTION: Program = program!(
         "gated_attention_tc_bf16_f32_d16",
         "gated_attention_tc_bf16_f32_d32",
         "gated_attention_tc_bf16_f32_d64",
+        "gated_attention_tc_bf16_bf16_d16",
+        "gated_attention_tc_bf16_bf16_d32",
+        "gated_attention_tc_bf16_bf16_d64",
     ]
 );
 
@@ -138,14 +141,15 @@ pub const ATTENTION_THREADS: usize = 128;
 pub const TC_ATTENTION_BLOCK_QUERIES: usize = 64;
 pub const TC_ATTENTION_THREADS: usize = 128;
 
-/// Which gated attention kernel: fp32 or bf16 storage with fp32 arithmetic, or fp32 storage
-/// with q.k and p.v on tensor cores (sm_80+) in TF32 or in bf16.
+/// Which gated attention kernel: fp32 or bf16 storage with fp32 arithmetic, or q.k and p.v on
+/// tensor cores (sm_80+): in TF32 or bf16 on fp32 storage, or in bf16 on bf16 storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttentionKernel {
     F32,
     Bf16,
     TensorCoresTf32,
     TensorCoresBf16,
+    TensorCoresBf16Storage,
 }
 
 impl AttentionKernel {
@@ -170,6 +174,9 @@ impl AttentionKernel {
             (AttentionKernel::TensorCoresBf16, 16) => "gated_attention_tc_bf16_f32_d16",
             (AttentionKernel::TensorCoresBf16, 32) => "gated_attention_tc_bf16_f32_d32",
             (AttentionKernel::TensorCoresBf16, _) => "gated_attention_tc_bf16_f32_d64",
+            (AttentionKernel::TensorCoresBf16Storage, 16) => "gated_attention_tc_bf16_bf16_d16",
+            (AttentionKernel::TensorCoresBf16Storage, 32) => "gated_attention_tc_bf16_bf16_d32",
+            (AttentionKernel::TensorCoresBf16Storage, _) => "gated_attention_tc_bf16_bf16_d64",
         })
     }
 
@@ -179,7 +186,9 @@ impl AttentionKernel {
             AttentionKernel::F32 | AttentionKernel::Bf16 => {
                 (ATTENTION_BLOCK_QUERIES, ATTENTION_THREADS)
             }
-            AttentionKernel::TensorCoresTf32 | AttentionKernel::TensorCoresBf16 => {
+            AttentionKernel::TensorCoresTf32
+            | AttentionKernel::TensorCoresBf16
+            | AttentionKernel::TensorCoresBf16Storage => {
                 (TC_ATTENTION_BLOCK_QUERIES, TC_ATTENTION_THREADS)
             }
         }
@@ -301,6 +310,7 @@ mod tests {
             AttentionKernel::Bf16,
             AttentionKernel::TensorCoresTf32,
             AttentionKernel::TensorCoresBf16,
+            AttentionKernel::TensorCoresBf16Storage,
         ];
         for d in [1, 8, 16, 17, 32, 33, 64] {
             for kind in kinds {

@@ -631,7 +631,7 @@ fn gated_attention_by_gemms_in_chunks_and_by_the_fused_kernel() {
                     .with_chunk_elements(per_row - 1),
             ),
             (
-                "bf16 storage: tensor cores asked for, the fused bf16-storage kernel",
+                "bf16 storage: fused kernel on bf16 tensor cores",
                 CudaBackend::new(device())
                     .with_storage(Storage::Bf16)
                     .with_attention(AttentionPath::TensorCoresBf16),

@@ -136,7 +136,10 @@ struct AttentionCase {
 
 impl AttentionCase {
     fn run(&self, kind: AttentionKernel) {
-        let bf16 = kind == AttentionKernel::Bf16;
+        let bf16 = matches!(
+            kind,
+            AttentionKernel::Bf16 | AttentionKernel::TensorCoresBf16Storage
+        );
         let AttentionCase {
             b, h, nq, nk, d, ..
         } = *self;
@@ -210,7 +213,9 @@ impl AttentionCase {
         };
         let tolerance = match kind {
             AttentionKernel::TensorCoresTf32 => TF32_TOLERANCE,
-            AttentionKernel::TensorCoresBf16 => BF16_TOLERANCE,
+            AttentionKernel::TensorCoresBf16 | AttentionKernel::TensorCoresBf16Storage => {
+                BF16_TOLERANCE
+            }
             AttentionKernel::F32 | AttentionKernel::Bf16 => storage(bf16).1,
         };
         assert_close(
@@ -255,6 +260,7 @@ fn gated_attention_kernels_match_the_cpu_backend() {
             AttentionKernel::Bf16,
             AttentionKernel::TensorCoresTf32,
             AttentionKernel::TensorCoresBf16,
+            AttentionKernel::TensorCoresBf16Storage,
         ] {
             case.run(kind);
         }
