@@ -128,11 +128,12 @@ pub struct PredictArgs {
     /// CPU), cpu, or cuda / cuda:N (builds with the `cuda` feature).
     #[arg(long, default_value = "auto")]
     device: device::DeviceSpec,
-    /// fp32; or for the CUDA backend tf32 (matrix products on TF32 tensor cores, JAX's default
-    /// on NVIDIA GPUs; fp32 storage) or bf16 (values stored in bf16, matrix products on bf16
-    /// tensor cores); sums in fp32 always.
-    #[arg(long, default_value = "fp32")]
-    precision: device::Precision,
+    /// fp32, tf32 or bf16 (default: bf16 on a GPU, fp32 on the CPU, the only one it takes).
+    /// For the CUDA backend, tf32 puts matrix products on TF32 tensor cores (JAX's default on
+    /// NVIDIA GPUs; fp32 storage) and bf16 stores values in bf16 with matrix products on bf16
+    /// tensor cores; sums are fp32 always.
+    #[arg(long)]
+    precision: Option<device::Precision>,
 }
 
 #[derive(Subcommand)]

@@ -21,7 +21,7 @@ pub struct Options {
     pub out: PathBuf,
     pub weights: Option<PathBuf>,
     pub device: DeviceSpec,
-    pub precision: Precision,
+    pub precision: Option<Precision>,
 }
 
 pub fn run(opts: &Options) -> Result<()> {
