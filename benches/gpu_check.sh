@@ -16,7 +16,7 @@
 #      golden, and in bf16 storage against the CPU (tests/af2_cuda.rs);
 #   4. the fused ops timed on the CPU and the GPU (kernels/examples/gpu_ops.rs), one AF2
 #      iteration at L=256 with FERROFOLD_CUDA_PROFILE=1 and FERROFOLD_PROFILE=1 (time in
-#      copies, kernels and GEMMs, and per op), and L=256 predicted on the GPU in fp32, tf32,
+#      copies, kernels and GEMMs, and per op; the default precision, bf16 storage), and L=256 predicted on the GPU in fp32, tf32,
 #      tf32 with FERROFOLD_CUDA_ATTENTION=tf32-tensor-cores, bf16 (bf16 storage), and bf16 with
 #      FERROFOLD_CUDA_ATTENTION=bf16-tensor-cores (the tensor-core kernel that reads and
 #      writes bf16), and on the CPU, each compared with the GPU's fp32

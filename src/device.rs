@@ -162,8 +162,9 @@ fn cuda_backend(ordinal: usize, precision: Precision) -> Result<Box<dyn Backend>
 }
 
 /// Chooses the CUDA backend's gated attention path, for benchmarks: `gemms` (the default),
-/// `fused` (the fp32 fused kernel), `tf32-tensor-cores` or `bf16-tensor-cores` (the fused
-/// kernel on tensor cores; neither yet timed on a GPU).
+/// `fused` (the fused kernel, fp32 arithmetic in either storage), `tf32-tensor-cores` or
+/// `bf16-tensor-cores` (the fused kernel on tensor cores; with bf16 storage both take its bf16
+/// tensor-core variant; none yet timed on a GPU).
 #[cfg(feature = "cuda")]
 const ATTENTION_ENV: &str = "FERROFOLD_CUDA_ATTENTION";
 

@@ -30,6 +30,9 @@ fn predict_cli_writes_structure_confidence_and_outputs() {
                 "--params",
                 &params,
                 "--save-outputs",
+                // fp32 wherever `--device auto` runs it (a GPU's default is bf16)
+                "--precision",
+                "fp32",
                 "--features",
             ])
             .arg(&features)

@@ -21,7 +21,8 @@ fn predict_writes_readable_structures_and_json() {
     .unwrap();
     let res = out.path().join("res");
     let o = Command::new(env!("CARGO_BIN_EXE_ferrofold"))
-        .args(["predict", "--model", "igfold"])
+        // fp32 wherever `--device auto` runs it (a GPU's default is bf16)
+        .args(["predict", "--model", "igfold", "--precision", "fp32"])
         .arg(&input)
         .arg("--out")
         .arg(&res)

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use ferrofold_kernels::cuda::{AttentionPath, CudaBackend, CudaDevice, GemmPrecision};
+use ferrofold_kernels::cuda::{AttentionPath, CudaBackend, CudaDevice, GemmPrecision, Storage};
 use ferrofold_kernels::{
     Backend, CpuBackend, GatedAttention, LinearParams, NormParams, Tensor, TriangleDirection,
     TriangleMultiplicationParams,
@@ -79,6 +79,10 @@ fn main() {
     let fused = CudaBackend::new(open()).with_attention(AttentionPath::Fused);
     let tf32_cores = CudaBackend::new(open()).with_attention(AttentionPath::TensorCoresTf32);
     let bf16_cores = CudaBackend::new(open()).with_attention(AttentionPath::TensorCoresBf16);
+    let bf16_storage = CudaBackend::new(open()).with_storage(Storage::Bf16);
+    let bf16_storage_cores = CudaBackend::new(open())
+        .with_storage(Storage::Bf16)
+        .with_attention(AttentionPath::TensorCoresBf16);
     println!(
         "{} (compute {}.{}), fp32\n",
         info.name, info.compute_capability.0, info.compute_capability.1
@@ -111,10 +115,18 @@ fn main() {
         for (name, be) in [
             ("triangle attention (GEMMs, fp32)", &gpu),
             ("triangle attention (GEMMs, tf32)", &tf32),
-            ("triangle attention (GEMMs, bf16)", &bf16),
+            (
+                "triangle attention (GEMMs, bf16 inputs, fp32 storage)",
+                &bf16,
+            ),
+            ("triangle attention (GEMMs, bf16 storage)", &bf16_storage),
             ("triangle attention (fused kernel)", &fused),
             ("triangle attention (fused, TF32 tensor cores)", &tf32_cores),
             ("triangle attention (fused, bf16 tensor cores)", &bf16_cores),
+            (
+                "triangle attention (fused, bf16 tensor cores, bf16 storage)",
+                &bf16_storage_cores,
+            ),
         ] {
             row(name, l, flops, &cpu, time(|| be.gated_attention(&a)));
         }
@@ -148,7 +160,8 @@ fn main() {
         for (name, be) in [
             ("triangle multiplication (fp32)", &gpu),
             ("triangle multiplication (tf32)", &tf32),
-            ("triangle multiplication (bf16)", &bf16),
+            ("triangle multiplication (bf16 inputs, fp32 storage)", &bf16),
+            ("triangle multiplication (bf16 storage)", &bf16_storage),
         ] {
             let gpu_time = time(|| be.triangle_multiplication(&z, &p, Some(&mask), dir));
             row(name, l, flops, &cpu, gpu_time);

@@ -68,11 +68,11 @@ pub struct CudaBackend<D: Device> {
 pub enum AttentionPath {
     /// Two batched GEMMs around the masked softmax kernel wherever one batch row's logits
     /// `[H, Q, K]` fit in [`Backend::chunk_elements`]: cuBLAS runs the products at the GPU's
-    /// matrix rate (tensor cores with `--precision tf32`); the fused fp32 kernel takes the rows
-    /// whose logits do not fit, since it never holds them.
+    /// matrix rate (tensor cores with `--precision tf32` or `bf16`); the storage's fused
+    /// kernel takes the rows whose logits do not fit, since it never holds them.
     #[default]
     Gemms,
-    /// Always the fused kernel, fp32 throughout.
+    /// Always the fused kernel (fp32 arithmetic, in either storage).
     Fused,
     /// Always the fused kernel with q.k and p.v on TF32 tensor cores (sm_80+): its inputs
     /// rounded to TF32 as cuBLAS's TF32 mode rounds them, about 1e-3 from fp32. With bf16

@@ -636,14 +636,21 @@ fn gated_attention_by_gemms_in_chunks_and_by_the_fused_kernel() {
                     .with_storage(Storage::Bf16)
                     .with_attention(AttentionPath::TensorCoresBf16),
             ),
+            (
+                "bf16 storage: TF32 tensor cores asked for, the bf16 ones",
+                CudaBackend::new(device())
+                    .with_storage(Storage::Bf16)
+                    .with_attention(AttentionPath::TensorCoresTf32),
+            ),
         ]
     }
     let check = |be: &dyn Backend, name: String| {
         let got = be.gated_attention(&a);
-        let tolerance = if name.contains("TF32") {
-            TF32_TOLERANCE
-        } else if name.contains("bf16") {
+        // bf16 first: bf16 storage asked for TF32 tensor cores runs bf16 ones.
+        let tolerance = if name.contains("bf16") {
             BF16_TOLERANCE
+        } else if name.contains("TF32") {
+            TF32_TOLERANCE
         } else {
             FP32_TOLERANCE
         };
