@@ -137,6 +137,11 @@ fn check_weight(w: &Tensor, out: usize, inp: usize, what: &str) {
     assert_eq!(w.shape(), &[out, inp], "{what} weight");
 }
 
+/// `kernel`'s entry for `storage` (`add` → `add_bf16`).
+fn kernel_in(kernel: &str, storage: Storage) -> String {
+    format!("{kernel}_{}", storage.suffix())
+}
+
 fn as_i32(n: usize, what: &str) -> i32 {
     i32::try_from(n)
         .unwrap_or_else(|_| panic!("CUDA backend: {what} {n} exceeds the kernels' 32-bit sizes"))
@@ -252,7 +257,7 @@ impl<D: Device> CudaBackend<D> {
             self.ptr(Some(&y)),
             Arg::I64(r.len as i64),
         ];
-        self.launch_elements(&format!("{kernel}_{}", on.suffix()), r.len, &args);
+        self.launch_elements(&kernel_in(kernel, on), r.len, &args);
         y
     }
 
@@ -288,7 +293,7 @@ impl<D: Device> CudaBackend<D> {
 
     /// `kernel`'s entry for this backend's storage (`add` → `add_bf16`).
     fn kernel(&self, kernel: &str) -> String {
-        format!("{kernel}_{}", self.storage.suffix())
+        kernel_in(kernel, self.storage)
     }
 
     /// `y = gemm(a, b)` ([`Gemm`]) over operands in this backend's storage.
@@ -310,7 +315,7 @@ impl<D: Device> CudaBackend<D> {
             self.address_at(to.0, to.1, storage),
             Arg::I64(n as i64),
         ];
-        self.launch_elements(&format!("copy_{}", storage.suffix()), n, &args);
+        self.launch_elements(&kernel_in("copy", storage), n, &args);
     }
 
     /// The address of value `offset` of a buffer in `storage`.
@@ -467,7 +472,7 @@ impl<D: Device> CudaBackend<D> {
             Arg::I64(d2 as i64),
             Arg::I64(inner as i64),
         ];
-        let kernel = format!("swap_axes_{}", storage.suffix());
+        let kernel = kernel_in("swap_axes", storage);
         self.launch_elements(&kernel, outer * d1 * d2 * inner, &args);
     }
 
