@@ -138,7 +138,7 @@ fn model_1_ptm_in_bf16_keeps_its_structure(be: &dyn Backend) {
 /// floats per residue each way, i.e. 24 pair channels at L = 1024 (its features, the structure
 /// module's per-residue tensors; the template's pair embedding is kept from the first). A
 /// 24-row MSA in 8 clusters (so 16 extra rows) and one template, so every path of the model
-/// runs.
+/// runs. In bf16 storage too, moving no more than in fp32.
 #[test]
 #[ignore = "needs the random AF2 parameters: run tools/test.sh (sets FERROFOLD_AF2_PARAMS)"]
 fn a_prediction_keeps_its_activations_on_the_device() {
@@ -164,7 +164,7 @@ fn a_prediction_keeps_its_activations_on_the_device() {
         a3m.push_str(&format!(">row{r}\n{row}\n"));
     }
     let msa = parse_a3m(&a3m, "rows").unwrap();
-    let traffic = |recycles: usize| {
+    let traffic = |recycles: usize, storage: Storage| {
         let model = AlphaFold::load(Arc::new(load_npz(&params).unwrap()), config.clone()).unwrap();
         let mut cfg = PipelineConfig::for_model(&config, 0, true);
         cfg.num_recycle = recycles;
@@ -174,22 +174,39 @@ fn a_prediction_keeps_its_activations_on_the_device() {
         for f in &mut features {
             f.templates = Some(template.clone());
         }
-        let backend = CudaBackend::new(DryRunDevice::new(80 << 30));
+        let backend = CudaBackend::new(DryRunDevice::new(80 << 30)).with_storage(storage);
         model.predict(&backend, &features, recycles).unwrap();
         backend.device().traffic()
     };
-    let (one, two) = (traffic(0), traffic(1));
-    eprintln!("one iteration: {one:?}\ntwo iterations: {two:?}");
-    let floats = |n: usize| (n * 4) as u64;
-    let largest = floats((2 * l * l).max(512 * l));
-    assert!(one.largest_download_bytes <= largest, "{one:?}");
-    let per_residue = floats(24 * 1024 * l); // 24 pair channels at L = 1024
-    let (up, down) = (
-        two.upload_bytes - one.upload_bytes,
-        two.download_bytes - one.download_bytes,
-    );
+    let per_iteration = |storage: Storage| {
+        let (one, two) = (traffic(0, storage), traffic(1, storage));
+        eprintln!("{storage:?}: one iteration: {one:?}\ntwo iterations: {two:?}");
+        let floats = |n: usize| (n * 4) as u64;
+        let largest = floats((2 * l * l).max(512 * l));
+        assert!(
+            one.largest_download_bytes <= largest,
+            "{storage:?}: {one:?}"
+        );
+        (
+            two.upload_bytes - one.upload_bytes,
+            two.download_bytes - one.download_bytes,
+        )
+    };
+    let (up, down) = per_iteration(Storage::F32);
+    let per_residue = (24 * 1024 * l * 4) as u64; // 24 pair channels at L = 1024
     assert!(up < per_residue, "uploads per iteration: {up} B");
     assert!(down < per_residue, "downloads per iteration: {down} B");
+    // bf16 storage moves no more (its masks and point attention inputs stay fp32, so not
+    // half): no conversion makes a round trip through the host.
+    let (up16, down16) = per_iteration(Storage::Bf16);
+    assert!(
+        up16 <= up,
+        "bf16 storage: uploads per iteration {up16} B, fp32 {up} B"
+    );
+    assert!(
+        down16 <= down,
+        "bf16 storage: downloads per iteration {down16} B, fp32 {down} B"
+    );
 }
 
 /// A template of the query's residues on an ideal-ish helix (N, CA, C, CB and O placed), every
