@@ -22,7 +22,8 @@
 #      writes bf16), and on the CPU, each compared with the GPU's fp32
 #      (benches/compare_predictions.py);
 #   5. AF2 model_1_ptm, single sequence, 4 iterations, ferrofold on the GPU (each of
-#      GPU_CHECK_PRECISIONS, default "fp32 tf32 tf32tc bf16 bf16tc"; tf32tc is tf32 with
+#      GPU_CHECK_PRECISIONS, default "bf16 bf16tc fp32 tf32 tf32tc", the default precision
+#      first in case the device time runs out; tf32tc is tf32 with
 #      FERROFOLD_CUDA_ATTENTION=tf32-tensor-cores, bf16tc bf16 with bf16-tensor-cores) and JAX
 #      on the GPU (benches/af2_vs_jax.py
 #      --device cuda; GPU_CHECK_REUSE_JAX=JSON takes JAX's figures from an earlier run, e.g.
@@ -193,7 +194,7 @@ run() {
     local reuse="${GPU_CHECK_REUSE_JAX:-}" first=1
     # tf32tc / bf16tc: that precision with attention's products on tensor cores too (the fused
     # kernel).
-    for precision in ${GPU_CHECK_PRECISIONS:-fp32 tf32 tf32tc bf16 bf16tc}; do
+    for precision in ${GPU_CHECK_PRECISIONS:-bf16 bf16tc fp32 tf32 tf32tc}; do
         local json="$out/af2_gpu_$precision.json" attention=gemms
         case $precision in
             *tc) precision=${precision%tc} attention=$precision-tensor-cores ;;
