@@ -3,6 +3,8 @@
 //! tests' emulator implements the same trait on the CPU, running the kernels' own source, so
 //! the backend above it is tested on machines with no GPU.
 
+use std::borrow::Cow;
+
 use super::sources::{AttentionArgs, Program};
 
 /// Why a device operation failed.
@@ -58,10 +60,10 @@ impl Storage {
         }
     }
 
-    /// Host values as the words of a buffer.
-    pub fn pack(self, values: &[f32]) -> Vec<f32> {
+    /// Host values as the words of a buffer (fp32 values as they are, not copied).
+    pub fn pack(self, values: &[f32]) -> Cow<'_, [f32]> {
         match self {
-            Storage::F32 => values.to_vec(),
+            Storage::F32 => Cow::Borrowed(values),
             Storage::Bf16 => values
                 .chunks(2)
                 .map(|pair| {
@@ -69,7 +71,8 @@ impl Storage {
                     let high = pair.get(1).map_or(0, |&x| half(x));
                     f32::from_bits(half(pair[0]) | (high << 16))
                 })
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
         }
     }
 
