@@ -54,7 +54,7 @@ pub fn load_npz(path: impl AsRef<Path>) -> Result<TensorStore> {
         }
         let bytes = read_entry(&mut zip, &entry, budget, &origin)?;
         budget -= bytes.len() as u64;
-        let tensor = parse_npy(&bytes).map_err(array_error)?;
+        let tensor = parse_npy(&bytes, &mut budget).map_err(array_error)?;
         store.insert(name.to_string(), tensor);
     }
     if store.is_empty() {
@@ -100,7 +100,7 @@ fn stored_array(
         .read_exact(&mut header)
         .map_err(|e| fail(e.to_string()))?;
     let parsed = npy_header_len(&header).and_then(|len| {
-        if len as u64 > size.min(MAX_HEADER_BYTES) {
+        if len < header.len() || len as u64 > size.min(MAX_HEADER_BYTES) {
             return Err(format!("truncated or oversized header ({len} bytes)"));
         }
         let mut rest = vec![0u8; len - header.len()];
@@ -180,12 +180,21 @@ fn npy_bytes(t: &Tensor) -> Vec<u8> {
     out
 }
 
-/// Parses one `.npy` file (format versions 1–3, little-endian, C order).
-pub(crate) fn parse_npy(bytes: &[u8]) -> std::result::Result<Tensor, String> {
+/// Parses one `.npy` file (format versions 1–3, little-endian, C order), taking its f32
+/// values from `budget` (bytes) first: a compressed member of one-byte elements would
+/// otherwise grow fourfold past the checkpoint limit.
+pub(crate) fn parse_npy(bytes: &[u8], budget: &mut u64) -> std::result::Result<Tensor, String> {
     let len = npy_header_len(bytes)?;
     let header = parse_npy_header(bytes)?;
     let data = &bytes[len..];
-    header.check_data_len(data.len())?;
+    let numel = header.check_data_len(data.len())?;
+    let out_bytes = (numel as u64).saturating_mul(4);
+    if out_bytes > *budget {
+        return Err(format!(
+            "{numel} elements exceed the {MAX_CHECKPOINT_BYTES}-byte checkpoint limit"
+        ));
+    }
+    *budget -= out_bytes;
     Tensor::new(&header.shape, header.elem.decode(data)).map_err(|e| e.to_string())
 }
 
@@ -197,8 +206,8 @@ struct NpyHeader {
 }
 
 impl NpyHeader {
-    /// Checks that `len` data bytes are exactly the declared array.
-    fn check_data_len(&self, len: usize) -> std::result::Result<(), String> {
+    /// Checks that `len` data bytes are exactly the declared array; its element count.
+    fn check_data_len(&self, len: usize) -> std::result::Result<usize, String> {
         let numel = self
             .shape
             .iter()
@@ -212,7 +221,7 @@ impl NpyHeader {
                 numel.saturating_mul(self.elem.size()),
             ));
         }
-        Ok(())
+        Ok(numel)
     }
 }
 
@@ -313,26 +322,28 @@ mod tests {
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
-        let t = parse_npy(&npy("<f4", "(2, 3)", &data)).unwrap();
+        let t = parse_npy(&npy("<f4", "(2, 3)", &data), &mut u64::MAX).unwrap();
         assert_eq!(t.shape(), &[2, 3]);
         assert_eq!(t.data()[5], 6.0);
-        let s = parse_npy(&npy("<i4", "()", &7i32.to_le_bytes())).unwrap();
+        let s = parse_npy(&npy("<i4", "()", &7i32.to_le_bytes()), &mut u64::MAX).unwrap();
         assert_eq!((s.shape(), s.data()), (&[][..], &[7.0][..]));
-        let v = parse_npy(&npy("<f8", "(1,)", &2.5f64.to_le_bytes())).unwrap();
+        let v = parse_npy(&npy("<f8", "(1,)", &2.5f64.to_le_bytes()), &mut u64::MAX).unwrap();
         assert_eq!(v.data(), &[2.5]);
     }
 
     #[test]
     fn refuses_bad_arrays() {
-        let err = parse_npy(&npy("<f4", "(2, 3)", &[0u8; 20])).unwrap_err();
+        let err = parse_npy(&npy("<f4", "(2, 3)", &[0u8; 20]), &mut u64::MAX).unwrap_err();
         assert!(err.contains("needs 24 bytes"), "{err}");
-        assert!(parse_npy(&npy(">f4", "(1,)", &[0; 4]))
+        assert!(parse_npy(&npy(">f4", "(1,)", &[0; 4]), &mut u64::MAX)
             .unwrap_err()
             .contains("unsupported dtype"));
-        assert!(parse_npy(b"\x93NUMPY").is_err());
-        assert!(parse_npy(b"garbage").unwrap_err().contains("magic"));
+        assert!(parse_npy(b"\x93NUMPY", &mut u64::MAX).is_err());
+        assert!(parse_npy(b"garbage", &mut u64::MAX)
+            .unwrap_err()
+            .contains("magic"));
         let huge = npy("<f4", "(4294967296, 4294967296, 16)", &[]);
-        assert!(parse_npy(&huge).is_err());
+        assert!(parse_npy(&huge, &mut u64::MAX).is_err());
     }
 
     #[test]
@@ -432,6 +443,52 @@ mod tests {
                 .unwrap()
                 .data(),
             &[1.5]
+        );
+    }
+
+    /// Writes one member `name` holding `bytes`, stored or deflated.
+    fn one_member_npz(path: &Path, name: &str, bytes: &[u8], stored: bool) {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(File::create(path).unwrap());
+        let method = if stored {
+            CompressionMethod::Stored
+        } else {
+            CompressionMethod::Deflated
+        };
+        let opts = zip::write::SimpleFileOptions::default().compression_method(method);
+        zip.start_file(name, opts).unwrap();
+        zip.write_all(bytes).unwrap();
+        zip.finish().unwrap();
+    }
+
+    #[test]
+    fn a_header_shorter_than_its_prefix_is_refused() {
+        // Version 1 declaring a 0-byte header: it would end before the 12 bytes read first.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.npz");
+        let mut bytes = b"\x93NUMPY\x01\x00\x00\x00".to_vec();
+        bytes.extend_from_slice(&[0; 16]);
+        one_member_npz(&path, "a.npy", &bytes, true);
+        let err = load_npz(&path).unwrap_err().to_string();
+        assert!(err.contains("array `a`") && err.contains("header"), "{err}");
+    }
+
+    #[test]
+    fn decoded_values_count_against_the_limit() {
+        // One-byte elements grow fourfold as f32: the budget sees the f32 size first.
+        let bytes = npy("|u1", "(1000,)", &[0; 1000]);
+        let err = parse_npy(&bytes, &mut 3999).unwrap_err();
+        assert!(err.contains("1000 elements exceed"), "{err}");
+        let mut budget = 4000;
+        assert_eq!(parse_npy(&bytes, &mut budget).unwrap().len(), 1000);
+        assert_eq!(budget, 0);
+        // Through a deflated member too.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.npz");
+        one_member_npz(&path, "a.npy", &bytes, false);
+        assert_eq!(
+            load_npz(&path).unwrap().root().get_any("a").unwrap().len(),
+            1000
         );
     }
 }

@@ -45,6 +45,9 @@ pub fn from_raw_features(
         _ => return Err(err("`sequence` holds no sequence".into())),
     };
     let l = query.len();
+    if l == 0 {
+        return Err(err("`sequence` is empty".into()));
+    }
     let (msa_shape, msa) = array("msa")?;
     let (del_shape, deletions) = array("deletion_matrix_int")?;
     if msa_shape.len() != 2 || msa_shape[1] != l || del_shape != msa_shape {
@@ -93,7 +96,9 @@ fn templates(
         return Ok(None);
     };
     let shape = aatype.shape();
-    let onehot = aatype.as_f32().unwrap_or(&[]);
+    let onehot = aatype
+        .as_f32()
+        .ok_or_else(|| format!("{origin}: `template_aatype` is not numeric"))?;
     if shape.len() != 3 || shape[1] != l || shape[2] != 22 {
         return Err(format!(
             "{origin}: `template_aatype` is {shape:?}, expected [T, {l}, 22]"
@@ -202,5 +207,31 @@ mod tests {
             err.contains("f.pkl") && err.contains("deletion_matrix_int"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_empty_query_or_text_templates_are_refused() {
+        let raw = load_numpy_pickle(data("features_raw.pkl")).unwrap();
+        let mut empty = raw.clone();
+        empty.insert(
+            "sequence".into(),
+            NpValue::Bytes {
+                shape: vec![1],
+                items: vec![Vec::new()],
+            },
+        );
+        let err = from_raw_features(&empty, "f.pkl").err().unwrap();
+        assert!(err.contains("`sequence` is empty"), "{err}");
+        let l = from_raw_features(&raw, "f.pkl").unwrap().query.len();
+        let mut text = raw;
+        text.insert(
+            "template_aatype".into(),
+            NpValue::Bytes {
+                shape: vec![1, l, 22],
+                items: vec![b"A".to_vec(); l * 22],
+            },
+        );
+        let err = from_raw_features(&text, "f.pkl").err().unwrap();
+        assert!(err.contains("`template_aatype` is not numeric"), "{err}");
     }
 }
