@@ -175,6 +175,28 @@ enum WeightsAction {
     },
 }
 
+/// Checks, before anything runs, that every record name of `input` makes a safe file name
+/// in `out` with `ext`, and that no two records share a name (their outputs would
+/// overwrite each other). Names are quoted with escapes: a header may hold anything.
+fn check_record_names<'a>(
+    input: &std::path::Path,
+    out: &std::path::Path,
+    names: impl IntoIterator<Item = &'a str>,
+    ext: &str,
+) -> anyhow::Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            anyhow::bail!(
+                "{}: record {name:?} appears twice; record names name the output files",
+                input.display()
+            );
+        }
+        ferrofold_io::atomic::safe_output_path(out, name, ext)?;
+    }
+    Ok(())
+}
+
 /// Creates `dir` if needed and checks that files can be written in it.
 fn prepare_output_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)

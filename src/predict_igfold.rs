@@ -2,7 +2,7 @@
 //! there, load the model once, fold each record and write its files atomically.
 
 use crate::device::{DeviceSpec, Precision};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use ferrofold_engine::igfold::antibody::{parse_antibody, Antibody};
 use ferrofold_engine::igfold::ensemble::{IgFold, Prediction};
 use ferrofold_engine::igfold::output::{to_json, to_structure};
@@ -32,16 +32,12 @@ pub fn run(opts: &Options) -> Result<()> {
         .map(parse_antibody)
         .collect::<Result<Vec<Antibody>, String>>()
         .map_err(anyhow::Error::msg)?;
-    let mut seen = std::collections::HashSet::new();
-    for ab in &antibodies {
-        if !seen.insert(ab.name.as_str()) {
-            bail!(
-                "record `{}` appears twice: output files would collide",
-                ab.name
-            );
-        }
-        safe_output_path(&opts.out, &ab.name, "pdb")?;
-    }
+    crate::check_record_names(
+        &opts.input,
+        &opts.out,
+        antibodies.iter().map(|ab| ab.name.as_str()),
+        "pdb",
+    )?;
     let backend = crate::device::backend(opts.device, opts.precision)?;
     let dir = match &opts.weights {
         Some(d) => d.clone(),

@@ -1,7 +1,6 @@
 //! `ferrofold db build` and `ferrofold search`: our own sequence search, and the MSA it
 //! gives AlphaFold2's `predict --db`.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -111,20 +110,12 @@ struct NamedQuery {
 /// Reads and checks every query before anything is searched or written.
 fn read_queries(path: &Path, out: &Path) -> Result<Vec<NamedQuery>> {
     let records = read_fasta(path)?;
-    let mut seen = HashSet::new();
+    crate::check_record_names(path, out, records.iter().map(|r| r.name.as_str()), "a3m")?;
     let mut queries = Vec::with_capacity(records.len());
     for record in records {
         let codes = encode(record.sequence.as_bytes()).map_err(|problem| {
             anyhow::anyhow!("{}: record {:?}: {problem}", path.display(), record.name)
         })?;
-        if !seen.insert(record.name.clone()) {
-            bail!(
-                "{}: record {:?} appears twice; query names name the output files",
-                path.display(),
-                record.name
-            );
-        }
-        safe_output_path(out, &record.name, "a3m")?;
         let letters = query_letters(&record.sequence);
         queries.push(NamedQuery {
             letters,

@@ -310,9 +310,12 @@ pub fn run_search(args: &SearchTemplatesArgs) -> Result<()> {
         bail!("--msa needs a FASTA file with one record");
     }
     let msa = args.msa.as_ref().map(read_a3m).transpose()?;
-    for r in &records {
-        safe_output_path(&args.out, &r.name, "templates.json")?;
-    }
+    crate::check_record_names(
+        &args.queries,
+        &args.out,
+        records.iter().map(|r| r.name.as_str()),
+        "templates.json",
+    )?;
     crate::prepare_output_dir(&args.out)?;
     let mut files: Vec<(PathBuf, String)> = Vec::new();
     for r in &records {

@@ -276,6 +276,19 @@ fn search_templates_writes_the_chosen_templates() {
     assert!(t["identity"].as_f64().unwrap() > 0.9);
     assert!(t["coverage"].as_f64().unwrap() > 0.9);
     assert!(t["evalue"].as_f64().unwrap() < 1e-20);
+    // Two records of one name would write one file: refused before anything runs.
+    let twice = d.path().join("twice.fasta");
+    std::fs::write(&twice, format!(">q first\n{query}\n>q second\n{query}\n")).unwrap();
+    let out2 = d.path().join("out2");
+    let (ok, err) = ferrofold(&[
+        "search-templates",
+        twice.to_str().unwrap(),
+        lib_path.to_str().unwrap(),
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("\"q\" appears twice"), "{err}");
+    assert!(!out2.exists());
     let pdb = std::fs::read_to_string(out.join("q.template_1.pdb")).unwrap();
     let cas = pdb.lines().filter(|l| &l[12..16] == " CA ").count();
     assert!(cas > 100 && cas <= query.len(), "{cas}");

@@ -19,8 +19,21 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
 
 /// Writes several files that belong together (a structure and its JSON): every one is
 /// first written and flushed to a temporary file beside its target, and only when all
-/// of them succeeded are they renamed into place, so an error leaves none of them.
+/// of them succeeded are they renamed into place, so an error leaves none of them. Two
+/// files for one path, or a path a file cannot be renamed over (a directory), are refused
+/// before anything is written.
 pub fn write_atomic_all(files: &[(&Path, &[u8])]) -> Result<()> {
+    let refuse = |path: &Path, reason: &str| {
+        IoError::file(path, io::Error::new(io::ErrorKind::InvalidInput, reason))
+    };
+    for (k, (path, _)) in files.iter().enumerate() {
+        if files[..k].iter().any(|(earlier, _)| earlier == path) {
+            return Err(refuse(path, "two outputs would be written to this path"));
+        }
+        if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+            return Err(refuse(path, "a directory is in the way of this output"));
+        }
+    }
     let mut staged: Vec<(PathBuf, &Path)> = Vec::with_capacity(files.len());
     let cleanup = |staged: &[(PathBuf, &Path)]| {
         // Best effort: the temporary files are garbage whatever happens here.
@@ -184,6 +197,28 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec!["taken"], "temporary file left behind");
+    }
+
+    #[test]
+    fn write_atomic_all_refuses_a_directory_or_a_repeated_path_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("q.a3m");
+        let taken = dir.path().join("q.tsv");
+        fs::create_dir(&taken).unwrap();
+        let msg = write_atomic_all(&[(first.as_path(), b"x"), (taken.as_path(), b"y")])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("q.tsv") && msg.contains("directory"), "{msg}");
+        let msg = write_atomic_all(&[(first.as_path(), b"x"), (first.as_path(), b"y")])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("two outputs"), "{msg}");
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["q.tsv"], "an output was written");
     }
 
     #[test]

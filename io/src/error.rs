@@ -22,7 +22,7 @@ pub enum IoError {
     #[error("{origin}: {message}")]
     Fasta { origin: String, message: String },
     /// A record name that cannot be used as an output file name.
-    #[error("record `{name}` cannot be used as an output file name: {reason}")]
+    #[error("record {name:?} cannot be used as an output file name: {reason}")]
     OutputName { name: String, reason: String },
     /// A structure that the chosen output format cannot represent.
     #[error("cannot write structure: {0}")]
