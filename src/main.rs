@@ -206,11 +206,19 @@ fn prepare_output_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sizes the global thread pool (default: all cores).
+/// Sizes the global thread pool (default: all cores). More than four threads per core
+/// only adds switching (thousands of threads stall the machine), so that is refused.
 fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
     if let Some(n) = threads {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        if n == 0 || n > 4 * cores {
+            anyhow::bail!(
+                "--threads {n}: give 1 to {} ({cores} cores here)",
+                4 * cores
+            );
+        }
         rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
+            .num_threads(n)
             .build_global()
             .context("cannot set the thread count")?;
     }

@@ -8,10 +8,11 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use ferrofold_io::atomic::{safe_output_path, write_atomic_all};
 use ferrofold_io::fasta::read_fasta;
-use ferrofold_msa::alphabet::{encode, query_letters};
+use ferrofold_msa::alphabet::{encode, query_letters, X};
 use ferrofold_msa::db::{build_database, Database};
 use ferrofold_msa::filter::DiversityFilter;
 use ferrofold_msa::output::{a3m, hit_table};
+use ferrofold_msa::prefilter::K;
 use ferrofold_msa::search::{
     search, PassSummary, Query, QueryResult, SearchParams, SearchProgress,
 };
@@ -29,8 +30,8 @@ pub struct SearchArgs {
     out: PathBuf,
     /// Search iterations (profile search after the first; a query stops earlier once its
     /// included hits grow by less than 10 %).
-    #[arg(long, default_value_t = 4)]
-    iterations: usize,
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    iterations: u32,
     /// Report hits up to this E-value.
     #[arg(long, default_value_t = 0.1)]
     evalue: f64,
@@ -39,8 +40,8 @@ pub struct SearchArgs {
     #[arg(long, default_value_t = 0.1)]
     inclusion_evalue: f64,
     /// Most hits per query.
-    #[arg(long, default_value_t = 10_000)]
-    max_seqs: usize,
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_seqs: u32,
     /// Sensitivity, 1 (fast) to 8.5 (sensitive), as MMseqs2's -s.
     #[arg(short = 's', long, default_value_t = 7.5)]
     sensitivity: f64,
@@ -64,10 +65,10 @@ impl SearchArgs {
             bail!("--max-seq-id {} is outside 0 to 1", self.max_seq_id);
         }
         Ok(SearchParams {
-            iterations: self.iterations.max(1),
+            iterations: self.iterations as usize,
             evalue: self.evalue,
             inclusion_evalue: self.inclusion_evalue,
-            max_seqs: self.max_seqs.max(1),
+            max_seqs: self.max_seqs as usize,
             sensitivity: self.sensitivity,
             ..SearchParams::default()
         })
@@ -185,11 +186,20 @@ fn filtered_a3m(
 
 /// `ferrofold search QUERIES.fasta DB --out DIR`.
 pub fn run(args: &SearchArgs) -> Result<()> {
+    // Everything that can fail on the input fails before the output folder is made.
     let params = args.params()?;
-    crate::prepare_output_dir(&args.out)?;
     let queries = read_queries(&args.queries, &args.out)?;
     let start = Instant::now();
     let db = Database::open(&args.db)?;
+    crate::prepare_output_dir(&args.out)?;
+    for q in &queries {
+        if !q.query.codes.windows(K).any(|w| !w.contains(&X)) {
+            eprintln!(
+                "warning: {:?}: no {K} residues in a row without X; nothing can seed a hit",
+                q.query.name
+            );
+        }
+    }
     eprintln!(
         "database {}: {} sequences, {} residues",
         args.db.display(),

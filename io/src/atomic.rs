@@ -237,7 +237,7 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(
-                msg.starts_with(&format!("record `{bad}` cannot be used")),
+                msg.starts_with(&format!("record {bad:?} cannot be used")),
                 "{msg}"
             );
         }

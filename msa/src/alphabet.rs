@@ -68,8 +68,13 @@ pub fn encode(sequence: &[u8]) -> Result<Vec<u8>, SequenceProblem> {
         .iter()
         .enumerate()
         .map(|(i, &c)| {
-            encode_letter(c).ok_or(SequenceProblem::InvalidCharacter {
-                character: c as char,
+            encode_letter(c).ok_or_else(|| SequenceProblem::InvalidCharacter {
+                // Every letter before it is ASCII, so `i + 1` counts characters too; the
+                // character itself may take several UTF-8 bytes.
+                character: String::from_utf8_lossy(&sequence[i..sequence.len().min(i + 4)])
+                    .chars()
+                    .next()
+                    .unwrap_or(char::REPLACEMENT_CHARACTER),
                 position: i + 1,
             })
         })
@@ -127,5 +132,12 @@ mod tests {
             Err(SequenceProblem::Nucleotide)
         );
         assert!(encode(b"ACGTACG").is_ok());
+        assert_eq!(
+            encode("MKV\u{e9}LLA".as_bytes()),
+            Err(SequenceProblem::InvalidCharacter {
+                character: '\u{e9}',
+                position: 4
+            })
+        );
     }
 }

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 /// What went wrong, naming the file or record concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum MsaError {
-    #[error("{path}: {source}")]
+    // The cause is in the message and not a `#[source]`: printed with `{:#}`, the chain
+    // would say it twice.
+    #[error("{}: {error}", path.display())]
     File {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A database file that is not ours, from another format version, truncated or corrupt.
     #[error("database {path}: {message}")]
@@ -32,7 +33,7 @@ impl MsaError {
     pub fn file(path: impl Into<PathBuf>, source: std::io::Error) -> MsaError {
         MsaError::File {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

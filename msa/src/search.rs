@@ -142,6 +142,10 @@ pub struct PassSummary {
 /// Most seeds in one batch's table (8 bytes each while it is built; then at most 4 each
 /// beyond its fixed 25.6 MB of entries).
 const MAX_BATCH_SEEDS: usize = 48 << 20;
+/// Most seeds of one query (8 bytes each while its table is built): a plain query of about
+/// 12 000 residues seeds this many at the default sensitivity; longer ones seed at a higher
+/// threshold, so memory stays bounded whatever the query's length.
+const MAX_QUERY_SEEDS: usize = 8 << 20;
 /// Most queries per batch.
 const MAX_BATCH_QUERIES: usize = 256;
 /// Most diagonal slots per batch (8 bytes each, one array per scanning thread): a query
@@ -175,10 +179,14 @@ pub fn search(
     let iterations = params.iterations.max(1);
     let mut active: Vec<usize> = (0..queries.len()).collect();
     let base = prefilter_params.kmer_threshold;
-    // Each query's seed budget: what its plain sequence gives at the base threshold. Profiles
-    // are sharper and would seed far more at that threshold; they get a higher one instead.
-    let budgets: Vec<usize> = profiles.par_iter().map(|p| count_seeds(p, base)).collect();
-    let mut thresholds: Vec<(i32, usize)> = budgets.iter().map(|&n| (base, n)).collect();
+    // Each query's seed budget: what its plain sequence gives at the base threshold (a
+    // higher one for a query long enough to seed past `MAX_QUERY_SEEDS`). Profiles are
+    // sharper and would seed far more at that threshold; they get a higher one instead.
+    let mut thresholds: Vec<(i32, usize)> = profiles
+        .par_iter()
+        .map(|p| seed_threshold(p, base, MAX_QUERY_SEEDS))
+        .collect();
+    let budgets: Vec<usize> = thresholds.iter().map(|&(_, n)| n).collect();
     let slots: Vec<usize> = queries
         .iter()
         .map(|q| q.codes.len() + db.max_length() + 1)
@@ -548,6 +556,29 @@ mod tests {
     use super::*;
     use crate::alphabet::decode;
     use crate::db::build_database;
+
+    /// A query long enough to seed past [`MAX_QUERY_SEEDS`] at the base threshold seeds at
+    /// a higher one, within the limit.
+    #[test]
+    fn a_long_query_seeds_within_the_limit() {
+        let mut state = 5u64;
+        let query: Vec<u8> = (0..20_000)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 33) % 20) as u8
+            })
+            .collect();
+        let pssm = sequence_pssm(&query);
+        let base = SearchParams::default().prefilter().kmer_threshold;
+        assert!(count_seeds(&pssm, base) > MAX_QUERY_SEEDS);
+        let (threshold, seeds) = seed_threshold(&pssm, base, MAX_QUERY_SEEDS);
+        assert!(
+            threshold > base && seeds <= MAX_QUERY_SEEDS,
+            "{threshold} {seeds}"
+        );
+    }
 
     /// Scoring stops after [`MISSES_AFTER_LAST_HIT`] candidates in a row score below the
     /// threshold: a homolog ranked past such a run is not scored, while hits spaced closer

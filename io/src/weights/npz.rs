@@ -316,34 +316,36 @@ mod tests {
         out
     }
 
+    fn parse_unlimited(bytes: &[u8]) -> std::result::Result<Tensor, String> {
+        parse_npy(bytes, &mut u64::MAX.clone())
+    }
+
     #[test]
     fn parses_arrays_and_scalars() {
         let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
-        let t = parse_npy(&npy("<f4", "(2, 3)", &data), &mut u64::MAX).unwrap();
+        let t = parse_unlimited(&npy("<f4", "(2, 3)", &data)).unwrap();
         assert_eq!(t.shape(), &[2, 3]);
         assert_eq!(t.data()[5], 6.0);
-        let s = parse_npy(&npy("<i4", "()", &7i32.to_le_bytes()), &mut u64::MAX).unwrap();
+        let s = parse_unlimited(&npy("<i4", "()", &7i32.to_le_bytes())).unwrap();
         assert_eq!((s.shape(), s.data()), (&[][..], &[7.0][..]));
-        let v = parse_npy(&npy("<f8", "(1,)", &2.5f64.to_le_bytes()), &mut u64::MAX).unwrap();
+        let v = parse_unlimited(&npy("<f8", "(1,)", &2.5f64.to_le_bytes())).unwrap();
         assert_eq!(v.data(), &[2.5]);
     }
 
     #[test]
     fn refuses_bad_arrays() {
-        let err = parse_npy(&npy("<f4", "(2, 3)", &[0u8; 20]), &mut u64::MAX).unwrap_err();
+        let err = parse_unlimited(&npy("<f4", "(2, 3)", &[0u8; 20])).unwrap_err();
         assert!(err.contains("needs 24 bytes"), "{err}");
-        assert!(parse_npy(&npy(">f4", "(1,)", &[0; 4]), &mut u64::MAX)
+        assert!(parse_unlimited(&npy(">f4", "(1,)", &[0; 4]))
             .unwrap_err()
             .contains("unsupported dtype"));
-        assert!(parse_npy(b"\x93NUMPY", &mut u64::MAX).is_err());
-        assert!(parse_npy(b"garbage", &mut u64::MAX)
-            .unwrap_err()
-            .contains("magic"));
+        assert!(parse_unlimited(b"\x93NUMPY").is_err());
+        assert!(parse_unlimited(b"garbage").unwrap_err().contains("magic"));
         let huge = npy("<f4", "(4294967296, 4294967296, 16)", &[]);
-        assert!(parse_npy(&huge, &mut u64::MAX).is_err());
+        assert!(parse_unlimited(&huge).is_err());
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub enum SkipReason {
     InvalidCharacter,
     /// A DNA/RNA record.
     Nucleotide,
+    /// Longer than [`MAX_TARGET_LENGTH`].
+    TooLong,
 }
 
 impl SkipReason {
@@ -40,6 +42,7 @@ impl SkipReason {
             SkipReason::Empty => "empty",
             SkipReason::InvalidCharacter => "with invalid characters",
             SkipReason::Nucleotide => "nucleotide",
+            SkipReason::TooLong => "too long",
         }
     }
 }
@@ -89,7 +92,9 @@ impl BuildReport {
             .map(|s| {
                 let first = s.first_records.first().map_or("", String::as_str);
                 let detail = match s.reason {
-                    SkipReason::InvalidCharacter => format!("{first}: {}", s.first_problem),
+                    SkipReason::InvalidCharacter | SkipReason::TooLong => {
+                        format!("{first}: {}", s.first_problem)
+                    }
                     _ => first.to_string(),
                 };
                 format!("{} {} (first: {detail})", s.count, s.reason.describe())
@@ -102,8 +107,7 @@ impl BuildReport {
         ))
     }
 
-    fn skip(&mut self, name: &str, problem: &SequenceProblem) {
-        let reason = SkipReason::of(problem);
+    fn skip(&mut self, name: &str, reason: SkipReason, problem: String) {
         let at = match self.skipped.binary_search_by_key(&reason, |s| s.reason) {
             Ok(at) => at,
             Err(at) => {
@@ -113,7 +117,7 @@ impl BuildReport {
                         reason,
                         count: 0,
                         first_records: Vec::new(),
-                        first_problem: problem.to_string(),
+                        first_problem: problem,
                     },
                 );
                 at
@@ -127,14 +131,19 @@ impl BuildReport {
     }
 }
 
+/// Longest sequence a database takes: every search thread keeps diagonal slots for the
+/// longest target, so one huge record would cost each thread memory and every batch a
+/// pass of its own. Titin, the longest known protein, has about 35 000 residues.
+pub const MAX_TARGET_LENGTH: usize = 100_000;
+
 /// Call the progress callback after about this many input bytes.
 const PROGRESS_STEP: u64 = 1 << 20;
 
 /// Builds the database `out` from the protein FASTA file `fasta`.
 ///
-/// Records are encoded with [`alphabet::encode`]. Empty, non-protein (invalid characters)
-/// and nucleotide records are skipped rather than failing the build, since large public
-/// sequence sets hold a few of them; they are counted per reason in the report. Duplicate
+/// Records are encoded with [`alphabet::encode`]. Empty, non-protein (invalid characters),
+/// nucleotide and over-long ([`MAX_TARGET_LENGTH`]) records are skipped rather than failing
+/// the build, since large public sequence sets hold a few of them; they are counted per reason in the report. Duplicate
 /// names are kept as separate sequences. Malformed FASTA (no header, a header without a
 /// name, over the reader's limits) is an error, and so is input where no record is usable.
 ///
@@ -147,15 +156,25 @@ pub fn build_database(
     out: &Path,
     progress: &mut dyn FnMut(u64),
 ) -> Result<BuildReport> {
+    if same_file(fasta, out) {
+        return Err(MsaError::Invalid(format!(
+            "{}: the database would overwrite its own FASTA input; name another output",
+            out.display()
+        )));
+    }
     let mut reader = FastaReader::open(fasta)?.allow_empty(true);
     let dir = match out.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
     let out_err = |e: io::Error| MsaError::file(out, e);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".ferrofold-db-")
-        .suffix(".tmp")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".ferrofold-db-").suffix(".tmp");
+    // Readable by others like any file the user creates: `open` narrows 0666 by the umask
+    // (tempfile's own default is 0600).
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut tmp = builder
         .tempfile_in(dir)
         .map_err(|e| MsaError::file(dir, e))?;
     // Residues go straight into the final file; headers, streamed at the same time, into
@@ -181,6 +200,11 @@ pub fn build_database(
         let record = record?;
         report.records += 1;
         match alphabet::encode(record.sequence.as_bytes()) {
+            Ok(codes) if codes.len() > MAX_TARGET_LENGTH => report.skip(
+                &record.name,
+                SkipReason::TooLong,
+                format!("{} residues, over {MAX_TARGET_LENGTH}", codes.len()),
+            ),
             Ok(codes) => {
                 residues.write_all(&codes).map_err(out_err)?;
                 headers
@@ -190,7 +214,9 @@ pub fn build_database(
                 header_offsets.push(headers.len);
                 report.max_length = report.max_length.max(codes.len());
             }
-            Err(problem) => report.skip(&record.name, &problem),
+            Err(problem) => {
+                report.skip(&record.name, SkipReason::of(&problem), problem.to_string())
+            }
         }
         if reader.bytes_read() - reported >= PROGRESS_STEP {
             reported = reader.bytes_read();
@@ -268,6 +294,11 @@ pub fn build_database(
     }
     report.file_bytes = at;
     Ok(report)
+}
+
+/// Whether `a` and `b` name one existing file (by canonical path).
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
 /// Writes zeros up to the next section boundary; returns the new position.

@@ -8,6 +8,8 @@ mod open;
 #[cfg(test)]
 mod tests;
 
-pub use build::{build_database, BuildReport, SkipReason, Skipped, SKIP_EXAMPLES};
+pub use build::{
+    build_database, BuildReport, SkipReason, Skipped, MAX_TARGET_LENGTH, SKIP_EXAMPLES,
+};
 pub use format::{FORMAT_VERSION, MAGIC};
 pub use open::Database;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
+use super::build::MAX_TARGET_LENGTH;
 use super::format::{u64_at, FileHeader, Section, ALIGN, HEADER_LEN, MAGIC, NOT_OURS};
 use crate::alphabet::X;
 use crate::{MsaError, Result};
@@ -39,6 +40,13 @@ impl Database {
             path: path.to_path_buf(),
             message,
         };
+        // Checked before opening: a FIFO would block the open, a directory fail the map.
+        let kind = std::fs::metadata(path).map_err(|e| MsaError::file(path, e))?;
+        if !kind.is_file() {
+            return Err(err(
+                "not a regular file (a directory or a device?): give the database file".into(),
+            ));
+        }
         let mut file = File::open(path).map_err(|e| MsaError::file(path, e))?;
         let size = file.metadata().map_err(|e| MsaError::file(path, e))?.len();
         if size == 0 {
@@ -78,6 +86,13 @@ impl Database {
             )));
         }
         let layout = check_layout(&header, &map).map_err(err)?;
+        if layout.max_length > MAX_TARGET_LENGTH {
+            return Err(err(format!(
+                "holds a sequence of {} residues; a search takes at most {MAX_TARGET_LENGTH}: \
+                 rebuild it with `ferrofold db build`, which leaves such records out",
+                layout.max_length
+            )));
+        }
         let db = Database {
             path: path.to_path_buf(),
             map,

@@ -246,3 +246,49 @@ fn inconsistent_content_with_valid_checksums_is_refused() {
         assert!(msg.contains(expected), "{msg}");
     }
 }
+
+#[test]
+fn over_long_records_are_skipped_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "MKVL".repeat(MAX_TARGET_LENGTH / 4 + 1);
+    let (out, report) = build(dir.path(), &format!(">long\n{long}\n>ok\nMKV\n"));
+    let report = report.unwrap();
+    assert_eq!(report.sequences, 1);
+    assert_eq!(
+        report.skip_summary().unwrap(),
+        format!("skipped 1 record: 1 too long (first: long: 100004 residues, over 100000)")
+    );
+    assert_eq!(Database::open(&out).unwrap().max_length(), 3);
+}
+
+#[test]
+fn a_build_never_overwrites_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.fa");
+    std::fs::write(&input, FASTA).unwrap();
+    let same = dir.path().join(".").join("in.fa");
+    let msg = build_database(&input, &same, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("its own FASTA input"), "{msg}");
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), FASTA);
+}
+
+#[test]
+fn a_directory_is_not_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = open_err(dir.path());
+    assert!(msg.contains("not a regular file"), "{msg}");
+}
+
+#[cfg(unix)]
+#[test]
+fn databases_get_the_permissions_of_any_new_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = built(dir.path());
+    let plain = dir.path().join("plain");
+    std::fs::File::create(&plain).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out), mode(&plain));
+}
