@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 /// Items of one data block: tag (lower case) → values (one for a plain item, one per row for
-/// a loop column).
+/// a loop column), only for the tags asked for.
 pub(crate) struct CifBlock<'a> {
     items: HashMap<String, Vec<&'a str>>,
 }
@@ -22,133 +22,158 @@ impl<'a> CifBlock<'a> {
     }
 }
 
-fn tokens(text: &str) -> Result<Vec<&str>, String> {
-    let mut out = Vec::new();
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    let n = bytes.len();
-    let mut line_start = true;
-    while i < n {
-        let c = bytes[i];
-        if c == b'\n' {
-            line_start = true;
-            i += 1;
-            continue;
-        }
-        if c == b' ' || c == b'\t' || c == b'\r' {
-            line_start = false;
-            i += 1;
-            continue;
-        }
-        if c == b';' && line_start {
-            // Text field: up to a line starting with ';'.
-            let start = i + 1;
-            match text[start..].find("\n;") {
-                Some(k) => {
-                    let end = start + k;
-                    out.push(text[start..end].trim_end_matches('\r'));
-                    i = end + 2;
-                }
-                None => return Err("unterminated ;-text field (truncated file?)".into()),
-            }
-            line_start = false;
-            continue;
-        }
-        line_start = false;
-        if c == b'#' {
-            while i < n && bytes[i] != b'\n' {
-                i += 1;
-            }
-            continue;
-        }
-        if c == b'\'' || c == b'"' {
-            let start = i + 1;
-            let mut j = start;
-            loop {
-                if j >= n || bytes[j] == b'\n' {
-                    return Err(format!(
-                        "unterminated quoted string at byte {i} (truncated file?)"
-                    ));
-                }
-                if bytes[j] == c && (j + 1 >= n || bytes[j + 1].is_ascii_whitespace()) {
-                    break;
-                }
-                j += 1;
-            }
-            out.push(&text[start..j]);
-            i = j + 1;
-            continue;
-        }
-        let start = i;
-        while i < n && !bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        out.push(&text[start..i]);
-    }
-    Ok(out)
+/// Most values kept from one file (16 bytes each): about six times the atom rows' columns
+/// of the largest PDB entries, and a bound on memory whatever a file holds.
+const MAX_VALUES: usize = 1 << 26;
+
+/// The tokens of a CIF text, one at a time (a file's tokens are never all held at once).
+struct Tokens<'a> {
+    text: &'a str,
+    at: usize,
+    line_start: bool,
 }
 
-/// Parses the first data block of a CIF file. Loops whose value count is not a multiple of
-/// their column count (a truncated or corrupt file) are an error.
-pub(crate) fn parse_block(text: &str) -> Result<CifBlock<'_>, String> {
-    let toks = tokens(text)?;
+impl<'a> Iterator for Tokens<'a> {
+    type Item = Result<&'a str, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let text = self.text;
+        let bytes = text.as_bytes();
+        let n = bytes.len();
+        while self.at < n {
+            let i = self.at;
+            let c = bytes[i];
+            if c == b'\n' {
+                self.line_start = true;
+                self.at += 1;
+                continue;
+            }
+            let line_start = std::mem::replace(&mut self.line_start, false);
+            if c == b' ' || c == b'\t' || c == b'\r' {
+                self.at += 1;
+                continue;
+            }
+            if c == b';' && line_start {
+                // Text field: up to a line starting with ';'.
+                let start = i + 1;
+                let Some(k) = text[start..].find("\n;") else {
+                    self.at = n;
+                    return Some(Err("unterminated ;-text field (truncated file?)".into()));
+                };
+                self.at = start + k + 2;
+                return Some(Ok(text[start..start + k].trim_end_matches('\r')));
+            }
+            if c == b'#' {
+                while self.at < n && bytes[self.at] != b'\n' {
+                    self.at += 1;
+                }
+                continue;
+            }
+            if c == b'\'' || c == b'"' {
+                let start = i + 1;
+                let mut j = start;
+                loop {
+                    if j >= n || bytes[j] == b'\n' {
+                        self.at = n;
+                        return Some(Err(format!(
+                            "unterminated quoted string at byte {i} (truncated file?)"
+                        )));
+                    }
+                    if bytes[j] == c && (j + 1 >= n || bytes[j + 1].is_ascii_whitespace()) {
+                        break;
+                    }
+                    j += 1;
+                }
+                self.at = j + 1;
+                return Some(Ok(&text[start..j]));
+            }
+            while self.at < n && !bytes[self.at].is_ascii_whitespace() {
+                self.at += 1;
+            }
+            return Some(Ok(&text[i..self.at]));
+        }
+        None
+    }
+}
+
+/// Whether a token ends a loop's values (a new item, loop, block or frame).
+fn ends_loop(token: &str) -> bool {
+    let starts = |word: &str| token.get(..5).is_some_and(|t| t.eq_ignore_ascii_case(word));
+    token.starts_with('_')
+        || token.eq_ignore_ascii_case("loop_")
+        || starts("data_")
+        || starts("save_")
+}
+
+/// Parses the first data block of a CIF file, keeping the values of the tags in `wanted`
+/// (lower case) only. Loops whose value count is not a multiple of their column count (a
+/// truncated or corrupt file) are an error.
+pub(crate) fn parse_block<'a>(text: &'a str, wanted: &[&str]) -> Result<CifBlock<'a>, String> {
+    let mut toks = Tokens {
+        text,
+        at: 0,
+        line_start: true,
+    }
+    .peekable();
     let mut items: HashMap<String, Vec<&str>> = HashMap::new();
-    let mut i = 0;
+    let mut kept = 0usize;
+    let mut keep = |tag: &str, value: &'a str| -> Result<(), String> {
+        if wanted.contains(&tag) {
+            kept += 1;
+            if kept > MAX_VALUES {
+                return Err(format!("over {MAX_VALUES} values: too large to read"));
+            }
+            items.entry(tag.to_string()).or_default().push(value);
+        }
+        Ok(())
+    };
     let mut seen_block = false;
-    while i < toks.len() {
-        let t = toks[i];
+    while let Some(t) = toks.next() {
+        let t = t?;
         let lower = t.to_ascii_lowercase();
         if lower.starts_with("data_") {
             if seen_block {
                 break; // only the first data block
             }
             seen_block = true;
-            i += 1;
         } else if lower == "loop_" {
-            i += 1;
             let mut tags = Vec::new();
-            while i < toks.len() && toks[i].starts_with('_') {
-                tags.push(toks[i].to_ascii_lowercase());
-                i += 1;
+            while let Some(Ok(tag)) = toks.peek() {
+                if !tag.starts_with('_') {
+                    break;
+                }
+                tags.push(tag.to_ascii_lowercase());
+                toks.next();
             }
             if tags.is_empty() {
                 return Err("loop_ without tags".into());
             }
-            let start = i;
-            while i < toks.len() {
-                let v = toks[i];
-                let lv = v.to_ascii_lowercase();
-                if v.starts_with('_')
-                    || lv == "loop_"
-                    || lv.starts_with("data_")
-                    || lv.starts_with("save_")
-                {
-                    break;
-                }
-                i += 1;
+            let mut count = 0usize;
+            while let Some(v) = toks.peek() {
+                let v = match v {
+                    Ok(v) if ends_loop(v) => break,
+                    Ok(v) => *v,
+                    Err(e) => return Err(e.clone()),
+                };
+                keep(&tags[count % tags.len()], v)?;
+                count += 1;
+                toks.next();
             }
-            let values = &toks[start..i];
-            if values.len() % tags.len() != 0 {
+            if count % tags.len() != 0 {
                 return Err(format!(
-                    "loop of {} has {} values, not a multiple of its {} columns (truncated or \
-                     corrupt file)",
+                    "loop of {} has {count} values, not a multiple of its {} columns (truncated \
+                     or corrupt file)",
                     tags[0].split('.').next().unwrap_or(&tags[0]),
-                    values.len(),
                     tags.len()
                 ));
             }
-            for (c, tag) in tags.iter().enumerate() {
-                let col = values.iter().skip(c).step_by(tags.len()).copied();
-                items.entry(tag.clone()).or_default().extend(col);
-            }
         } else if t.starts_with('_') {
-            let Some(v) = toks.get(i + 1) else {
+            let Some(v) = toks.next() else {
                 return Err(format!("item {t} has no value (truncated file?)"));
             };
-            items.entry(lower).or_default().push(v);
-            i += 2;
+            keep(&lower, v?)?;
         } else if lower.starts_with("save_") || lower == "global_" || lower == "stop_" {
-            i += 1;
+            continue;
         } else {
             return Err(format!("unexpected value `{}` outside a loop", trunc(t)));
         }
@@ -170,19 +195,23 @@ mod tests {
     #[test]
     fn tokenizes_quotes_text_fields_and_loops() {
         let text = "data_x\n_a.b 'it''s ok'\n_a.c\n;line1\nline2\n;\nloop_\n_l.x\n_l.y\n1 \"q r\" # c\n2 ?\n";
-        let b = parse_block(text).unwrap();
+        let b = parse_block(text, &["_a.b", "_a.c", "_l.x", "_l.y"]).unwrap();
         assert_eq!(b.get("_a.b").unwrap(), &["it''s ok"]);
         assert_eq!(b.get("_a.c").unwrap(), &["line1\nline2"]);
         assert_eq!(b.get("_l.x").unwrap(), &["1", "2"]);
+        assert_eq!(b.get("_l.y").unwrap(), &["q r", "?"]);
+        // Tags not asked for are not kept.
+        let b = parse_block(text, &["_l.y"]).unwrap();
+        assert!(b.get("_l.x").is_none() && b.get("_a.b").is_none());
         assert_eq!(b.get("_l.y").unwrap(), &["q r", "?"]);
     }
 
     #[test]
     fn truncated_loops_and_strings_are_errors() {
-        assert!(parse_block("data_x\nloop_\n_l.x\n_l.y\n1 2\n3\n").is_err());
-        assert!(parse_block("data_x\n_a.b 'open\n").is_err());
-        assert!(parse_block("data_x\n_a.c\n;never closed\n").is_err());
-        assert!(parse_block("not cif at all").is_err());
-        assert!(parse_block("").is_err());
+        assert!(parse_block("data_x\nloop_\n_l.x\n_l.y\n1 2\n3\n", &[]).is_err());
+        assert!(parse_block("data_x\n_a.b 'open\n", &[]).is_err());
+        assert!(parse_block("data_x\n_a.c\n;never closed\n", &[]).is_err());
+        assert!(parse_block("not cif at all", &[]).is_err());
+        assert!(parse_block("", &[]).is_err());
     }
 }

@@ -2,7 +2,37 @@
 
 use super::cif::{parse_block, CifBlock};
 use super::{is_unset, one_letter_code, ParsedStructure, ProteinChain, ResidueAtoms};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+
+/// The tags read from an mmCIF file (every other value is skipped while parsing).
+const TAGS_READ: [&str; 22] = [
+    "_entry.id",
+    "_pdbx_audit_revision_history.revision_date",
+    "_entity_poly_seq.entity_id",
+    "_entity_poly_seq.mon_id",
+    "_entity_poly_seq.num",
+    "_chem_comp.id",
+    "_chem_comp.type",
+    "_struct_asym.id",
+    "_struct_asym.entity_id",
+    "_atom_site.label_comp_id",
+    "_atom_site.auth_asym_id",
+    "_atom_site.label_asym_id",
+    "_atom_site.auth_seq_id",
+    "_atom_site.label_seq_id",
+    "_atom_site.pdbx_pdb_ins_code",
+    "_atom_site.group_pdb",
+    "_atom_site.pdbx_pdb_model_num",
+    "_atom_site.label_atom_id",
+    "_atom_site.cartn_x",
+    "_atom_site.cartn_y",
+    "_atom_site.cartn_z",
+    "_atom_site.occupancy",
+];
+
+/// Most SEQRES residues over a file's protein chains (592 bytes each as atom37 arrays):
+/// far above the largest PDB entries' protein chains together.
+const MAX_RESIDUES: usize = 1_000_000;
 
 /// A residue in the (first-model) structure: author chain, hetero flag (`" "`, `"W"` or
 /// `"H_<name>"`), author number, insertion code — Biopython's residue id.
@@ -112,7 +142,7 @@ fn seqres_note(
     label: &str,
     seq: &[(&str, i64)],
     differ: &[(i64, &str, &str)],
-    outside: &[i64],
+    outside: &BTreeSet<i64>,
 ) -> Option<String> {
     const SHOWN: usize = 3;
     let n = seq.len();
@@ -167,7 +197,7 @@ fn seqres_note(
 /// Parses an mmCIF file's protein chains (first model). `fallback_id` names the entry when
 /// `_entry.id` is absent.
 pub fn parse_mmcif(text: &str, fallback_id: &str) -> Result<ParsedStructure, String> {
-    let b = parse_block(text)?;
+    let b = parse_block(text, &TAGS_READ)?;
     let id = b
         .get("_entry.id")
         .and_then(|v| v.first())
@@ -187,12 +217,14 @@ pub fn parse_mmcif(text: &str, fallback_id: &str) -> Result<ParsedStructure, Str
         return Err("_entity_poly_seq columns differ in length (corrupt file)".into());
     }
     let mut polymers: Vec<(&str, Vec<(&str, i64)>)> = Vec::new();
+    let mut polymer_of: HashMap<&str, usize> = HashMap::new();
     for i in 0..ent.len() {
         let n = int(num[i], "_entity_poly_seq.num")?;
-        match polymers.iter_mut().find(|p| p.0 == ent[i]) {
-            Some(p) => p.1.push((mon[i], n)),
-            None => polymers.push((ent[i], vec![(mon[i], n)])),
-        }
+        let p = *polymer_of.entry(ent[i]).or_insert_with(|| {
+            polymers.push((ent[i], Vec::new()));
+            polymers.len() - 1
+        });
+        polymers[p].1.push((mon[i], n));
     }
     let chem_types: HashMap<&str, &str> = match (b.get("_chem_comp.id"), b.get("_chem_comp.type")) {
         (Some(ids), Some(types)) if ids.len() == types.len() => {
@@ -239,7 +271,7 @@ pub fn parse_mmcif(text: &str, fallback_id: &str) -> Result<ParsedStructure, Str
     let mut label_to_auth: HashMap<&str, &str> = HashMap::new();
     let mut seq_to_res: Vec<HashMap<i64, ResKey>> = vec![HashMap::new(); valid.len()];
     // label_seq_id values whose atoms fall outside SEQRES (ignored, as AF2 does), per chain.
-    let mut outside: Vec<Vec<i64>> = vec![Vec::new(); valid.len()];
+    let mut outside: Vec<BTreeSet<i64>> = vec![BTreeSet::new(); valid.len()];
     for i in 0..sites.len() {
         if !in_first_model(i) {
             continue;
@@ -251,8 +283,8 @@ pub fn parse_mmcif(text: &str, fallback_id: &str) -> Result<ParsedStructure, Str
             }
             let num = int(sites.label_seq[i], "_atom_site.label_seq_id")?;
             let idx = num - start[c];
-            if (idx < 0 || idx >= valid[c].1.len() as i64) && !outside[c].contains(&num) {
-                outside[c].push(num);
+            if idx < 0 || idx >= valid[c].1.len() as i64 {
+                outside[c].insert(num);
             }
             seq_to_res[c].insert(idx, sites.key(i)?);
         }
@@ -298,6 +330,7 @@ pub fn parse_mmcif(text: &str, fallback_id: &str) -> Result<ParsedStructure, Str
         release_date,
         ..Default::default()
     };
+    let mut residues = 0usize;
     for (c, (label, seq)) in valid.iter().enumerate() {
         let Some(&auth) = label_to_auth.get(label) else {
             out.skipped_chains
@@ -312,6 +345,14 @@ pub fn parse_mmcif(text: &str, fallback_id: &str) -> Result<ParsedStructure, Str
             continue;
         }
         let n = seq.len();
+        // Each chain of an entity gets its own copy of the entity's sequence: bounded in
+        // all, since a small file can declare a long sequence shared by many chains.
+        residues += n;
+        if residues > MAX_RESIDUES {
+            return Err(format!(
+                "over {MAX_RESIDUES} residues in protein chains: too large to read"
+            ));
+        }
         let mut chain = ProteinChain {
             chain_id: auth.to_string(),
             sequence: seq
@@ -352,4 +393,39 @@ pub fn parse_mmcif(text: &str, fallback_id: &str) -> Result<ParsedStructure, Str
         out.chains.push(chain);
     }
     out.with_chains()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `chains` chains of one entity of `n` alanines, each with one modelled CA.
+    fn shared_entity(n: usize, chains: usize) -> String {
+        let mut t = String::from("data_x\nloop_\n_entity_poly_seq.entity_id\n_entity_poly_seq.num\n_entity_poly_seq.mon_id\n");
+        for i in 1..=n {
+            t.push_str(&format!("1 {i} ALA\n"));
+        }
+        t.push_str("_chem_comp.id ALA\n_chem_comp.type 'L-peptide linking'\n");
+        t.push_str("loop_\n_struct_asym.id\n_struct_asym.entity_id\n");
+        let ids: Vec<String> = (0..chains).map(|c| format!("C{c}")).collect();
+        for id in &ids {
+            t.push_str(&format!("{id} 1\n"));
+        }
+        t.push_str("loop_\n_atom_site.label_atom_id\n_atom_site.label_comp_id\n_atom_site.label_asym_id\n_atom_site.label_seq_id\n_atom_site.auth_asym_id\n_atom_site.auth_seq_id\n_atom_site.Cartn_x\n_atom_site.Cartn_y\n_atom_site.Cartn_z\n");
+        for id in &ids {
+            t.push_str(&format!("CA ALA {id} 1 {id} 1 0.0 0.0 0.0\n"));
+        }
+        t
+    }
+
+    #[test]
+    fn chains_sharing_a_long_sequence_are_bounded_in_all() {
+        let parsed = parse_mmcif(&shared_entity(1000, 3), "x").unwrap();
+        assert_eq!(parsed.chains.len(), 3);
+        assert_eq!(parsed.chains[0].sequence.len(), 1000);
+        let err = parse_mmcif(&shared_entity(MAX_RESIDUES / 10 + 1, 10), "x")
+            .err()
+            .unwrap();
+        assert!(err.contains("too large"), "{err}");
+    }
 }
