@@ -159,7 +159,7 @@ pub(crate) fn parse_block<'a>(text: &'a str, wanted: &[&str]) -> Result<CifBlock
                 count += 1;
                 toks.next();
             }
-            if count % tags.len() != 0 {
+            if !count.is_multiple_of(tags.len()) {
                 return Err(format!(
                     "loop of {} has {count} values, not a multiple of its {} columns (truncated \
                      or corrupt file)",
