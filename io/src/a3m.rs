@@ -56,9 +56,44 @@ impl A3m {
     }
 }
 
+/// Most rows an alignment may have (ColabFold's largest MSAs hold a few hundred thousand).
+pub const MAX_ROWS: usize = 1 << 20;
+/// Most memory the parsed rows may take ([`row_bytes`] each), and the largest A3M file read.
+pub const MAX_BYTES: usize = 4 << 30;
+
+/// What one parsed row of `width` aligned columns with a `description_len`-byte header
+/// holds in memory: its letters, four bytes of deletion count per column, the header and
+/// the record's own fields.
+pub fn row_bytes(width: usize, description_len: usize) -> usize {
+    5 * width + description_len + std::mem::size_of::<A3mRecord>()
+}
+
+/// Checks an alignment of `rows` rows taking `bytes` ([`row_bytes`] summed) against
+/// [`MAX_ROWS`] and [`MAX_BYTES`].
+pub fn check_size(rows: usize, bytes: usize) -> std::result::Result<(), String> {
+    if rows > MAX_ROWS {
+        Err(format!("over {MAX_ROWS} rows: too large to read"))
+    } else if bytes > MAX_BYTES {
+        Err(format!(
+            "its rows take over {MAX_BYTES} bytes: too large to read"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Reads and parses an A3M file.
 pub fn read_a3m(path: impl AsRef<Path>) -> Result<A3m> {
     let path = path.as_ref();
+    let size = std::fs::metadata(path)
+        .map_err(|e| IoError::file(path, e))?
+        .len();
+    if size > MAX_BYTES as u64 {
+        return Err(IoError::Fasta {
+            origin: path.display().to_string(),
+            message: format!("{size} bytes, over the {MAX_BYTES}-byte limit for an A3M file"),
+        });
+    }
     let text = std::fs::read_to_string(path).map_err(|e| IoError::file(path, e))?;
     parse_a3m(&text, &path.display().to_string())
 }
@@ -73,6 +108,9 @@ pub fn parse_a3m(text: &str, origin: &str) -> Result<A3m> {
     let mut records: Vec<A3mRecord> = Vec::new();
     // Insertions seen since the last aligned column of the current record.
     let mut pending = 0u32;
+    // Memory of the finished records (`row_bytes`), and the query's width once it is done.
+    let mut bytes = 0usize;
+    let mut query_width = 0usize;
 
     for (index, line) in text.lines().enumerate() {
         let line_no = index + 1;
@@ -80,6 +118,10 @@ pub fn parse_a3m(text: &str, origin: &str) -> Result<A3m> {
         if let Some(header) = line.strip_prefix('>') {
             if let Some(done) = records.last() {
                 check_width(done, &records[0], &err)?;
+                query_width = records[0].sequence.len();
+                bytes += row_bytes(done.sequence.len(), done.description.len());
+                check_size(records.len(), bytes)
+                    .map_err(|m| err(format!("line {line_no}: {m}")))?;
             }
             records.push(A3mRecord {
                 description: header.trim().to_string(),
@@ -93,6 +135,7 @@ pub fn parse_a3m(text: &str, origin: &str) -> Result<A3m> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
+        let rows = records.len();
         let Some(record) = records.last_mut() else {
             return Err(err(format!(
                 "line {line_no}: sequence data before the first '>' header"
@@ -118,6 +161,15 @@ pub fn parse_a3m(text: &str, origin: &str) -> Result<A3m> {
                     )))
                 }
             }
+        }
+        // A row longer than the query is an error anyway; the query itself is bounded by
+        // memory: neither grows on past what the file may hold.
+        let over_query = rows > 1 && query_width > 0 && record.sequence.len() > query_width;
+        if over_query || bytes + row_bytes(record.sequence.len(), 0) > MAX_BYTES {
+            let record = records.last().expect("a record is open");
+            check_width(record, &records[0], &err)?;
+            check_size(rows, bytes + row_bytes(record.sequence.len(), 0))
+                .map_err(|m| err(format!("line {line_no}: {m}")))?;
         }
     }
     let Some(query) = records.first() else {
@@ -162,6 +214,19 @@ mod tests {
 
     fn parse_err(text: &str) -> String {
         parse_a3m(text, "in.a3m").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn alignments_past_the_limits_are_refused() {
+        assert!(check_size(MAX_ROWS, MAX_BYTES).is_ok());
+        assert!(check_size(MAX_ROWS + 1, 0).unwrap_err().contains("rows"));
+        assert!(check_size(1, MAX_BYTES + 1).unwrap_err().contains("bytes"));
+        let text = ">q\nA\n".repeat(MAX_ROWS + 2);
+        let msg = parse_err(&text);
+        assert!(
+            msg.contains(&format!("line {}: over {MAX_ROWS} rows", 2 * MAX_ROWS + 3)),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::alphabet::HHBLITS_TO_AF;
 use crate::af2::config::MAX_TEMPLATES;
 use crate::af2::features::TemplateFeatures;
 use crate::af2::templates::pseudo_beta;
-use ferrofold_io::a3m::{A3m, A3mRecord};
+use ferrofold_io::a3m::{check_size, row_bytes, A3m, A3mRecord};
 use ferrofold_io::pickle_arrays::NpValue;
 use ferrofold_kernels::Tensor;
 use std::collections::BTreeMap;
@@ -55,6 +55,13 @@ pub fn from_raw_features(
             "`msa` {msa_shape:?} and `deletion_matrix_int` {del_shape:?} must both be [N, {l}]"
         )));
     }
+    // The rows as A3M records take more than the arrays: bounded as a parsed A3M file is.
+    let rows = msa_shape[0];
+    check_size(
+        rows,
+        rows.saturating_mul(row_bytes(l, "msa row 0000000".len())),
+    )
+    .map_err(|m| err(format!("`msa`: {m}")))?;
     let letter = |id: f32| -> Result<char, String> {
         HHBLITS_LETTERS
             .get(id as usize)
