@@ -282,7 +282,7 @@ pub fn parse_mmcif(text: &str, fallback_id: &str) -> Result<ParsedStructure, Str
                 continue;
             }
             let num = int(sites.label_seq[i], "_atom_site.label_seq_id")?;
-            let idx = num - start[c];
+            let idx = num.saturating_sub(start[c]);
             if idx < 0 || idx >= valid[c].1.len() as i64 {
                 outside[c].insert(num);
             }
