@@ -73,7 +73,7 @@ fn header_escaping_the_output_folder() {
 
 #[test]
 fn duplicate_records() {
-    assert_refused(&format!(">a\n{H}\n>a\n{H}\n"), &["`a`", "twice"]);
+    assert_refused(&format!(">a\n{H}\n>a\n{H}\n"), &["\"a\"", "twice"]);
 }
 
 #[test]

@@ -172,6 +172,10 @@ pub fn parse_a3m(text: &str, origin: &str) -> Result<A3m> {
                 .map_err(|m| err(format!("line {line_no}: {m}")))?;
         }
     }
+    if let Some(last) = records.last() {
+        bytes += row_bytes(last.sequence.len(), last.description.len());
+        check_size(records.len(), bytes).map_err(err)?;
+    }
     let Some(query) = records.first() else {
         return Err(err("no A3M records (the input is empty)".to_string()));
     };
@@ -221,12 +225,15 @@ mod tests {
         assert!(check_size(MAX_ROWS, MAX_BYTES).is_ok());
         assert!(check_size(MAX_ROWS + 1, 0).unwrap_err().contains("rows"));
         assert!(check_size(1, MAX_BYTES + 1).unwrap_err().contains("bytes"));
-        let text = ">q\nA\n".repeat(MAX_ROWS + 2);
-        let msg = parse_err(&text);
+        let msg = parse_err(&">q\nA\n".repeat(MAX_ROWS + 1));
+        assert!(msg.contains(&format!("over {MAX_ROWS} rows")), "{msg}");
+        // Past the limit by more, the header that passes it is named.
+        let msg = parse_err(&">q\nA\n".repeat(MAX_ROWS + 2));
         assert!(
             msg.contains(&format!("line {}: over {MAX_ROWS} rows", 2 * MAX_ROWS + 3)),
             "{msg}"
         );
+        assert!(parse_a3m(&">q\nA\n".repeat(MAX_ROWS), "in.a3m").is_ok());
     }
 
     #[test]

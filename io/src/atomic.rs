@@ -20,15 +20,16 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
 /// Writes several files that belong together (a structure and its JSON): every one is
 /// first written and flushed to a temporary file beside its target, and only when all
 /// of them succeeded are they renamed into place, so an error while writing leaves none of
-/// them. What would make a rename fail (two files for one path, a directory in the way) is
-/// refused before anything is written; only the file system failing between two renames
+/// them. What would make a rename fail or clobber a sibling (two files for one exact path,
+/// a directory in the way) is refused before anything is written; only the file system failing between two renames
 /// could leave some files new and others old.
 pub fn write_atomic_all(files: &[(&Path, &[u8])]) -> Result<()> {
     let refuse = |path: &Path, reason: &str| {
         IoError::file(path, io::Error::new(io::ErrorKind::InvalidInput, reason))
     };
-    for (k, (path, _)) in files.iter().enumerate() {
-        if files[..k].iter().any(|(earlier, _)| earlier == path) {
+    let mut targets = std::collections::HashSet::with_capacity(files.len());
+    for (path, _) in files {
+        if !targets.insert(*path) {
             return Err(refuse(path, "two outputs would be written to this path"));
         }
         if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {

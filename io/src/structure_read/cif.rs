@@ -22,9 +22,10 @@ impl<'a> CifBlock<'a> {
     }
 }
 
-/// Most values kept from one file (16 bytes each): about six times the atom rows' columns
-/// of the largest PDB entries, and a bound on memory whatever a file holds.
-const MAX_VALUES: usize = 1 << 26;
+/// Most values kept from one file (16 bytes each, 2 GiB in all): about four times the
+/// atom columns read of the largest PDB entries (3J3Q: 2.4 M atoms, 13 columns), and a
+/// bound on memory whatever a file holds.
+const MAX_VALUES: usize = 1 << 27;
 
 /// The tokens of a CIF text, one at a time (a file's tokens are never all held at once).
 struct Tokens<'a> {
@@ -49,7 +50,8 @@ impl<'a> Iterator for Tokens<'a> {
                 continue;
             }
             let line_start = std::mem::replace(&mut self.line_start, false);
-            if c == b' ' || c == b'\t' || c == b'\r' {
+            // A form feed too: a bare token stops at any ASCII whitespace.
+            if c.is_ascii_whitespace() {
                 self.at += 1;
                 continue;
             }
@@ -138,11 +140,12 @@ pub(crate) fn parse_block<'a>(text: &'a str, wanted: &[&str]) -> Result<CifBlock
             seen_block = true;
         } else if lower == "loop_" {
             let mut tags = Vec::new();
-            while let Some(Ok(tag)) = toks.peek() {
-                if !tag.starts_with('_') {
-                    break;
+            while let Some(tag) = toks.peek() {
+                match tag {
+                    Ok(tag) if tag.starts_with('_') => tags.push(tag.to_ascii_lowercase()),
+                    Ok(_) => break,
+                    Err(e) => return Err(e.clone()),
                 }
-                tags.push(tag.to_ascii_lowercase());
                 toks.next();
             }
             if tags.is_empty() {
@@ -200,6 +203,9 @@ mod tests {
         assert_eq!(b.get("_a.c").unwrap(), &["line1\nline2"]);
         assert_eq!(b.get("_l.x").unwrap(), &["1", "2"]);
         assert_eq!(b.get("_l.y").unwrap(), &["q r", "?"]);
+        // A form feed separates tokens like a space (a loop holding one once hung).
+        let b = parse_block("data_x\nloop_\n_l.x\n_l.y\n1\x0c2\n3 4\n", &["_l.y"]).unwrap();
+        assert_eq!(b.get("_l.y").unwrap(), &["2", "4"]);
         // Tags not asked for are not kept.
         let b = parse_block(text, &["_l.y"]).unwrap();
         assert!(b.get("_l.x").is_none() && b.get("_a.b").is_none());
@@ -210,6 +216,8 @@ mod tests {
     fn truncated_loops_and_strings_are_errors() {
         assert!(parse_block("data_x\nloop_\n_l.x\n_l.y\n1 2\n3\n", &[]).is_err());
         assert!(parse_block("data_x\n_a.b 'open\n", &[]).is_err());
+        let err = parse_block("data_x\nloop_\n'open\n", &[]).err().unwrap();
+        assert!(err.contains("unterminated quoted string"), "{err}");
         assert!(parse_block("data_x\n_a.c\n;never closed\n", &[]).is_err());
         assert!(parse_block("not cif at all", &[]).is_err());
         assert!(parse_block("", &[]).is_err());

@@ -325,12 +325,24 @@ pub fn parse_mmcif(text: &str, fallback_id: &str) -> Result<ParsedStructure, Str
         res.add(sites.atom[i], pos, occ);
     }
 
+    // Each chain of an entity gets its own copy of the entity's sequence: bounded in all
+    // before any is made, since a small file can declare a long sequence shared by many
+    // chains.
+    let residues: usize = valid
+        .iter()
+        .filter(|(label, _)| label_to_auth.contains_key(label))
+        .map(|(_, seq)| seq.len())
+        .sum();
+    if residues > MAX_RESIDUES {
+        return Err(format!(
+            "{residues} residues in protein chains, over {MAX_RESIDUES}: too large to read"
+        ));
+    }
     let mut out = ParsedStructure {
         id,
         release_date,
         ..Default::default()
     };
-    let mut residues = 0usize;
     for (c, (label, seq)) in valid.iter().enumerate() {
         let Some(&auth) = label_to_auth.get(label) else {
             out.skipped_chains
@@ -345,14 +357,6 @@ pub fn parse_mmcif(text: &str, fallback_id: &str) -> Result<ParsedStructure, Str
             continue;
         }
         let n = seq.len();
-        // Each chain of an entity gets its own copy of the entity's sequence: bounded in
-        // all, since a small file can declare a long sequence shared by many chains.
-        residues += n;
-        if residues > MAX_RESIDUES {
-            return Err(format!(
-                "over {MAX_RESIDUES} residues in protein chains: too large to read"
-            ));
-        }
         let mut chain = ProteinChain {
             chain_id: auth.to_string(),
             sequence: seq

@@ -52,9 +52,11 @@ pub fn load_npz(path: impl AsRef<Path>) -> Result<TensorStore> {
             store.insert_in_file(name, array);
             continue;
         }
+        // The decompressed bytes count while they are decoded, then only the values.
         let bytes = read_entry(&mut zip, &entry, budget, &origin)?;
         budget -= bytes.len() as u64;
         let tensor = parse_npy(&bytes, &mut budget).map_err(array_error)?;
+        budget += bytes.len() as u64;
         store.insert(name.to_string(), tensor);
     }
     if store.is_empty() {
@@ -191,7 +193,8 @@ pub(crate) fn parse_npy(bytes: &[u8], budget: &mut u64) -> std::result::Result<T
     let out_bytes = (numel as u64).saturating_mul(4);
     if out_bytes > *budget {
         return Err(format!(
-            "{numel} elements exceed the {MAX_CHECKPOINT_BYTES}-byte checkpoint limit"
+            "{numel} elements as f32 pass what is left ({budget} bytes) of the \
+             {MAX_CHECKPOINT_BYTES}-byte limit on a parameter file's values"
         ));
     }
     *budget -= out_bytes;
@@ -480,7 +483,7 @@ mod tests {
         // One-byte elements grow fourfold as f32: the budget sees the f32 size first.
         let bytes = npy("|u1", "(1000,)", &[0; 1000]);
         let err = parse_npy(&bytes, &mut 3999).unwrap_err();
-        assert!(err.contains("1000 elements exceed"), "{err}");
+        assert!(err.contains("1000 elements as f32 pass"), "{err}");
         let mut budget = 4000;
         assert_eq!(parse_npy(&bytes, &mut budget).unwrap().len(), 1000);
         assert_eq!(budget, 0);
