@@ -176,23 +176,33 @@ enum WeightsAction {
 }
 
 /// Checks, before anything runs, that every record name of `input` makes a safe file name
-/// in `out` with `ext`, and that no two records share a name (their outputs would
-/// overwrite each other). Names are quoted with escapes: a header may hold anything.
+/// in `out` with each of `exts`, with no directory in the way, and that no two records'
+/// names differ only in case (their outputs would overwrite each other, on a
+/// case-insensitive file system too). Names are quoted with escapes: a header may hold
+/// anything.
 fn check_record_names<'a>(
     input: &std::path::Path,
     out: &std::path::Path,
     names: impl IntoIterator<Item = &'a str>,
-    ext: &str,
+    exts: &[&str],
 ) -> anyhow::Result<()> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = std::collections::HashMap::new();
     for name in names {
-        if !seen.insert(name) {
+        if let Some(earlier) = seen.insert(name.to_lowercase(), name) {
             anyhow::bail!(
-                "{}: record {name:?} appears twice; record names name the output files",
+                "{}: records {earlier:?} and {name:?} name the same output files",
                 input.display()
             );
         }
-        ferrofold_io::atomic::safe_output_path(out, name, ext)?;
+        for ext in exts {
+            let path = ferrofold_io::atomic::safe_output_path(out, name, ext)?;
+            if path.is_dir() {
+                anyhow::bail!(
+                    "record {name:?}: {} is a directory in the way of its output",
+                    path.display()
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -227,10 +237,27 @@ fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
 
 fn predict(args: &PredictArgs) -> anyhow::Result<()> {
     set_threads(args.threads)?;
-    if args.model == "igfold" {
-        if args.templates.is_some() {
+    let model = args.model.to_ascii_lowercase();
+    if model == "igfold" {
+        // An option IgFold cannot use is a mistake worth saying, not one to ignore.
+        let af2_only = [
+            ("--params", args.params.is_some()),
+            ("--features", args.features.is_some()),
+            ("--features-pkl", args.features_pkl.is_some()),
+            ("--msa", args.msa.is_some()),
+            ("--db", args.db.is_some()),
+            ("--seed", args.seed != 0),
+            ("--deterministic", args.deterministic),
+            ("--templates", args.templates.is_some()),
+            ("--recycles", args.recycles.is_some()),
+            ("--save-outputs", args.save_outputs),
+        ];
+        let given: Vec<&str> = af2_only.iter().filter(|o| o.1).map(|o| o.0).collect();
+        if !given.is_empty() {
             anyhow::bail!(
-                "--templates is for AlphaFold2 models (model_1 … model_5); IgFold reads none"
+                "{} {} for AlphaFold2 models (model_1 … model_5); IgFold takes none",
+                given.join(", "),
+                if given.len() == 1 { "is" } else { "are" }
             );
         }
         let input = args
@@ -245,7 +272,16 @@ fn predict(args: &PredictArgs) -> anyhow::Result<()> {
             precision: args.precision,
         });
     }
-    let config = ModelConfig::by_name(&args.model).map_err(anyhow::Error::msg)?;
+    if args.weights.is_some() {
+        anyhow::bail!("--weights is for IgFold; AlphaFold2 reads --params");
+    }
+    let config = ModelConfig::by_name(&model).map_err(|_| {
+        anyhow::anyhow!(
+            "unknown model `{}`: igfold, or an AlphaFold2 model: model_1 … model_5, \
+             optionally with _ptm",
+            args.model
+        )
+    })?;
     predict_af2::run(args, config)
 }
 

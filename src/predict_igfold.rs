@@ -24,6 +24,9 @@ pub struct Options {
     pub precision: Option<Precision>,
 }
 
+/// The files written per antibody.
+const OUTPUTS: [&str; 3] = ["pdb", "cif", "json"];
+
 pub fn run(opts: &Options) -> Result<()> {
     // Everything that can be checked is checked before any file is written.
     let records = read_fasta(&opts.input)?;
@@ -36,7 +39,7 @@ pub fn run(opts: &Options) -> Result<()> {
         &opts.input,
         &opts.out,
         antibodies.iter().map(|ab| ab.name.as_str()),
-        "pdb",
+        &OUTPUTS,
     )?;
     let backend = crate::device::backend(opts.device, opts.precision)?;
     let dir = match &opts.weights {
@@ -88,7 +91,7 @@ fn write_outputs(pred: &Prediction, ab: &Antibody, out: &Path) -> Result<()> {
     let pdb = write_pdb(&structure)?;
     let cif = write_mmcif(&structure, &ab.name)?;
     let json = serde_json::to_string_pretty(&to_json(ab, pred))?;
-    let paths = ["pdb", "cif", "json"].map(|ext| safe_output_path(out, &ab.name, ext));
+    let paths = OUTPUTS.map(|ext| safe_output_path(out, &ab.name, ext));
     let [p, c, j] = paths;
     let (p, c, j) = (p?, c?, j?);
     write_atomic_all(&[

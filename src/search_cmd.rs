@@ -111,7 +111,12 @@ struct NamedQuery {
 /// Reads and checks every query before anything is searched or written.
 fn read_queries(path: &Path, out: &Path) -> Result<Vec<NamedQuery>> {
     let records = read_fasta(path)?;
-    crate::check_record_names(path, out, records.iter().map(|r| r.name.as_str()), "a3m")?;
+    crate::check_record_names(
+        path,
+        out,
+        records.iter().map(|r| r.name.as_str()),
+        &["a3m", "tsv"],
+    )?;
     let mut queries = Vec::with_capacity(records.len());
     for record in records {
         let codes = encode(record.sequence.as_bytes()).map_err(|problem| {

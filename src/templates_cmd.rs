@@ -314,7 +314,7 @@ pub fn run_search(args: &SearchTemplatesArgs) -> Result<()> {
         &args.queries,
         &args.out,
         records.iter().map(|r| r.name.as_str()),
-        "templates.json",
+        &["templates.json"],
     )?;
     crate::prepare_output_dir(&args.out)?;
     let mut files: Vec<(PathBuf, String)> = Vec::new();

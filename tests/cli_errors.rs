@@ -73,7 +73,39 @@ fn header_escaping_the_output_folder() {
 
 #[test]
 fn duplicate_records() {
-    assert_refused(&format!(">a\n{H}\n>a\n{H}\n"), &["\"a\"", "twice"]);
+    assert_refused(
+        &format!(">a\n{H}\n>a\n{H}\n"),
+        &["\"a\"", "same output files"],
+    );
+    // Names differing only in case: one file on a case-insensitive file system.
+    assert_refused(&format!(">Ab\n{H}\n>aB\n{H}\n"), &["\"Ab\"", "\"aB\""]);
+}
+
+#[test]
+fn a_directory_in_the_way_of_a_later_record_stops_the_run_before_it_starts() {
+    let out = tempfile::tempdir().unwrap();
+    std::fs::create_dir(out.path().join("second.cif")).unwrap();
+    let (ok, err) = run(&format!(">first\n{H}\n>second\n{H}\n"), out.path(), &[]);
+    assert!(
+        !ok && err.contains("second.cif") && err.contains("directory"),
+        "{err}"
+    );
+    let names: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
+    assert_eq!(names.len(), 1, "only the directory: {names:?}");
+}
+
+#[test]
+fn alphafold_options_with_igfold_are_refused() {
+    let out = tempfile::tempdir().unwrap();
+    let (ok, err) = run(
+        &format!(">a\n{H}\n"),
+        out.path(),
+        &["--recycles", "5", "--msa", "x.a3m"],
+    );
+    assert!(
+        !ok && err.contains("--msa, --recycles are for AlphaFold2"),
+        "{err}"
+    );
 }
 
 #[test]

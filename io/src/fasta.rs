@@ -265,7 +265,13 @@ impl<R: BufRead> FastaReader<R> {
             // Start of input: blank lines, then the first header.
             None => loop {
                 let mut data = Vec::new();
-                match self.read_line(&mut data)? {
+                // Only blank lines may come first: the header's limit there refuses binary
+                // input at once, not after a gigabyte of it (a non-ASCII chunk is kept whole
+                // until its line ends, so the limit cannot be zero).
+                let max_sequence = std::mem::replace(&mut self.max_sequence, self.max_header);
+                let line = self.read_line(&mut data);
+                self.max_sequence = max_sequence;
+                match line? {
                     Line::Eof => {
                         self.eof = true;
                         return Err(self.error("no FASTA records (the input is empty)".into()));
@@ -398,6 +404,19 @@ mod tests {
         assert_eq!(
             msg,
             "in.fa: line 2: sequence data before the first '>' header"
+        );
+    }
+
+    #[test]
+    fn refuses_endless_binary_input_at_once() {
+        let zeros = std::io::BufReader::new(std::io::repeat(0));
+        let mut reader = FastaReader::new(zeros, "zeros");
+        let msg = reader.next().unwrap().unwrap_err().to_string();
+        assert!(msg.contains("line 1: sequence data before"), "{msg}");
+        assert!(
+            reader.bytes_read() <= 1 << 17,
+            "{} bytes read",
+            reader.bytes_read()
         );
     }
 
