@@ -78,7 +78,7 @@ pub struct PredictArgs {
     /// `igfold`, or an AlphaFold2 monomer model: model_1 … model_5, optionally `_ptm`.
     #[arg(long, default_value = "igfold")]
     model: String,
-    /// Worker threads (default: all cores).
+    /// Worker threads (default: all cores; at most four per core).
     #[arg(long)]
     threads: Option<usize>,
     /// IgFold: folder with the converted weights (default: the cache under $FERROFOLD_HOME).

@@ -48,7 +48,7 @@ pub struct SearchArgs {
     /// A3M diversity filter: highest pairwise identity between kept rows.
     #[arg(long, default_value_t = 0.95)]
     max_seq_id: f64,
-    /// Worker threads (default: all cores).
+    /// Worker threads (default: all cores; at most four per core).
     #[arg(long)]
     pub threads: Option<usize>,
 }

@@ -282,7 +282,7 @@ pub struct SearchTemplatesArgs {
     /// residue numbering.
     #[arg(long)]
     write_pdb: bool,
-    /// Worker threads (default: all cores).
+    /// Worker threads (default: all cores; at most four per core).
     #[arg(long)]
     pub threads: Option<usize>,
 }
