@@ -306,11 +306,17 @@ fn bad_queries_are_refused_before_anything_is_written() {
     refused(">dig1\nMKV1LLA\n", &["dig1", "'1'", "position 4"]);
     refused(">star1\nMKV*LLA\n", &["star1", "'*'", "position 4"]);
     refused(">gap1\nMKV-LLA\n", &["gap1", "'-'", "position 4"]);
-    refused(&format!(">good\n{}\n", f.query), &["good", "same output files"]);
+    refused(
+        &format!(">good\n{}\n", f.query),
+        &["good", "same output files"],
+    );
     refused(">../x\nMKVLLA\n", &["../x", "output file name"]);
     refused(">.hidden\nMKVLLA\n", &[".hidden", "output file name"]);
     // Duplicates are found whatever lies between them.
-    refused(">a\nMKV\n>b\nMKV\n>a\nMKV\n", &["\"a\"", "same output files"]);
+    refused(
+        ">a\nMKV\n>b\nMKV\n>a\nMKV\n",
+        &["\"a\"", "same output files"],
+    );
     // A file without records.
     assert_queries_refused(&f, "", &["queries.fasta", "no FASTA records"]);
 }
