@@ -70,9 +70,9 @@ impl SlotLayout {
     }
 }
 
-/// Windows between fetching a window's table entry and reading it, and between fetching its
-/// overflow seeds and reading those (counted over a whole group of targets, so short targets
-/// are prefetched as well as long ones).
+/// Seeded windows between fetching a window's table entry and reading it, and between
+/// fetching its overflow seeds and reading those (counted over a whole group of targets, so
+/// short targets are prefetched as well as long ones).
 const ENTRIES_AHEAD: usize = 48;
 const SEEDS_AHEAD: usize = 16;
 /// Marks a window that holds an `X`.
@@ -92,6 +92,8 @@ pub struct ScanState<'a> {
     /// window's position in its target; `seeded_ends` holds each target's end.
     entries: Vec<Entry>,
     positions: Vec<u32>,
+    /// The codes of those windows.
+    seeded_codes: Vec<u32>,
     seeded_ends: Vec<usize>,
     /// Slots of the diagonals with two hits in the current target: the first
     /// `triggered_len`, the buffer as long as the slot array (each slot triggers once per
@@ -118,6 +120,7 @@ impl<'a> ScanState<'a> {
             ends: Vec::new(),
             entries: Vec::new(),
             positions: Vec::new(),
+            seeded_codes: Vec::new(),
             seeded_ends: Vec::new(),
             triggered: vec![0; layout.total + layout.max_target_len],
             triggered_len: 0,
@@ -169,28 +172,31 @@ impl<'a> ScanState<'a> {
         if self.entries.len() < windows {
             self.entries.resize(windows, Entry::EMPTY);
             self.positions.resize(windows, 0);
+            self.seeded_codes.resize(windows, 0);
         }
         self.seeded_ends.clear();
-        let has_seeds = |code: u32| code != NO_CODE && (!SPARSE || self.table.occupied(code));
+        // The seeded windows first, one bitmap read each; then their entries, each asked of
+        // the cache well ahead of its read (random reads over megabytes).
         let (mut w, mut n, mut start) = (0, 0, 0);
         for &end in &self.ends {
             while w < end {
-                if let Some(&ahead) = self.codes.get(w + ENTRIES_AHEAD) {
-                    if has_seeds(ahead) {
-                        self.table.prefetch(ahead);
-                    }
-                }
                 let code = self.codes[w];
-                let seeded = has_seeds(code);
-                // An empty code reads entry 0 (always cached) into a slot the next window
-                // overwrites.
-                self.entries[n] = self.table.entry(if seeded { code } else { 0 });
+                let seeded = code != NO_CODE && (!SPARSE || self.table.occupied(code));
+                // Written whatever `seeded` says: the next window overwrites an empty one.
+                self.seeded_codes[n] = code;
                 self.positions[n] = (w - start) as u32;
                 n += seeded as usize;
                 w += 1;
             }
             start = end;
             self.seeded_ends.push(n);
+        }
+        let seeded = &self.seeded_codes[..n];
+        for (k, &code) in seeded.iter().enumerate() {
+            if let Some(&ahead) = seeded.get(k + ENTRIES_AHEAD) {
+                self.table.prefetch(ahead);
+            }
+            self.entries[k] = self.table.entry(code);
         }
     }
 
