@@ -21,8 +21,8 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
 /// first written and flushed to a temporary file beside its target, and only when all
 /// of them succeeded are they renamed into place, so an error while writing leaves none of
 /// them. What would make a rename fail or clobber a sibling (two files for one exact path,
-/// a directory in the way) is refused before anything is written; only the file system failing between two renames
-/// could leave some files new and others old.
+/// a directory in the way) is refused before anything is written; only the file system
+/// failing between two renames could leave some files new and others old.
 pub fn write_atomic_all(files: &[(&Path, &[u8])]) -> Result<()> {
     let refuse = |path: &Path, reason: &str| {
         IoError::file(path, io::Error::new(io::ErrorKind::InvalidInput, reason))

@@ -118,16 +118,15 @@ pub(crate) fn parse_block<'a>(text: &'a str, wanted: &[&str]) -> Result<CifBlock
     }
     .peekable();
     let mut items: HashMap<String, Vec<&str>> = HashMap::new();
+    // Values kept so far, against `MAX_VALUES`.
     let mut kept = 0usize;
-    let mut keep = |tag: &str, value: &'a str| -> Result<(), String> {
-        if wanted.contains(&tag) {
-            kept += 1;
-            if kept > MAX_VALUES {
-                return Err(format!("over {MAX_VALUES} values: too large to read"));
-            }
-            items.entry(tag.to_string()).or_default().push(value);
+    let mut count_kept = || {
+        kept += 1;
+        if kept > MAX_VALUES {
+            Err(format!("over {MAX_VALUES} values: too large to read"))
+        } else {
+            Ok(())
         }
-        Ok(())
     };
     let mut seen_block = false;
     while let Some(t) = toks.next() {
@@ -151,6 +150,12 @@ pub(crate) fn parse_block<'a>(text: &'a str, wanted: &[&str]) -> Result<CifBlock
             if tags.is_empty() {
                 return Err("loop_ without tags".into());
             }
+            // The values of each column asked for (`None` for the others), resolved once
+            // per loop rather than per value.
+            let mut columns: Vec<Option<Vec<&str>>> = tags
+                .iter()
+                .map(|t| wanted.contains(&t.as_str()).then(Vec::new))
+                .collect();
             let mut count = 0usize;
             while let Some(v) = toks.peek() {
                 let v = match v {
@@ -158,7 +163,10 @@ pub(crate) fn parse_block<'a>(text: &'a str, wanted: &[&str]) -> Result<CifBlock
                     Ok(v) => *v,
                     Err(e) => return Err(e.clone()),
                 };
-                keep(&tags[count % tags.len()], v)?;
+                if let Some(column) = &mut columns[count % tags.len()] {
+                    count_kept()?;
+                    column.push(v);
+                }
                 count += 1;
                 toks.next();
             }
@@ -170,11 +178,20 @@ pub(crate) fn parse_block<'a>(text: &'a str, wanted: &[&str]) -> Result<CifBlock
                     tags.len()
                 ));
             }
+            for (tag, column) in tags.into_iter().zip(columns) {
+                if let Some(column) = column {
+                    items.entry(tag).or_default().extend(column);
+                }
+            }
         } else if t.starts_with('_') {
             let Some(v) = toks.next() else {
                 return Err(format!("item {t} has no value (truncated file?)"));
             };
-            keep(&lower, v?)?;
+            let v = v?;
+            if wanted.contains(&lower.as_str()) {
+                count_kept()?;
+                items.entry(lower).or_default().push(v);
+            }
         } else if lower.starts_with("save_") || lower == "global_" || lower == "stop_" {
             continue;
         } else {
