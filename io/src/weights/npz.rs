@@ -14,7 +14,7 @@ use zip::{CompressionMethod, ZipArchive};
 
 use super::dtype::ElemType;
 use super::store::InFile;
-use super::torch_zip::{read_entry, MAX_CHECKPOINT_BYTES};
+use super::torch_zip::{charge_f32, read_entry, MAX_CHECKPOINT_BYTES};
 use super::TensorStore;
 use crate::{IoError, Result};
 use ferrofold_kernels::Tensor;
@@ -40,23 +40,22 @@ pub fn load_npz(path: impl AsRef<Path>) -> Result<TensorStore> {
         .collect::<std::result::Result<Vec<String>, _>>()
         .map_err(|e| IoError::weights(&origin, format!("bad entry name: {e}")))?;
     let mut store = TensorStore::with_file(&origin, file);
-    let mut budget = MAX_CHECKPOINT_BYTES;
+    // As for PyTorch checkpoints: the bytes read, and apart the f32 values they make.
+    let (mut read_budget, mut produced_budget) = (MAX_CHECKPOINT_BYTES, MAX_CHECKPOINT_BYTES);
     for entry in names {
         let Some(name) = entry.strip_suffix(".npy") else {
             continue;
         };
         let array_error = |m: String| IoError::weights(&origin, format!("array `{name}`: {m}"));
-        if let Some((array, bytes)) = stored_array(&mut zip, &entry, budget, &origin)? {
-            budget -= bytes;
+        if let Some((array, bytes)) = stored_array(&mut zip, &entry, read_budget, &origin)? {
+            read_budget -= bytes;
             let array = array.map_err(array_error)?;
             store.insert_in_file(name, array);
             continue;
         }
-        // The decompressed bytes count while they are decoded, then only the values.
-        let bytes = read_entry(&mut zip, &entry, budget, &origin)?;
-        budget -= bytes.len() as u64;
-        let tensor = parse_npy(&bytes, &mut budget).map_err(array_error)?;
-        budget += bytes.len() as u64;
+        let bytes = read_entry(&mut zip, &entry, read_budget, &origin)?;
+        read_budget -= bytes.len() as u64;
+        let tensor = parse_npy(&bytes, &mut produced_budget).map_err(array_error)?;
         store.insert(name.to_string(), tensor);
     }
     if store.is_empty() {
@@ -189,15 +188,7 @@ pub(crate) fn parse_npy(bytes: &[u8], budget: &mut u64) -> std::result::Result<T
     let len = npy_header_len(bytes)?;
     let header = parse_npy_header(bytes)?;
     let data = &bytes[len..];
-    let numel = header.check_data_len(data.len())?;
-    let out_bytes = (numel as u64).saturating_mul(4);
-    if out_bytes > *budget {
-        return Err(format!(
-            "{numel} elements as f32 pass what is left ({budget} bytes) of the \
-             {MAX_CHECKPOINT_BYTES}-byte limit on a parameter file's values"
-        ));
-    }
-    *budget -= out_bytes;
+    charge_f32(header.check_data_len(data.len())?, budget)?;
     Tensor::new(&header.shape, header.elem.decode(data)).map_err(|e| e.to_string())
 }
 
@@ -320,7 +311,8 @@ mod tests {
     }
 
     fn parse_unlimited(bytes: &[u8]) -> std::result::Result<Tensor, String> {
-        parse_npy(bytes, &mut u64::MAX.clone())
+        let mut budget = u64::MAX;
+        parse_npy(bytes, &mut budget)
     }
 
     #[test]
@@ -483,7 +475,7 @@ mod tests {
         // One-byte elements grow fourfold as f32: the budget sees the f32 size first.
         let bytes = npy("|u1", "(1000,)", &[0; 1000]);
         let err = parse_npy(&bytes, &mut 3999).unwrap_err();
-        assert!(err.contains("1000 elements as f32 pass"), "{err}");
+        assert!(err.contains("1000 elements exceed"), "{err}");
         let mut budget = 4000;
         assert_eq!(parse_npy(&bytes, &mut budget).unwrap().len(), 1000);
         assert_eq!(budget, 0);

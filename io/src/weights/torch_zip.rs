@@ -162,6 +162,18 @@ pub fn read_zip_entry<R: Read + Seek>(
     Ok(bytes)
 }
 
+/// Takes `numel` f32 values (4 bytes each) from `budget`, the bytes a file may still make.
+pub(super) fn charge_f32(numel: usize, budget: &mut u64) -> Result<(), String> {
+    let out_bytes = (numel as u64).saturating_mul(4);
+    if out_bytes > *budget {
+        return Err(format!(
+            "{numel} elements exceed the {MAX_CHECKPOINT_BYTES}-byte checkpoint limit"
+        ));
+    }
+    *budget -= out_bytes;
+    Ok(())
+}
+
 /// Copies the (possibly strided) tensor out of its storage bytes as f32, charging its
 /// size to `budget`.
 fn materialize(t: &TensorRef, bytes: &[u8], budget: &mut u64) -> Result<Tensor, String> {
@@ -171,13 +183,7 @@ fn materialize(t: &TensorRef, bytes: &[u8], budget: &mut u64) -> Result<Tensor, 
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
         .ok_or("element count overflows")?;
-    let out_bytes = (numel as u64).saturating_mul(4);
-    if out_bytes > *budget {
-        return Err(format!(
-            "{numel} elements exceed the {MAX_CHECKPOINT_BYTES}-byte checkpoint limit"
-        ));
-    }
-    *budget -= out_bytes;
+    charge_f32(numel, budget)?;
     if numel == 0 {
         return Tensor::new(&t.shape, Vec::new()).map_err(|e| e.to_string());
     }
