@@ -457,11 +457,45 @@ fn foreign_truncated_corrupt_and_missing_databases() {
 
     let missing = f.dir.path().join("missing.ffdb");
     assert_database_refused(&f, &missing, &[]);
+    // A folder is not a database (a FIFO, also not a regular file, would block its open).
+    assert_database_refused(&f, f.dir.path(), &["not a regular file"]);
 
     // The intact database still works after all that.
     let out = f.dir.path().join("out");
     let queries = f.queries(&format!(">q\n{}\n", f.query));
     assert!(f.search(&queries, &f.db, &out, &[]).status.success());
+}
+
+/// Out-of-range arguments and a build onto its own input: refused, nothing written.
+#[test]
+fn bad_arguments_are_refused_before_anything_is_written() {
+    let f = Fixture::new(21, 50);
+    let queries = f.queries(&format!(">q\n{}\n", f.query));
+    let out = f.dir.path().join("out");
+    for (option, value) in [
+        ("--threads", "0"),
+        ("--threads", "100000"),
+        ("--iterations", "0"),
+        ("--max-seqs", "0"),
+    ] {
+        let o = ferrofold(&[
+            "search".as_ref(),
+            queries.as_ref(),
+            f.db.as_ref(),
+            "--out".as_ref(),
+            out.as_ref(),
+            option.as_ref(),
+            value.as_ref(),
+        ]);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{option} {value} accepted: {err}");
+        assert!(err.contains(option) && !err.contains("panicked"), "{err}");
+        assert!(!out.exists(), "{option} {value}: output folder made");
+    }
+    let before = std::fs::read(&f.fasta).unwrap();
+    let o = db_build(&f.fasta, &f.fasta);
+    assert_one_line_error(&o, &["its own FASTA input"]);
+    assert_eq!(std::fs::read(&f.fasta).unwrap(), before);
 }
 
 #[test]
