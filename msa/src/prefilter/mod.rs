@@ -1,16 +1,18 @@
 //! The prefilter: finds, for each query of a batch, the database targets worth a gapped
 //! alignment, reading the database once per batch.
 
+mod diagonal;
 mod neighbors;
 mod scan;
 
 pub use neighbors::{count_seeds, SeedTable, K};
-pub use scan::{ungapped_diagonal_score, Candidate};
+pub use scan::Candidate;
 
 use rayon::prelude::*;
 
 use crate::db::Database;
 use crate::matrix::{Pssm, BLOSUM62_LAMBDA_UNGAPPED};
+use diagonal::DiagonalScorer;
 use scan::{ScanState, SlotLayout};
 
 /// Prefilter settings (derived from the search's sensitivity).
@@ -53,11 +55,12 @@ pub fn prefilter(
     let table = SeedTable::build(queries, thresholds, |q, pos| {
         layout.seed_key(queries, q, pos)
     });
+    let scorer = DiagonalScorer::new(queries);
     let tasks = db.len().div_ceil(TARGETS_PER_TASK);
     let found: Vec<Vec<(u32, Candidate)>> = (0..tasks)
         .into_par_iter()
         .map_init(
-            || ScanState::new(queries, &table, &layout),
+            || ScanState::new(&scorer, &table, &layout),
             |state, task| {
                 let start = task * TARGETS_PER_TASK;
                 let end = (start + TARGETS_PER_TASK).min(db.len());

@@ -1,6 +1,7 @@
 //! The database scan: seed hits on diagonals, two hits on one diagonal open an ungapped
 //! alignment of the whole diagonal, and each target keeps its best diagonal score.
 
+use super::diagonal::DiagonalScorer;
 use super::neighbors::{Entry, SeedTable, K};
 use crate::alphabet::X;
 use crate::matrix::Pssm;
@@ -80,7 +81,7 @@ const NO_CODE: u32 = u32::MAX;
 
 /// Per-thread state of the scan, reused across targets.
 pub struct ScanState<'a> {
-    queries: &'a [&'a Pssm],
+    scorer: &'a DiagonalScorer<'a>,
     table: &'a SeedTable,
     layout: &'a SlotLayout,
     slots: Vec<DiagonalSlot>,
@@ -106,13 +107,17 @@ pub struct ScanState<'a> {
 }
 
 impl<'a> ScanState<'a> {
-    pub fn new(queries: &'a [&'a Pssm], table: &'a SeedTable, layout: &'a SlotLayout) -> Self {
+    pub fn new(
+        scorer: &'a DiagonalScorer<'a>,
+        table: &'a SeedTable,
+        layout: &'a SlotLayout,
+    ) -> Self {
         let empty = DiagonalSlot {
             stamp: 0,
             last_start: 0,
         };
         ScanState {
-            queries,
+            scorer,
             table,
             layout,
             slots: vec![empty; layout.total + layout.max_target_len],
@@ -124,7 +129,7 @@ impl<'a> ScanState<'a> {
             seeded_ends: Vec::new(),
             triggered: vec![0; layout.total + layout.max_target_len],
             triggered_len: 0,
-            best: vec![(0, 0); queries.len()],
+            best: vec![(0, 0); layout.base.len()],
             touched: Vec::new(),
         }
     }
@@ -212,8 +217,7 @@ impl<'a> ScanState<'a> {
         let stamp = index + 1;
         for &slot in &self.triggered[..self.triggered_len] {
             let (q, diagonal) = self.layout.locate(slot);
-            let pssm = self.queries[q as usize];
-            let score = ungapped_diagonal_score(pssm, target, diagonal as usize);
+            let score = self.scorer.score(q as usize, target, diagonal as usize);
             let best = &mut self.best[q as usize];
             if best.0 != stamp {
                 *best = (stamp, score);
@@ -306,23 +310,6 @@ fn window_codes(target: &[u8], codes: &mut Vec<u32>) {
     }));
 }
 
-/// Best ungapped segment score along one whole diagonal (Kadane's maximum subarray).
-/// `diagonal` is `target_pos - query_pos + query_len`.
-pub fn ungapped_diagonal_score(pssm: &Pssm, target: &[u8], diagonal: usize) -> i32 {
-    let query_len = pssm.len();
-    let first_query = query_len.saturating_sub(diagonal);
-    let offset = diagonal as isize - query_len as isize;
-    let last_query = query_len.min((target.len() as isize - offset).max(0) as usize);
-    let mut best = 0;
-    let mut running = 0;
-    for i in first_query..last_query {
-        let t = target[(i as isize + offset) as usize];
-        running = (running + pssm.score(i, t)).max(0);
-        best = best.max(running);
-    }
-    best
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,7 +345,8 @@ mod tests {
         let table =
             || SeedTable::build(&pssms, &[11, 11], |q, pos| layout.seed_key(&pssms, q, pos));
         let scan = |table: &SeedTable| {
-            let mut state = ScanState::new(&pssms, table, &layout);
+            let scorer = DiagonalScorer::new(&pssms);
+            let mut state = ScanState::new(&scorer, table, &layout);
             let mut out = Vec::new();
             for (group, chunk) in targets.chunks(16).enumerate() {
                 let chunk: Vec<&[u8]> = chunk.iter().map(|t| &t[..]).collect();
