@@ -47,11 +47,10 @@ impl Entry {
 pub struct SeedTable {
     entries: Vec<Entry>,
     /// One bit per code: whether it has any seed. 400 kB, so it stays in the L2 cache where
-    /// the entries (25.6 MB) do not: a batch of a few queries leaves most codes empty, and
-    /// the scan then skips their entries' memory reads.
+    /// the entries (25.6 MB) do not: the scan skips the entry reads of windows without seeds
+    /// (most windows for a few queries, a quarter for dozens; cheaper than the entry reads
+    /// even then).
     occupied: Vec<u64>,
-    /// At most half the codes have seeds.
-    sparse: bool,
     /// The seeds of codes with more than two, code by code: 4-byte keys (see
     /// [`SeedTable::build`]), as the scan's reads are random and the table's size sets its
     /// cache misses.
@@ -101,10 +100,8 @@ impl SeedTable {
             }
         }
         let mut occupied = vec![0u64; CODES.div_ceil(64)];
-        let mut seeded_codes = 0;
         for (code, _) in counts.iter().enumerate().filter(|(_, &c)| c > 0) {
             occupied[code / 64] |= 1 << (code % 64);
-            seeded_codes += 1;
         }
         let mut overflow = vec![0u32; overflow_len as usize];
         for &(code, seed) in pairs() {
@@ -121,7 +118,6 @@ impl SeedTable {
         SeedTable {
             entries,
             occupied,
-            sparse: seeded_codes * 2 <= CODES,
             overflow,
             len: per_query.iter().map(Vec::len).sum(),
         }
@@ -150,19 +146,6 @@ impl SeedTable {
                 &entry.0[..used]
             }
         }
-    }
-
-    /// Whether at most half the codes have seeds: then most windows of a scan can skip their
-    /// entry's memory read ([`SeedTable::occupied`]).
-    #[inline]
-    pub fn sparse(&self) -> bool {
-        self.sparse
-    }
-
-    /// The table with its sparseness set, for tests of both scan paths.
-    #[cfg(test)]
-    pub fn with_sparse(self, sparse: bool) -> SeedTable {
-        SeedTable { sparse, ..self }
     }
 
     /// Whether `code` has any seed (from the L2-sized bitmap, not the entries).

@@ -151,12 +151,7 @@ impl<'a> ScanState<'a> {
             window_codes(target, &mut self.codes);
             self.ends.push(self.codes.len());
         }
-        if self.table.sparse() {
-            self.gather_seeded_entries::<true>();
-        } else {
-            // In a full table the bitmap would only add a read to almost every window.
-            self.gather_seeded_entries::<false>();
-        }
+        self.gather_seeded_entries();
         let mut seeded = 0;
         for (k, target) in targets.iter().enumerate() {
             let index = first + k as u32;
@@ -167,11 +162,11 @@ impl<'a> ScanState<'a> {
         }
     }
 
-    /// The table entries of the group's windows that have seeds, with their positions: a
-    /// batch of a few queries leaves most codes empty, and their windows then cost neither a
-    /// memory read nor a pass through the diagonal slots. The store does not branch on
-    /// whether a window has seeds (hard to predict in a batch whose table is half full).
-    fn gather_seeded_entries<const SPARSE: bool>(&mut self) {
+    /// The table entries of the group's windows that have seeds, with their positions: the
+    /// others cost neither a memory read nor a pass through the diagonal slots. The store
+    /// does not branch on whether a window has seeds (hard to predict in a batch whose table
+    /// is half full).
+    fn gather_seeded_entries(&mut self) {
         // Room for every window; only the first `n` hold this group's.
         let windows = self.codes.len();
         if self.entries.len() < windows {
@@ -186,7 +181,7 @@ impl<'a> ScanState<'a> {
         for &end in &self.ends {
             while w < end {
                 let code = self.codes[w];
-                let seeded = code != NO_CODE && (!SPARSE || self.table.occupied(code));
+                let seeded = code != NO_CODE && self.table.occupied(code);
                 // Written whatever `seeded` says: the next window overwrites an empty one.
                 self.seeded_codes[n] = code;
                 self.positions[n] = (w - start) as u32;
@@ -314,8 +309,51 @@ fn window_codes(target: &[u8], codes: &mut Vec<u32>) {
 mod tests {
     use super::*;
 
+    /// The scan's result by its definition: per target and query, the best whole-diagonal
+    /// Kadane score among the diagonals holding two seed hits K or more positions apart.
+    fn two_hit_reference(
+        pssms: &[&Pssm],
+        table: &SeedTable,
+        layout: &SlotLayout,
+        targets: &[Vec<u8>],
+        min_ungapped: i32,
+    ) -> Vec<(u32, Candidate)> {
+        let mut out = Vec::new();
+        for (t, target) in targets.iter().enumerate() {
+            // Per slot (query and diagonal): the first and last hit's target position.
+            let mut spans = std::collections::BTreeMap::<u32, (u32, u32)>::new();
+            let mut codes = Vec::new();
+            window_codes(target, &mut codes);
+            for (here, &code) in codes.iter().enumerate().filter(|(_, &c)| c != NO_CODE) {
+                for &key in table.seeds(code) {
+                    let here = here as u32;
+                    let span = spans.entry(here + key).or_insert((here, here));
+                    span.1 = here;
+                }
+            }
+            let mut best = vec![None; pssms.len()];
+            for (&slot, &(first, last)) in &spans {
+                if last >= first + K as u32 {
+                    let (q, diagonal) = layout.locate(slot);
+                    let kadane =
+                        DiagonalScorer::new(pssms).score(q as usize, target, diagonal as usize);
+                    let best = &mut best[q as usize];
+                    *best = Some(best.unwrap_or(0).max(kadane));
+                }
+            }
+            for (q, best) in best.into_iter().enumerate() {
+                if let Some(ungapped) = best.filter(|&b| b >= min_ungapped) {
+                    let target = t as u32;
+                    out.push((q as u32, Candidate { target, ungapped }));
+                }
+            }
+        }
+        out.sort_by_key(|&(q, c)| (c.target, q));
+        out
+    }
+
     #[test]
-    fn sparse_and_full_tables_scan_alike() {
+    fn scan_finds_the_two_hit_diagonals() {
         // Two queries, targets holding stretches of them among random residues and X.
         let mut state = 7u64;
         let mut residue = || {
@@ -342,25 +380,26 @@ mod tests {
         let pssms: Vec<&Pssm> = pssms.iter().collect();
         let max_len = targets.iter().map(Vec::len).max().unwrap();
         let layout = SlotLayout::new(&pssms, max_len);
-        let table =
-            || SeedTable::build(&pssms, &[11, 11], |q, pos| layout.seed_key(&pssms, q, pos));
-        let scan = |table: &SeedTable| {
-            let scorer = DiagonalScorer::new(&pssms);
-            let mut state = ScanState::new(&scorer, table, &layout);
-            let mut out = Vec::new();
-            for (group, chunk) in targets.chunks(16).enumerate() {
-                let chunk: Vec<&[u8]> = chunk.iter().map(|t| &t[..]).collect();
-                state.scan_targets(group as u32 * 16, &chunk, 15, &mut out);
-            }
-            out
-        };
-        let sparse = scan(&table().with_sparse(true));
-        let full = scan(&table().with_sparse(false));
-        assert_eq!(sparse, full);
-        // Every planted stretch is found.
-        let found: Vec<u32> = sparse.iter().map(|(_, c)| c.target).collect();
+        let table = SeedTable::build(&pssms, &[11, 11], |q, pos| layout.seed_key(&pssms, q, pos));
+        let scorer = DiagonalScorer::new(&pssms);
+        let mut state = ScanState::new(&scorer, &table, &layout);
+        let mut found = Vec::new();
+        for (group, chunk) in targets.chunks(16).enumerate() {
+            let chunk: Vec<&[u8]> = chunk.iter().map(|t| &t[..]).collect();
+            state.scan_targets(group as u32 * 16, &chunk, 15, &mut found);
+        }
+        found.sort_by_key(|&(q, c)| (c.target, q));
+        assert_eq!(
+            found,
+            two_hit_reference(&pssms, &table, &layout, &targets, 15)
+        );
+        // Random targets trigger too (a low threshold), and every planted stretch is found.
+        assert!(found.len() > 20, "{found:?}");
         for t in (0..40).step_by(3) {
-            assert!(found.contains(&(t as u32)), "target {t}: {sparse:?}");
+            assert!(
+                found.iter().any(|(_, c)| c.target == t),
+                "target {t}: {found:?}"
+            );
         }
     }
 
