@@ -95,6 +95,7 @@ pub struct ScanState<'a> {
     positions: Vec<u32>,
     /// The codes of those windows.
     seeded_codes: Vec<u32>,
+    flags: Vec<bool>,
     seeded_ends: Vec<usize>,
     /// Slots of the diagonals with two hits in the current target: the first
     /// `triggered_len`, the buffer as long as the slot array (each slot triggers once per
@@ -126,6 +127,7 @@ impl<'a> ScanState<'a> {
             entries: Vec::new(),
             positions: Vec::new(),
             seeded_codes: Vec::new(),
+            flags: Vec::new(),
             seeded_ends: Vec::new(),
             triggered: vec![0; layout.total + layout.max_target_len],
             triggered_len: 0,
@@ -177,11 +179,14 @@ impl<'a> ScanState<'a> {
         self.seeded_ends.clear();
         // The seeded windows first, one bitmap read each; then their entries, each asked of
         // the cache well ahead of its read (random reads over megabytes).
+        self.flags.clear();
+        let table = self.table;
+        self.flags.extend(self.codes.iter().map(|&code| code != NO_CODE && table.occupied(code)));
         let (mut w, mut n, mut start) = (0, 0, 0);
         for &end in &self.ends {
             while w < end {
                 let code = self.codes[w];
-                let seeded = code != NO_CODE && self.table.occupied(code);
+                let seeded = self.flags[w];
                 // Written whatever `seeded` says: the next window overwrites an empty one.
                 self.seeded_codes[n] = code;
                 self.positions[n] = (w - start) as u32;
