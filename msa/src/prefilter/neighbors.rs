@@ -148,6 +148,12 @@ impl SeedTable {
         }
     }
 
+    /// The occupancy bitmap: bit `code % 64` of word `code / 64` says whether `code` has
+    /// seeds.
+    pub fn occupancy(&self) -> &[u64] {
+        &self.occupied
+    }
+
     /// Whether `code` has any seed (from the L2-sized bitmap, not the entries).
     #[inline]
     pub fn occupied(&self, code: u32) -> bool {

@@ -2,7 +2,7 @@
 //! alignment of the whole diagonal, and each target keeps its best diagonal score.
 
 use super::diagonal::DiagonalScorer;
-use super::neighbors::{Entry, SeedTable, K};
+use super::neighbors::{Entry, SeedTable, CODES, K};
 use crate::alphabet::X;
 use crate::matrix::Pssm;
 
@@ -95,8 +95,9 @@ pub struct ScanState<'a> {
     positions: Vec<u32>,
     /// The codes of those windows.
     seeded_codes: Vec<u32>,
-    flags: Vec<bool>,
     seeded_ends: Vec<usize>,
+    /// Whether this CPU compacts the seeded windows in AVX-512 lanes.
+    avx512: bool,
     /// Slots of the diagonals with two hits in the current target: the first
     /// `triggered_len`, the buffer as long as the slot array (each slot triggers once per
     /// target), so that every hit may write one without a branch.
@@ -127,7 +128,7 @@ impl<'a> ScanState<'a> {
             entries: Vec::new(),
             positions: Vec::new(),
             seeded_codes: Vec::new(),
-            flags: Vec::new(),
+            avx512: vector_compaction_available(),
             seeded_ends: Vec::new(),
             triggered: vec![0; layout.total + layout.max_target_len],
             triggered_len: 0,
@@ -173,27 +174,41 @@ impl<'a> ScanState<'a> {
         let windows = self.codes.len();
         if self.entries.len() < windows {
             self.entries.resize(windows, Entry::EMPTY);
-            self.positions.resize(windows, 0);
-            self.seeded_codes.resize(windows, 0);
+            // 16 more: the vector path stores whole registers.
+            self.positions.resize(windows + 16, 0);
+            self.seeded_codes.resize(windows + 16, 0);
         }
         self.seeded_ends.clear();
         // The seeded windows first, one bitmap read each; then their entries, each asked of
         // the cache well ahead of its read (random reads over megabytes).
-        self.flags.clear();
-        let table = self.table;
-        self.flags.extend(self.codes.iter().map(|&code| code != NO_CODE && table.occupied(code)));
-        let (mut w, mut n, mut start) = (0, 0, 0);
-        for &end in &self.ends {
-            while w < end {
-                let code = self.codes[w];
-                let seeded = self.flags[w];
+        let bitmap = self.table.occupancy();
+        let mut n = 0;
+        for (k, &end) in self.ends.iter().enumerate() {
+            let start = if k == 0 { 0 } else { self.ends[k - 1] };
+            let codes = &self.codes[start..end];
+            #[cfg(target_arch = "x86_64")]
+            if self.avx512 {
+                // SAFETY: the CPU has AVX-512F; the outputs have 16 words of room past the
+                // windows.
+                n = unsafe {
+                    compact_seeded_avx512(
+                        bitmap,
+                        codes,
+                        &mut self.seeded_codes,
+                        &mut self.positions,
+                        n,
+                    )
+                };
+                self.seeded_ends.push(n);
+                continue;
+            }
+            for (w, &code) in codes.iter().enumerate() {
+                let seeded = code != NO_CODE && self.table.occupied(code);
                 // Written whatever `seeded` says: the next window overwrites an empty one.
                 self.seeded_codes[n] = code;
-                self.positions[n] = (w - start) as u32;
+                self.positions[n] = w as u32;
                 n += seeded as usize;
-                w += 1;
             }
-            start = end;
             self.seeded_ends.push(n);
         }
         let seeded = &self.seeded_codes[..n];
@@ -289,6 +304,59 @@ impl<'a> ScanState<'a> {
         self.triggered[self.triggered_len] = index;
         self.triggered_len += second as usize;
     }
+}
+
+fn vector_compaction_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Writes the windows of `codes` that have seeds (`bitmap`, one bit per code) from
+/// `seeded[n]` and `positions[n]` on, 16 windows per step: the bitmap words gathered, the
+/// seeded lanes' codes and positions compressed together. Returns the new `n`. Each output
+/// needs 16 words of room past the last window it may hold.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn compact_seeded_avx512(
+    bitmap: &[u64],
+    codes: &[u32],
+    seeded: &mut [u32],
+    positions: &mut [u32],
+    mut n: usize,
+) -> usize {
+    use std::arch::x86_64::*;
+    assert!(seeded.len() >= n + codes.len() + 16 && positions.len() >= n + codes.len() + 16);
+    let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let codes_end = _mm512_set1_epi32(CODES as i32);
+    for start in (0..codes.len()).step_by(16) {
+        let left = codes.len() - start;
+        let lanes: u16 = if left >= 16 {
+            u16::MAX
+        } else {
+            (1 << left) - 1
+        };
+        // SAFETY (loads and stores): masked-off lanes are not read; the stores fit (assert).
+        let code = _mm512_maskz_loadu_epi32(lanes, codes.as_ptr().add(start).cast());
+        // Codes below CODES (not NO_CODE): their 32-bit bitmap words lie within `bitmap`.
+        let valid = _mm512_mask_cmplt_epu32_mask(lanes, code, codes_end);
+        let words = _mm512_mask_i32gather_epi32::<4>(
+            _mm512_setzero_si512(),
+            valid,
+            _mm512_srli_epi32::<5>(code),
+            bitmap.as_ptr().cast(),
+        );
+        let bits = _mm512_srlv_epi32(words, _mm512_and_si512(code, _mm512_set1_epi32(31)));
+        let hit = _mm512_mask_test_epi32_mask(valid, bits, _mm512_set1_epi32(1));
+        let position = _mm512_add_epi32(iota, _mm512_set1_epi32(start as i32));
+        let out = seeded.as_mut_ptr().add(n).cast();
+        _mm512_storeu_si512(out, _mm512_maskz_compress_epi32(hit, code));
+        let out = positions.as_mut_ptr().add(n).cast();
+        _mm512_storeu_si512(out, _mm512_maskz_compress_epi32(hit, position));
+        n += hit.count_ones() as usize;
+    }
+    n
 }
 
 /// Appends the k-mer code of every window of `target` to `codes` ([`NO_CODE`] where it holds
@@ -387,17 +455,23 @@ mod tests {
         let layout = SlotLayout::new(&pssms, max_len);
         let table = SeedTable::build(&pssms, &[11, 11], |q, pos| layout.seed_key(&pssms, q, pos));
         let scorer = DiagonalScorer::new(&pssms);
-        let mut state = ScanState::new(&scorer, &table, &layout);
-        let mut found = Vec::new();
-        for (group, chunk) in targets.chunks(16).enumerate() {
-            let chunk: Vec<&[u8]> = chunk.iter().map(|t| &t[..]).collect();
-            state.scan_targets(group as u32 * 16, &chunk, 15, &mut found);
-        }
-        found.sort_by_key(|&(q, c)| (c.target, q));
+        let scan = |vector: bool| {
+            let mut state = ScanState::new(&scorer, &table, &layout);
+            state.avx512 &= vector;
+            let mut found = Vec::new();
+            for (group, chunk) in targets.chunks(16).enumerate() {
+                let chunk: Vec<&[u8]> = chunk.iter().map(|t| &t[..]).collect();
+                state.scan_targets(group as u32 * 16, &chunk, 15, &mut found);
+            }
+            found.sort_by_key(|&(q, c)| (c.target, q));
+            found
+        };
+        let found = scan(true);
         assert_eq!(
             found,
             two_hit_reference(&pssms, &table, &layout, &targets, 15)
         );
+        assert_eq!(scan(false), found);
         // Random targets trigger too (a low threshold), and every planted stretch is found.
         assert!(found.len() > 20, "{found:?}");
         for t in (0..40).step_by(3) {
