@@ -31,6 +31,7 @@ fn diagonal_cells(query_len: usize, target: &[u8], diagonal: usize) -> (usize, &
 pub struct DiagonalScorer<'a> {
     queries: &'a [&'a Pssm],
     /// Per query, `[21][L]` (empty where the scalar loop runs).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     columns: Vec<Vec<i8>>,
 }
 
@@ -76,7 +77,7 @@ impl<'a> DiagonalScorer<'a> {
 
 fn vector_scan_available() -> bool {
     #[cfg(target_arch = "x86_64")]
-    return is_x86_feature_detected!("avx512bw");
+    return is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw");
     #[cfg(not(target_arch = "x86_64"))]
     false
 }

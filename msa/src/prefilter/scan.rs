@@ -2,7 +2,9 @@
 //! alignment of the whole diagonal, and each target keeps its best diagonal score.
 
 use super::diagonal::DiagonalScorer;
-use super::neighbors::{Entry, SeedTable, CODES, K};
+#[cfg(target_arch = "x86_64")]
+use super::neighbors::CODES;
+use super::neighbors::{Entry, SeedTable, K};
 use crate::alphabet::X;
 use crate::matrix::Pssm;
 
@@ -97,6 +99,7 @@ pub struct ScanState<'a> {
     seeded_codes: Vec<u32>,
     seeded_ends: Vec<usize>,
     /// Whether this CPU compacts the seeded windows in AVX-512 lanes.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     avx512: bool,
     /// Slots of the diagonals with two hits in the current target: the first
     /// `triggered_len`, the buffer as long as the slot array (each slot triggers once per
@@ -174,14 +177,15 @@ impl<'a> ScanState<'a> {
         let windows = self.codes.len();
         if self.entries.len() < windows {
             self.entries.resize(windows, Entry::EMPTY);
-            // 16 more: the vector path stores whole registers.
+        }
+        // 16 more: the vector path stores whole registers (even for a group without windows).
+        if self.positions.len() < windows + 16 {
             self.positions.resize(windows + 16, 0);
             self.seeded_codes.resize(windows + 16, 0);
         }
         self.seeded_ends.clear();
         // The seeded windows first, one bitmap read each; then their entries, each asked of
         // the cache well ahead of its read (random reads over megabytes).
-        let bitmap = self.table.occupancy();
         let mut n = 0;
         for (k, &end) in self.ends.iter().enumerate() {
             let start = if k == 0 { 0 } else { self.ends[k - 1] };
@@ -192,7 +196,7 @@ impl<'a> ScanState<'a> {
                 // windows.
                 n = unsafe {
                     compact_seeded_avx512(
-                        bitmap,
+                        self.table.occupancy(),
                         codes,
                         &mut self.seeded_codes,
                         &mut self.positions,
@@ -479,6 +483,23 @@ mod tests {
                 found.iter().any(|(_, c)| c.target == t),
                 "target {t}: {found:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_fresh_scan_takes_a_group_without_windows() {
+        let pssm = Pssm::from_sequence(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        let pssms = [&pssm];
+        let layout = SlotLayout::new(&pssms, 4);
+        let table = SeedTable::build(&pssms, &[0], |q, pos| layout.seed_key(&pssms, q, pos));
+        let scorer = DiagonalScorer::new(&pssms);
+        for vector in [true, false] {
+            let mut state = ScanState::new(&scorer, &table, &layout);
+            state.avx512 &= vector;
+            let mut found = Vec::new();
+            let short: [&[u8]; 3] = [&[1, 2, 3, 4], &[5], &[]];
+            state.scan_targets(0, &short, 15, &mut found);
+            assert!(found.is_empty());
         }
     }
 
