@@ -244,3 +244,27 @@ fn skipped_targets_free_their_candidate_places() {
     assert_eq!(run(Vec::new()), vec![0, 1]);
     assert_eq!(run(vec![0, 1]), vec![2, 3]);
 }
+
+#[test]
+fn a_database_opening_with_peptides_is_searched() {
+    // The scan's first group of targets has no 5-residue window at all.
+    let mut rng = Rng(9);
+    let query = rng.protein(150);
+    let mut seqs: Vec<Vec<u8>> = (0..40).map(|i| rng.protein(1 + i % 4)).collect();
+    seqs.extend((0..200).map(|_| rng.protein(180)));
+    seqs.push(rng.mutate(&query, 0.8, 10));
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path(), &seqs);
+    let queries = [Query {
+        name: "q".into(),
+        codes: query,
+    }];
+    let params = SearchParams {
+        iterations: 1,
+        evalue: 1e-3,
+        ..SearchParams::default()
+    };
+    let result = &search(&db, &queries, &params, &Quiet)[0];
+    let found: Vec<u32> = result.hits.iter().map(|h| h.target).collect();
+    assert_eq!(found, [seqs.len() as u32 - 1]);
+}
