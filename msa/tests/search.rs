@@ -6,7 +6,7 @@ use ferrofold_msa::align::{QueryProfile, Scratch};
 use ferrofold_msa::alphabet::{decode, X};
 use ferrofold_msa::db::{build_database, Database};
 use ferrofold_msa::matrix::{Pssm, BLOSUM62_GAPS};
-use ferrofold_msa::search::{search, Query, SearchParams, SearchProgress};
+use ferrofold_msa::search::{search, Query, QueryResult, SearchParams, SearchProgress};
 use ferrofold_msa::stats::BLOSUM62_11_1;
 
 mod synthetic;
@@ -34,6 +34,15 @@ fn database(dir: &std::path::Path, seqs: &[Vec<u8>]) -> Database {
     Database::open(&db_path).unwrap()
 }
 
+/// The search's result for one query named `q`.
+fn search_one(db: &Database, codes: &[u8], params: &SearchParams) -> QueryResult {
+    let queries = [Query {
+        name: "q".into(),
+        codes: codes.to_vec(),
+    }];
+    search(db, &queries, params, &Quiet).remove(0)
+}
+
 #[test]
 fn planted_homologs_are_found_and_background_is_not() {
     let mut rng = Rng(42);
@@ -56,11 +65,7 @@ fn planted_homologs_are_found_and_background_is_not() {
         evalue: 1e-3,
         ..SearchParams::default()
     };
-    let queries = [Query {
-        name: "q".into(),
-        codes: query.clone(),
-    }];
-    let result = &search(&db, &queries, &params, &Quiet)[0];
+    let result = &search_one(&db, &query, &params);
     let found: Vec<u32> = result.hits.iter().map(|h| h.target).collect();
     for &(at, identity) in &planted {
         assert!(
@@ -127,17 +132,13 @@ fn profile_iterations_reach_remote_homologs() {
     }
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path(), &seqs);
-    let queries = [Query {
-        name: "q".into(),
-        codes: query,
-    }];
     let count = |iterations| {
         let params = SearchParams {
             iterations,
             evalue: 1e-3,
             ..SearchParams::default()
         };
-        let result = &search(&db, &queries, &params, &Quiet)[0];
+        let result = &search_one(&db, &query, &params);
         let members = result.hits.iter().filter(|h| h.target % 50 == 0).count();
         (members, result.hits.len() - members)
     };
@@ -165,15 +166,12 @@ fn a_query_stops_iterating_once_its_hits_stop_growing() {
     }
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path(), &seqs);
-    let queries = [Query {
-        name: "q".into(),
-        codes: rng.mutate(&ancestor, 0.8, 80),
-    }];
+    let query = rng.mutate(&ancestor, 0.8, 80);
     let params = SearchParams {
         iterations: 10,
         ..SearchParams::default()
     };
-    let result = &search(&db, &queries, &params, &Quiet)[0];
+    let result = &search_one(&db, &query, &params);
     let members = result.hits.iter().filter(|h| h.target % 50 == 0).count();
     assert_eq!(members, 20);
     assert!(result.iterations <= 3, "{} iterations", result.iterations);
@@ -192,15 +190,11 @@ fn ambiguous_residues_never_seed_but_align() {
     seqs[7] = with_x;
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path(), &seqs);
-    let queries = [Query {
-        name: "q".into(),
-        codes: query,
-    }];
     let params = SearchParams {
         iterations: 1,
         ..SearchParams::default()
     };
-    let hits = &search(&db, &queries, &params, &Quiet)[0].hits;
+    let hits = &search_one(&db, &query, &params).hits;
     assert_eq!(hits[0].target, 3);
     assert!(
         hits.iter().any(|h| h.target == 7),
@@ -255,16 +249,12 @@ fn a_database_opening_with_peptides_is_searched() {
     seqs.push(rng.mutate(&query, 0.8, 10));
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path(), &seqs);
-    let queries = [Query {
-        name: "q".into(),
-        codes: query,
-    }];
     let params = SearchParams {
         iterations: 1,
         evalue: 1e-3,
         ..SearchParams::default()
     };
-    let result = &search(&db, &queries, &params, &Quiet)[0];
+    let result = &search_one(&db, &query, &params);
     let found: Vec<u32> = result.hits.iter().map(|h| h.target).collect();
     assert_eq!(found, [seqs.len() as u32 - 1]);
 }
