@@ -6,7 +6,9 @@ use ferrofold_msa::align::{QueryProfile, Scratch};
 use ferrofold_msa::alphabet::{decode, X};
 use ferrofold_msa::db::{build_database, Database};
 use ferrofold_msa::matrix::{Pssm, BLOSUM62_GAPS};
-use ferrofold_msa::search::{search, Query, QueryResult, SearchParams, SearchProgress};
+use ferrofold_msa::search::{
+    search, Query, QueryResult, SearchParams, SearchProgress, FIRST_PASS_THRESHOLD_RAISE,
+};
 use ferrofold_msa::stats::BLOSUM62_11_1;
 
 mod synthetic;
@@ -257,4 +259,41 @@ fn a_database_opening_with_peptides_is_searched() {
     let result = &search_one(&db, &query, &params);
     let found: Vec<u32> = result.hits.iter().map(|h| h.target).collect();
     assert_eq!(found, [seqs.len() as u32 - 1]);
+}
+
+/// An iterative search's first pass seeds at a raised k-mer threshold; a query it finds
+/// nothing for is searched again at the full one rather than dropped. The homolog here is
+/// found by a single pass at the search's threshold but not by one at the raised threshold
+/// (a single pass as many sensitivity steps lower: each step is one of the threshold).
+#[test]
+fn a_query_the_raised_first_pass_misses_is_searched_again() {
+    let mut rng = Rng(2024);
+    let query = rng.protein(160);
+    let mut seqs: Vec<Vec<u8>> = (0..600).map(|_| rng.protein(200)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let base = SearchParams::default();
+    let single = |sensitivity: f64| SearchParams {
+        iterations: 1,
+        sensitivity,
+        ..base
+    };
+    let found = |db: &Database, params: &SearchParams| {
+        search_one(db, &query, params)
+            .hits
+            .iter()
+            .any(|h| h.target == 0)
+    };
+    // A remote homolog that only the full threshold seeds, drawn until one is.
+    let db = (0..200)
+        .find_map(|_| {
+            seqs[0] = rng.mutate(&query, 0.32, 60);
+            let db = database(dir.path(), &seqs);
+            let coarse = single(base.sensitivity - FIRST_PASS_THRESHOLD_RAISE as f64);
+            (found(&db, &single(base.sensitivity)) && !found(&db, &coarse)).then_some(db)
+        })
+        .expect("a homolog only the full threshold finds");
+    for iterations in [2, 4] {
+        let params = SearchParams { iterations, ..base };
+        assert!(found(&db, &params), "{iterations} iterations");
+    }
 }
