@@ -28,7 +28,8 @@ pub struct SearchArgs {
     /// Output folder: <query>.a3m and <query>.tsv per query.
     #[arg(long)]
     out: PathBuf,
-    /// Search iterations (profile search after the first; a query stops earlier once its
+    /// Search iterations (profile search after the first, which then seeds two sensitivity
+    /// steps lower: it only builds the first profile; a query stops earlier once its
     /// included hits grow by less than 10 %).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     iterations: u32,
