@@ -29,8 +29,9 @@ pub struct SearchArgs {
     #[arg(long)]
     out: PathBuf,
     /// Search iterations (profile search after the first, which then seeds two sensitivity
-    /// steps lower: it only builds the first profile; a query stops earlier once its
-    /// included hits grow by less than 10 %).
+    /// steps lower: it only builds the first profile, and a query it includes nothing for
+    /// is searched again at -s; a query stops earlier once its included hits grow by less
+    /// than 10 %).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     iterations: u32,
     /// Report hits up to this E-value.

@@ -7,7 +7,8 @@ use ferrofold_msa::alphabet::{decode, X};
 use ferrofold_msa::db::{build_database, Database};
 use ferrofold_msa::matrix::{Pssm, BLOSUM62_GAPS};
 use ferrofold_msa::search::{
-    search, Query, QueryResult, SearchParams, SearchProgress, FIRST_PASS_THRESHOLD_RAISE,
+    search, PassSummary, Query, QueryResult, SearchParams, SearchProgress,
+    FIRST_PASS_THRESHOLD_RAISE,
 };
 use ferrofold_msa::stats::BLOSUM62_11_1;
 
@@ -19,7 +20,7 @@ struct Quiet;
 impl SearchProgress for Quiet {
     fn pass(&self, _: usize, _: usize, _: usize) {}
     fn scanned(&self, _: usize) {}
-    fn finished(&self, _: &ferrofold_msa::search::PassSummary) {}
+    fn finished(&self, _: &PassSummary) {}
 }
 
 /// Writes `seqs` (named `s0`, `s1`, …) as FASTA and builds a database from it.
@@ -261,10 +262,23 @@ fn a_database_opening_with_peptides_is_searched() {
     assert_eq!(found, [seqs.len() as u32 - 1]);
 }
 
-/// An iterative search's first pass seeds at a raised k-mer threshold; a query it finds
+/// Records every pass's summary.
+#[derive(Default)]
+struct Passes(std::sync::Mutex<Vec<PassSummary>>);
+
+impl SearchProgress for Passes {
+    fn pass(&self, _: usize, _: usize, _: usize) {}
+    fn scanned(&self, _: usize) {}
+    fn finished(&self, summary: &PassSummary) {
+        self.0.lock().unwrap().push(summary.clone());
+    }
+}
+
+/// An iterative search's first pass seeds at a raised k-mer threshold; a query it includes
 /// nothing for is searched again at the full one rather than dropped. The homolog here is
-/// found by a single pass at the search's threshold but not by one at the raised threshold
-/// (a single pass as many sensitivity steps lower: each step is one of the threshold).
+/// found by a single pass at the search's threshold, while a single pass at the raised
+/// threshold (as many sensitivity steps lower: each step is one of the threshold) finds
+/// nothing at all.
 #[test]
 fn a_query_the_raised_first_pass_misses_is_searched_again() {
     let mut rng = Rng(2024);
@@ -277,23 +291,35 @@ fn a_query_the_raised_first_pass_misses_is_searched_again() {
         sensitivity,
         ..base
     };
-    let found = |db: &Database, params: &SearchParams| {
-        search_one(db, &query, params)
-            .hits
-            .iter()
-            .any(|h| h.target == 0)
+    let coarse = single(base.sensitivity - FIRST_PASS_THRESHOLD_RAISE as f64);
+    let hits = |db: &Database, params: &SearchParams| -> Vec<u32> {
+        let result = search_one(db, &query, params);
+        result.hits.iter().map(|h| h.target).collect()
     };
     // A remote homolog that only the full threshold seeds, drawn until one is.
     let db = (0..200)
         .find_map(|_| {
             seqs[0] = rng.mutate(&query, 0.32, 60);
             let db = database(dir.path(), &seqs);
-            let coarse = single(base.sensitivity - FIRST_PASS_THRESHOLD_RAISE as f64);
-            (found(&db, &single(base.sensitivity)) && !found(&db, &coarse)).then_some(db)
+            let found = hits(&db, &single(base.sensitivity)).contains(&0);
+            (found && hits(&db, &coarse).is_empty()).then_some(db)
         })
         .expect("a homolog only the full threshold finds");
     for iterations in [2, 4] {
         let params = SearchParams { iterations, ..base };
-        assert!(found(&db, &params), "{iterations} iterations");
+        let queries = [Query {
+            name: "q".into(),
+            codes: query.clone(),
+        }];
+        let passes = Passes::default();
+        let result = search(&db, &queries, &params, &passes).remove(0);
+        assert!(
+            result.hits.iter().any(|h| h.target == 0),
+            "{iterations} iterations"
+        );
+        // The raised first pass found nothing; the second found the homolog.
+        let passes = passes.0.into_inner().unwrap();
+        assert_eq!(passes[0].hits, 0, "{passes:?}");
+        assert!(passes[1].hits > 0, "{passes:?}");
     }
 }
