@@ -113,6 +113,7 @@ impl<'a> Row<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::TestRng;
 
     #[test]
     fn drops_near_duplicates_and_short_rows() {
@@ -142,13 +143,8 @@ mod tests {
     /// counted in full.
     #[test]
     fn early_exit_matches_full_count() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |n: u64| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (state >> 33) % n
-        };
+        let mut rng = TestRng(0x9e37_79b9_7f4a_7c15);
+        let mut next = |n: u64| rng.below(n);
         for case in 0..2000 {
             let len = 1 + next(400) as usize;
             // Gapped ends and gaps inside, so spans overlap partly or not at all.

@@ -13,5 +13,7 @@ pub mod prefilter;
 pub mod profile;
 pub mod search;
 pub mod stats;
+#[cfg(test)]
+mod test_rng;
 
 pub use error::{MsaError, Result};

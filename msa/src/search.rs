@@ -585,20 +585,13 @@ mod tests {
     use super::*;
     use crate::alphabet::decode;
     use crate::db::build_database;
+    use crate::test_rng::TestRng;
 
     /// A query long enough to seed past [`MAX_QUERY_SEEDS`] at the base threshold seeds at
     /// a higher one, within the limit.
     #[test]
     fn a_long_query_seeds_within_the_limit() {
-        let mut state = 5u64;
-        let query: Vec<u8> = (0..20_000)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 33) % 20) as u8
-            })
-            .collect();
+        let query = TestRng(5).residues(20_000);
         let pssm = sequence_pssm(&query);
         let base = SearchParams::default().prefilter().kmer_threshold;
         assert!(count_seeds(&pssm, base) > MAX_QUERY_SEEDS);
@@ -614,17 +607,8 @@ mod tests {
     /// keep a query's scoring going across blocks.
     #[test]
     fn scoring_stops_after_a_run_of_misses() {
-        let mut state = 11u64;
-        let mut protein = |len: usize| -> Vec<u8> {
-            (0..len)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((state >> 33) % 20) as u8
-                })
-                .collect()
-        };
+        let mut rng = TestRng(11);
+        let mut protein = |len: usize| rng.residues(len);
         let query = protein(120);
         let randoms = 2 * MISSES_AFTER_LAST_HIT + 500;
         let mut seqs = vec![query.clone()];

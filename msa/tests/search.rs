@@ -46,6 +46,12 @@ fn search_one(db: &Database, codes: &[u8], params: &SearchParams) -> QueryResult
     search(db, &queries, params, &Quiet).remove(0)
 }
 
+/// The targets of one query's hits, in E-value order.
+fn found_targets(db: &Database, codes: &[u8], params: &SearchParams) -> Vec<u32> {
+    let result = search_one(db, codes, params);
+    result.hits.iter().map(|h| h.target).collect()
+}
+
 #[test]
 fn planted_homologs_are_found_and_background_is_not() {
     let mut rng = Rng(42);
@@ -257,8 +263,7 @@ fn a_database_opening_with_peptides_is_searched() {
         evalue: 1e-3,
         ..SearchParams::default()
     };
-    let result = &search_one(&db, &query, &params);
-    let found: Vec<u32> = result.hits.iter().map(|h| h.target).collect();
+    let found = found_targets(&db, &query, &params);
     assert_eq!(found, [seqs.len() as u32 - 1]);
 }
 
@@ -292,17 +297,13 @@ fn a_query_the_raised_first_pass_misses_is_searched_again() {
         ..base
     };
     let coarse = single(base.sensitivity - FIRST_PASS_THRESHOLD_RAISE as f64);
-    let hits = |db: &Database, params: &SearchParams| -> Vec<u32> {
-        let result = search_one(db, &query, params);
-        result.hits.iter().map(|h| h.target).collect()
-    };
     // A remote homolog that only the full threshold seeds, drawn until one is.
     let db = (0..200)
         .find_map(|_| {
             seqs[0] = rng.mutate(&query, 0.32, 60);
             let db = database(dir.path(), &seqs);
-            let found = hits(&db, &single(base.sensitivity)).contains(&0);
-            (found && hits(&db, &coarse).is_empty()).then_some(db)
+            let found = found_targets(&db, &query, &single(base.sensitivity)).contains(&0);
+            (found && found_targets(&db, &query, &coarse).is_empty()).then_some(db)
         })
         .expect("a homolog only the full threshold finds");
     for iterations in [2, 4] {

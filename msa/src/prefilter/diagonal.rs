@@ -152,6 +152,7 @@ unsafe fn kadane_avx512(columns: &[i8], query_len: usize, first_query: usize, ce
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::TestRng;
 
     /// Kadane's scan over every cell (i, j) with `j - i + query_len == diagonal`.
     fn brute_force(pssm: &Pssm, target: &[u8], diagonal: usize) -> i32 {
@@ -170,13 +171,8 @@ mod tests {
 
     #[test]
     fn vector_and_scalar_scans_agree() {
-        let mut state = 11u64;
-        let mut next = |n: u64| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) % n
-        };
+        let mut rng = TestRng(11);
+        let mut next = |n: u64| rng.below(n);
         // Extreme profile scores, X residues, and lengths around the 16- and 64-cell steps.
         let lengths = [1usize, 15, 16, 17, 63, 64, 65, 130, 700];
         let pssms: Vec<Pssm> = lengths

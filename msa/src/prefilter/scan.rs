@@ -385,6 +385,7 @@ fn window_codes(target: &[u8], codes: &mut Vec<u32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::TestRng;
 
     /// The scan's result by its definition: per target and query, the best whole-diagonal
     /// Kadane score among the diagonals holding two seed hits K or more positions apart.
@@ -432,13 +433,8 @@ mod tests {
     #[test]
     fn scan_finds_the_two_hit_diagonals() {
         // Two queries, targets holding stretches of them among random residues and X.
-        let mut state = 7u64;
-        let mut residue = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 33) % 20) as u8
-        };
+        let mut rng = TestRng(7);
+        let mut residue = || rng.below(20) as u8;
         let queries: Vec<Vec<u8>> = (0..2)
             .map(|_| (0..120).map(|_| residue()).collect())
             .collect();
