@@ -224,12 +224,16 @@ def run_ours(args, tool, queries_path, names, work):
             "missing_tsv": missing, "command": " ".join(map(str, cmd)), "cached": False}
 
 
+# Databases built in this process: --rerun builds each once, however many MMseqs2 runs use it.
+BUILT_MMSEQS_DBS = set()
+
+
 def mmseqs_db(args, dbinfo, work):
     """createdb (+ createindex) of the database, cached by its sha256."""
     key = f"{dbinfo['sha256'][:16]}-{'idx' if args.mmseqs_index else 'noidx'}-t{args.threads}"
     base = os.path.join(work, "cache", "mmseqs_db", key)
     meta = os.path.join(base, "build.json")
-    if os.path.exists(meta) and not args.rerun:
+    if os.path.exists(meta) and (key in BUILT_MMSEQS_DBS or not args.rerun):
         return os.path.join(base, "db"), json.load(open(meta))
     shutil.rmtree(base, ignore_errors=True)
     os.makedirs(base)
@@ -242,6 +246,7 @@ def mmseqs_db(args, dbinfo, work):
     info = {"createdb_s": s1, "createindex_s": s2, "db_build_s": s1 + s2,
             "db_build_peak_mb": max(m1, m2), "index": args.mmseqs_index}
     save_json(meta, info)
+    BUILT_MMSEQS_DBS.add(key)
     return db, info
 
 
