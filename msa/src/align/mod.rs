@@ -278,11 +278,11 @@ impl QueryProfile {
         cap: i32,
     ) -> Vec<i32> {
         for target in targets {
+            // The highest code, not `all`: a maximum runs in vector lanes, where the early exit
+            // made a byte loop (1.5 % of a search).
+            let highest = target.as_ref().iter().fold(0, |high, &c| high.max(c));
             assert!(
-                target
-                    .as_ref()
-                    .iter()
-                    .all(|&c| (c as usize) < ALPHABET_SIZE),
+                (highest as usize) < ALPHABET_SIZE,
                 "residue code outside the alphabet"
             );
         }
