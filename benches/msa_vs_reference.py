@@ -2,13 +2,13 @@
 """MSA search: ferrofold against MMseqs2 and jackhmmer, same queries, database and threads (issue 6).
 
     bash benches/msa_data.sh      # target/msa-bench/{db.fasta,queries.fasta}, installs the tools
-    python3 benches/msa_vs_reference.py [--threads 2] [--tools ours,ours1,mmseqs2,jackhmmer1,jackhmmer3]
+    python3 benches/msa_vs_reference.py [--threads 2] [--tools ours,ours1,ours2,mmseqs2,jackhmmer1,jackhmmer3]
         [--tools ...,mmseqs2_1]
         [--db-fasta target/msa-bench/db.fasta] [--queries target/msa-bench/queries.fasta]
         [--work target/msa-bench] [--ferrofold target/release/ferrofold] [--evalue 1e-3]
         [--max-queries N] [--rerun] [--no-mmseqs-index] [--ours-extra "-s 8"] [--repeat N]
 
---repeat N runs the timed tools N times in turn (ours, ours1, MMseqs2, ... then again), so that
+--repeat N runs the timed tools N times in turn (ours, ours1, ours2, MMseqs2, ... then again), so that
 each tool meets the machine's slow and fast spells alike, and reports each one's median wall
 time with every run's; hits and recall come from the last run. Cached reference results (no
 --rerun) run once.
@@ -23,6 +23,9 @@ commands, wall is the sum and peak the maximum):
   warning when the binary is missing or `db build` fails, so the rest still runs.
 - ours1: the same with `--iterations 1`, the single-iteration search to set beside
   jackhmmer -N 1 (its own folder and database build).
+- ours2: the same with `--iterations 2 -s 4`, the fast setting to set beside jackhmmer -N 1:
+  a profile pass after a low-sensitivity first pass finds more than one sensitive pass, in
+  less time.
 - mmseqs2: database build = `createdb` + `createindex -s 8` (ColabFold's servers search
   precomputed indexes; --no-mmseqs-index leaves the index out and MMseqs2 then builds the k-mer
   index in memory on every prefilter). Timed run = `createdb` of the queries, `search
@@ -42,7 +45,7 @@ commands, wall is the sum and peak the maximum):
 Recall, for the real queries (shuffled_* queries have no homologs and are counted as false
 positives instead: how many of them get any hit with E <= --evalue). Per query, the truth is
   (jackhmmer -N 3 hits  ∩  MMseqs2 hits, both E <= --evalue)
-  ∪ (our hits (of ours and ours1) with E <= --evalue that a full Smith-Waterman confirms: ssearch36 -z 3 -s BL62
+  ∪ (our hits (of ours, ours1 and ours2) with E <= --evalue that a full Smith-Waterman confirms: ssearch36 -z 3 -s BL62
      -f -11 -g -1 of the query against just those targets with -Z <sequences in the database>,
      so its Altschul-Gish E-values are for the whole database, kept when E <= --evalue),
 without the query's own entry. Recall of a tool = |its hits with E <= --evalue ∩ truth| / |truth|,
@@ -70,14 +73,16 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS = ("ours", "ours1", "mmseqs2", "mmseqs2_1", "jackhmmer1", "jackhmmer3")
-DEFAULT_TOOLS = ("ours", "ours1", "mmseqs2", "jackhmmer1", "jackhmmer3")
-LABELS = {"ours": "ferrofold", "ours1": "ferrofold --iterations 1", "mmseqs2": "MMseqs2",
+TOOLS = ("ours", "ours1", "ours2", "mmseqs2", "mmseqs2_1", "jackhmmer1", "jackhmmer3")
+DEFAULT_TOOLS = ("ours", "ours1", "ours2", "mmseqs2", "jackhmmer1", "jackhmmer3")
+LABELS = {"ours": "ferrofold", "ours1": "ferrofold --iterations 1",
+          "ours2": "ferrofold --iterations 2 -s 4", "mmseqs2": "MMseqs2",
           "mmseqs2_1": "MMseqs2 --num-iterations 1", "jackhmmer1": "jackhmmer -N 1",
           "jackhmmer3": "jackhmmer -N 3"}
 # Our runs (each also the name of its folder under WORK) and the options each adds to
-# --ours-extra: ours1 is the single-iteration search, the like of jackhmmer -N 1.
-OURS_RUNS = {"ours": [], "ours1": ["--iterations", "1"]}
+# --ours-extra: ours1 is the single-iteration search, the like of jackhmmer -N 1; ours2 the
+# fast setting set against jackhmmer -N 1 (two iterations at low sensitivity).
+OURS_RUNS = {"ours": [], "ours1": ["--iterations", "1"], "ours2": ["--iterations", "2", "-s", "4"]}
 # MMseqs2's search flags per run (ColabFold's, and the same for one iteration).
 MMSEQS_RUNS = {tool: ["--num-iterations", n, "-s", "8", "-e", "0.1", "--max-seqs", "10000", "-a"]
                for tool, n in (("mmseqs2", "3"), ("mmseqs2_1", "1"))}
@@ -190,12 +195,10 @@ def run_ours(args, tool, queries_path, names, work):
     db, out = os.path.join(base, "db"), os.path.join(base, "out")
     build_s, build_mb = run([binary, "db", "build", args.db_fasta, db], logp)
     extra = args.ours_extra.split()
+    # An option given in --ours-extra (`--opt v` or `--opt=v`) replaces the run's and the
+    # default one (clap refuses repeats); each is an option and its value.
     given = {tok.split("=")[0] for tok in extra}
-    extra += [x for x in OURS_RUNS[tool] if x not in given]
-    # An option given in --ours-extra (`--opt v` or `--opt=v`) replaces the default one (clap
-    # refuses repeats).
-    given = {tok.split("=")[0] for tok in extra}
-    fixed = ["--threads", args.threads, *OURS_SEARCH]
+    fixed = [*OURS_RUNS[tool], "--threads", args.threads, *OURS_SEARCH]
     defaults = [x for i in range(0, len(fixed), 2) if fixed[i] not in given
                 for x in fixed[i:i + 2]]
     cmd = [binary, "search", queries_path, db, "--out", out, *defaults, *extra]
