@@ -104,6 +104,12 @@ impl Pssm {
         self.rows.is_empty()
     }
 
+    /// The least offset that makes every score non-negative: the bias of unsigned SIMD lanes.
+    pub fn score_bias(&self) -> i32 {
+        let lowest = self.rows.iter().flatten().map(|&s| s as i32).min();
+        (-lowest.unwrap_or(0)).max(0)
+    }
+
     /// Score of residue `code` at query position `i`.
     #[inline]
     pub fn score(&self, i: usize, code: u8) -> i32 {

@@ -465,6 +465,9 @@ fn batches(active: &[usize], thresholds: &[(i32, usize)], slots: &[usize]) -> Ve
 
 /// Targets scored per batch call: large enough to keep the kernel's 32 or 64 lanes full.
 const SCORE_CHUNK: usize = 1024;
+/// Hits traced together: the end and start kernels take 32 at a time, refilling lanes as
+/// targets end, so a chunk of several keeps them full.
+const TRACE_CHUNK: usize = 128;
 /// Targets scored before checking whether to go on: a chunk for each of two threads.
 const SCORE_BLOCK: usize = 2 * SCORE_CHUNK;
 /// Candidates in a row below the E-value threshold after which a query's scoring stops. The
@@ -549,24 +552,30 @@ impl Aligner<'_> {
     /// trace back.
     fn trace(&self, scored: &[(u32, i32)]) -> (Vec<Hit>, usize) {
         let traced: Vec<Option<Hit>> = scored
-            .par_iter()
-            .map_init(Scratch::new, |scratch, &(t, score)| {
-                let target = self.db.sequence(t as usize);
-                let alignment = self
-                    .profile
-                    .align_batch_hit(target, scratch, score)
-                    .ok()
-                    .flatten()?;
-                let identity = alignment.identities(self.query, target) as f64
-                    / alignment.aligned_len().max(1) as f64;
-                Some(Hit {
-                    target: t,
-                    evalue: self.ka.evalue(alignment.score, self.space),
-                    bits: self.ka.bit_score(alignment.score),
-                    identity,
-                    alignment,
+            .par_chunks(TRACE_CHUNK)
+            .map_init(Scratch::new, |scratch, chunk| {
+                let targets: Vec<&[u8]> = chunk
+                    .iter()
+                    .map(|&(t, _)| self.db.sequence(t as usize))
+                    .collect();
+                let scores: Vec<i32> = chunk.iter().map(|&(_, score)| score).collect();
+                let alignments = self.profile.align_batch_hits(&targets, &scores, scratch);
+                let hits = chunk.iter().zip(targets).zip(alignments);
+                hits.map(|((&(t, _), target), alignment)| {
+                    let alignment = alignment.ok().flatten()?;
+                    let identity = alignment.identities(self.query, target) as f64
+                        / alignment.aligned_len().max(1) as f64;
+                    Some(Hit {
+                        target: t,
+                        evalue: self.ka.evalue(alignment.score, self.space),
+                        bits: self.ka.bit_score(alignment.score),
+                        identity,
+                        alignment,
+                    })
                 })
+                .collect::<Vec<_>>()
             })
+            .flatten()
             .collect();
         let untraced = traced.iter().filter(|h| h.is_none()).count();
         let mut hits: Vec<Hit> = traced.into_iter().flatten().collect();

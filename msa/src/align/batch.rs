@@ -192,14 +192,7 @@ struct Lane {
 
 impl Profile {
     pub(super) fn new(pssm: &Pssm, gaps: &PositionGaps) -> Profile {
-        let lowest = pssm
-            .rows
-            .iter()
-            .flat_map(|row| row.iter())
-            .map(|&s| s as i32)
-            .min()
-            .unwrap_or(0);
-        let bias = (-lowest).max(0);
+        let bias = pssm.score_bias();
         let biased = |s: i8| (s as i32 + bias) as u8;
         let tables = pssm
             .rows

@@ -34,6 +34,8 @@
 
 #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
 mod batch;
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+mod ends;
 mod gaps;
 mod scalar;
 #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
@@ -170,6 +172,10 @@ pub struct QueryProfile {
     striped: striped::Profile,
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
     batch: batch::Profile,
+    /// The query and the reversed query in inter-sequence `u16` lanes, for tracing many hits
+    /// at once (AVX-512BW only).
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    ends: Option<[ends::Profile; 2]>,
 }
 
 /// Per-thread buffers of the score kernel, reused across targets and queries.
@@ -179,6 +185,8 @@ pub struct Scratch {
     buffers: striped::Buffers,
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
     batch: batch::Buffers,
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    ends: ends::Buffers,
 }
 
 impl Scratch {
@@ -202,6 +210,13 @@ impl QueryProfile {
             striped: striped::Profile::new(pssm, &gaps),
             #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
             batch: batch::Profile::new(pssm, &gaps),
+            #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+            ends: ends::Profile::new(pssm, &gaps)
+                .zip(ends::Profile::new(
+                    &reversed_prefix(pssm, pssm.len()),
+                    &gaps.reversed_prefix(pssm.len()),
+                ))
+                .map(<[_; 2]>::from),
             gaps,
         }
     }
@@ -348,6 +363,76 @@ impl QueryProfile {
         self.align_ending_at(target, scratch, end)
     }
 
+    /// [`QueryProfile::align_batch_hit`] for many targets (`batch_scores[k]` for
+    /// `targets[k]`), the same alignments. With AVX-512BW the end cells come from the
+    /// inter-sequence kernel, 32 targets at a time, and then the start cells from it on the
+    /// reversed query and targets (each lane's rows before its end masked); a target the
+    /// `u16` lanes cannot hold takes the one-target path.
+    pub fn align_batch_hits(
+        &self,
+        targets: &[&[u8]],
+        batch_scores: &[i32],
+        scratch: &mut Scratch,
+    ) -> Vec<Result<Option<Alignment>, TracebackTooLarge>> {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+        if let Some([forward, backward]) = &self.ends {
+            let fits = |t: &[u8]| t.len() < u16::MAX as usize;
+            let jobs: Vec<ends::Job> = targets
+                .iter()
+                .zip(batch_scores)
+                .map(|(&target, &score)| ends::Job {
+                    target: if fits(target) { target } else { &[] },
+                    first_row: 0,
+                    stop_at: (score > 0 && score < self.exact_batch_scores_below())
+                        .then_some(score),
+                })
+                .collect();
+            let found = forward.best_cells(&jobs, &mut scratch.ends);
+            // An end below the ceiling is exact; a start is looked for only from those.
+            let exact =
+                |cell: &Option<LocalScore>, ceiling: i32| cell.filter(|c| c.score < ceiling);
+            let ends: Vec<Option<LocalScore>> =
+                found.iter().map(|c| exact(c, forward.ceiling())).collect();
+            let reversed: Vec<Vec<u8>> = ends
+                .iter()
+                .zip(targets)
+                .map(|(end, target)| {
+                    end.map_or(Vec::new(), |e| {
+                        target[..=e.target_end].iter().rev().copied().collect()
+                    })
+                })
+                .collect();
+            let last = self.pssm.len() - 1;
+            let jobs: Vec<ends::Job> = ends
+                .iter()
+                .zip(&reversed)
+                .map(|(end, target)| ends::Job {
+                    target,
+                    first_row: end.map_or(0, |e| last - e.query_end),
+                    stop_at: end.map(|e| e.score),
+                })
+                .collect();
+            let starts = backward.best_cells(&jobs, &mut scratch.ends);
+            return (0..targets.len())
+                .map(|k| match (ends[k], starts[k]) {
+                    (Some(end), Some(start)) if start.score == end.score => {
+                        let start = (last - start.query_end, end.target_end - start.target_end);
+                        traceback::align_between(&self.pssm, targets[k], &self.gaps, start, end)
+                            .map(Some)
+                    }
+                    (Some(end), _) => self.align_ending_at(targets[k], scratch, Some(end)),
+                    (None, _) if fits(targets[k]) && found[k].is_none() => Ok(None),
+                    (None, _) => self.align_batch_hit(targets[k], scratch, batch_scores[k]),
+                })
+                .collect();
+        }
+        targets
+            .iter()
+            .zip(batch_scores)
+            .map(|(target, &score)| self.align_batch_hit(target, scratch, score))
+            .collect()
+    }
+
     /// The alignment ending at `end`, the best local cell (`None`: no alignment).
     fn align_ending_at(
         &self,
@@ -401,13 +486,7 @@ impl QueryProfile {
             // Every alignment of score `end.score` inside the prefix rectangle ends at `end`
             // (the end cell is the first best cell in target, then query order), so the first
             // best cell of the reversed run is the start the scalar pass would find.
-            let reversed = Pssm::new(
-                self.pssm.rows[..=end.query_end]
-                    .iter()
-                    .rev()
-                    .copied()
-                    .collect(),
-            );
+            let reversed = reversed_prefix(&self.pssm, end.query_end + 1);
             let reversed_target: Vec<u8> =
                 target[..=end.target_end].iter().rev().copied().collect();
             let found = striped::end_of_known_score(
@@ -430,6 +509,11 @@ impl QueryProfile {
         let _ = scratch;
         traceback::find_start(&self.pssm, target, &self.gaps, end)
     }
+}
+
+/// The rows of `pssm`'s positions `0..len` in reverse order.
+fn reversed_prefix(pssm: &Pssm, len: usize) -> Pssm {
+    Pssm::new(pssm.rows[..len].iter().rev().copied().collect())
 }
 
 /// The best local alignment of `pssm` against `target` (one-off; prepare a [`QueryProfile`]

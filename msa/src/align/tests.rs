@@ -51,6 +51,19 @@ impl Rng {
         out
     }
 
+    /// A query of up to `max_len` residues and its PSSM: BLOSUM62 rows, or in every third
+    /// round random ones with gap discounts.
+    fn query(&mut self, round: usize, max_len: usize) -> (Vec<u8>, Pssm) {
+        let m = 1 + self.below(max_len);
+        let query = self.sequence(m);
+        let pssm = if round % 3 == 2 {
+            self.pssm(m, -8, 6)
+        } else {
+            Pssm::from_sequence(&query)
+        };
+        (query, pssm)
+    }
+
     /// A PSSM of random rows in `low..=high`, with gap discounts of up to 12 at about a third
     /// of its positions (each kind separately).
     fn pssm(&mut self, len: usize, low: i32, high: i32) -> Pssm {
@@ -602,13 +615,7 @@ fn batch_hits_align_as_the_full_passes_do() {
     let mut rng = Rng(12);
     let mut scratch = Scratch::new();
     for round in 0..40 {
-        let m = 1 + rng.below(500);
-        let query = rng.sequence(m);
-        let pssm = if round % 3 == 2 {
-            rng.pssm(m, -8, 6)
-        } else {
-            Pssm::from_sequence(&query)
-        };
+        let (query, pssm) = rng.query(round, 500);
         let targets: Vec<Vec<u8>> = (0..50)
             .map(|k| {
                 if k % 2 == 0 {
@@ -627,17 +634,148 @@ fn batch_hits_align_as_the_full_passes_do() {
             .collect();
         let gaps = GAP_VARIANTS[round % GAP_VARIANTS.len()];
         let profile = QueryProfile::new(&pssm, gaps);
+        let slices: Vec<&[u8]> = targets.iter().map(Vec::as_slice).collect();
         for cap in [1, 60, 200, i32::MAX] {
             let scores = profile.score_batch_capped(&targets, &mut scratch, cap);
+            let mut expected = Vec::new();
             for (target, &score) in targets.iter().zip(&scores) {
-                let expected = profile.align(target, &mut scratch).unwrap();
-                let found = profile
-                    .align_batch_hit(target, &mut scratch, score)
-                    .unwrap();
-                assert_eq!(found, expected, "round {round}, cap {cap}, score {score}");
+                expected.push(profile.align(target, &mut scratch));
+                let found = profile.align_batch_hit(target, &mut scratch, score);
+                assert_eq!(
+                    found,
+                    expected[expected.len() - 1],
+                    "round {round}, cap {cap}"
+                );
             }
+            let together = profile.align_batch_hits(&slices, &scores, &mut scratch);
+            assert_eq!(together, expected, "round {round}, cap {cap}");
         }
     }
+}
+
+/// The inter-sequence `u16` kernel alone: end cells as the scalar pass finds them (with and
+/// without the known score), and start cells from the reversed query with each lane's rows
+/// before its end masked, as [`traceback::find_start`] finds them. (No AVX-512BW: nothing to
+/// check.)
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+#[test]
+fn inter_sequence_ends_and_starts_match_the_scalar_passes() {
+    let mut rng = Rng(13);
+    let mut buffers = ends::Buffers::default();
+    for round in 0..30 {
+        let (query, pssm) = rng.query(round, 400);
+        let m = query.len();
+        let gaps = PositionGaps::new(&pssm, GAP_VARIANTS[round % GAP_VARIANTS.len()]);
+        let Some(forward) = ends::Profile::new(&pssm, &gaps) else {
+            return;
+        };
+        let backward =
+            ends::Profile::new(&reversed_prefix(&pssm, m), &gaps.reversed_prefix(m)).unwrap();
+        let targets: Vec<Vec<u8>> = (0..70)
+            .map(|k| match k % 7 {
+                0 => Vec::new(),
+                1 | 3 | 5 => {
+                    let flank = rng.below(200);
+                    let mut target = rng.sequence(flank);
+                    target.extend(rng.mutate(&query, 2 + k % 20));
+                    target
+                }
+                _ => {
+                    let n = 1 + rng.below(500);
+                    rng.sequence(n)
+                }
+            })
+            .collect();
+        let expected: Vec<Option<LocalScore>> = targets
+            .iter()
+            .map(|t| scalar_score_with(&pssm, t, &gaps))
+            .collect();
+        fn job(target: &[u8], stop_at: Option<i32>) -> ends::Job<'_> {
+            ends::Job {
+                target,
+                first_row: 0,
+                stop_at,
+            }
+        }
+        let free: Vec<ends::Job> = targets.iter().map(|t| job(t, None)).collect();
+        assert_eq!(
+            forward.best_cells(&free, &mut buffers),
+            expected,
+            "round {round}"
+        );
+        let known: Vec<ends::Job> = targets
+            .iter()
+            .zip(&expected)
+            .map(|(t, e)| job(t, e.map(|e| e.score)))
+            .collect();
+        assert_eq!(
+            forward.best_cells(&known, &mut buffers),
+            expected,
+            "round {round}"
+        );
+
+        let hits: Vec<(usize, LocalScore)> = expected
+            .iter()
+            .enumerate()
+            .filter_map(|(k, e)| e.map(|e| (k, e)))
+            .collect();
+        let reversed: Vec<Vec<u8>> = hits
+            .iter()
+            .map(|&(k, end)| {
+                targets[k][..=end.target_end]
+                    .iter()
+                    .rev()
+                    .copied()
+                    .collect()
+            })
+            .collect();
+        let jobs: Vec<ends::Job> = hits
+            .iter()
+            .zip(&reversed)
+            .map(|(&(_, end), target)| ends::Job {
+                target,
+                first_row: m - 1 - end.query_end,
+                stop_at: Some(end.score),
+            })
+            .collect();
+        let starts = backward.best_cells(&jobs, &mut buffers);
+        for (&(k, end), start) in hits.iter().zip(starts) {
+            let start = start.unwrap();
+            assert_eq!(start.score, end.score, "round {round}, target {k}");
+            assert_eq!(
+                (m - 1 - start.query_end, end.target_end - start.target_end),
+                traceback::find_start(&pssm, &targets[k], &gaps, end),
+                "round {round}, target {k}"
+            );
+        }
+    }
+}
+
+#[test]
+fn saturated_batch_hits_take_the_one_target_path() {
+    // Scores beyond the `u16` lanes (700 × 100 = 70 000), among ordinary ones.
+    let mut rng = Rng(14);
+    let mut scratch = Scratch::new();
+    let mut rows: Vec<[i8; ALPHABET_SIZE]> = vec![[100; ALPHABET_SIZE]; 700];
+    rows[3] = [-100; ALPHABET_SIZE];
+    let profile = QueryProfile::new(&Pssm::new(rows), BLOSUM62_GAPS);
+    let targets: Vec<Vec<u8>> = (0..40)
+        .map(|k| {
+            let n = if k % 4 == 0 { 700 } else { 1 + rng.below(60) };
+            rng.sequence(n)
+        })
+        .collect();
+    let slices: Vec<&[u8]> = targets.iter().map(Vec::as_slice).collect();
+    let scores = profile.score_batch(&targets, &mut scratch);
+    let expected: Vec<_> = targets
+        .iter()
+        .map(|t| profile.align(t, &mut scratch))
+        .collect();
+    assert!(expected[0].as_ref().unwrap().as_ref().unwrap().score > u16::MAX as i32);
+    assert_eq!(
+        profile.align_batch_hits(&slices, &scores, &mut scratch),
+        expected
+    );
 }
 
 #[test]

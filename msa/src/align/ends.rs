@@ -1,0 +1,324 @@
+//! Inter-sequence best cells in 32 unsigned `u16` lanes (SWIPE, as [`super::batch`], on
+//! AVX-512BW): for each of many targets the best local score and the first cell that reaches
+//! it (in target order, then query order), the cell the striped kernel finds one target at a
+//! time. On homologs the striped kernel's lazy-F loop runs long (about 1.6 GCUPS against 5 on
+//! unrelated targets); these lanes never wait on each other.
+//!
+//! The search's hits are traced in groups through it: their end cells against the query, then
+//! their start cells against the reversed query ([`Job::first_row`] masks a lane's rows before
+//! its alignment's end to 0, which is the reversed prefix the striped pass would scan), so the
+//! traceback gets the same rectangle as one target at a time.
+//!
+//! Arithmetic as in [`super::batch`]: `H = max((H_diag + (score + bias)) -| bias, E, F -|
+//! close)` with saturating unsigned lanes, so local alignment's `max(0, ·)` comes free; a best
+//! cell at [`Profile::ceiling`] may have saturated, and the caller falls back.
+
+use std::arch::x86_64::*;
+
+use super::gaps::PositionGaps;
+use super::LocalScore;
+use crate::matrix::Pssm;
+
+/// Lanes: one target each.
+pub(super) const LANES: usize = 32;
+
+/// One vector's lanes, aligned for full-width loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+struct Words([u16; LANES]);
+
+impl Words {
+    #[inline]
+    #[target_feature(enable = "avx512bw")]
+    fn load(&self) -> __m512i {
+        // SAFETY: 64 aligned bytes.
+        unsafe { _mm512_load_si512(self.0.as_ptr().cast()) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512bw")]
+    fn of(v: __m512i) -> Words {
+        let mut w = Words([0; LANES]);
+        // SAFETY: 64 aligned bytes.
+        unsafe { _mm512_store_si512(w.0.as_mut_ptr().cast(), v) };
+        w
+    }
+}
+
+/// One target's run.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Job<'t> {
+    /// Residue codes below `ALPHABET_SIZE`, fewer than `u16::MAX`.
+    pub target: &'t [u8],
+    /// Query rows before this one score 0 (the alignment must lie at or after it).
+    pub first_row: usize,
+    /// A score known to be the best: the lane stops at the first cell that reaches it.
+    pub stop_at: Option<i32>,
+}
+
+/// The query in 16-bit lanes: per position its biased scores by residue code (a `vpermw`
+/// table) and its gap costs.
+#[derive(Debug, Clone)]
+pub(super) struct Profile {
+    tables: Vec<Words>,
+    /// Per position: opening and first extension of an insertion after it, of a deletion
+    /// starting at the next position, and closing a deletion that ends at it.
+    gaps: Vec<[u16; 3]>,
+    bias: u16,
+    extend: u16,
+}
+
+/// Per-thread cells: H and E of one column, per query position.
+#[derive(Debug, Default)]
+pub(super) struct Buffers {
+    cells: Vec<[Words; 2]>,
+}
+
+/// Where a lane stands.
+#[derive(Debug, Clone, Copy)]
+struct Lane {
+    job: usize,
+    position: usize,
+}
+
+impl Profile {
+    /// The profile, or `None` without AVX-512BW or for a query whose positions do not fit
+    /// the lanes.
+    pub(super) fn new(pssm: &Pssm, gaps: &PositionGaps) -> Option<Profile> {
+        if !is_x86_feature_detected!("avx512bw") || pssm.len() >= u16::MAX as usize {
+            return None;
+        }
+        let bias = pssm.score_bias();
+        let tables = pssm
+            .rows
+            .iter()
+            .map(|row| {
+                Words(std::array::from_fn(|c| {
+                    row.get(c).map_or(0, |&s| (s as i32 + bias) as u16)
+                }))
+            })
+            .collect();
+        let saturate = |cost: i32| cost.min(u16::MAX as i32) as u16;
+        let extend = gaps.extend;
+        let gaps = (0..pssm.len())
+            .map(|i| {
+                [
+                    saturate(gaps.insertion_open[i] + extend),
+                    gaps.deletion_open
+                        .get(i + 1)
+                        .map_or(u16::MAX, |&c| saturate(c + extend)),
+                    saturate(gaps.deletion_close[i]),
+                ]
+            })
+            .collect();
+        Some(Profile {
+            tables,
+            gaps,
+            bias: bias as u16,
+            extend: saturate(extend),
+        })
+    }
+
+    /// The lowest best score that may have saturated.
+    pub(super) fn ceiling(&self) -> i32 {
+        u16::MAX as i32 - self.bias as i32
+    }
+
+    /// Each job's best score and its first cell (`None`: no cell above 0); a score at or above
+    /// [`Profile::ceiling`] may be a saturated lower bound.
+    pub(super) fn best_cells(
+        &self,
+        jobs: &[Job],
+        buffers: &mut Buffers,
+    ) -> Vec<Option<LocalScore>> {
+        let mut out = vec![None; jobs.len()];
+        if !self.tables.is_empty() {
+            let masked = jobs.iter().any(|job| job.first_row > 0);
+            // SAFETY: the CPU has AVX-512BW, checked when the profile was made.
+            unsafe {
+                if masked {
+                    self.kernel::<true>(jobs, buffers, &mut out);
+                } else {
+                    self.kernel::<false>(jobs, buffers, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    /// The kernel; `MASKED`: some job has a `first_row`.
+    #[target_feature(enable = "avx512bw")]
+    fn kernel<const MASKED: bool>(
+        &self,
+        jobs: &[Job],
+        buffers: &mut Buffers,
+        out: &mut [Option<LocalScore>],
+    ) {
+        let zero = _mm512_setzero_si512();
+        let bias = _mm512_set1_epi16(self.bias as i16);
+        let extend = _mm512_set1_epi16(self.extend as i16);
+        let one = _mm512_set1_epi16(1);
+        let cells = &mut buffers.cells;
+        cells.clear();
+        cells.resize(self.tables.len(), [Words([0; LANES]); 2]);
+
+        let mut queue = (0..jobs.len()).filter(|&k| !jobs[k].target.is_empty());
+        let mut lanes: [Option<Lane>; LANES] = [None; LANES];
+        // Per lane: best score, its row, its column, the current column, the first row and
+        // the stopping score (u16::MAX: none; a saturated lane stops there too).
+        let (mut best, mut best_row, mut best_column, mut column) = (zero, zero, zero, zero);
+        let mut first_rows = Words([0; LANES]);
+        let mut stops = Words([u16::MAX; LANES]);
+        let mut residues = Words([0; LANES]);
+        loop {
+            let mut reset: __mmask32 = 0;
+            for (k, lane) in lanes.iter_mut().enumerate() {
+                if lane.is_none() {
+                    if let Some(job) = queue.next() {
+                        *lane = Some(Lane { job, position: 0 });
+                        first_rows.0[k] = jobs[job].first_row.min(u16::MAX as usize) as u16;
+                        stops.0[k] = jobs[job]
+                            .stop_at
+                            .map_or(u16::MAX, |s| s.clamp(1, u16::MAX as i32) as u16);
+                        reset |= 1 << k;
+                    }
+                }
+            }
+            let active = lanes
+                .iter()
+                .enumerate()
+                .fold(0, |mask: __mmask32, (k, lane)| {
+                    mask | (lane.is_some() as u32) << k
+                });
+            if active == 0 {
+                break;
+            }
+            // Lanes starting a target, and idle ones (never stopping), from 0.
+            let keep = active & !reset;
+            best = _mm512_maskz_mov_epi16(keep, best);
+            best_row = _mm512_maskz_mov_epi16(keep, best_row);
+            best_column = _mm512_maskz_mov_epi16(keep, best_column);
+            column = _mm512_maskz_mov_epi16(keep, column);
+            let (first_row, stop) = (first_rows.load(), stops.load());
+            // Columns until a lane's target ends or a lane reaches its stopping score.
+            let chunk = lanes
+                .iter()
+                .flatten()
+                .map(|lane| jobs[lane.job].target.len() - lane.position)
+                .min()
+                .expect("a lane is running");
+            let mut done_at_stop: __mmask32 = 0;
+            let mut ran = 0;
+            while ran < chunk {
+                for (k, lane) in lanes.iter().enumerate() {
+                    if let Some(lane) = lane {
+                        residues.0[k] = jobs[lane.job].target[lane.position + ran] as u16;
+                    }
+                }
+                let codes = residues.load();
+                let reset_now = if ran == 0 { reset } else { 0 };
+                let improved = self.column::<MASKED>(
+                    cells,
+                    codes,
+                    reset_now,
+                    first_row,
+                    [bias, extend],
+                    &mut best,
+                    &mut best_row,
+                );
+                best_column = _mm512_mask_mov_epi16(best_column, improved, column);
+                column = _mm512_add_epi16(column, one);
+                ran += 1;
+                done_at_stop = _mm512_cmpge_epu16_mask(best, stop);
+                if done_at_stop != 0 {
+                    break;
+                }
+            }
+            let (scores, rows, columns) =
+                (Words::of(best), Words::of(best_row), Words::of(best_column));
+            for (k, slot) in lanes.iter_mut().enumerate() {
+                let Some(lane) = slot.as_mut() else { continue };
+                lane.position += ran;
+                let stopped = done_at_stop & (1 << k) != 0;
+                if stopped || lane.position == jobs[lane.job].target.len() {
+                    out[lane.job] = (scores.0[k] > 0).then(|| LocalScore {
+                        score: scores.0[k] as i32,
+                        query_end: rows.0[k] as usize,
+                        target_end: columns.0[k] as usize,
+                    });
+                    *slot = None;
+                    stops.0[k] = u16::MAX;
+                }
+            }
+        }
+    }
+
+    /// One target column for all lanes (`reset`: lanes whose target starts here, H and E
+    /// from 0); raises `best` and its row, returning the lanes whose best rose.
+    #[inline]
+    #[target_feature(enable = "avx512bw")]
+    #[allow(clippy::too_many_arguments)]
+    fn column<const MASKED: bool>(
+        &self,
+        cells: &mut [[Words; 2]],
+        codes: __m512i,
+        reset: __mmask32,
+        first_row: __m512i,
+        [bias, extend]: [__m512i; 2],
+        best: &mut __m512i,
+        best_row: &mut __m512i,
+    ) -> __mmask32 {
+        let keep = !reset;
+        let mut diagonal = _mm512_setzero_si512(); // H(i - 1, j - 1)
+        let mut f = _mm512_setzero_si512(); // F(i, j)
+        let mut improved: __mmask32 = 0;
+        let (mut running, mut running_row) = (*best, *best_row);
+        for (i, ((cell, table), costs)) in cells
+            .iter_mut()
+            .zip(&self.tables)
+            .zip(&self.gaps)
+            .enumerate()
+        {
+            // SAFETY: `Words` is 64-byte aligned.
+            let (left, e, scores) = unsafe {
+                (
+                    _mm512_maskz_loadu_epi16(keep, cell[0].0.as_ptr().cast()),
+                    _mm512_maskz_loadu_epi16(keep, cell[1].0.as_ptr().cast()),
+                    _mm512_load_si512(table.0.as_ptr().cast()),
+                )
+            };
+            let score = _mm512_permutexvar_epi16(codes, scores);
+            let [insertion, next_deletion, close] = costs.map(|c| _mm512_set1_epi16(c as i16));
+            let mut h = _mm512_subs_epu16(_mm512_adds_epu16(diagonal, score), bias);
+            h = _mm512_max_epu16(h, e);
+            h = _mm512_max_epu16(h, _mm512_subs_epu16(f, close));
+            let row = _mm512_set1_epi16(i as i16);
+            if MASKED {
+                h = _mm512_maskz_mov_epi16(_mm512_cmpge_epu16_mask(row, first_row), h);
+            }
+            let higher = _mm512_cmpgt_epu16_mask(h, running);
+            running = _mm512_max_epu16(running, h);
+            running_row = _mm512_mask_mov_epi16(running_row, higher, row);
+            improved |= higher;
+            // SAFETY: as above.
+            unsafe {
+                _mm512_store_si512(cell[0].0.as_mut_ptr().cast(), h);
+                _mm512_store_si512(
+                    cell[1].0.as_mut_ptr().cast(),
+                    _mm512_max_epu16(
+                        _mm512_subs_epu16(e, extend),
+                        _mm512_subs_epu16(h, insertion),
+                    ),
+                );
+            }
+            f = _mm512_max_epu16(
+                _mm512_subs_epu16(f, extend),
+                _mm512_subs_epu16(h, next_deletion),
+            );
+            diagonal = left;
+        }
+        *best = running;
+        *best_row = running_row;
+        improved
+    }
+}
