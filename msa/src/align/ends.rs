@@ -131,6 +131,7 @@ impl Profile {
         jobs: &[Job],
         buffers: &mut Buffers,
     ) -> Vec<Option<LocalScore>> {
+        debug_assert!(jobs.iter().all(|j| j.target.len() < u16::MAX as usize));
         let mut out = vec![None; jobs.len()];
         if !self.tables.is_empty() {
             let masked = jobs.iter().any(|job| job.first_row > 0);
@@ -162,7 +163,12 @@ impl Profile {
         cells.clear();
         cells.resize(self.tables.len(), [Words([0; LANES]); 2]);
 
-        let mut queue = (0..jobs.len()).filter(|&k| !jobs[k].target.is_empty());
+        // Longest first, as in the batch kernel: the last lanes to run alone are short ones.
+        let mut order: Vec<usize> = (0..jobs.len())
+            .filter(|&k| !jobs[k].target.is_empty())
+            .collect();
+        order.sort_unstable_by_key(|&k| std::cmp::Reverse(jobs[k].target.len()));
+        let mut queue = order.into_iter();
         let mut lanes: [Option<Lane>; LANES] = [None; LANES];
         // Per lane: best score, its row, its column, the current column, the first row and
         // the stopping score (u16::MAX: none; a saturated lane stops there too).
