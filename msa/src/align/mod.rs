@@ -353,8 +353,8 @@ impl QueryProfile {
         scratch: &mut Scratch,
         batch_score: i32,
     ) -> Result<Option<Alignment>, TracebackTooLarge> {
-        let end = if batch_score > 0 && batch_score < self.exact_batch_scores_below() {
-            self.end_of(target, scratch, batch_score)
+        let end = if let Some(score) = self.exact_batch_score(batch_score) {
+            self.end_of(target, scratch, score)
         } else if batch_score >= i8::MAX as i32 {
             self.score_wide(target, scratch)
         } else {
@@ -383,16 +383,15 @@ impl QueryProfile {
                 .map(|(&target, &score)| ends::Job {
                     target: if fits(target) { target } else { &[] },
                     first_row: 0,
-                    stop_at: (score > 0 && score < self.exact_batch_scores_below())
-                        .then_some(score),
+                    stop_at: self.exact_batch_score(score),
                 })
                 .collect();
             let found = forward.best_cells(&jobs, &mut scratch.ends);
             // An end below the ceiling is exact; a start is looked for only from those.
-            let exact =
-                |cell: &Option<LocalScore>, ceiling: i32| cell.filter(|c| c.score < ceiling);
-            let ends: Vec<Option<LocalScore>> =
-                found.iter().map(|c| exact(c, forward.ceiling())).collect();
+            let ends: Vec<Option<LocalScore>> = found
+                .iter()
+                .map(|cell| cell.filter(|c| c.score < forward.ceiling()))
+                .collect();
             let reversed: Vec<Vec<u8>> = ends
                 .iter()
                 .zip(targets)
@@ -414,15 +413,22 @@ impl QueryProfile {
                 .collect();
             let starts = backward.best_cells(&jobs, &mut scratch.ends);
             return (0..targets.len())
-                .map(|k| match (ends[k], starts[k]) {
-                    (Some(end), Some(start)) if start.score == end.score => {
-                        let start = (last - start.query_end, end.target_end - start.target_end);
+                .map(|k| match ends[k] {
+                    Some(end) => {
+                        // The reversed run reaches the end's score by construction; the
+                        // one-target pass stays the reference should it not.
+                        let start = match starts[k] {
+                            Some(s) if s.score == end.score => {
+                                (last - s.query_end, end.target_end - s.target_end)
+                            }
+                            _ => self.find_start(targets[k], end, scratch),
+                        };
                         traceback::align_between(&self.pssm, targets[k], &self.gaps, start, end)
                             .map(Some)
                     }
-                    (Some(end), _) => self.align_ending_at(targets[k], scratch, Some(end)),
-                    (None, _) if fits(targets[k]) && found[k].is_none() => Ok(None),
-                    (None, _) => self.align_batch_hit(targets[k], scratch, batch_scores[k]),
+                    None if fits(targets[k]) && found[k].is_none() => Ok(None),
+                    // Saturated or too long for the lanes.
+                    None => self.align_batch_hit(targets[k], scratch, batch_scores[k]),
                 })
                 .collect();
         }
@@ -447,6 +453,12 @@ impl QueryProfile {
             }
             None => Ok(None),
         }
+    }
+
+    /// A [`QueryProfile::score_batch_capped`] score known to be exact: positive and below the
+    /// byte lanes' ceiling.
+    fn exact_batch_score(&self, batch_score: i32) -> Option<i32> {
+        (batch_score > 0 && batch_score < self.exact_batch_scores_below()).then_some(batch_score)
     }
 
     /// Scores of [`QueryProfile::score_batch_capped`] below this are exact whatever the cap.
