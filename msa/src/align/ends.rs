@@ -82,10 +82,11 @@ struct Lane {
 }
 
 impl Profile {
-    /// The profile, or `None` without AVX-512BW or for a query whose positions do not fit
-    /// the lanes.
+    /// The profile, or `None` without AVX-512BW or for a query that is empty or whose
+    /// positions do not fit the lanes.
     pub(super) fn new(pssm: &Pssm, gaps: &PositionGaps) -> Option<Profile> {
-        if !is_x86_feature_detected!("avx512bw") || pssm.len() >= u16::MAX as usize {
+        let fits = (1..u16::MAX as usize).contains(&pssm.len());
+        if !fits || !is_x86_feature_detected!("avx512bw") {
             return None;
         }
         let bias = pssm.score_bias();
@@ -133,15 +134,13 @@ impl Profile {
     ) -> Vec<Option<LocalScore>> {
         debug_assert!(jobs.iter().all(|j| j.target.len() < u16::MAX as usize));
         let mut out = vec![None; jobs.len()];
-        if !self.tables.is_empty() {
-            let masked = jobs.iter().any(|job| job.first_row > 0);
-            // SAFETY: the CPU has AVX-512BW, checked when the profile was made.
-            unsafe {
-                if masked {
-                    self.kernel::<true>(jobs, buffers, &mut out);
-                } else {
-                    self.kernel::<false>(jobs, buffers, &mut out);
-                }
+        let masked = jobs.iter().any(|job| job.first_row > 0);
+        // SAFETY: the CPU has AVX-512BW, checked when the profile was made.
+        unsafe {
+            if masked {
+                self.kernel::<true>(jobs, buffers, &mut out);
+            } else {
+                self.kernel::<false>(jobs, buffers, &mut out);
             }
         }
         out

@@ -776,6 +776,11 @@ fn saturated_batch_hits_take_the_one_target_path() {
         profile.align_batch_hits(&slices, &scores, &mut scratch),
         expected
     );
+    let empty = QueryProfile::new(&Pssm::new(Vec::new()), BLOSUM62_GAPS);
+    assert_eq!(
+        empty.align_batch_hits(&slices[..2], &[0, 0], &mut scratch),
+        vec![Ok(None), Ok(None)]
+    );
 }
 
 #[test]
