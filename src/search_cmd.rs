@@ -44,7 +44,8 @@ pub struct SearchArgs {
     /// Most hits per query.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     max_seqs: u32,
-    /// Sensitivity, 1 (fast) to 8.5 (sensitive), as MMseqs2's -s.
+    /// Sensitivity, 1 (fast) to 8.5 (sensitive), as MMseqs2's -s. `--iterations 3 -s 2` is
+    /// the fast search: above jackhmmer -N 1's recall in about a twentieth of its time.
     #[arg(short = 's', long, default_value_t = 7.5)]
     sensitivity: f64,
     /// A3M diversity filter: highest pairwise identity between kept rows.
