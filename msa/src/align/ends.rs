@@ -6,8 +6,13 @@
 //!
 //! The search's hits are traced in groups through it: their end cells against the query, then
 //! their start cells against the reversed query ([`Job::first_row`] masks a lane's rows before
-//! its alignment's end to 0, which is the reversed prefix the striped pass would scan), so the
-//! traceback gets the same rectangle as one target at a time.
+//! its alignment's end to 0, which is the reversed prefix the striped pass would scan: the same
+//! start as one target at a time). That reversed run keeps each cell's traceback flags, and
+//! the walk from the start back to the end ([`Buffers::path`]) is the alignment, so no
+//! separate traceback runs. Among equal-scoring paths the walk takes a gap before a match
+//! (an insertion before a deletion) and extends a gap rather than opening one, which places
+//! gaps toward the alignment's start as the one-target traceback does; where several ties
+//! meet, the two may still pick different paths of the same score.
 //!
 //! Arithmetic as in [`super::batch`]: `H = max((H_diag + (score + bias)) -| bias, E, F -|
 //! close)` with saturating unsigned lanes, so local alignment's `max(0, ·)` comes free; a best
@@ -16,11 +21,17 @@
 use std::arch::x86_64::*;
 
 use super::gaps::PositionGaps;
-use super::LocalScore;
+use super::traceback::{FROM_E, FROM_F, SOURCE};
+use super::{AlignOp, LocalScore};
 use crate::matrix::Pssm;
 
 /// Lanes: one target each.
 pub(super) const LANES: usize = 32;
+
+/// Traceback flags (with [`FROM_E`] and [`FROM_F`]): whether the E of the next column, or the
+/// F of the next row, extends a gap rather than opening one.
+const NEXT_E_EXTENDS: u8 = 4;
+const NEXT_F_EXTENDS: u8 = 8;
 
 /// One vector's lanes, aligned for full-width loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,10 +79,49 @@ pub(super) struct Profile {
     extend: u16,
 }
 
-/// Per-thread cells: H and E of one column, per query position.
+/// Per-thread cells: H and E of one column, per query position; and a traced run's flags.
 #[derive(Debug, Default)]
 pub(super) struct Buffers {
     cells: Vec<[Words; 2]>,
+    flags: FlagSteps,
+    /// Per job of a traced run: its lane and the step of its first column.
+    traced: Vec<Option<(usize, usize)>>,
+}
+
+/// Column steps of a traced run's flags.
+const STEPS_PER_BLOCK: usize = 64;
+
+/// A traced run's flags: per column step, per query position, one byte per lane. Kept in
+/// blocks of [`STEPS_PER_BLOCK`] steps, so that they grow without copying and are reused from
+/// run to run.
+#[derive(Debug, Default)]
+struct FlagSteps {
+    blocks: Vec<Vec<[u8; LANES]>>,
+    steps: usize,
+    rows: usize,
+}
+
+impl FlagSteps {
+    fn clear(&mut self, rows: usize) {
+        (self.steps, self.rows) = (0, rows);
+    }
+
+    /// The next step's flags, one entry per query position (each written by the kernel).
+    fn push(&mut self) -> &mut [[u8; LANES]] {
+        let (block, at) = (self.steps / STEPS_PER_BLOCK, self.steps % STEPS_PER_BLOCK);
+        if block == self.blocks.len() {
+            self.blocks.push(Vec::new());
+        }
+        let block = &mut self.blocks[block];
+        block.resize(STEPS_PER_BLOCK * self.rows, [0; LANES]);
+        self.steps += 1;
+        &mut block[at * self.rows..][..self.rows]
+    }
+
+    fn get(&self, step: usize, row: usize, lane: usize) -> u8 {
+        let block = &self.blocks[step / STEPS_PER_BLOCK];
+        block[(step % STEPS_PER_BLOCK) * self.rows + row][lane]
+    }
 }
 
 /// Where a lane stands.
@@ -86,7 +136,7 @@ impl Profile {
     /// positions do not fit the lanes.
     pub(super) fn new(pssm: &Pssm, gaps: &PositionGaps) -> Option<Profile> {
         let fits = (1..u16::MAX as usize).contains(&pssm.len());
-        if !fits || !is_x86_feature_detected!("avx512bw") {
+        if !fits || !is_x86_feature_detected!("avx512bw") || !is_x86_feature_detected!("avx512vl") {
             return None;
         }
         let bias = pssm.score_bias();
@@ -132,23 +182,44 @@ impl Profile {
         jobs: &[Job],
         buffers: &mut Buffers,
     ) -> Vec<Option<LocalScore>> {
+        self.run::<false>(jobs, buffers)
+    }
+
+    /// [`Profile::best_cells`] keeping every cell's traceback flags in `buffers`, for
+    /// [`Buffers::path`] (one byte per cell and lane: keep the jobs' cells within bounds).
+    pub(super) fn traced_cells(
+        &self,
+        jobs: &[Job],
+        buffers: &mut Buffers,
+    ) -> Vec<Option<LocalScore>> {
+        self.run::<true>(jobs, buffers)
+    }
+
+    fn run<const TRACE: bool>(
+        &self,
+        jobs: &[Job],
+        buffers: &mut Buffers,
+    ) -> Vec<Option<LocalScore>> {
         debug_assert!(jobs.iter().all(|j| j.target.len() < u16::MAX as usize));
         let mut out = vec![None; jobs.len()];
+        buffers.flags.clear(self.tables.len());
+        buffers.traced.clear();
+        buffers.traced.resize(jobs.len(), None);
         let masked = jobs.iter().any(|job| job.first_row > 0);
-        // SAFETY: the CPU has AVX-512BW, checked when the profile was made.
+        // SAFETY: the CPU has AVX-512BW and AVX-512VL, checked when the profile was made.
         unsafe {
             if masked {
-                self.kernel::<true>(jobs, buffers, &mut out);
+                self.kernel::<true, TRACE>(jobs, buffers, &mut out);
             } else {
-                self.kernel::<false>(jobs, buffers, &mut out);
+                self.kernel::<false, TRACE>(jobs, buffers, &mut out);
             }
         }
         out
     }
 
-    /// The kernel; `MASKED`: some job has a `first_row`.
-    #[target_feature(enable = "avx512bw")]
-    fn kernel<const MASKED: bool>(
+    /// The kernel; `MASKED`: some job has a `first_row`; `TRACE`: keep the flags.
+    #[target_feature(enable = "avx512bw,avx512vl")]
+    fn kernel<const MASKED: bool, const TRACE: bool>(
         &self,
         jobs: &[Job],
         buffers: &mut Buffers,
@@ -158,9 +229,14 @@ impl Profile {
         let bias = _mm512_set1_epi16(self.bias as i16);
         let extend = _mm512_set1_epi16(self.extend as i16);
         let one = _mm512_set1_epi16(1);
-        let cells = &mut buffers.cells;
+        let m = self.tables.len();
+        let Buffers {
+            cells,
+            flags,
+            traced,
+        } = buffers;
         cells.clear();
-        cells.resize(self.tables.len(), [Words([0; LANES]); 2]);
+        cells.resize(m, [Words([0; LANES]); 2]);
 
         // Longest first, as in the batch kernel: the last lanes to run alone are short ones.
         let mut order: Vec<usize> = (0..jobs.len())
@@ -181,6 +257,7 @@ impl Profile {
                 if lane.is_none() {
                     if let Some(job) = queue.next() {
                         *lane = Some(Lane { job, position: 0 });
+                        traced[job] = TRACE.then_some((k, flags.steps));
                         first_rows.0[k] = jobs[job].first_row.min(u16::MAX as usize) as u16;
                         stops.0[k] = jobs[job]
                             .stop_at
@@ -222,8 +299,9 @@ impl Profile {
                 }
                 let codes = residues.load();
                 let reset_now = if ran == 0 { reset } else { 0 };
-                let improved = self.column::<MASKED>(
+                let improved = self.column::<MASKED, TRACE>(
                     cells,
+                    if TRACE { flags.push() } else { &mut [] },
                     codes,
                     reset_now,
                     first_row,
@@ -259,13 +337,16 @@ impl Profile {
     }
 
     /// One target column for all lanes (`reset`: lanes whose target starts here, H and E
-    /// from 0); raises `best` and its row, returning the lanes whose best rose.
+    /// from 0); raises `best` and its row, returning the lanes whose best rose. With `TRACE`,
+    /// each cell's flags go to `flags` (on ties: an insertion, then a deletion, then a match;
+    /// a gap extends rather than opens).
     #[inline]
-    #[target_feature(enable = "avx512bw")]
+    #[target_feature(enable = "avx512bw,avx512vl")]
     #[allow(clippy::too_many_arguments)]
-    fn column<const MASKED: bool>(
+    fn column<const MASKED: bool, const TRACE: bool>(
         &self,
         cells: &mut [[Words; 2]],
+        flags: &mut [[u8; LANES]],
         codes: __m512i,
         reset: __mmask32,
         first_row: __m512i,
@@ -294,9 +375,10 @@ impl Profile {
             };
             let score = _mm512_permutexvar_epi16(codes, scores);
             let [insertion, next_deletion, close] = costs.map(|c| _mm512_set1_epi16(c as i16));
-            let mut h = _mm512_subs_epu16(_mm512_adds_epu16(diagonal, score), bias);
-            h = _mm512_max_epu16(h, e);
-            h = _mm512_max_epu16(h, _mm512_subs_epu16(f, close));
+            let matched = _mm512_subs_epu16(_mm512_adds_epu16(diagonal, score), bias);
+            let closed = _mm512_subs_epu16(f, close);
+            let matched_or_e = _mm512_max_epu16(matched, e);
+            let mut h = _mm512_max_epu16(matched_or_e, closed);
             let row = _mm512_set1_epi16(i as i16);
             if MASKED {
                 h = _mm512_maskz_mov_epi16(_mm512_cmpge_epu16_mask(row, first_row), h);
@@ -305,25 +387,94 @@ impl Profile {
             running = _mm512_max_epu16(running, h);
             running_row = _mm512_mask_mov_epi16(running_row, higher, row);
             improved |= higher;
+            let (e_extend, e_open) = (
+                _mm512_subs_epu16(e, extend),
+                _mm512_subs_epu16(h, insertion),
+            );
+            let (f_extend, f_open) = (
+                _mm512_subs_epu16(f, extend),
+                _mm512_subs_epu16(h, next_deletion),
+            );
             // SAFETY: as above.
             unsafe {
                 _mm512_store_si512(cell[0].0.as_mut_ptr().cast(), h);
                 _mm512_store_si512(
                     cell[1].0.as_mut_ptr().cast(),
-                    _mm512_max_epu16(
-                        _mm512_subs_epu16(e, extend),
-                        _mm512_subs_epu16(h, insertion),
-                    ),
+                    _mm512_max_epu16(e_extend, e_open),
                 );
             }
-            f = _mm512_max_epu16(
-                _mm512_subs_epu16(f, extend),
-                _mm512_subs_epu16(h, next_deletion),
-            );
+            f = _mm512_max_epu16(f_extend, f_open);
             diagonal = left;
+            if TRACE {
+                let from_e = _mm512_cmpge_epu16_mask(e, _mm512_max_epu16(matched, closed));
+                let from_f = _mm512_cmpge_epu16_mask(closed, matched) & !from_e;
+                let bit = |lanes: __mmask32, flag: u8| _mm256_maskz_set1_epi8(lanes, flag as i8);
+                let flag = _mm256_or_si256(
+                    _mm256_or_si256(bit(from_e, FROM_E), bit(from_f, FROM_F)),
+                    _mm256_or_si256(
+                        bit(_mm512_cmpge_epu16_mask(e_extend, e_open), NEXT_E_EXTENDS),
+                        bit(_mm512_cmpge_epu16_mask(f_extend, f_open), NEXT_F_EXTENDS),
+                    ),
+                );
+                // SAFETY: 32 bytes into a 32-byte array.
+                unsafe { _mm256_storeu_si256(flags[i].as_mut_ptr().cast(), flag) };
+            }
         }
         *best = running;
         *best_row = running_row;
         improved
+    }
+}
+
+impl Buffers {
+    /// The path of the last traced run's job `job` from its best cell `from` back to its
+    /// first row and column, in the order the cells are walked: reversed query and target,
+    /// this is the forward alignment from its start to its end. `None` if the flags lead out
+    /// of the job's rectangle (they cannot when its best is the alignment's score).
+    pub(super) fn path(
+        &self,
+        job: usize,
+        from: LocalScore,
+        first_row: usize,
+    ) -> Option<Vec<AlignOp>> {
+        let (lane, first_step) = self.traced[job]?;
+        let flag = |r: usize, c: usize| self.flags.get(first_step + c, r, lane);
+        let (mut r, mut c) = (from.query_end, from.target_end);
+        let mut ops = Vec::with_capacity(r + c + 2 - first_row);
+        // Which matrix the walk is in: H (0), E or F.
+        let mut state = 0;
+        loop {
+            match state {
+                FROM_E => {
+                    ops.push(AlignOp::Insertion);
+                    c = c.checked_sub(1)?;
+                    state = if flag(r, c) & NEXT_E_EXTENDS != 0 {
+                        FROM_E
+                    } else {
+                        0
+                    };
+                }
+                FROM_F => {
+                    ops.push(AlignOp::Deletion);
+                    r = r.checked_sub(1).filter(|&r| r >= first_row)?;
+                    state = if flag(r, c) & NEXT_F_EXTENDS != 0 {
+                        FROM_F
+                    } else {
+                        0
+                    };
+                }
+                _ => match flag(r, c) & SOURCE {
+                    0 => {
+                        ops.push(AlignOp::Match);
+                        if (r, c) == (first_row, 0) {
+                            return Some(ops);
+                        }
+                        r = r.checked_sub(1).filter(|&r| r >= first_row)?;
+                        c = c.checked_sub(1)?;
+                    }
+                    source => state = source,
+                },
+            }
+        }
     }
 }

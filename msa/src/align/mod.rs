@@ -85,6 +85,22 @@ pub struct Alignment {
 }
 
 impl Alignment {
+    /// The alignment of `ops` from `start` (query, target) to `end`'s cell, of `end`'s score.
+    fn between(
+        (query_start, target_start): (usize, usize),
+        end: LocalScore,
+        ops: Vec<AlignOp>,
+    ) -> Alignment {
+        Alignment {
+            score: end.score,
+            query_start,
+            query_end: end.query_end,
+            target_start,
+            target_end: end.target_end,
+            ops,
+        }
+    }
+
     /// Number of columns (matches, insertions and deletions).
     pub fn aligned_len(&self) -> usize {
         self.ops.len()
@@ -364,10 +380,12 @@ impl QueryProfile {
     }
 
     /// [`QueryProfile::align_batch_hit`] for many targets (`batch_scores[k]` for
-    /// `targets[k]`), the same alignments. With AVX-512BW the end cells come from the
-    /// inter-sequence kernel, 32 targets at a time, and then the start cells from it on the
-    /// reversed query and targets (each lane's rows before its end masked); a target the
-    /// `u16` lanes cannot hold takes the one-target path.
+    /// `targets[k]`): the same scores, starts and ends. With AVX-512BW the end cells come from
+    /// the inter-sequence kernel, 32 targets at a time, then the start cells and the columns
+    /// from it on the reversed query and targets (each lane's rows before its end masked);
+    /// between equal-scoring paths its columns may differ from the one-target traceback's. A
+    /// target the `u16` lanes cannot hold, or too large for the flags, takes the one-target
+    /// path.
     pub fn align_batch_hits(
         &self,
         targets: &[&[u8]],
@@ -401,34 +419,53 @@ impl QueryProfile {
                     })
                 })
                 .collect();
-            let last = self.pssm.len() - 1;
+            let m = self.pssm.len();
+            // Flags take a byte per cell and lane: a job over TRACED_JOB_CELLS takes the
+            // one-target traceback.
             let jobs: Vec<ends::Job> = ends
                 .iter()
                 .zip(&reversed)
                 .map(|(end, target)| ends::Job {
-                    target,
-                    first_row: end.map_or(0, |e| last - e.query_end),
+                    target: if target.len() * m <= TRACED_JOB_CELLS {
+                        target
+                    } else {
+                        &[]
+                    },
+                    first_row: end.map_or(0, |e| m - 1 - e.query_end),
                     stop_at: end.map(|e| e.score),
                 })
                 .collect();
-            let starts = backward.best_cells(&jobs, &mut scratch.ends);
+            let mut paths: Vec<Option<Alignment>> = vec![None; jobs.len()];
+            let mut from = 0;
+            while from < jobs.len() {
+                // Runs of jobs within TRACED_RUN_CELLS.
+                let mut to = from;
+                let mut cells = 0;
+                while to < jobs.len() && cells <= TRACED_RUN_CELLS {
+                    cells += jobs[to].target.len() * m;
+                    to += 1;
+                }
+                let starts = backward.traced_cells(&jobs[from..to], &mut scratch.ends);
+                for (k, start) in (from..to).zip(starts) {
+                    paths[k] = ends[k].zip(start).and_then(|(end, start)| {
+                        // The path from the reversed run's best cell, which scores the end's
+                        // score by construction; the one-target traceback should it not.
+                        let first_row = jobs[k].first_row;
+                        let ops = (start.score == end.score)
+                            .then(|| scratch.ends.path(k - from, start, first_row))??;
+                        let first = (m - 1 - start.query_end, end.target_end - start.target_end);
+                        Some(Alignment::between(first, end, ops))
+                    });
+                }
+                from = to;
+            }
             return (0..targets.len())
-                .map(|k| match ends[k] {
-                    Some(end) => {
-                        // The reversed run reaches the end's score by construction; the
-                        // one-target pass stays the reference should it not.
-                        let start = match starts[k] {
-                            Some(s) if s.score == end.score => {
-                                (last - s.query_end, end.target_end - s.target_end)
-                            }
-                            _ => self.find_start(targets[k], end, scratch),
-                        };
-                        traceback::align_between(&self.pssm, targets[k], &self.gaps, start, end)
-                            .map(Some)
-                    }
-                    None if fits(targets[k]) && found[k].is_none() => Ok(None),
+                .map(|k| match (ends[k], paths[k].take()) {
+                    (Some(_), Some(alignment)) => Ok(Some(alignment)),
+                    (Some(end), None) => self.align_ending_at(targets[k], scratch, Some(end)),
+                    (None, _) if fits(targets[k]) && found[k].is_none() => Ok(None),
                     // Saturated or too long for the lanes.
-                    None => self.align_batch_hit(targets[k], scratch, batch_scores[k]),
+                    (None, _) => self.align_batch_hit(targets[k], scratch, batch_scores[k]),
                 })
                 .collect();
         }
@@ -522,6 +559,13 @@ impl QueryProfile {
         traceback::find_start(&self.pssm, target, &self.gaps, end)
     }
 }
+
+/// Most cells (reversed target prefix × query) of one hit traced from the inter-sequence
+/// kernel's flags, a byte per cell and lane: the flags of a run, whose lanes idle while its
+/// longest job ends, take at most `TRACED_RUN_CELLS + 32 × TRACED_JOB_CELLS` bytes (64 MiB).
+const TRACED_JOB_CELLS: usize = 1 << 20;
+/// Cells of the jobs of one traced run (past the job that crosses it).
+const TRACED_RUN_CELLS: usize = 1 << 23;
 
 /// The rows of `pssm`'s positions `0..len` in reverse order.
 fn reversed_prefix(pssm: &Pssm, len: usize) -> Pssm {

@@ -21,9 +21,9 @@ const NEG: i64 = i64::MIN / 4;
 
 /// Traceback flags of one cell: where H came from, and whether E / F extend a gap.
 const FROM_DIAGONAL: u8 = 0;
-const FROM_E: u8 = 1;
-const FROM_F: u8 = 2;
-const SOURCE: u8 = 3;
+pub(super) const FROM_E: u8 = 1;
+pub(super) const FROM_F: u8 = 2;
+pub(super) const SOURCE: u8 = 3;
 const E_EXTENDS: u8 = 4;
 const F_EXTENDS: u8 = 8;
 
@@ -57,14 +57,7 @@ pub(super) fn align_between(
         i64::from(end.score),
     );
     debug_assert_eq!(score, i64::from(end.score));
-    Ok(Alignment {
-        score: end.score,
-        query_start,
-        query_end: end.query_end,
-        target_start,
-        target_end: end.target_end,
-        ops,
-    })
+    Ok(Alignment::between((query_start, target_start), end, ops))
 }
 
 /// Start cell of an alignment scoring `end.score` that ends at `end`: global DP on the reversed
