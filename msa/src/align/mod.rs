@@ -562,7 +562,7 @@ impl QueryProfile {
 
 /// Most cells (reversed target prefix × query) of one hit traced from the inter-sequence
 /// kernel's flags, a byte per cell and lane: the flags of a run, whose lanes idle while its
-/// longest job ends, take at most `TRACED_RUN_CELLS + 32 × TRACED_JOB_CELLS` bytes (64 MiB).
+/// longest job ends, take at most about `TRACED_RUN_CELLS + 32 × TRACED_JOB_CELLS` bytes (40 MiB).
 const TRACED_JOB_CELLS: usize = 1 << 20;
 /// Cells of the jobs of one traced run (past the job that crosses it).
 const TRACED_RUN_CELLS: usize = 1 << 23;
