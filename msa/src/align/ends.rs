@@ -21,14 +21,14 @@
 use std::arch::x86_64::*;
 
 use super::gaps::PositionGaps;
-use super::traceback::{FROM_E, FROM_F, SOURCE};
+use super::traceback::{FROM_DIAGONAL, FROM_E, FROM_F, SOURCE};
 use super::{AlignOp, LocalScore};
 use crate::matrix::Pssm;
 
 /// Lanes: one target each.
 pub(super) const LANES: usize = 32;
 
-/// Traceback flags (with [`FROM_E`] and [`FROM_F`]): whether the E of the next column, or the
+/// Traceback flags (with [`FROM_DIAGONAL`], [`FROM_E`] and [`FROM_F`]): whether the E of the next column, or the
 /// F of the next row, extends a gap rather than opening one.
 const NEXT_E_EXTENDS: u8 = 4;
 const NEXT_F_EXTENDS: u8 = 8;
@@ -132,8 +132,8 @@ struct Lane {
 }
 
 impl Profile {
-    /// The profile, or `None` without AVX-512BW or for a query that is empty or whose
-    /// positions do not fit the lanes.
+    /// The profile, or `None` without AVX-512BW and AVX-512VL or for a query that is empty or
+    /// whose positions do not fit the lanes.
     pub(super) fn new(pssm: &Pssm, gaps: &PositionGaps) -> Option<Profile> {
         let fits = (1..u16::MAX as usize).contains(&pssm.len());
         if !fits || !is_x86_feature_detected!("avx512bw") || !is_x86_feature_detected!("avx512vl") {
@@ -441,8 +441,8 @@ impl Buffers {
         let flag = |r: usize, c: usize| self.flags.get(first_step + c, r, lane);
         let (mut r, mut c) = (from.query_end, from.target_end);
         let mut ops = Vec::with_capacity(r + c + 2 - first_row);
-        // Which matrix the walk is in: H (0), E or F.
-        let mut state = 0;
+        // Which matrix the walk is in: H (FROM_DIAGONAL), E or F.
+        let mut state = FROM_DIAGONAL;
         loop {
             match state {
                 FROM_E => {
@@ -451,7 +451,7 @@ impl Buffers {
                     state = if flag(r, c) & NEXT_E_EXTENDS != 0 {
                         FROM_E
                     } else {
-                        0
+                        FROM_DIAGONAL
                     };
                 }
                 FROM_F => {
@@ -460,11 +460,11 @@ impl Buffers {
                     state = if flag(r, c) & NEXT_F_EXTENDS != 0 {
                         FROM_F
                     } else {
-                        0
+                        FROM_DIAGONAL
                     };
                 }
                 _ => match flag(r, c) & SOURCE {
-                    0 => {
+                    FROM_DIAGONAL => {
                         ops.push(AlignOp::Match);
                         if (r, c) == (first_row, 0) {
                             return Some(ops);

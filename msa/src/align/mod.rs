@@ -189,7 +189,7 @@ pub struct QueryProfile {
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
     batch: batch::Profile,
     /// The query and the reversed query in inter-sequence `u16` lanes, for tracing many hits
-    /// at once (AVX-512BW only).
+    /// at once (AVX-512BW and VL only).
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
     ends: Option<[ends::Profile; 2]>,
 }
@@ -380,9 +380,10 @@ impl QueryProfile {
     }
 
     /// [`QueryProfile::align_batch_hit`] for many targets (`batch_scores[k]` for
-    /// `targets[k]`): the same scores, starts and ends. With AVX-512BW the end cells come from
-    /// the inter-sequence kernel, 32 targets at a time, then the start cells and the columns
-    /// from it on the reversed query and targets (each lane's rows before its end masked);
+    /// `targets[k]`): the same scores, starts and ends. With AVX-512BW and VL the end cells
+    /// come from the inter-sequence kernel, 32 targets at a time, then the start cells and the
+    /// columns from it on the reversed query and targets (each lane's rows before its end
+    /// masked);
     /// between equal-scoring paths its columns may differ from the one-target traceback's. A
     /// target the `u16` lanes cannot hold, or too large for the flags, takes the one-target
     /// path.

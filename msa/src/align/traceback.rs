@@ -20,7 +20,7 @@ use crate::matrix::Pssm;
 const NEG: i64 = i64::MIN / 4;
 
 /// Traceback flags of one cell: where H came from, and whether E / F extend a gap.
-const FROM_DIAGONAL: u8 = 0;
+pub(super) const FROM_DIAGONAL: u8 = 0;
 pub(super) const FROM_E: u8 = 1;
 pub(super) const FROM_F: u8 = 2;
 pub(super) const SOURCE: u8 = 3;
