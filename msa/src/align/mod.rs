@@ -383,10 +383,9 @@ impl QueryProfile {
     /// `targets[k]`): the same scores, starts and ends. With AVX-512BW and VL the end cells
     /// come from the inter-sequence kernel, 32 targets at a time, then the start cells and the
     /// columns from it on the reversed query and targets (each lane's rows before its end
-    /// masked);
-    /// between equal-scoring paths its columns may differ from the one-target traceback's. A
-    /// target the `u16` lanes cannot hold, or too large for the flags, takes the one-target
-    /// path.
+    /// masked); between equal-scoring paths its columns may differ from the one-target
+    /// traceback's. A target the `u16` lanes cannot hold, or too large for the flags, takes the
+    /// one-target path.
     pub fn align_batch_hits(
         &self,
         targets: &[&[u8]],
