@@ -441,9 +441,9 @@ fn foreign_truncated_corrupt_and_missing_databases() {
     // Another format version (bytes 8..12): the version is checked before the header
     // checksum (which no longer matches either), so it is named.
     let mut other = bytes.clone();
-    other[8..12].copy_from_slice(&2u32.to_le_bytes());
-    let other = variant("v2.ffdb", &other);
-    assert_database_refused(&f, &other, &["format version 2", "rebuild"]);
+    other[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let other = variant("v1.ffdb", &other);
+    assert_database_refused(&f, &other, &["format version 1", "rebuild"]);
 
     // A flipped bit in the header's counts, and in the residues.
     let mut flipped = bytes.clone();

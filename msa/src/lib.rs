@@ -7,6 +7,7 @@ pub mod alphabet;
 pub mod db;
 pub mod error;
 pub mod filter;
+pub mod kmer;
 pub mod matrix;
 pub mod output;
 pub mod prefilter;

@@ -1,5 +1,6 @@
-//! Building a database from FASTA, streaming: memory holds one record and 16 bytes per
-//! sequence (its two offsets), whatever the size of the input.
+//! Building a database from FASTA, streaming: memory holds one record, 16 bytes per
+//! sequence (its two offsets) and two 12.8 MB tables of the k-mer index, whatever the size
+//! of the input; the index is written through a map of the file.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -7,7 +8,10 @@ use std::path::Path;
 
 use ferrofold_io::fasta::FastaReader;
 
-use super::format::{align_up, FileHeader, Section, SectionEntry, HEADER_LEN};
+use memmap2::{Mmap, MmapMut};
+
+use super::format::{align_up, parallel_crc, FileHeader, Section, SectionEntry, HEADER_LEN};
+use super::kmer_index;
 use crate::alphabet::{self, SequenceProblem};
 use crate::{MsaError, Result};
 
@@ -236,7 +240,7 @@ pub fn build_database(
         )));
     }
 
-    let mut sections = [SectionEntry::default(); 4];
+    let mut sections = [SectionEntry::default(); 6];
     let mut at = HEADER_LEN as u64;
     at += residues.len;
     sections[Section::Residues as usize] = residues.entry(HEADER_LEN as u64);
@@ -274,25 +278,71 @@ pub fn build_database(
     let len = offsets.len;
     sections[Section::HeaderOffsets as usize] = offsets.entry(at);
     at += len;
+    at = pad(&mut file, at).map_err(out_err)?;
+    file.flush().map_err(out_err)?;
+    drop(file);
+
+    // The k-mer index, counted on a map of the residues written, then filled through a map
+    // of the grown file. Its postings are u32 residue offsets: a larger database has none.
+    let residues_at = HEADER_LEN..HEADER_LEN + report.residues as usize;
+    let counts = (report.residues <= u64::from(u32::MAX)).then(|| {
+        // SAFETY: the temporary file is ours alone, and no longer written while mapped.
+        let map = unsafe { Mmap::map(tmp.as_file()) }.map_err(out_err)?;
+        Ok::<_, MsaError>(kmer_index::count_codes(
+            &map[residues_at.clone()],
+            &sequence_offsets,
+        ))
+    });
+    let counts = counts.transpose()?;
+    let starts_len = if counts.is_some() {
+        kmer_index::STARTS_LEN
+    } else {
+        0
+    };
+    let postings_len = counts
+        .as_ref()
+        .map_or(0, |c| 4 * c.iter().map(|&n| u64::from(n)).sum::<u64>());
+    let starts_at = at;
+    let postings_at = align_up(starts_at + starts_len);
+    let file_len = postings_at + postings_len;
+    tmp.as_file().set_len(file_len).map_err(out_err)?;
+    // SAFETY: as above; the file has its final length and nothing else writes it.
+    let mut map = unsafe { MmapMut::map_mut(tmp.as_file()) }.map_err(out_err)?;
+    let (written, index) = map.split_at_mut(starts_at as usize);
+    let (starts, postings) = index.split_at_mut((postings_at - starts_at) as usize);
+    let (starts, postings) = (&mut starts[..starts_len as usize], &mut postings[..]);
+    if let Some(counts) = &counts {
+        let residues = &written[residues_at];
+        kmer_index::fill(residues, &sequence_offsets, counts, starts, postings);
+    }
+    for (section, offset, bytes) in [
+        (Section::KmerStarts, starts_at, &*starts),
+        (Section::KmerPostings, postings_at, &*postings),
+    ] {
+        sections[section as usize] = SectionEntry {
+            offset,
+            len: bytes.len() as u64,
+            crc: parallel_crc(bytes),
+        };
+    }
 
     let header = FileHeader {
         sequences: report.sequences,
         residues: report.residues,
         max_length: report.max_length as u64,
-        file_len: at,
+        file_len,
         sections,
     };
-    file.seek(SeekFrom::Start(0)).map_err(out_err)?;
-    file.write_all(&header.encode()).map_err(out_err)?;
-    file.flush().map_err(out_err)?;
-    drop(file);
+    map[..HEADER_LEN].copy_from_slice(&header.encode());
+    map.flush().map_err(out_err)?;
+    drop(map);
     tmp.as_file().sync_all().map_err(out_err)?;
     tmp.persist(out).map_err(|e| out_err(e.error))?;
     if let Ok(d) = File::open(dir) {
         // Persists the rename where the file system allows it.
         let _ = d.sync_all();
     }
-    report.file_bytes = at;
+    report.file_bytes = file_len;
     Ok(report)
 }
 

@@ -1,32 +1,36 @@
 //! The on-disk layout of a sequence database, shared by the builder and the reader.
 //!
-//! One file: a fixed [`HEADER_LEN`]-byte header, then four sections, each starting at a
+//! One file: a fixed [`HEADER_LEN`]-byte header, then six sections, each starting at a
 //! multiple of [`ALIGN`] bytes (zero padding between them). All integers little-endian.
 //!
 //! | bytes   | field                                                          |
 //! |---------|----------------------------------------------------------------|
 //! | 0..8    | [`MAGIC`]                                                      |
 //! | 8..12   | format version (u32, [`FORMAT_VERSION`])                       |
-//! | 12..16  | number of sections (u32, 4)                                    |
+//! | 12..16  | number of sections (u32, 6)                                    |
 //! | 16..24  | sequences (u64)                                                |
 //! | 24..32  | total residues (u64)                                           |
 //! | 32..40  | longest sequence (u64)                                         |
 //! | 40..48  | file length (u64): tells a truncated file from a corrupt one   |
-//! | 48..144 | section table: per [`Section`], offset u64, length u64, CRC32 u32, 0 u32 |
-//! | 144..188| zero                                                           |
-//! | 188..192| CRC32 of bytes 0..188                                          |
+//! | 48..192 | section table: per [`Section`], offset u64, length u64, CRC32 u32, 0 u32 |
+//! | 192..252| zero                                                           |
+//! | 252..256| CRC32 of bytes 0..252                                          |
 //!
 //! Sections: residue codes (u8, sequences concatenated), sequence offsets (u64, n + 1,
 //! into the residues), header bytes (UTF-8, each full header line without `>`), header
-//! offsets (u64, n + 1). Magic and version sit before anything else and never move, so
-//! any later version can still be recognised and refused with a clear message.
+//! offsets (u64, n + 1), then the k-mer index: per k-mer code ([`crate::kmer`]) the start
+//! of its run of postings (u32, codes + 1), and the postings (u32: the residue offset of
+//! each window with that code, in increasing order; windows holding an `X` have none). The
+//! index's two sections are empty in a database of more than `u32::MAX` residues, which
+//! the prefilter then only scans. Magic and version sit before anything else and never
+//! move, so any later version can still be recognised and refused with a clear message.
 
 /// First bytes of every database file.
 pub const MAGIC: [u8; 8] = *b"FFSEQDB\0";
 /// Version of the layout written by this build; any other version is refused.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes of the fixed header.
-pub(crate) const HEADER_LEN: usize = 192;
+pub(crate) const HEADER_LEN: usize = 256;
 /// Alignment of every section, so the u64 arrays are aligned in the memory map.
 pub(crate) const ALIGN: u64 = 64;
 
@@ -41,14 +45,18 @@ pub(crate) enum Section {
     SequenceOffsets,
     Headers,
     HeaderOffsets,
+    KmerStarts,
+    KmerPostings,
 }
 
 impl Section {
-    pub(crate) const ALL: [Section; 4] = [
+    pub(crate) const ALL: [Section; 6] = [
         Section::Residues,
         Section::SequenceOffsets,
         Section::Headers,
         Section::HeaderOffsets,
+        Section::KmerStarts,
+        Section::KmerPostings,
     ];
 
     /// Name used in error messages.
@@ -58,6 +66,8 @@ impl Section {
             Section::SequenceOffsets => "sequence offsets",
             Section::Headers => "headers",
             Section::HeaderOffsets => "header offsets",
+            Section::KmerStarts => "k-mer starts",
+            Section::KmerPostings => "k-mer postings",
         }
     }
 }
@@ -78,7 +88,7 @@ pub(crate) struct FileHeader {
     pub max_length: u64,
     pub file_len: u64,
     /// Indexed like [`Section::ALL`].
-    pub sections: [SectionEntry; 4],
+    pub sections: [SectionEntry; 6],
 }
 
 impl FileHeader {
@@ -125,10 +135,10 @@ impl FileHeader {
         let count = u32_at(b, 12);
         if count as usize != Section::ALL.len() {
             return Err(format!(
-                "the header lists {count} sections, version {FORMAT_VERSION} has 4: corrupt"
+                "the header lists {count} sections, version {FORMAT_VERSION} has 6: corrupt"
             ));
         }
-        let mut sections = [SectionEntry::default(); 4];
+        let mut sections = [SectionEntry::default(); 6];
         for (k, entry) in sections.iter_mut().enumerate() {
             let at = TABLE_START + k * ENTRY_LEN;
             *entry = SectionEntry {
@@ -161,6 +171,24 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
     let mut v = [0u8; 4];
     v.copy_from_slice(&bytes[at..at + 4]);
     u32::from_le_bytes(v)
+}
+
+/// CRC32 of `bytes`, in chunks on all threads (a database's k-mer postings are 4 bytes
+/// per residue, checked at every open).
+pub(crate) fn parallel_crc(bytes: &[u8]) -> u32 {
+    use rayon::prelude::*;
+    bytes
+        .par_chunks(8 << 20)
+        .map(|chunk| {
+            let mut hasher = crc32fast::Hasher::new();
+            hasher.update(chunk);
+            hasher
+        })
+        .reduce(crc32fast::Hasher::new, |mut a, b| {
+            a.combine(&b);
+            a
+        })
+        .finalize()
 }
 
 /// `n` rounded up to a multiple of [`ALIGN`].

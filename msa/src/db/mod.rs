@@ -4,6 +4,7 @@
 
 mod build;
 mod format;
+mod kmer_index;
 mod open;
 #[cfg(test)]
 mod tests;
@@ -12,4 +13,5 @@ pub use build::{
     build_database, BuildReport, SkipReason, Skipped, MAX_TARGET_LENGTH, SKIP_EXAMPLES,
 };
 pub use format::{FORMAT_VERSION, MAGIC};
+pub use kmer_index::KmerIndex;
 pub use open::Database;

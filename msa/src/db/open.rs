@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use super::build::MAX_TARGET_LENGTH;
-use super::format::{u64_at, FileHeader, Section, ALIGN, HEADER_LEN, MAGIC, NOT_OURS};
+use super::format::{
+    parallel_crc, u64_at, FileHeader, Section, ALIGN, HEADER_LEN, MAGIC, NOT_OURS,
+};
+use super::kmer_index::KmerIndex;
 use crate::alphabet::X;
 use crate::{MsaError, Result};
 
@@ -31,6 +34,8 @@ pub struct Database {
     sequence_offsets: usize,
     headers: Range<usize>,
     header_offsets: usize,
+    /// The k-mer index's two sections, when it has one (checked at open).
+    kmer_index: Option<(Range<usize>, Range<usize>)>,
 }
 
 impl Database {
@@ -103,6 +108,7 @@ impl Database {
             sequence_offsets: layout.ranges[Section::SequenceOffsets as usize].start,
             headers: layout.ranges[Section::Headers as usize].clone(),
             header_offsets: layout.ranges[Section::HeaderOffsets as usize].start,
+            kmer_index: layout.kmer_index,
         };
         Ok(db)
     }
@@ -140,6 +146,21 @@ impl Database {
         &self.map[self.residues.clone()]
     }
 
+    /// Where sequence `i` starts in [`Database::residues`] (`len()` gives the end).
+    pub fn sequence_start(&self, i: usize) -> usize {
+        if i == self.len {
+            return self.residues.len();
+        }
+        self.bounds(self.sequence_offsets, i).0
+    }
+
+    /// The k-mer index, if the database has one (one of at most `u32::MAX` residues, on a
+    /// little-endian host).
+    pub fn kmer_index(&self) -> Option<KmerIndex<'_>> {
+        let (starts, postings) = self.kmer_index.clone()?;
+        KmerIndex::view(&self.map[starts], &self.map[postings], self.total_residues)
+    }
+
     pub fn total_residues(&self) -> u64 {
         self.total_residues
     }
@@ -169,12 +190,13 @@ struct Layout {
     len: usize,
     max_length: usize,
     /// Byte ranges of the sections, indexed like [`Section::ALL`].
-    ranges: [Range<usize>; 4],
+    ranges: [Range<usize>; 6],
+    kmer_index: Option<(Range<usize>, Range<usize>)>,
 }
 
 /// Checks everything the accessors rely on; the error is the message.
 fn check_layout(header: &FileHeader, map: &[u8]) -> std::result::Result<Layout, String> {
-    let mut ranges: [Range<usize>; 4] = Default::default();
+    let mut ranges: [Range<usize>; 6] = Default::default();
     let mut previous_end = HEADER_LEN as u64;
     for section in Section::ALL {
         let entry = header.section(section);
@@ -196,7 +218,10 @@ fn check_layout(header: &FileHeader, map: &[u8]) -> std::result::Result<Layout, 
         }
         // Within the mapped file, hence within usize.
         let range = entry.offset as usize..(entry.offset + entry.len) as usize;
-        if crc32fast::hash(&map[range.clone()]) != entry.crc {
+        // The k-mer postings (4 bytes a residue) are not read whole at open: they only
+        // propose candidates, each aligned against the checksummed residues, and one beyond
+        // the residues is passed over where it is read.
+        if section != Section::KmerPostings && parallel_crc(&map[range.clone()]) != entry.crc {
             return Err(format!(
                 "checksum mismatch in the {name} section: the file is corrupt (rebuild it)"
             ));
@@ -243,10 +268,19 @@ fn check_layout(header: &FileHeader, map: &[u8]) -> std::result::Result<Layout, 
         Section::HeaderOffsets,
         |at| headers.is_char_boundary(at),
     )?;
+    let starts = ranges[Section::KmerStarts as usize].clone();
+    let postings = ranges[Section::KmerPostings as usize].clone();
+    let kmer_index = KmerIndex::checked(
+        &map[starts.clone()],
+        &map[postings.clone()],
+        header.residues,
+    )?
+    .map(|_| (starts, postings));
     Ok(Layout {
         len,
         max_length,
         ranges,
+        kmer_index,
     })
 }
 

@@ -159,12 +159,12 @@ fn other_version_is_refused_with_rebuild_hint() {
     let dir = tempfile::tempdir().unwrap();
     let out = built(dir.path());
     let mut bytes = std::fs::read(&out).unwrap();
-    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
     std::fs::write(&out, &bytes).unwrap();
     let msg = open_err(&out);
     assert!(
         msg.ends_with(
-            "built by format version 2, this ferrofold reads version 1: \
+            "built by format version 1, this ferrofold reads version 2: \
              rebuild it with `ferrofold db build`"
         ),
         "{msg}"
@@ -179,7 +179,11 @@ fn flipped_byte_in_each_section_names_the_section() {
     let header =
         super::format::FileHeader::decode(bytes[..HEADER_LEN].try_into().unwrap()).unwrap();
     let bad = dir.path().join("bad.ffdb");
-    for section in Section::ALL {
+    // The k-mer postings are not checksummed at open (`a_corrupt_posting_is_passed_over`).
+    for section in Section::ALL
+        .into_iter()
+        .filter(|&s| s != Section::KmerPostings)
+    {
         let entry = header.section(section);
         for at in [entry.offset, entry.offset + entry.len - 1] {
             let mut flipped = bytes.clone();
@@ -216,7 +220,14 @@ fn inconsistent_content_with_valid_checksums_is_refused() {
     let out = built(dir.path());
     let bytes = std::fs::read(&out).unwrap();
     let bad = dir.path().join("bad.ffdb");
-    let cases: [(Section, u64, &[u8], &str); 5] = [
+    let cases: [(Section, u64, &[u8], &str); 7] = [
+        (
+            Section::KmerStarts,
+            4,
+            &u32::MAX.to_le_bytes(),
+            "k-mer starts",
+        ),
+        (Section::KmerStarts, 0, &1u32.to_le_bytes(), "k-mer starts"),
         (Section::Residues, 3, &[21], "residue code is out of range"),
         (
             Section::SequenceOffsets,
@@ -245,6 +256,55 @@ fn inconsistent_content_with_valid_checksums_is_refused() {
         let msg = open_err(&bad);
         assert!(msg.contains(expected), "{msg}");
     }
+}
+
+#[test]
+fn the_kmer_index_lists_every_window_by_code() {
+    use crate::kmer::{window_codes, CODES, NO_CODE};
+    let dir = tempfile::tempdir().unwrap();
+    let fasta = ">a\nMKVLAAGMKVLAW\n>b\nACDEFXGHIKLMNPQ\n>c\nMKV\n>d\nWWWWWWWW\n";
+    let (out, report) = build(dir.path(), fasta);
+    report.unwrap();
+    let db = Database::open(&out).unwrap();
+    let index = db.kmer_index().unwrap();
+    let mut expected = vec![Vec::new(); CODES];
+    for i in 0..db.len() {
+        let mut codes = Vec::new();
+        window_codes(db.sequence(i), &mut codes);
+        for (w, &code) in codes.iter().enumerate().filter(|(_, &c)| c != NO_CODE) {
+            expected[code as usize].push((db.sequence_start(i) + w) as u32);
+        }
+    }
+    let windows: usize = expected.iter().map(Vec::len).sum();
+    // a: 9 windows, b: 1 before its X and 5 after, c: none, d: 4.
+    assert_eq!(windows, 9 + 1 + 5 + 4);
+    for (code, offsets) in expected.iter().enumerate() {
+        assert_eq!(index.count(code as u32), offsets.len());
+        assert_eq!(&index.postings(code as u32).collect::<Vec<_>>(), offsets);
+    }
+}
+
+#[test]
+fn a_corrupt_posting_is_passed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, report) = build(dir.path(), ">a\nMKVLAAGMKVLAW\n");
+    report.unwrap();
+    let mut bytes = std::fs::read(&out).unwrap();
+    let header =
+        super::format::FileHeader::decode(bytes[..HEADER_LEN].try_into().unwrap()).unwrap();
+    let postings = header.section(Section::KmerPostings);
+    assert_eq!(postings.len, 9 * 4);
+    let at = postings.offset as usize;
+    let first = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    bytes[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(&out, &bytes).unwrap();
+    let db = Database::open(&out).unwrap();
+    let index = db.kmer_index().unwrap();
+    let all: Vec<u32> = (0..crate::kmer::CODES as u32)
+        .flat_map(|code| index.postings(code))
+        .collect();
+    assert_eq!(all.len(), 8);
+    assert!(!all.contains(&first) && all.iter().all(|&at| at < 13));
 }
 
 #[test]

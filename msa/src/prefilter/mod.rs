@@ -2,10 +2,12 @@
 //! alignment, reading the database once per batch.
 
 mod diagonal;
+mod indexed;
 mod neighbors;
 mod scan;
 
-pub use neighbors::{count_seeds, SeedTable, K};
+pub use crate::kmer::K;
+pub use neighbors::{count_seeds, SeedTable};
 pub use scan::Candidate;
 
 use rayon::prelude::*;
@@ -13,6 +15,7 @@ use rayon::prelude::*;
 use crate::db::Database;
 use crate::matrix::{Pssm, BLOSUM62_LAMBDA_UNGAPPED};
 use diagonal::DiagonalScorer;
+use indexed::{indexed_hits, IndexedPass};
 use scan::{ScanState, SlotLayout};
 
 /// Prefilter settings (derived from the search's sensitivity).
@@ -35,6 +38,12 @@ const TARGETS_PER_TASK: usize = 4096;
 /// ahead across the targets' ends and the group's buffers stay in the L2 cache).
 const TARGETS_PER_GROUP: usize = 16;
 
+/// The indexed pass is taken when its seed hits are at most this share of the database's
+/// windows (each hit costs it several memory passes; the scan's step per window is light).
+const INDEXED_HITS_PER_WINDOW: f64 = 0.125;
+/// Most seed hits of an indexed pass (8 bytes each, held at once).
+const MAX_INDEXED_HITS: usize = 32 << 20;
+
 /// Candidates per query of the batch, the most significant first (ungapped score corrected
 /// for the target's length); `thresholds[q]` is query `q`'s k-mer score threshold, and the
 /// targets in `skip[q]` (sorted) are left out before the cap, so they take no candidate's
@@ -56,27 +65,22 @@ pub fn prefilter(
         layout.seed_key(queries, q, pos)
     });
     let scorer = DiagonalScorer::new(queries);
-    let tasks = db.len().div_ceil(TARGETS_PER_TASK);
-    let found: Vec<Vec<(u32, Candidate)>> = (0..tasks)
-        .into_par_iter()
-        .map_init(
-            || ScanState::new(&scorer, &table, &layout),
-            |state, task| {
-                let start = task * TARGETS_PER_TASK;
-                let end = (start + TARGETS_PER_TASK).min(db.len());
-                let mut out = Vec::new();
-                let mut targets: Vec<&[u8]> = Vec::with_capacity(TARGETS_PER_GROUP);
-                for group in (start..end).step_by(TARGETS_PER_GROUP) {
-                    let last = (group + TARGETS_PER_GROUP).min(end);
-                    targets.clear();
-                    targets.extend((group..last).map(|t| db.sequence(t)));
-                    state.scan_targets(group as u32, &targets, params.min_ungapped, &mut out);
-                }
-                progress(end - start);
-                out
-            },
-        )
-        .collect();
+    let indexed = db.kmer_index().filter(|index| {
+        let hits = indexed_hits(&table, index);
+        hits <= MAX_INDEXED_HITS
+            && hits as f64 <= INDEXED_HITS_PER_WINDOW * db.total_residues() as f64
+    });
+    let found = match indexed {
+        Some(index) => IndexedPass {
+            db,
+            index: &index,
+            table: &table,
+            layout: &layout,
+            scorer: &scorer,
+        }
+        .candidates(params.min_ungapped, progress),
+        None => scan(db, &table, &layout, &scorer, params.min_ungapped, progress),
+    };
     let mut per_query: Vec<Vec<Candidate>> = vec![Vec::new(); queries.len()];
     for (q, candidate) in found.into_iter().flatten() {
         per_query[q as usize].push(candidate);
@@ -105,4 +109,36 @@ pub fn prefilter(
                 .collect();
         });
     per_query
+}
+
+/// The scan's (query, candidate) pairs: every window of the database looked up in the table.
+fn scan(
+    db: &Database,
+    table: &SeedTable,
+    layout: &SlotLayout,
+    scorer: &DiagonalScorer,
+    min_ungapped: i32,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Vec<Vec<(u32, Candidate)>> {
+    let tasks = db.len().div_ceil(TARGETS_PER_TASK);
+    (0..tasks)
+        .into_par_iter()
+        .map_init(
+            || ScanState::new(scorer, table, layout),
+            |state, task| {
+                let start = task * TARGETS_PER_TASK;
+                let end = (start + TARGETS_PER_TASK).min(db.len());
+                let mut out = Vec::new();
+                let mut targets: Vec<&[u8]> = Vec::with_capacity(TARGETS_PER_GROUP);
+                for group in (start..end).step_by(TARGETS_PER_GROUP) {
+                    let last = (group + TARGETS_PER_GROUP).min(end);
+                    targets.clear();
+                    targets.extend((group..last).map(|t| db.sequence(t)));
+                    state.scan_targets(group as u32, &targets, min_ungapped, &mut out);
+                }
+                progress(end - start);
+                out
+            },
+        )
+        .collect()
 }

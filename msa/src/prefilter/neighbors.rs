@@ -4,13 +4,9 @@
 
 use rayon::prelude::*;
 
+use crate::kmer::{prefetch, CODES, K};
 use crate::matrix::Pssm;
 
-/// Seed length. 20^5 codes keep the table (25.6 MB of entries) near the L3 cache while
-/// random seed hits stay below one per database residue for a batch of dozens of queries.
-pub const K: usize = 5;
-/// Number of distinct k-mer codes over the 20 amino acids.
-pub const CODES: usize = 20usize.pow(K as u32);
 /// Most k-mers taken for one query window: bounds the table for flat profiles.
 const MAX_PER_WINDOW: usize = 4096;
 
@@ -150,6 +146,20 @@ impl SeedTable {
 
     /// The occupancy bitmap: bit `code % 64` of word `code / 64` says whether `code` has
     /// seeds.
+    /// The codes with seeds, in increasing order.
+    pub fn seeded_codes(&self) -> impl Iterator<Item = u32> + '_ {
+        self.occupied.iter().enumerate().flat_map(|(w, &word)| {
+            let mut bits = word;
+            std::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let code = w as u32 * 64 + bits.trailing_zeros();
+                    bits &= bits - 1;
+                    code
+                })
+            })
+        })
+    }
+
     pub fn occupancy(&self) -> &[u64] {
         &self.occupied
     }
@@ -188,17 +198,6 @@ impl SeedTable {
 }
 
 /// A cache hint; never faults, whatever the address.
-#[inline(always)]
-fn prefetch<T>(pointer: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetch is a hint that never dereferences in a way that can fault.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(pointer.cast::<i8>())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = pointer;
-}
-
 /// Seeds a query window would produce: the table-size estimate batches are cut by.
 pub fn count_seeds(pssm: &Pssm, threshold: i32) -> usize {
     let mut n = 0;

@@ -2,10 +2,10 @@
 //! alignment of the whole diagonal, and each target keeps its best diagonal score.
 
 use super::diagonal::DiagonalScorer;
+use super::neighbors::{Entry, SeedTable};
 #[cfg(target_arch = "x86_64")]
-use super::neighbors::CODES;
-use super::neighbors::{Entry, SeedTable, K};
-use crate::alphabet::X;
+use crate::kmer::CODES;
+use crate::kmer::{window_codes, K, NO_CODE};
 use crate::matrix::Pssm;
 
 /// A target that passed the prefilter for one query.
@@ -78,8 +78,6 @@ impl SlotLayout {
 /// short targets are prefetched as well as long ones).
 const ENTRIES_AHEAD: usize = 48;
 const SEEDS_AHEAD: usize = 16;
-/// Marks a window that holds an `X`.
-const NO_CODE: u32 = u32::MAX;
 
 /// Per-thread state of the scan, reused across targets.
 pub struct ScanState<'a> {
@@ -166,6 +164,23 @@ impl<'a> ScanState<'a> {
             seeded = end;
             self.score_diagonals(index, target, min_ungapped, out);
         }
+    }
+
+    /// Takes target `index`'s seed hits from the database's k-mer index, `(window, key)` in
+    /// order of the window, and appends its candidates as [`ScanState::scan_targets`] does.
+    pub fn take_hits(
+        &mut self,
+        index: u32,
+        target: &[u8],
+        hits: impl Iterator<Item = (u32, u32)>,
+        min_ungapped: i32,
+        out: &mut Vec<(u32, Candidate)>,
+    ) {
+        self.triggered_len = 0;
+        for (here, key) in hits {
+            self.hit(index + 1, here, key);
+        }
+        self.score_diagonals(index, target, min_ungapped, out);
     }
 
     /// The table entries of the group's windows that have seeds, with their positions: the
@@ -363,28 +378,10 @@ unsafe fn compact_seeded_avx512(
     n
 }
 
-/// Appends the k-mer code of every window of `target` to `codes` ([`NO_CODE`] where it holds
-/// an `X`). Each window's code comes from its own K residues, with no state carried from the
-/// window before, so the loop runs in SIMD lanes.
-fn window_codes(target: &[u8], codes: &mut Vec<u32>) {
-    codes.extend(target.windows(K).map(|window| {
-        let mut code = 0u32;
-        let mut has_x = false;
-        for &c in window {
-            code = code * 20 + c as u32;
-            has_x |= c == X;
-        }
-        if has_x {
-            NO_CODE
-        } else {
-            code
-        }
-    }));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alphabet::X;
     use crate::test_rng::TestRng;
 
     /// The scan's result by its definition: per target and query, the best whole-diagonal
@@ -497,21 +494,5 @@ mod tests {
             state.scan_targets(0, &short, 15, &mut found);
             assert!(found.is_empty());
         }
-    }
-
-    #[test]
-    fn windows_with_an_x_have_no_code() {
-        // A, R, N, D, C, X, ...: codes are base-20 numbers of the window's residues.
-        let target = [0u8, 1, 2, 3, 4, 5, X, 6, 7, 8, 9, 10, 11];
-        let mut codes = vec![7];
-        window_codes(&target, &mut codes);
-        let code = |w: &[u8]| w.iter().fold(0u32, |c, &r| c * 20 + r as u32);
-        let mut expected = vec![7, code(&[0, 1, 2, 3, 4]), code(&[1, 2, 3, 4, 5])];
-        expected.extend([NO_CODE; K]);
-        expected.extend([code(&[6, 7, 8, 9, 10]), code(&[7, 8, 9, 10, 11])]);
-        assert_eq!(codes, expected);
-        codes.clear();
-        window_codes(&target[..K - 1], &mut codes);
-        assert!(codes.is_empty());
     }
 }

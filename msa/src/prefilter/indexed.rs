@@ -1,0 +1,407 @@
+//! The prefilter through the database's k-mer index: the seeds' codes name the windows to
+//! look at, so a pass with few seeds reads their postings instead of every window. The seed
+//! hits are spread into buckets of whole targets, each bucket sorted by residue offset, and
+//! each target's hits then find two-hit diagonals and ungapped scores as the scan's do.
+
+use rayon::prelude::*;
+
+use super::scan::{Candidate, ScanState};
+use super::DiagonalScorer;
+use super::{SeedTable, SlotLayout};
+use crate::db::{Database, KmerIndex};
+
+/// Residues per bucket: a bucket ends at the first target start this far past its own
+/// start. Few buckets keep the spread's write streams in the L1 cache; a bucket's offsets
+/// then span 21 bits (the longest target is 100 000 residues): two radix passes.
+const BUCKET_RESIDUES: usize = 1 << 18;
+/// Residues per block of the offset-to-bucket table (at most one bucket starts in a block).
+const BLOCK_SHIFT: u32 = 16;
+/// Bits of one radix digit.
+const DIGIT_BITS: u32 = 10;
+
+/// Buckets of whole targets, and which bucket each residue offset falls in.
+struct Buckets {
+    block_shift: u32,
+    /// Each bucket's first target, then the number of targets.
+    first_target: Vec<u32>,
+    /// Each bucket's first residue offset, then the number of residues.
+    start: Vec<u32>,
+    /// Per block: the bucket of its first residue, and where the next bucket starts when
+    /// that is within the block (`u32::MAX` otherwise).
+    blocks: Vec<(u32, u32)>,
+}
+
+impl Buckets {
+    /// Buckets of at least `residues_per_bucket` residues (but the last), looked up by
+    /// blocks of `1 << block_shift` residues, no larger than a bucket.
+    fn new(db: &Database, residues_per_bucket: usize, block_shift: u32) -> Buckets {
+        assert!(
+            residues_per_bucket >= 1 << block_shift,
+            "one bucket start per block"
+        );
+        let residues = db.residues().len();
+        let mut first_target = vec![0u32];
+        let mut start = vec![0u32];
+        for t in 1..db.len() {
+            let at = db.sequence_start(t);
+            if at - start[start.len() - 1] as usize >= residues_per_bucket {
+                first_target.push(t as u32);
+                start.push(at as u32);
+            }
+        }
+        first_target.push(db.len() as u32);
+        start.push(residues as u32);
+        let mut blocks = Vec::with_capacity((residues >> block_shift) + 1);
+        let mut bucket = 0;
+        for block in 0..=(residues >> block_shift) {
+            let first = (block << block_shift) as u32;
+            while bucket + 2 < start.len() && start[bucket + 1] <= first {
+                bucket += 1;
+            }
+            let next = start[bucket + 1];
+            let within = u64::from(next) < u64::from(first) + (1 << block_shift);
+            let boundary = if within && bucket + 2 < start.len() {
+                next
+            } else {
+                u32::MAX
+            };
+            blocks.push((bucket as u32, boundary));
+        }
+        Buckets {
+            block_shift,
+            first_target,
+            start,
+            blocks,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.first_target.len() - 1
+    }
+
+    /// The bucket of residue offset `at`.
+    #[inline]
+    fn of(&self, at: u32) -> usize {
+        let (bucket, boundary) = self.blocks[(at >> self.block_shift) as usize];
+        bucket as usize + (at >= boundary) as usize
+    }
+}
+
+/// One share of the seeded codes' hits, per bucket: `offset << 32 | key`.
+type Spread = Vec<Vec<u64>>;
+
+/// Codes ahead whose seeds and postings' start are asked of the cache, and codes ahead whose
+/// postings are (their start by then in the cache).
+const STARTS_AHEAD: usize = 16;
+const POSTINGS_AHEAD: usize = 8;
+
+/// Seed hits `Σ seeds(code) × postings(code)` over the table's codes: the work of an
+/// indexed pass, against the scan's one step per database window.
+pub fn indexed_hits(table: &SeedTable, index: &KmerIndex) -> usize {
+    table
+        .seeded_codes()
+        .map(|code| table.seeds(code).len() * index.count(code))
+        .sum()
+}
+
+/// An indexed pass: what it reads.
+pub struct IndexedPass<'a> {
+    pub db: &'a Database,
+    pub index: &'a KmerIndex<'a>,
+    pub table: &'a SeedTable,
+    pub layout: &'a SlotLayout,
+    pub scorer: &'a DiagonalScorer<'a>,
+}
+
+impl IndexedPass<'_> {
+    /// The scan's (query, candidate) pairs, found through the index.
+    pub fn candidates(
+        &self,
+        min_ungapped: i32,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Vec<Vec<(u32, Candidate)>> {
+        let buckets = Buckets::new(self.db, BUCKET_RESIDUES, BLOCK_SHIFT);
+        self.candidates_in(&buckets, min_ungapped, progress)
+    }
+
+    fn candidates_in(
+        &self,
+        buckets: &Buckets,
+        min_ungapped: i32,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Vec<Vec<(u32, Candidate)>> {
+        let IndexedPass {
+            db,
+            index,
+            table,
+            layout,
+            scorer,
+        } = *self;
+        let codes: Vec<u32> = table.seeded_codes().collect();
+        let shares = rayon::current_num_threads() * 4;
+        let spreads: Vec<Spread> = codes
+            .par_chunks(codes.len().div_ceil(shares).max(1))
+            .map(|codes| spread(codes, table, index, buckets))
+            .collect();
+        (0..buckets.len())
+            .into_par_iter()
+            .map_init(
+                || {
+                    (
+                        ScanState::new(scorer, table, layout),
+                        Vec::new(),
+                        Vec::new(),
+                    )
+                },
+                |(state, hits, scratch), bucket| {
+                    let parts: Vec<&[u64]> = spreads.iter().map(|s| &s[bucket][..]).collect();
+                    let base = buckets.start[bucket];
+                    let span = buckets.start[bucket + 1] - base;
+                    sort_by_offset(&parts, hits, scratch, base, span);
+                    let mut out = Vec::new();
+                    let mut target = buckets.first_target[bucket] as usize;
+                    let mut rest = &hits[..];
+                    while let Some(&first) = rest.first() {
+                        let at = (first >> 32) as usize;
+                        while db.sequence_start(target + 1) <= at {
+                            target += 1;
+                        }
+                        let start = db.sequence_start(target);
+                        let end = db.sequence_start(target + 1);
+                        let n = rest.partition_point(|&h| ((h >> 32) as usize) < end);
+                        let seeds = rest[..n]
+                            .iter()
+                            .map(|&h| ((h >> 32) as u32 - start as u32, h as u32));
+                        state.take_hits(
+                            target as u32,
+                            db.sequence(target),
+                            seeds,
+                            min_ungapped,
+                            &mut out,
+                        );
+                        rest = &rest[n..];
+                    }
+                    let targets = buckets.first_target[bucket + 1] - buckets.first_target[bucket];
+                    progress(targets as usize);
+                    out
+                },
+            )
+            .collect()
+    }
+}
+
+/// The hits of `codes`' postings, spread into the buckets (each given room for its share
+/// of the hits, as if they fell evenly on the residues). Every code's seeds, start and
+/// postings are a cache miss: they are asked for ahead.
+fn spread(codes: &[u32], table: &SeedTable, index: &KmerIndex, buckets: &Buckets) -> Spread {
+    let hits: usize = codes
+        .iter()
+        .map(|&code| table.seeds(code).len() * index.count(code))
+        .sum();
+    let residues = *buckets.start.last().unwrap_or(&0) as f64;
+    let mut spread: Spread = (0..buckets.len())
+        .map(|b| {
+            let share = f64::from(buckets.start[b + 1] - buckets.start[b]) / residues.max(1.0);
+            Vec::with_capacity((1.2 * share * hits as f64) as usize + 16)
+        })
+        .collect();
+    for (k, &code) in codes.iter().enumerate() {
+        if let Some(&ahead) = codes.get(k + STARTS_AHEAD) {
+            table.prefetch(ahead);
+            index.prefetch_start(ahead);
+        }
+        if let Some(&ahead) = codes.get(k + POSTINGS_AHEAD) {
+            index.prefetch_postings(ahead);
+            table.prefetch_seeds(&table.entry(ahead));
+        }
+        let seeds = table.seeds(code);
+        for at in index.postings(code) {
+            let bucket = &mut spread[buckets.of(at)];
+            bucket.extend(
+                seeds
+                    .iter()
+                    .map(|&key| (u64::from(at) << 32) | u64::from(key)),
+            );
+        }
+    }
+    spread
+}
+
+/// The hits of `parts` (offsets `base..base + span`) into `sorted` by offset: stable radix
+/// passes of [`DIGIT_BITS`], the first reading the parts in place.
+fn sort_by_offset(
+    parts: &[&[u64]],
+    sorted: &mut Vec<u64>,
+    scratch: &mut Vec<u64>,
+    base: u32,
+    span: u32,
+) {
+    let n: usize = parts.iter().map(|p| p.len()).sum();
+    sorted.clear();
+    sorted.resize(n, 0);
+    scratch.clear();
+    scratch.resize(n, 0);
+    let bits = 32 - span.saturating_sub(1).leading_zeros();
+    let mut counts = vec![0usize; (1 << DIGIT_BITS) + 1];
+    for pass in 0..bits.div_ceil(DIGIT_BITS).max(1) {
+        let shift = pass * DIGIT_BITS;
+        let digit =
+            |h: u64| ((((h >> 32) as u32 - base) >> shift) & ((1 << DIGIT_BITS) - 1)) as usize;
+        if pass == 0 {
+            radix_pass(parts, sorted, &mut counts, digit);
+        } else {
+            radix_pass(&[&sorted[..]], scratch, &mut counts, digit);
+            std::mem::swap(sorted, scratch);
+        }
+    }
+}
+
+/// One stable counting pass of `from`'s hits into `to` by `digit`.
+fn radix_pass(from: &[&[u64]], to: &mut [u64], counts: &mut [usize], digit: impl Fn(u64) -> usize) {
+    counts.fill(0);
+    for &h in from.iter().flat_map(|p| p.iter()) {
+        counts[digit(h) + 1] += 1;
+    }
+    for d in 1..counts.len() {
+        counts[d] += counts[d - 1];
+    }
+    for &h in from.iter().flat_map(|p| p.iter()) {
+        let slot = &mut counts[digit(h)];
+        to[*slot] = h;
+        *slot += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::alphabet::{decode, X};
+    use crate::db::build_database;
+    use crate::matrix::Pssm;
+    use crate::test_rng::TestRng;
+
+    /// A database of random targets of many lengths, some holding stretches of `queries`
+    /// (with an `X` inside), others ending in an `X`.
+    fn database(dir: &std::path::Path, queries: &[Vec<u8>]) -> Database {
+        let mut rng = TestRng(11);
+        let mut fasta = String::new();
+        for t in 0..120 {
+            let mut target: Vec<u8> = (0..(3 + t * 5 % 170))
+                .map(|_| rng.below(20) as u8)
+                .collect();
+            if t % 4 == 0 {
+                let q = &queries[t % queries.len()];
+                let from = t % 30;
+                target.extend_from_slice(&q[from..from + 40]);
+                target.push(X);
+                target.extend_from_slice(&q[from + 41..from + 60]);
+            } else if t % 7 == 0 {
+                target.push(X);
+            }
+            fasta.push_str(&format!(">t{t}\n{}\n", decode(&target)));
+        }
+        let input = dir.join("in.fa");
+        std::fs::write(&input, fasta).unwrap();
+        let path = dir.join("db.ffdb");
+        build_database(&input, &path, &mut |_| {}).unwrap();
+        Database::open(&path).unwrap()
+    }
+
+    fn sorted(found: Vec<Vec<(u32, Candidate)>>) -> Vec<(u32, Candidate)> {
+        let mut found: Vec<_> = found.into_iter().flatten().collect();
+        found.sort_by_key(|&(q, c)| (c.target, q));
+        found
+    }
+
+    #[test]
+    fn indexed_passes_find_the_scans_candidates() {
+        let mut rng = TestRng(5);
+        let queries: Vec<Vec<u8>> = (0..3)
+            .map(|q| (0..100 + 20 * q).map(|_| rng.below(20) as u8).collect())
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let db = database(dir.path(), &queries);
+        let index = db.kmer_index().expect("a small database has an index");
+        let pssms: Vec<Pssm> = queries.iter().map(|q| Pssm::from_sequence(q)).collect();
+        let pssms: Vec<&Pssm> = pssms.iter().collect();
+        let layout = SlotLayout::new(&pssms, db.max_length());
+        let table = SeedTable::build(&pssms, &[11, 12, 13], |q, pos| {
+            layout.seed_key(&pssms, q, pos)
+        });
+        let scorer = DiagonalScorer::new(&pssms);
+        let scanned = sorted(super::super::scan(
+            &db,
+            &table,
+            &layout,
+            &scorer,
+            15,
+            &|_| {},
+        ));
+        // Random targets pass too (a low threshold), and every planted stretch is found.
+        assert!(scanned.len() > 40, "{}", scanned.len());
+        for t in (0..120).step_by(4) {
+            assert!(scanned.iter().any(|(_, c)| c.target == t), "target {t}");
+        }
+        let pass = IndexedPass {
+            db: &db,
+            index: &index,
+            table: &table,
+            layout: &layout,
+            scorer: &scorer,
+        };
+        // The search's buckets (one here), and small ones that split the targets' residues
+        // into many buckets and blocks.
+        for (residues, shift) in [(BUCKET_RESIDUES, BLOCK_SHIFT), (64, 6), (50, 3), (1, 0)] {
+            let buckets = Buckets::new(&db, residues, shift);
+            let reported = AtomicUsize::new(0);
+            let progress = |n| {
+                reported.fetch_add(n, Ordering::Relaxed);
+            };
+            let found = sorted(pass.candidates_in(&buckets, 15, &progress));
+            assert_eq!(found, scanned, "buckets of {residues}");
+            assert_eq!(reported.into_inner(), db.len());
+        }
+    }
+
+    #[test]
+    fn every_offset_falls_in_the_bucket_that_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let queries = vec![(0..100).map(|i| (i % 20) as u8).collect::<Vec<u8>>()];
+        let db = database(dir.path(), &queries);
+        for (residues, shift) in [(64, 6), (50, 3), (200, 7), (1, 0)] {
+            let buckets = Buckets::new(&db, residues, shift);
+            assert!(buckets.len() > 1);
+            for at in 0..db.residues().len() as u32 {
+                let b = buckets.of(at);
+                assert!(
+                    buckets.start[b] <= at && at < buckets.start[b + 1],
+                    "{at} in {b}"
+                );
+                let first = buckets.first_target[b] as usize;
+                assert_eq!(db.sequence_start(first), buckets.start[b] as usize);
+            }
+        }
+    }
+
+    #[test]
+    fn hits_sort_by_offset_across_parts() {
+        let mut rng = TestRng(3);
+        let base = 1000;
+        let parts: Vec<Vec<u64>> = (0..3)
+            .map(|_| {
+                (0..500)
+                    .map(|k| ((base + rng.below(5000)) << 32) | k)
+                    .collect()
+            })
+            .collect();
+        let slices: Vec<&[u64]> = parts.iter().map(|p| &p[..]).collect();
+        let (mut sorted, mut scratch) = (Vec::new(), Vec::new());
+        sort_by_offset(&slices, &mut sorted, &mut scratch, base as u32, 5000);
+        let mut expected: Vec<u64> = parts.concat();
+        // Stable: equal offsets keep the parts' order.
+        expected.sort_by_key(|&h| h >> 32);
+        assert_eq!(sorted, expected);
+    }
+}
