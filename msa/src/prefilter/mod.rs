@@ -40,7 +40,7 @@ const TARGETS_PER_GROUP: usize = 16;
 
 /// The indexed pass is taken when its seed hits are at most this share of the database's
 /// windows (each hit costs it several memory passes; the scan's step per window is light).
-const INDEXED_HITS_PER_WINDOW: f64 = 0.125;
+const INDEXED_HITS_PER_WINDOW: f64 = 0.1;
 /// Most seed hits of an indexed pass (8 bytes each, held at once).
 const MAX_INDEXED_HITS: usize = 32 << 20;
 
