@@ -151,10 +151,10 @@ const PROGRESS_STEP: u64 = 1 << 20;
 /// names are kept as separate sequences. Malformed FASTA (no header, a header without a
 /// name, over the reader's limits) is an error, and so is input where no record is usable.
 ///
-/// `progress` gets the FASTA bytes read so far, about every MiB and at the end. The file
-/// is written beside `out` under a temporary name and renamed into place when complete,
-/// so a failed or interrupted build never leaves a partial database at `out` (nor
-/// replaces an existing one).
+/// `progress` gets the FASTA bytes read so far, about every MiB and at the end (the k-mer
+/// index is built after that last call). The file is written beside `out` under a
+/// temporary name and renamed into place when complete, so a failed or interrupted build
+/// never leaves a partial database at `out` (nor replaces an existing one).
 pub fn build_database(
     fasta: &Path,
     out: &Path,

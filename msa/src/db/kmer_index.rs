@@ -14,7 +14,9 @@ pub(crate) const STARTS_LEN: u64 = (CODES as u64 + 1) * 4;
 pub(crate) fn count_codes(residues: &[u8], offsets: &[u64]) -> Vec<u32> {
     let sequences = offsets.len().saturating_sub(1);
     // A 12.8 MB count table per share: at most eight of them.
-    let chunk = sequences.div_ceil(rayon::current_num_threads().min(8)).max(1);
+    let chunk = sequences
+        .div_ceil(rayon::current_num_threads().min(8))
+        .max(1);
     (0..sequences)
         .into_par_iter()
         .chunks(chunk)
