@@ -59,11 +59,16 @@ impl Default for SearchParams {
 
 impl SearchParams {
     /// Prefilter settings for the sensitivity: each step of `-s` lowers the k-mer score
-    /// threshold by one, admitting more similar k-mers.
+    /// threshold by one, admitting more similar k-mers. A diagonal needs an ungapped score of
+    /// 15 (MMseqs2's default) from `-s 5` up; below, its seeds alone score about that much
+    /// (each at least the k-mer threshold), so the bar rises by 25/3 a step, to 40 at `-s 2`:
+    /// there, 99 % of the candidates scoring 20-39 were no hit and cost half the alignments'
+    /// residues (BENCHMARKS.md).
     pub fn prefilter(&self) -> PrefilterParams {
+        let below_five = (5.0 - self.sensitivity).max(0.0);
         PrefilterParams {
             kmer_threshold: (24.5 - self.sensitivity).round() as i32,
-            min_ungapped: 15,
+            min_ungapped: (15.0 + below_five * 25.0 / 3.0).round() as i32,
             max_candidates: self.max_seqs.max(1),
         }
     }
