@@ -163,7 +163,7 @@ impl SearchProgress for PassBar {
         // suspend, not println: println is silent when stderr is not a terminal.
         self.0.suspend(|| {
             eprintln!(
-                "iteration {}: {} queries, prefilter {:.1} s ({} candidates), alignment {:.1} s ({} hits)",
+                "iteration {}: {} queries, prefilter {:.2} s ({} candidates), alignment {:.2} s ({} hits)",
                 s.iteration, s.queries, s.prefilter_seconds, s.candidates, s.align_seconds, s.hits
             )
         });
