@@ -91,15 +91,19 @@ pub(super) struct Buffers {
 /// Column steps of a traced run's flags.
 const STEPS_PER_BLOCK: usize = 64;
 
-/// A traced run's flags: per column step, per query position, one byte per lane. Kept in
-/// blocks of [`STEPS_PER_BLOCK`] steps, so that they grow without copying and are reused from
-/// run to run.
+/// A traced run's flags: per column step, per query position, four lane masks (a bit per
+/// lane: from E, from F, next E extends, next F extends), as the kernel's compares give them.
+/// Kept in blocks of [`STEPS_PER_BLOCK`] steps, so that they grow without copying and are
+/// reused from run to run.
 #[derive(Debug, Default)]
 struct FlagSteps {
-    blocks: Vec<Vec<[u8; LANES]>>,
+    blocks: Vec<Vec<FlagMasks>>,
     steps: usize,
     rows: usize,
 }
+
+/// One cell's flags for all lanes (see [`FlagSteps`]).
+type FlagMasks = [u32; 4];
 
 impl FlagSteps {
     fn clear(&mut self, rows: usize) {
@@ -107,20 +111,24 @@ impl FlagSteps {
     }
 
     /// The next step's flags, one entry per query position (each written by the kernel).
-    fn push(&mut self) -> &mut [[u8; LANES]] {
+    fn push(&mut self) -> &mut [FlagMasks] {
         let (block, at) = (self.steps / STEPS_PER_BLOCK, self.steps % STEPS_PER_BLOCK);
         if block == self.blocks.len() {
             self.blocks.push(Vec::new());
         }
         let block = &mut self.blocks[block];
-        block.resize(STEPS_PER_BLOCK * self.rows, [0; LANES]);
+        block.resize(STEPS_PER_BLOCK * self.rows, [0; 4]);
         self.steps += 1;
         &mut block[at * self.rows..][..self.rows]
     }
 
+    /// One lane's flags of a cell, as a byte of [`FROM_E`] or [`FROM_F`] (else
+    /// [`FROM_DIAGONAL`]), [`NEXT_E_EXTENDS`] and [`NEXT_F_EXTENDS`].
     fn get(&self, step: usize, row: usize, lane: usize) -> u8 {
         let block = &self.blocks[step / STEPS_PER_BLOCK];
-        block[(step % STEPS_PER_BLOCK) * self.rows + row][lane]
+        let masks = block[(step % STEPS_PER_BLOCK) * self.rows + row];
+        let bit = |k: usize, flag: u8| ((masks[k] >> lane) & 1) as u8 * flag;
+        bit(0, FROM_E) | bit(1, FROM_F) | bit(2, NEXT_E_EXTENDS) | bit(3, NEXT_F_EXTENDS)
     }
 }
 
@@ -186,7 +194,7 @@ impl Profile {
     }
 
     /// [`Profile::best_cells`] keeping every cell's traceback flags in `buffers`, for
-    /// [`Buffers::path`] (one byte per cell and lane: keep the jobs' cells within bounds).
+    /// [`Buffers::path`] (four bits per cell and lane: keep the jobs' cells within bounds).
     pub(super) fn traced_cells(
         &self,
         jobs: &[Job],
@@ -346,7 +354,7 @@ impl Profile {
     fn column<const MASKED: bool, const TRACE: bool>(
         &self,
         cells: &mut [[Words; 2]],
-        flags: &mut [[u8; LANES]],
+        flags: &mut [FlagMasks],
         codes: __m512i,
         reset: __mmask32,
         first_row: __m512i,
@@ -408,16 +416,12 @@ impl Profile {
             if TRACE {
                 let from_e = _mm512_cmpge_epu16_mask(e, _mm512_max_epu16(matched, closed));
                 let from_f = _mm512_cmpge_epu16_mask(closed, matched) & !from_e;
-                let bit = |lanes: __mmask32, flag: u8| _mm256_maskz_set1_epi8(lanes, flag as i8);
-                let flag = _mm256_or_si256(
-                    _mm256_or_si256(bit(from_e, FROM_E), bit(from_f, FROM_F)),
-                    _mm256_or_si256(
-                        bit(_mm512_cmpge_epu16_mask(e_extend, e_open), NEXT_E_EXTENDS),
-                        bit(_mm512_cmpge_epu16_mask(f_extend, f_open), NEXT_F_EXTENDS),
-                    ),
-                );
-                // SAFETY: 32 bytes into a 32-byte array.
-                unsafe { _mm256_storeu_si256(flags[i].as_mut_ptr().cast(), flag) };
+                flags[i] = [
+                    from_e,
+                    from_f,
+                    _mm512_cmpge_epu16_mask(e_extend, e_open),
+                    _mm512_cmpge_epu16_mask(f_extend, f_open),
+                ];
             }
         }
         *best = running;

@@ -420,7 +420,7 @@ impl QueryProfile {
                 })
                 .collect();
             let m = self.pssm.len();
-            // Flags take a byte per cell and lane: a job over TRACED_JOB_CELLS takes the
+            // Flags take half a byte per cell and lane: a job over TRACED_JOB_CELLS takes the
             // one-target traceback.
             let jobs: Vec<ends::Job> = ends
                 .iter()
@@ -561,8 +561,9 @@ impl QueryProfile {
 }
 
 /// Most cells (reversed target prefix × query) of one hit traced from the inter-sequence
-/// kernel's flags, a byte per cell and lane: the flags of a run, whose lanes idle while its
-/// longest job ends, take at most about `TRACED_RUN_CELLS + 32 × TRACED_JOB_CELLS` bytes (40 MiB).
+/// kernel's flags, half a byte per cell and lane: the flags of a run, whose lanes idle while
+/// its longest job ends, take at most about `(TRACED_RUN_CELLS + 32 × TRACED_JOB_CELLS) / 2`
+/// bytes (20 MiB).
 const TRACED_JOB_CELLS: usize = 1 << 20;
 /// Cells of the jobs of one traced run (past the job that crosses it).
 const TRACED_RUN_CELLS: usize = 1 << 23;
