@@ -253,7 +253,14 @@ pub fn search(
                         ka,
                         space,
                     };
-                    let mut scored = aligner.score(&targets, params);
+                    // Under the prefilter's own profile a candidate's ungapped score bounds its
+                    // alignment's from below (the first pass, the last).
+                    let floors: Vec<i32> = if *pssm == full[q] {
+                        candidates.iter().map(|c| c.ungapped).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let mut scored = aligner.score(&targets, &floors, params);
                     // Before the last iteration only the hits that shape the next profile need
                     // their alignments now; the others wait in case the query converges here.
                     let split = if last {
@@ -507,33 +514,45 @@ impl Aligner<'_> {
     /// SIMD scores of the targets within the E-value threshold, best first. Scores at or
     /// above both thresholds are lower bounds of the true ones, so strong hits come in no
     /// particular order until their tracebacks.
-    fn score(&self, targets: &[u32], params: &SearchParams) -> Vec<(u32, i32)> {
+    /// `floors[k]`, where given, is a lower bound of `targets[k]`'s score.
+    fn score(&self, targets: &[u32], floors: &[i32], params: &SearchParams) -> Vec<(u32, i32)> {
         let min_score = self.ka.min_score_for(params.evalue, self.space);
         let included = self.ka.min_score_for(params.inclusion_evalue, self.space);
         // The prefilter passes at most `max_seqs` targets, so all that score enough are kept,
         // and scores above both thresholds need not be exact: the traceback gives them.
         debug_assert!(targets.len() <= params.max_seqs.max(1));
-        self.score_with_cap(targets, min_score, min_score.max(included))
+        self.score_with_cap(targets, floors, min_score, min_score.max(included))
     }
 
     /// Targets scoring at least `min_score`, best first; a score at or above `cap` is a lower
     /// bound (itself `>= cap`) of the true one. The targets come in the prefilter's order, most
     /// significant first, and are scored in blocks; scoring stops once
     /// [`MISSES_AFTER_LAST_HIT`] in a row have scored below `min_score`.
-    fn score_with_cap(&self, targets: &[u32], min_score: i32, cap: i32) -> Vec<(u32, i32)> {
+    fn score_with_cap(
+        &self,
+        targets: &[u32],
+        floors: &[i32],
+        min_score: i32,
+        cap: i32,
+    ) -> Vec<(u32, i32)> {
         let mut scored: Vec<(u32, i32)> = Vec::new();
         let mut misses = 0;
-        for block in targets.chunks(SCORE_BLOCK) {
+        for (b, block) in targets.chunks(SCORE_BLOCK).enumerate() {
             // Inter-sequence SIMD scores 32 or 64 targets at a time; chunks spread them over
             // the threads.
             let scores: Vec<i32> = block
                 .par_chunks(SCORE_CHUNK)
-                .map_init(Scratch::new, |scratch, chunk| {
+                .enumerate()
+                .map_init(Scratch::new, |scratch, (c, chunk)| {
                     let sequences: Vec<&[u8]> = chunk
                         .iter()
                         .map(|&t| self.db.sequence(t as usize))
                         .collect();
-                    self.profile.score_batch_capped(&sequences, scratch, cap)
+                    let first = b * SCORE_BLOCK + c * SCORE_CHUNK;
+                    let floors = floors.get(first..).unwrap_or_default();
+                    let floors = &floors[..floors.len().min(chunk.len())];
+                    self.profile
+                        .score_batch_capped(&sequences, floors, scratch, cap)
                 })
                 .flatten()
                 .collect();
@@ -654,7 +673,11 @@ mod tests {
         };
         let (first, second) = (randoms as u32 + 1, randoms as u32 + 2);
         let found = |order: Vec<u32>| {
-            let mut t: Vec<u32> = aligner.score(&order, &params).iter().map(|h| h.0).collect();
+            let mut t: Vec<u32> = aligner
+                .score(&order, &[], &params)
+                .iter()
+                .map(|h| h.0)
+                .collect();
             t.sort_unstable();
             t
         };

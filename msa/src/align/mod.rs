@@ -286,25 +286,30 @@ impl QueryProfile {
     /// exact. Without AVX2, a loop over [`QueryProfile::score`]. Panics on a residue code
     /// outside the alphabet.
     pub fn score_batch<T: AsRef<[u8]>>(&self, targets: &[T], scratch: &mut Scratch) -> Vec<i32> {
-        self.batch_scores(targets, scratch, i32::MAX)
+        self.batch_scores(targets, &[], scratch, i32::MAX)
     }
 
     /// [`QueryProfile::score_batch`] when only scores below `cap` need to be exact: a score
     /// at or above `cap` may come back as a lower bound of the true score (itself `>= cap`),
     /// which spares rescoring the strong hits (they saturate the byte lanes) when their
-    /// tracebacks give the exact scores anyway.
+    /// tracebacks give the exact scores anyway. `floors[k]`, where given, is a lower bound of
+    /// `targets[k]`'s score (an ungapped segment's under this profile): a target whose floor
+    /// reaches the byte lanes' ceiling would saturate them, and takes the ceiling without a
+    /// run when the cap lets saturated scores stand.
     pub fn score_batch_capped<T: AsRef<[u8]>>(
         &self,
         targets: &[T],
+        floors: &[i32],
         scratch: &mut Scratch,
         cap: i32,
     ) -> Vec<i32> {
-        self.batch_scores(targets, scratch, cap)
+        self.batch_scores(targets, floors, scratch, cap)
     }
 
     fn batch_scores<T: AsRef<[u8]>>(
         &self,
         targets: &[T],
+        floors: &[i32],
         scratch: &mut Scratch,
         cap: i32,
     ) -> Vec<i32> {
@@ -323,11 +328,26 @@ impl QueryProfile {
         }
         #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
         {
-            let saturated = self.batch.score(targets, &mut scratch.batch, &mut out);
-            if self.batch.ceiling() >= cap {
+            let ceiling = self.batch.ceiling();
+            let saturates = |k: usize| floors.get(k).is_some_and(|&f| f >= ceiling);
+            let run: Vec<usize> = (0..targets.len())
+                .filter(|&k| ceiling < cap || !saturates(k))
+                .collect();
+            let sequences: Vec<&[u8]> = run.iter().map(|&k| targets[k].as_ref()).collect();
+            let mut scores = vec![0; run.len()];
+            let saturated = self
+                .batch
+                .score(&sequences, &mut scratch.batch, &mut scores);
+            if run.len() < targets.len() {
+                out.fill(ceiling);
+            }
+            for (&k, score) in run.iter().zip(scores) {
+                out[k] = score;
+            }
+            if ceiling >= cap {
                 return out;
             }
-            for k in saturated {
+            for k in saturated.into_iter().map(|i| run[i]) {
                 let target = targets[k].as_ref();
                 let wide = self.striped.score_wide(target, &mut scratch.buffers);
                 out[k] = match wide {
@@ -341,7 +361,7 @@ impl QueryProfile {
         // Without AVX2 every score is exact, so the cap changes nothing.
         #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
         {
-            let _ = cap;
+            let _ = (cap, floors);
             for (score, target) in out.iter_mut().zip(targets) {
                 *score = self.score(target.as_ref(), scratch).map_or(0, |s| s.score);
             }
