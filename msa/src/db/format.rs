@@ -22,8 +22,10 @@
 //! of its run of postings (u32, codes + 1), and the postings (u32: the residue offset of
 //! each window with that code, in increasing order; windows holding an `X` have none). The
 //! index's two sections are empty in a database of more than `u32::MAX` residues, which
-//! the prefilter then only scans. Magic and version sit before anything else and never
-//! move, so any later version can still be recognised and refused with a clear message.
+//! the prefilter then only scans. Every section's CRC32 is checked at open but the
+//! postings' (4 bytes per residue, read only where a search needs them). Magic and version
+//! sit before anything else and never move, so any later version can still be recognised
+//! and refused with a clear message.
 
 /// First bytes of every database file.
 pub const MAGIC: [u8; 8] = *b"FFSEQDB\0";

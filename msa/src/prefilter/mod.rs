@@ -1,5 +1,7 @@
 //! The prefilter: finds, for each query of a batch, the database targets worth a gapped
-//! alignment, reading the database once per batch.
+//! alignment, reading the database once per batch: every window of it (the scan), or, when
+//! the batch's seeds are few, the windows its k-mer index lists for them (the same
+//! candidates).
 
 mod diagonal;
 mod indexed;

@@ -144,8 +144,6 @@ impl SeedTable {
         }
     }
 
-    /// The occupancy bitmap: bit `code % 64` of word `code / 64` says whether `code` has
-    /// seeds.
     /// The codes with seeds, in increasing order.
     pub fn seeded_codes(&self) -> impl Iterator<Item = u32> + '_ {
         self.occupied.iter().enumerate().flat_map(|(w, &word)| {
@@ -160,6 +158,8 @@ impl SeedTable {
         })
     }
 
+    /// The occupancy bitmap: bit `code % 64` of word `code / 64` says whether `code` has
+    /// seeds.
     pub fn occupancy(&self) -> &[u64] {
         &self.occupied
     }
@@ -197,7 +197,6 @@ impl SeedTable {
     }
 }
 
-/// A cache hint; never faults, whatever the address.
 /// Seeds a query window would produce: the table-size estimate batches are cut by.
 pub fn count_seeds(pssm: &Pssm, threshold: i32) -> usize {
     let mut n = 0;
