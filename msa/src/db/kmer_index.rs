@@ -42,7 +42,9 @@ pub(crate) fn count_codes(residues: &[u8], offsets: &[u64]) -> Vec<u32> {
 }
 
 /// Writes the starts (from `counts`) and the postings, both little-endian u32, in windows'
-/// order within each code.
+/// order within each code. The postings are written in shares of codes with about equal
+/// postings, one share per thread: each walks every sequence and writes its own codes'
+/// windows into its own part (the writes are random, the walk is cheap).
 pub(crate) fn fill(
     residues: &[u8],
     offsets: &[u64],
@@ -50,25 +52,52 @@ pub(crate) fn fill(
     starts: &mut [u8],
     postings: &mut [u8],
 ) {
-    let mut next = Vec::with_capacity(CODES);
+    let mut first = Vec::with_capacity(CODES + 1);
     let mut total = 0u32;
-    for (k, &count) in counts.iter().enumerate() {
-        starts[4 * k..4 * k + 4].copy_from_slice(&total.to_le_bytes());
-        next.push(total);
+    for &count in counts {
+        first.push(total);
         total += count;
     }
-    starts[4 * CODES..4 * CODES + 4].copy_from_slice(&total.to_le_bytes());
-    let mut codes = Vec::new();
-    for i in 0..offsets.len().saturating_sub(1) {
-        codes.clear();
-        window_codes(sequence(residues, offsets, i), &mut codes);
-        let start = offsets[i] as u32;
-        for (w, &code) in codes.iter().enumerate().filter(|(_, &c)| c != NO_CODE) {
-            let at = 4 * next[code as usize] as usize;
-            next[code as usize] += 1;
-            postings[at..at + 4].copy_from_slice(&(start + w as u32).to_le_bytes());
-        }
+    first.push(total);
+    for (k, &at) in first.iter().enumerate() {
+        starts[4 * k..4 * k + 4].copy_from_slice(&at.to_le_bytes());
     }
+    // Share boundaries: the first code at or past each equal part of the postings.
+    let shares = rayon::current_num_threads().clamp(1, 8);
+    let mut bounds: Vec<usize> = (0..shares)
+        .map(|k| {
+            first.partition_point(|&at| (at as u64) * (shares as u64) < (k as u64) * total as u64)
+        })
+        .collect();
+    bounds.push(CODES);
+    let mut parts = Vec::with_capacity(shares);
+    let mut rest = postings;
+    for pair in bounds.windows(2) {
+        let len = 4 * (first[pair[1]] - first[pair[0]]) as usize;
+        let (part, tail) = rest.split_at_mut(len);
+        parts.push((pair[0]..pair[1], part));
+        rest = tail;
+    }
+    parts.into_par_iter().for_each(|(share, part)| {
+        let base = first[share.start];
+        let mut next: Vec<u32> = first[share.clone()].iter().map(|&at| at - base).collect();
+        let mut codes = Vec::new();
+        for i in 0..offsets.len().saturating_sub(1) {
+            codes.clear();
+            window_codes(sequence(residues, offsets, i), &mut codes);
+            let start = offsets[i] as u32;
+            for (w, &code) in codes.iter().enumerate() {
+                let Some(k) = (code as usize).checked_sub(share.start) else {
+                    continue;
+                };
+                if let Some(slot) = next.get_mut(k) {
+                    let at = 4 * *slot as usize;
+                    *slot += 1;
+                    part[at..at + 4].copy_from_slice(&(start + w as u32).to_le_bytes());
+                }
+            }
+        }
+    });
 }
 
 fn sequence<'a>(residues: &'a [u8], offsets: &[u64], i: usize) -> &'a [u8] {
