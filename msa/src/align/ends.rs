@@ -4,15 +4,14 @@
 //! time. On homologs the striped kernel's lazy-F loop runs long (about 1.6 GCUPS against 5 on
 //! unrelated targets); these lanes never wait on each other.
 //!
-//! The search's hits are traced in groups through it: their end cells against the query, then
-//! their start cells against the reversed query ([`Job::first_row`] masks a lane's rows before
-//! its alignment's end to 0, which is the reversed prefix the striped pass would scan: the same
-//! start as one target at a time). That reversed run keeps each cell's traceback flags, and
-//! the walk from the start back to the end ([`Buffers::path`]) is the alignment, so no
-//! separate traceback runs. Among equal-scoring paths the walk takes a gap before a match
-//! (an insertion before a deletion) and extends a gap rather than opening one, which places
-//! gaps toward the alignment's start as the one-target traceback does; where several ties
-//! meet, the two may still pick different paths of the same score.
+//! The search's hits are traced in groups through it: one run finds their end cells and keeps
+//! each cell's traceback flags, with a flag for the cells where an alignment may start (a match
+//! after a cell of 0), and the walk from the end back to such a cell ([`Buffers::path`]) is the
+//! alignment, so neither a start pass nor a separate traceback runs. Among equal-scoring paths
+//! the walk starts as soon as it may, takes a gap before a match (an insertion before a
+//! deletion) and extends a gap rather than opening one, which places gaps toward the
+//! alignment's end; the one-target passes take the start nearest the end, so where ties meet
+//! the two may report different alignments of the same score and end.
 //!
 //! Arithmetic as in [`super::batch`]: `H = max((H_diag + (score + bias)) -| bias, E, F -|
 //! close)` with saturating unsigned lanes, so local alignment's `max(0, ·)` comes free; a best
@@ -28,8 +27,11 @@ use crate::matrix::Pssm;
 /// Lanes: one target each.
 pub(super) const LANES: usize = 32;
 
-/// Traceback flags (with [`FROM_DIAGONAL`], [`FROM_E`] and [`FROM_F`]): whether the E of the next column, or the
-/// F of the next row, extends a gap rather than opening one.
+/// Traceback flags (with [`FROM_DIAGONAL`], [`FROM_E`] and [`FROM_F`]): the cell is a match
+/// after a cell of 0, where the alignment may start (both source bits, which no other cell
+/// sets); whether the E of the next column, or the F of the next row, extends a gap rather than
+/// opening one.
+const START: u8 = FROM_E | FROM_F;
 const NEXT_E_EXTENDS: u8 = 4;
 const NEXT_F_EXTENDS: u8 = 8;
 
@@ -61,8 +63,6 @@ impl Words {
 pub(super) struct Job<'t> {
     /// Residue codes below `ALPHABET_SIZE`, fewer than `u16::MAX`.
     pub target: &'t [u8],
-    /// Query rows before this one score 0 (the alignment must lie at or after it).
-    pub first_row: usize,
     /// A score known to be the best: the lane stops at the first cell that reaches it.
     pub stop_at: Option<i32>,
 }
@@ -79,7 +79,7 @@ pub(super) struct Profile {
     extend: u16,
 }
 
-/// Per-thread cells: H and E of one column, per query position; and a traced run's flags.
+/// Per-thread cells: H and E of one column, per query position; and the last run's flags.
 #[derive(Debug, Default)]
 pub(super) struct Buffers {
     cells: Vec<[Words; 2]>,
@@ -91,8 +91,9 @@ pub(super) struct Buffers {
 /// Column steps of a traced run's flags.
 const STEPS_PER_BLOCK: usize = 64;
 
-/// A traced run's flags: per column step, per query position, four lane masks (a bit per
-/// lane: from E, from F, next E extends, next F extends), as the kernel's compares give them.
+/// A run's flags: per column step, per query position, four lane masks (a bit per lane: from E
+/// or start, from F or start, next E extends, next F extends), as the kernel's compares give
+/// them.
 /// Kept in blocks of [`STEPS_PER_BLOCK`] steps, so that they grow without copying and are
 /// reused from run to run.
 #[derive(Debug, Default)]
@@ -122,7 +123,7 @@ impl FlagSteps {
         &mut block[at * self.rows..][..self.rows]
     }
 
-    /// One lane's flags of a cell, as a byte of [`FROM_E`] or [`FROM_F`] (else
+    /// One lane's flags of a cell, as a byte of [`FROM_E`], [`FROM_F`] or [`START`] (else
     /// [`FROM_DIAGONAL`]), [`NEXT_E_EXTENDS`] and [`NEXT_F_EXTENDS`].
     fn get(&self, step: usize, row: usize, lane: usize) -> u8 {
         let block = &self.blocks[step / STEPS_PER_BLOCK];
@@ -183,27 +184,11 @@ impl Profile {
         u16::MAX as i32 - self.bias as i32
     }
 
-    /// Each job's best score and its first cell (`None`: no cell above 0); a score at or above
-    /// [`Profile::ceiling`] may be a saturated lower bound.
-    pub(super) fn best_cells(
-        &self,
-        jobs: &[Job],
-        buffers: &mut Buffers,
-    ) -> Vec<Option<LocalScore>> {
-        self.run::<false>(jobs, buffers)
-    }
-
-    /// [`Profile::best_cells`] keeping every cell's traceback flags in `buffers`, for
-    /// [`Buffers::path`] (four bits per cell and lane: keep the jobs' cells within bounds).
+    /// Each job's best score and its first cell (`None`: no cell above 0), keeping every
+    /// cell's traceback flags in `buffers` for [`Buffers::path`] (four bits per cell and lane:
+    /// keep the jobs' cells within bounds). A score at or above [`Profile::ceiling`] may be a
+    /// saturated lower bound.
     pub(super) fn traced_cells(
-        &self,
-        jobs: &[Job],
-        buffers: &mut Buffers,
-    ) -> Vec<Option<LocalScore>> {
-        self.run::<true>(jobs, buffers)
-    }
-
-    fn run<const TRACE: bool>(
         &self,
         jobs: &[Job],
         buffers: &mut Buffers,
@@ -213,26 +198,13 @@ impl Profile {
         buffers.flags.clear(self.tables.len());
         buffers.traced.clear();
         buffers.traced.resize(jobs.len(), None);
-        let masked = jobs.iter().any(|job| job.first_row > 0);
         // SAFETY: the CPU has AVX-512BW and AVX-512VL, checked when the profile was made.
-        unsafe {
-            if masked {
-                self.kernel::<true, TRACE>(jobs, buffers, &mut out);
-            } else {
-                self.kernel::<false, TRACE>(jobs, buffers, &mut out);
-            }
-        }
+        unsafe { self.kernel(jobs, buffers, &mut out) };
         out
     }
 
-    /// The kernel; `MASKED`: some job has a `first_row`; `TRACE`: keep the flags.
     #[target_feature(enable = "avx512bw,avx512vl")]
-    fn kernel<const MASKED: bool, const TRACE: bool>(
-        &self,
-        jobs: &[Job],
-        buffers: &mut Buffers,
-        out: &mut [Option<LocalScore>],
-    ) {
+    fn kernel(&self, jobs: &[Job], buffers: &mut Buffers, out: &mut [Option<LocalScore>]) {
         let zero = _mm512_setzero_si512();
         let bias = _mm512_set1_epi16(self.bias as i16);
         let extend = _mm512_set1_epi16(self.extend as i16);
@@ -253,10 +225,9 @@ impl Profile {
         order.sort_unstable_by_key(|&k| std::cmp::Reverse(jobs[k].target.len()));
         let mut queue = order.into_iter();
         let mut lanes: [Option<Lane>; LANES] = [None; LANES];
-        // Per lane: best score, its row, its column, the current column, the first row and
-        // the stopping score (u16::MAX: none; a saturated lane stops there too).
+        // Per lane: best score, its row, its column, the current column and the stopping
+        // score (u16::MAX: none; a saturated lane stops there too).
         let (mut best, mut best_row, mut best_column, mut column) = (zero, zero, zero, zero);
-        let mut first_rows = Words([0; LANES]);
         let mut stops = Words([u16::MAX; LANES]);
         let mut residues = Words([0; LANES]);
         loop {
@@ -265,8 +236,7 @@ impl Profile {
                 if lane.is_none() {
                     if let Some(job) = queue.next() {
                         *lane = Some(Lane { job, position: 0 });
-                        traced[job] = TRACE.then_some((k, flags.steps));
-                        first_rows.0[k] = jobs[job].first_row.min(u16::MAX as usize) as u16;
+                        traced[job] = Some((k, flags.steps));
                         stops.0[k] = jobs[job]
                             .stop_at
                             .map_or(u16::MAX, |s| s.clamp(1, u16::MAX as i32) as u16);
@@ -289,7 +259,7 @@ impl Profile {
             best_row = _mm512_maskz_mov_epi16(keep, best_row);
             best_column = _mm512_maskz_mov_epi16(keep, best_column);
             column = _mm512_maskz_mov_epi16(keep, column);
-            let (first_row, stop) = (first_rows.load(), stops.load());
+            let stop = stops.load();
             // Columns until a lane's target ends or a lane reaches its stopping score.
             let chunk = lanes
                 .iter()
@@ -307,12 +277,11 @@ impl Profile {
                 }
                 let codes = residues.load();
                 let reset_now = if ran == 0 { reset } else { 0 };
-                let improved = self.column::<MASKED, TRACE>(
+                let improved = self.column(
                     cells,
-                    if TRACE { flags.push() } else { &mut [] },
+                    flags.push(),
                     codes,
                     reset_now,
-                    first_row,
                     [bias, extend],
                     &mut best,
                     &mut best_row,
@@ -345,19 +314,18 @@ impl Profile {
     }
 
     /// One target column for all lanes (`reset`: lanes whose target starts here, H and E
-    /// from 0); raises `best` and its row, returning the lanes whose best rose. With `TRACE`,
-    /// each cell's flags go to `flags` (on ties: an insertion, then a deletion, then a match;
+    /// from 0); raises `best` and its row, returning the lanes whose best rose. Each cell's
+    /// flags go to `flags` (on ties: a start, then an insertion, then a deletion, then a match;
     /// a gap extends rather than opens).
     #[inline]
     #[target_feature(enable = "avx512bw,avx512vl")]
     #[allow(clippy::too_many_arguments)]
-    fn column<const MASKED: bool, const TRACE: bool>(
+    fn column(
         &self,
         cells: &mut [[Words; 2]],
         flags: &mut [FlagMasks],
         codes: __m512i,
         reset: __mmask32,
-        first_row: __m512i,
         [bias, extend]: [__m512i; 2],
         best: &mut __m512i,
         best_row: &mut __m512i,
@@ -367,10 +335,11 @@ impl Profile {
         let mut f = _mm512_setzero_si512(); // F(i, j)
         let mut improved: __mmask32 = 0;
         let (mut running, mut running_row) = (*best, *best_row);
-        for (i, ((cell, table), costs)) in cells
+        for (i, (((cell, table), costs), flags)) in cells
             .iter_mut()
             .zip(&self.tables)
             .zip(&self.gaps)
+            .zip(flags)
             .enumerate()
         {
             // SAFETY: `Words` is 64-byte aligned.
@@ -385,12 +354,9 @@ impl Profile {
             let [insertion, next_deletion, close] = costs.map(|c| _mm512_set1_epi16(c as i16));
             let matched = _mm512_subs_epu16(_mm512_adds_epu16(diagonal, score), bias);
             let closed = _mm512_subs_epu16(f, close);
-            let matched_or_e = _mm512_max_epu16(matched, e);
-            let mut h = _mm512_max_epu16(matched_or_e, closed);
+            let gapped = _mm512_max_epu16(e, closed);
+            let h = _mm512_max_epu16(matched, gapped);
             let row = _mm512_set1_epi16(i as i16);
-            if MASKED {
-                h = _mm512_maskz_mov_epi16(_mm512_cmpge_epu16_mask(row, first_row), h);
-            }
             let higher = _mm512_cmpgt_epu16_mask(h, running);
             running = _mm512_max_epu16(running, h);
             running_row = _mm512_mask_mov_epi16(running_row, higher, row);
@@ -411,18 +377,18 @@ impl Profile {
                     _mm512_max_epu16(e_extend, e_open),
                 );
             }
+            let from_e = _mm512_cmpge_epu16_mask(e, _mm512_max_epu16(matched, closed));
+            let from_f = _mm512_cmpge_epu16_mask(closed, matched) & !from_e;
+            let start = _mm512_testn_epi16_mask(diagonal, diagonal)
+                & _mm512_cmpge_epu16_mask(matched, gapped);
+            *flags = [
+                from_e | start,
+                from_f | start,
+                _mm512_cmpge_epu16_mask(e_extend, e_open),
+                _mm512_cmpge_epu16_mask(f_extend, f_open),
+            ];
             f = _mm512_max_epu16(f_extend, f_open);
             diagonal = left;
-            if TRACE {
-                let from_e = _mm512_cmpge_epu16_mask(e, _mm512_max_epu16(matched, closed));
-                let from_f = _mm512_cmpge_epu16_mask(closed, matched) & !from_e;
-                flags[i] = [
-                    from_e,
-                    from_f,
-                    _mm512_cmpge_epu16_mask(e_extend, e_open),
-                    _mm512_cmpge_epu16_mask(f_extend, f_open),
-                ];
-            }
         }
         *best = running;
         *best_row = running_row;
@@ -431,20 +397,19 @@ impl Profile {
 }
 
 impl Buffers {
-    /// The path of the last traced run's job `job` from its best cell `from` back to its
-    /// first row and column, in the order the cells are walked: reversed query and target,
-    /// this is the forward alignment from its start to its end. `None` if the flags lead out
-    /// of the job's rectangle (they cannot when its best is the alignment's score).
+    /// The alignment of the last run's job `job` ending at its best cell `end`: its first
+    /// (query, target) cell and its columns, walked back from the end along the flags to the
+    /// nearest start. `None` if the flags lead out of the job's target (they cannot when its
+    /// best is the alignment's score).
     pub(super) fn path(
         &self,
         job: usize,
-        from: LocalScore,
-        first_row: usize,
-    ) -> Option<Vec<AlignOp>> {
+        end: LocalScore,
+    ) -> Option<((usize, usize), Vec<AlignOp>)> {
         let (lane, first_step) = self.traced[job]?;
         let flag = |r: usize, c: usize| self.flags.get(first_step + c, r, lane);
-        let (mut r, mut c) = (from.query_end, from.target_end);
-        let mut ops = Vec::with_capacity(r + c + 2 - first_row);
+        let (mut r, mut c) = (end.query_end, end.target_end);
+        let mut ops = Vec::with_capacity(r + c + 2);
         // Which matrix the walk is in: H (FROM_DIAGONAL), E or F.
         let mut state = FROM_DIAGONAL;
         loop {
@@ -460,7 +425,7 @@ impl Buffers {
                 }
                 FROM_F => {
                     ops.push(AlignOp::Deletion);
-                    r = r.checked_sub(1).filter(|&r| r >= first_row)?;
+                    r = r.checked_sub(1)?;
                     state = if flag(r, c) & NEXT_F_EXTENDS != 0 {
                         FROM_F
                     } else {
@@ -468,12 +433,14 @@ impl Buffers {
                     };
                 }
                 _ => match flag(r, c) & SOURCE {
+                    START => {
+                        ops.push(AlignOp::Match);
+                        ops.reverse();
+                        return Some(((r, c), ops));
+                    }
                     FROM_DIAGONAL => {
                         ops.push(AlignOp::Match);
-                        if (r, c) == (first_row, 0) {
-                            return Some(ops);
-                        }
-                        r = r.checked_sub(1).filter(|&r| r >= first_row)?;
+                        r = r.checked_sub(1)?;
                         c = c.checked_sub(1)?;
                     }
                     source => state = source,

@@ -26,6 +26,8 @@
 //!   with AVX2, stopped where it reaches the known score), then a traceback inside that
 //!   rectangle. [`QueryProfile::align_batch_hit`] also stops the forward pass where it
 //!   reaches the exact score the batch kernel gave.
+//! - [`QueryProfile::align_batch_hits`]: the search's hits, 32 at a time in the `u16` lanes of
+//!   an inter-sequence kernel that keeps its traceback flags (AVX-512BW), one pass per hit.
 //!
 //! Positions are 0-based and ends are inclusive: `query_end`/`target_end` name the last aligned
 //! cell. Ties between equal maximal cells go to the first in target order, then query order.
@@ -188,10 +190,10 @@ pub struct QueryProfile {
     striped: striped::Profile,
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
     batch: batch::Profile,
-    /// The query and the reversed query in inter-sequence `u16` lanes, for tracing many hits
-    /// at once (AVX-512BW and VL only).
+    /// The query in inter-sequence `u16` lanes, for tracing many hits at once (AVX-512BW and
+    /// VL only).
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-    ends: Option<[ends::Profile; 2]>,
+    ends: Option<ends::Profile>,
 }
 
 /// Per-thread buffers of the score kernel, reused across targets and queries.
@@ -227,12 +229,7 @@ impl QueryProfile {
             #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
             batch: batch::Profile::new(pssm, &gaps),
             #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-            ends: ends::Profile::new(pssm, &gaps)
-                .zip(ends::Profile::new(
-                    &reversed_prefix(pssm, pssm.len()),
-                    &gaps.reversed_prefix(pssm.len()),
-                ))
-                .map(<[_; 2]>::from),
+            ends: ends::Profile::new(pssm, &gaps),
             gaps,
         }
     }
@@ -400,12 +397,11 @@ impl QueryProfile {
     }
 
     /// [`QueryProfile::align_batch_hit`] for many targets (`batch_scores[k]` for
-    /// `targets[k]`): the same scores, starts and ends. With AVX-512BW and VL the end cells
-    /// come from the inter-sequence kernel, 32 targets at a time, then the start cells and the
-    /// columns from it on the reversed query and targets (each lane's rows before its end
-    /// masked); between equal-scoring paths its columns may differ from the one-target
-    /// traceback's. A target the `u16` lanes cannot hold, or too large for the flags, takes the
-    /// one-target path.
+    /// `targets[k]`): the same scores and ends. With AVX-512BW and VL the end cells and each
+    /// cell's traceback flags come from the inter-sequence kernel, 32 targets at a time, and
+    /// the alignment is the walk back from the end; between equal-scoring alignments its start
+    /// and columns may differ from the one-target passes'. A target the `u16` lanes cannot
+    /// hold, or too large for the flags, takes the one-target path.
     pub fn align_batch_hits(
         &self,
         targets: &[&[u8]],
@@ -413,49 +409,20 @@ impl QueryProfile {
         scratch: &mut Scratch,
     ) -> Vec<Result<Option<Alignment>, TracebackTooLarge>> {
         #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-        if let Some([forward, backward]) = &self.ends {
-            let fits = |t: &[u8]| t.len() < u16::MAX as usize;
+        if let Some(ends) = &self.ends {
+            let m = self.pssm.len();
+            // Flags take half a byte per cell and lane: a target over TRACED_JOB_CELLS (or too
+            // long for the lanes) takes the one-target path.
+            let traced = |t: &[u8]| t.len() < u16::MAX as usize && t.len() * m <= TRACED_JOB_CELLS;
             let jobs: Vec<ends::Job> = targets
                 .iter()
                 .zip(batch_scores)
                 .map(|(&target, &score)| ends::Job {
-                    target: if fits(target) { target } else { &[] },
-                    first_row: 0,
+                    target: if traced(target) { target } else { &[] },
                     stop_at: self.exact_batch_score(score),
                 })
                 .collect();
-            let found = forward.best_cells(&jobs, &mut scratch.ends);
-            // An end below the ceiling is exact; a start is looked for only from those.
-            let ends: Vec<Option<LocalScore>> = found
-                .iter()
-                .map(|cell| cell.filter(|c| c.score < forward.ceiling()))
-                .collect();
-            let reversed: Vec<Vec<u8>> = ends
-                .iter()
-                .zip(targets)
-                .map(|(end, target)| {
-                    end.map_or(Vec::new(), |e| {
-                        target[..=e.target_end].iter().rev().copied().collect()
-                    })
-                })
-                .collect();
-            let m = self.pssm.len();
-            // Flags take half a byte per cell and lane: a job over TRACED_JOB_CELLS takes the
-            // one-target traceback.
-            let jobs: Vec<ends::Job> = ends
-                .iter()
-                .zip(&reversed)
-                .map(|(end, target)| ends::Job {
-                    target: if target.len() * m <= TRACED_JOB_CELLS {
-                        target
-                    } else {
-                        &[]
-                    },
-                    first_row: end.map_or(0, |e| m - 1 - e.query_end),
-                    stop_at: end.map(|e| e.score),
-                })
-                .collect();
-            let mut paths: Vec<Option<Alignment>> = vec![None; jobs.len()];
+            let mut out = Vec::with_capacity(jobs.len());
             let mut from = 0;
             while from < jobs.len() {
                 // Runs of jobs within TRACED_RUN_CELLS.
@@ -465,29 +432,24 @@ impl QueryProfile {
                     cells += jobs[to].target.len() * m;
                     to += 1;
                 }
-                let starts = backward.traced_cells(&jobs[from..to], &mut scratch.ends);
-                for (k, start) in (from..to).zip(starts) {
-                    paths[k] = ends[k].zip(start).and_then(|(end, start)| {
-                        // The path from the reversed run's best cell, which scores the end's
-                        // score by construction; the one-target traceback should it not.
-                        let first_row = jobs[k].first_row;
-                        let ops = (start.score == end.score)
-                            .then(|| scratch.ends.path(k - from, start, first_row))??;
-                        let first = (m - 1 - start.query_end, end.target_end - start.target_end);
-                        Some(Alignment::between(first, end, ops))
+                let found = ends.traced_cells(&jobs[from..to], &mut scratch.ends);
+                for (k, end) in (from..to).zip(found) {
+                    // An end below the ceiling is exact, and its flags lead to its start.
+                    let path = end
+                        .filter(|e| e.score < ends.ceiling())
+                        .and_then(|end| Some((end, scratch.ends.path(k - from, end)?)));
+                    out.push(match (path, end) {
+                        (Some((end, (first, ops))), _) => {
+                            Ok(Some(Alignment::between(first, end, ops)))
+                        }
+                        (None, None) if traced(targets[k]) => Ok(None),
+                        // Saturated, or not traced here.
+                        _ => self.align_batch_hit(targets[k], scratch, batch_scores[k]),
                     });
                 }
                 from = to;
             }
-            return (0..targets.len())
-                .map(|k| match (ends[k], paths[k].take()) {
-                    (Some(_), Some(alignment)) => Ok(Some(alignment)),
-                    (Some(end), None) => self.align_ending_at(targets[k], scratch, Some(end)),
-                    (None, _) if fits(targets[k]) && found[k].is_none() => Ok(None),
-                    // Saturated or too long for the lanes.
-                    (None, _) => self.align_batch_hit(targets[k], scratch, batch_scores[k]),
-                })
-                .collect();
+            return out;
         }
         targets
             .iter()
@@ -580,13 +542,15 @@ impl QueryProfile {
     }
 }
 
-/// Most cells (reversed target prefix × query) of one hit traced from the inter-sequence
-/// kernel's flags, half a byte per cell and lane: the flags of a run, whose lanes idle while
-/// its longest job ends, take at most about `(TRACED_RUN_CELLS + 32 × TRACED_JOB_CELLS) / 2`
-/// bytes (20 MiB).
+/// Most cells (target × query) of one hit traced from the inter-sequence kernel's flags, half
+/// a byte per cell and lane: the flags of a run, whose lanes idle while its longest job ends,
+/// take at most about `(TRACED_RUN_CELLS + 32 × TRACED_JOB_CELLS) / 2` bytes (32 MiB per
+/// thread).
 const TRACED_JOB_CELLS: usize = 1 << 20;
-/// Cells of the jobs of one traced run (past the job that crosses it).
-const TRACED_RUN_CELLS: usize = 1 << 23;
+/// Cells of the jobs of one traced run (past the job that crosses it). Each run ends with its
+/// lanes running out one by one: at 2^23 cells, runs of 16-80 hits left 46 % of the fast
+/// setting's lane cells idle on the MSA benchmark; 2^25 leaves 21 % (alignment 0.56 → 0.43 s).
+const TRACED_RUN_CELLS: usize = 1 << 25;
 
 /// The rows of `pssm`'s positions `0..len` in reverse order.
 fn reversed_prefix(pssm: &Pssm, len: usize) -> Pssm {

@@ -608,8 +608,8 @@ fn saturating_batches_are_rescored_exactly() {
     );
 }
 
-/// `found` is `expected` but for the columns between equal-scoring paths: the same score,
-/// start and end, and columns that rescore to it.
+/// `found` is `expected` but for the choice between equal-scoring alignments: the same score
+/// and end, and a start and columns that rescore to it.
 fn assert_same_up_to_ties(
     found: &Result<Option<Alignment>, TracebackTooLarge>,
     expected: &Result<Option<Alignment>, TracebackTooLarge>,
@@ -622,15 +622,7 @@ fn assert_same_up_to_ties(
         assert_eq!(found, expected, "{context}");
         return;
     };
-    let ends = |a: &Alignment| {
-        (
-            a.score,
-            a.query_start,
-            a.query_end,
-            a.target_start,
-            a.target_end,
-        )
-    };
+    let ends = |a: &Alignment| (a.score, a.query_end, a.target_end);
     assert_eq!(ends(found), ends(expected), "{context}");
     assert_eq!(rescore(found, pssm, target, gaps), found.score, "{context}");
 }
@@ -639,7 +631,7 @@ fn assert_same_up_to_ties(
 fn batch_hits_align_as_the_full_passes_do() {
     // Exact batch scores stop the forward and reverse passes early; capped ones are lower
     // bounds: either way the alignment is `align`'s (one at a time), or one of the same
-    // score, start and end (many at once).
+    // score and end (many at once).
     let mut rng = Rng(12);
     let mut scratch = Scratch::new();
     for round in 0..40 {
@@ -693,23 +685,22 @@ fn batch_hits_align_as_the_full_passes_do() {
 }
 
 /// The inter-sequence `u16` kernel alone: end cells as the scalar pass finds them (with and
-/// without the known score), and start cells from the reversed query with each lane's rows
-/// before its end masked, as [`traceback::find_start`] finds them, whose flags lead back to
-/// the end along columns of the score. (No AVX-512BW: nothing to check.)
+/// without the known score), whose flags lead back to a start along columns of the score, the
+/// start [`traceback::find_start`] finds unless another alignment of that score ties with it.
+/// (No AVX-512BW: nothing to check.)
 #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
 #[test]
-fn inter_sequence_ends_and_starts_match_the_scalar_passes() {
+fn inter_sequence_ends_match_the_scalar_pass_and_trace_back() {
     let mut rng = Rng(13);
     let mut buffers = ends::Buffers::default();
+    let (mut hits, mut other_starts) = (0, 0);
     for round in 0..30 {
         let (query, pssm) = rng.query(round, 400);
-        let m = query.len();
-        let gaps = PositionGaps::new(&pssm, GAP_VARIANTS[round % GAP_VARIANTS.len()]);
-        let Some(forward) = ends::Profile::new(&pssm, &gaps) else {
+        let costs = GAP_VARIANTS[round % GAP_VARIANTS.len()];
+        let gaps = PositionGaps::new(&pssm, costs);
+        let Some(profile) = ends::Profile::new(&pssm, &gaps) else {
             return;
         };
-        let backward =
-            ends::Profile::new(&reversed_prefix(&pssm, m), &gaps.reversed_prefix(m)).unwrap();
         let targets: Vec<Vec<u8>> = (0..70)
             .map(|k| match k % 7 {
                 0 => Vec::new(),
@@ -729,76 +720,54 @@ fn inter_sequence_ends_and_starts_match_the_scalar_passes() {
             .iter()
             .map(|t| scalar_score_with(&pssm, t, &gaps))
             .collect();
-        fn job(target: &[u8], stop_at: Option<i32>) -> ends::Job<'_> {
-            ends::Job {
+        let free: Vec<ends::Job> = targets
+            .iter()
+            .map(|target| ends::Job {
                 target,
-                first_row: 0,
-                stop_at,
-            }
-        }
-        let free: Vec<ends::Job> = targets.iter().map(|t| job(t, None)).collect();
+                stop_at: None,
+            })
+            .collect();
         assert_eq!(
-            forward.best_cells(&free, &mut buffers),
+            profile.traced_cells(&free, &mut buffers),
             expected,
             "round {round}"
         );
         let known: Vec<ends::Job> = targets
             .iter()
             .zip(&expected)
-            .map(|(t, e)| job(t, e.map(|e| e.score)))
+            .map(|(target, e)| ends::Job {
+                target,
+                stop_at: e.map(|e| e.score),
+            })
             .collect();
         assert_eq!(
-            forward.best_cells(&known, &mut buffers),
+            profile.traced_cells(&known, &mut buffers),
             expected,
             "round {round}"
         );
-
-        let hits: Vec<(usize, LocalScore)> = expected
-            .iter()
-            .enumerate()
-            .filter_map(|(k, e)| e.map(|e| (k, e)))
-            .collect();
-        let reversed: Vec<Vec<u8>> = hits
-            .iter()
-            .map(|&(k, end)| {
-                targets[k][..=end.target_end]
-                    .iter()
-                    .rev()
-                    .copied()
-                    .collect()
-            })
-            .collect();
-        let jobs: Vec<ends::Job> = hits
-            .iter()
-            .zip(&reversed)
-            .map(|(&(_, end), target)| ends::Job {
-                target,
-                first_row: m - 1 - end.query_end,
-                stop_at: Some(end.score),
-            })
-            .collect();
-        let starts = backward.best_cells(&jobs, &mut buffers);
-        assert_eq!(backward.traced_cells(&jobs, &mut buffers), starts);
-        for (h, (&(k, end), start)) in hits.iter().zip(starts).enumerate() {
-            let start = start.unwrap();
-            assert_eq!(start.score, end.score, "round {round}, target {k}");
-            let first = traceback::find_start(&pssm, &targets[k], &gaps, end);
-            assert_eq!(
-                (m - 1 - start.query_end, end.target_end - start.target_end),
-                first,
-                "round {round}, target {k}"
-            );
-            // The flags' path from the start back to the end is an alignment of the score.
-            let ops = buffers.path(h, start, m - 1 - end.query_end).unwrap();
+        for (k, end) in expected.iter().enumerate() {
+            let Some(end) = *end else { continue };
+            let (first, ops) = buffers.path(k, end).unwrap();
             let alignment = Alignment::between(first, end, ops);
-            let costs = GAP_VARIANTS[round % GAP_VARIANTS.len()];
+            let context = format!("round {round}, target {k}");
             assert_eq!(
                 rescore(&alignment, &pssm, &targets[k], costs),
                 end.score,
-                "round {round}, target {k}"
+                "{context}"
             );
+            if costs.extend > 0 && costs.open > 0 {
+                hits += 1;
+                other_starts +=
+                    (first != traceback::find_start(&pssm, &targets[k], &gaps, end)) as usize;
+            }
         }
     }
+    // Where gaps cost something, ties between starts are rare: the walk's start is almost
+    // always the nearest one (22 of 722 differ; free gaps tie far more often).
+    assert!(
+        other_starts * 20 <= hits,
+        "{other_starts} of {hits} starts differ"
+    );
 }
 
 #[test]
