@@ -26,6 +26,10 @@ use crate::matrix::Pssm;
 /// Most lanes (AVX-512: 64 bytes).
 const MAX_LANES: usize = 64;
 
+/// What one residue of a target scored alone in the striped kernel costs, in columns of the
+/// lanes (each column one residue of every lane's target).
+const STRIPED_COLUMN_COST: f64 = 0.125;
+
 /// Most columns transposed at once.
 const MAX_CHUNK: usize = 256;
 
@@ -247,6 +251,33 @@ impl Profile {
     /// The lowest best score that may have saturated: such targets need rescoring.
     pub(super) fn ceiling(&self) -> i32 {
         u8::MAX as i32 - self.bias as i32
+    }
+
+    /// How many of the longest targets (`lengths` in decreasing order) to score apart, one at a
+    /// time in the striped kernel: the lanes run as long as their longest target, so a target
+    /// far longer than the others' share of the lanes would keep the lanes going for it alone.
+    /// The count that minimises the lanes' columns plus the striped kernel's cost of those
+    /// apart, [`STRIPED_COLUMN_COST`] lane columns per residue.
+    pub(super) fn lone_targets(&self, lengths: &[usize]) -> usize {
+        let lanes = if self.avx512 {
+            Avx512::LANES
+        } else {
+            Avx2::LANES
+        };
+        let mut rest: usize = lengths.iter().sum();
+        let (mut apart, mut best, mut best_cost) = (0.0, 0, f64::INFINITY);
+        for (k, &len) in lengths.iter().enumerate() {
+            let cost = len.max(rest.div_ceil(lanes)) as f64 + apart * STRIPED_COLUMN_COST;
+            if cost < best_cost {
+                (best, best_cost) = (k, cost);
+            }
+            rest -= len;
+            apart += len as f64;
+        }
+        if apart * STRIPED_COLUMN_COST < best_cost {
+            best = lengths.len();
+        }
+        best
     }
 
     /// Writes each target's best score (exact when below [`Profile::ceiling`]) into `out`

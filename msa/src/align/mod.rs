@@ -280,8 +280,9 @@ impl QueryProfile {
     /// inter-sequence kernel (32 or, on AVX-512BW, 64 targets in the byte lanes, SWIPE); a
     /// target scoring near the byte ceiling (`255 - bias`, the bias being the PSSM's most
     /// negative entry) is rescored in `i16` lanes, then in `i32` beyond those, so scores are
-    /// exact. Without AVX2, a loop over [`QueryProfile::score`]. Panics on a residue code
-    /// outside the alphabet.
+    /// exact. Targets far longer than the others' share of the lanes are scored one at a time
+    /// in the striped kernel instead (the lanes would run on for them alone). Without AVX2, a
+    /// loop over [`QueryProfile::score`]. Panics on a residue code outside the alphabet.
     pub fn score_batch<T: AsRef<[u8]>>(&self, targets: &[T], scratch: &mut Scratch) -> Vec<i32> {
         self.batch_scores(targets, &[], scratch, i32::MAX)
     }
@@ -326,29 +327,57 @@ impl QueryProfile {
         #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
         {
             let ceiling = self.batch.ceiling();
+            // Whether a score at the byte lanes' ceiling may stand for any above it.
+            let ceiling_stands = ceiling >= cap;
             let saturates = |k: usize| floors.get(k).is_some_and(|&f| f >= ceiling);
-            let run: Vec<usize> = (0..targets.len())
-                .filter(|&k| ceiling < cap || !saturates(k))
+            let mut run: Vec<usize> = (0..targets.len())
+                .filter(|&k| !(ceiling_stands && saturates(k)))
                 .collect();
+            if run.len() < targets.len() {
+                out.fill(ceiling);
+            }
+            // Longest first: the few far longer than the rest take the striped kernel one at a
+            // time rather than run on alone in the lanes.
+            run.sort_by_key(|&k| std::cmp::Reverse(targets[k].as_ref().len()));
+            let lengths: Vec<usize> = run.iter().map(|&k| targets[k].as_ref().len()).collect();
+            let alone: Vec<usize> = run.drain(..self.batch.lone_targets(&lengths)).collect();
             let sequences: Vec<&[u8]> = run.iter().map(|&k| targets[k].as_ref()).collect();
             let mut scores = vec![0; run.len()];
             let saturated = self
                 .batch
                 .score(&sequences, &mut scratch.batch, &mut scores);
-            if run.len() < targets.len() {
-                out.fill(ceiling);
-            }
             for (&k, score) in run.iter().zip(scores) {
                 out[k] = score;
             }
-            if ceiling >= cap {
-                return out;
-            }
-            for k in saturated.into_iter().map(|i| run[i]) {
+            let stop = if ceiling_stands {
+                ceiling
+            } else {
+                i16::MAX as i32
+            };
+            let mut wide: Vec<(usize, Option<LocalScore>)> = Vec::new();
+            for k in alone {
                 let target = targets[k].as_ref();
-                let wide = self.striped.score_wide(target, &mut scratch.buffers);
-                out[k] = match wide {
+                let found = self
+                    .striped
+                    .score_up_to(target, &mut scratch.buffers, stop as i16);
+                wide.push((
+                    k,
+                    found.map(|s| LocalScore {
+                        score: s.score.min(stop),
+                        ..s
+                    }),
+                ));
+            }
+            if !ceiling_stands {
+                for k in saturated.into_iter().map(|i| run[i]) {
+                    let target = targets[k].as_ref();
+                    wide.push((k, self.striped.score_wide(target, &mut scratch.buffers)));
+                }
+            }
+            for (k, found) in wide {
+                out[k] = match found {
                     Some(s) if s.score >= i16::MAX as i32 => {
+                        let target = targets[k].as_ref();
                         scalar_score_with(&self.pssm, target, &self.gaps).map_or(0, |s| s.score)
                     }
                     found => found.map_or(0, |s| s.score),

@@ -285,13 +285,24 @@ impl Profile {
 
     /// Best score (saturated at `i16::MAX`) and its end cell; `pssm` and `target` non-empty.
     pub(super) fn score(&self, target: &[u8], buffers: &mut Buffers) -> Option<LocalScore> {
+        self.score_up_to(target, buffers, i16::MAX)
+    }
+
+    /// [`Profile::score`] up to `stop` (in `1..=i16::MAX`): a best score that reaches it ends
+    /// the scan, and the cell where it did comes back with a score of at least `stop`.
+    pub(super) fn score_up_to(
+        &self,
+        target: &[u8],
+        buffers: &mut Buffers,
+        stop: i16,
+    ) -> Option<LocalScore> {
         // SAFETY: this module is compiled only when AVX2 is enabled for the whole build.
         unsafe {
             let narrow = kernel_narrow(&self.narrow, self.len, target, buffers, i8::MAX);
             if narrow.is_none_or(|s| s.score < i8::MAX as i32) {
                 return narrow;
             }
-            kernel_wide(&self.wide, self.len, target, buffers, i16::MAX)
+            kernel_wide(&self.wide, self.len, target, buffers, stop)
         }
     }
 

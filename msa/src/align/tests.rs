@@ -554,6 +554,54 @@ fn batches_match_the_scalar_reference() {
     }
 }
 
+/// Targets far longer than the others go apart, to the striped kernel (its cost model), and
+/// their scores are the lanes' own: exact, or the byte ceiling where the cap lets it stand.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+#[test]
+fn long_targets_scored_apart_keep_their_scores() {
+    let mut rng = Rng(15);
+    let mut scratch = Scratch::new();
+    let query = rng.sequence(150);
+    let pssm = Pssm::from_sequence(&query);
+    let profile = QueryProfile::new(&pssm, BLOSUM62_GAPS);
+    for batch in [
+        profile.batch.clone(),
+        profile.clone().with_avx2_batch_kernel().batch,
+    ] {
+        assert_eq!(batch.lone_targets(&[]), 0);
+        // A few targets: all apart. Many alike: none. One long among many: that one.
+        assert_eq!(batch.lone_targets(&[300, 300, 300]), 3);
+        assert_eq!(batch.lone_targets(&[300; 500]), 0);
+        let mut lengths = vec![8000];
+        lengths.extend([300; 500]);
+        assert_eq!(batch.lone_targets(&lengths), 1);
+    }
+    // A long homolog (beyond the byte lanes) and a long random target among short ones.
+    let mut long_homolog = rng.sequence(2000);
+    long_homolog.extend(rng.mutate(&query, 10));
+    let mut targets = vec![long_homolog, rng.sequence(3000)];
+    targets.extend((0..200).map(|k| {
+        if k % 5 == 0 {
+            rng.mutate(&query, 30)
+        } else {
+            let n = 1 + rng.below(300);
+            rng.sequence(n)
+        }
+    }));
+    let exact: Vec<i32> = targets
+        .iter()
+        .map(|t| scalar_score(&pssm, t, BLOSUM62_GAPS).map_or(0, |s| s.score))
+        .collect();
+    assert!(exact[0] >= profile.batch.ceiling());
+    for profile in [profile.clone(), profile.clone().with_avx2_batch_kernel()] {
+        assert_eq!(profile.score_batch(&targets, &mut scratch), exact);
+        let ceiling = profile.batch.ceiling();
+        let capped = profile.score_batch_capped(&targets, &[], &mut scratch, 60);
+        let expected: Vec<i32> = exact.iter().map(|&s| s.min(ceiling)).collect();
+        assert_eq!(capped, expected);
+    }
+}
+
 #[test]
 fn batches_with_positive_and_all_negative_profiles() {
     let mut rng = Rng(10);
