@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use crate::align::{Alignment, QueryProfile, Scratch};
 use crate::db::Database;
 use crate::matrix::{GapCosts, Pssm, BLOSUM62_GAPS};
-use crate::prefilter::{count_seeds, prefilter, PrefilterParams};
+use crate::prefilter::{lowest_threshold_within, prefilter, PrefilterParams};
 use crate::profile::{build_profiles, sequence_pssm, HitRow, GAP};
 use crate::stats::{KarlinAltschul, SearchSpace, BLOSUM62_11_1};
 
@@ -192,7 +192,7 @@ pub fn search(
     // sharper and would seed far more at that threshold; they get a higher one instead.
     let mut thresholds: Vec<(i32, usize)> = profiles
         .par_iter()
-        .map(|p| seed_threshold(p, base, MAX_QUERY_SEEDS))
+        .map(|p| lowest_threshold_within(p, base, MAX_QUERY_SEEDS))
         .collect();
     let budgets: Vec<usize> = thresholds.iter().map(|&(_, n)| n).collect();
     let slots: Vec<usize> = queries
@@ -345,7 +345,7 @@ pub fn search(
                     .map(|h| h.profile_row(db.sequence(h.target as usize), m))
                     .collect();
                 let built = build_profiles(&queries[q].codes, &rows);
-                let threshold = seed_threshold(&built.full, base, budgets[q]);
+                let threshold = lowest_threshold_within(&built.full, base, budgets[q]);
                 Some(NextProfile {
                     capped: built.capped,
                     full: built.full,
@@ -433,18 +433,6 @@ fn settled(hits: &[Hit]) -> Vec<u32> {
         .collect();
     targets.sort_unstable();
     targets
-}
-
-/// The lowest k-mer threshold (from `base` up) at which `profile` seeds no more than
-/// `budget` times, with that seed count.
-fn seed_threshold(profile: &Pssm, base: i32, budget: usize) -> (i32, usize) {
-    let mut threshold = base;
-    let mut seeds = count_seeds(profile, threshold);
-    while seeds > budget.max(1) {
-        threshold += 1;
-        seeds = count_seeds(profile, threshold);
-    }
-    (threshold, seeds)
 }
 
 /// Cuts the active queries into batches whose seed tables and diagonal arrays fit the
@@ -618,6 +606,7 @@ mod tests {
     use super::*;
     use crate::alphabet::decode;
     use crate::db::build_database;
+    use crate::prefilter::count_seeds;
     use crate::test_rng::TestRng;
 
     /// A query long enough to seed past [`MAX_QUERY_SEEDS`] at the base threshold seeds at
@@ -628,7 +617,7 @@ mod tests {
         let pssm = sequence_pssm(&query);
         let base = SearchParams::default().prefilter().kmer_threshold;
         assert!(count_seeds(&pssm, base) > MAX_QUERY_SEEDS);
-        let (threshold, seeds) = seed_threshold(&pssm, base, MAX_QUERY_SEEDS);
+        let (threshold, seeds) = lowest_threshold_within(&pssm, base, MAX_QUERY_SEEDS);
         assert!(
             threshold > base && seeds <= MAX_QUERY_SEEDS,
             "{threshold} {seeds}"

@@ -9,7 +9,9 @@ mod neighbors;
 mod scan;
 
 pub use crate::kmer::K;
-pub use neighbors::{count_seeds, SeedTable};
+#[cfg(test)]
+pub(crate) use neighbors::count_seeds;
+pub use neighbors::{lowest_threshold_within, SeedTable};
 pub use scan::Candidate;
 
 use rayon::prelude::*;

@@ -72,7 +72,7 @@ impl SeedTable {
                 for pos in 0..pssm.len().saturating_sub(K - 1) {
                     let seed = key(q as u32, pos as u32);
                     assert!(seed < Entry::OVERFLOW, "seed key {seed} beyond 31 bits");
-                    for_each_neighbor(pssm, pos, threshold, |code| pairs.push((code, seed)));
+                    for_each_neighbor(pssm, pos, threshold, |code, _| pairs.push((code, seed)));
                 }
                 pairs
             })
@@ -197,19 +197,71 @@ impl SeedTable {
     }
 }
 
-/// Seeds a query window would produce: the table-size estimate batches are cut by.
+/// Seeds of all the query's windows at `threshold` (what [`lowest_threshold_within`] counts).
+#[cfg(test)]
 pub fn count_seeds(pssm: &Pssm, threshold: i32) -> usize {
+    (0..pssm.len().saturating_sub(K - 1))
+        .map(|pos| window_seeds(pssm, pos, threshold))
+        .sum()
+}
+
+/// Seeds of the window at `pos`.
+fn window_seeds(pssm: &Pssm, pos: usize, threshold: i32) -> usize {
     let mut n = 0;
-    for pos in 0..pssm.len().saturating_sub(K - 1) {
-        for_each_neighbor(pssm, pos, threshold, |_| n += 1);
-    }
+    for_each_neighbor(pssm, pos, threshold, |_, _| n += 1);
     n
 }
 
-/// Calls `emit` with the code of every k-mer (of the 20 amino acids) scoring at least
-/// `threshold` against the window at `pos`: depth-first over residues in descending score
-/// order, cut as soon as the best possible completion falls short.
-fn for_each_neighbor(pssm: &Pssm, pos: usize, threshold: i32, mut emit: impl FnMut(u32)) {
+/// The lowest k-mer threshold from `base` up at which `pssm` seeds at most `budget` times (at
+/// least once), with that count: the size of its seed table, which batches are cut by. One
+/// enumeration at `base` gives every
+/// higher threshold's count, from the k-mers' scores; only a window cut at
+/// [`MAX_PER_WINDOW`] there is enumerated again at each threshold.
+pub fn lowest_threshold_within(pssm: &Pssm, base: i32, budget: usize) -> (i32, usize) {
+    // Per score from `base` up: k-mers of the windows that were not cut.
+    let mut by_score: Vec<usize> = Vec::new();
+    let mut cut = Vec::new();
+    let mut scores = Vec::with_capacity(MAX_PER_WINDOW);
+    for pos in 0..pssm.len().saturating_sub(K - 1) {
+        scores.clear();
+        for_each_neighbor(pssm, pos, base, |_, score| scores.push(score - base));
+        if scores.len() == MAX_PER_WINDOW {
+            cut.push(pos);
+            continue;
+        }
+        for &above in &scores {
+            let above = above as usize;
+            if above >= by_score.len() {
+                by_score.resize(above + 1, 0);
+            }
+            by_score[above] += 1;
+        }
+    }
+    let mut threshold = base;
+    // Seeds of the windows that were not cut, at `threshold`.
+    let mut whole: usize = by_score.iter().sum();
+    loop {
+        let seeds = whole
+            + cut
+                .iter()
+                .map(|&pos| window_seeds(pssm, pos, threshold))
+                .sum::<usize>();
+        if seeds <= budget.max(1) {
+            return (threshold, seeds);
+        }
+        whole -= by_score
+            .get((threshold - base) as usize)
+            .copied()
+            .unwrap_or(0);
+        threshold += 1;
+    }
+}
+
+/// Calls `emit` with the code and score of every k-mer (of the 20 amino acids) scoring at
+/// least `threshold` against the window at `pos`, at most [`MAX_PER_WINDOW`] of them:
+/// depth-first over residues in descending score order, cut as soon as the best possible
+/// completion falls short.
+fn for_each_neighbor(pssm: &Pssm, pos: usize, threshold: i32, mut emit: impl FnMut(u32, i32)) {
     // Per window column: residues by descending score.
     let mut order = [[(0i32, 0u8); 20]; K];
     for (t, column) in order.iter_mut().enumerate() {
@@ -242,7 +294,7 @@ fn for_each_neighbor(pssm: &Pssm, pos: usize, threshold: i32, mut emit: impl FnM
             partial[t + 1] = total;
             code[t + 1] = code[t] * 20 + residue as u32;
             if t + 1 == K {
-                emit(code[K]);
+                emit(code[K], total);
                 emitted += 1;
                 if emitted == MAX_PER_WINDOW {
                     return;
@@ -290,7 +342,7 @@ mod tests {
         let pssm = Pssm::from_sequence(&query);
         for (pos, threshold) in [(0, 20), (3, 14), (10, 24), (17, 18)] {
             let mut ours = Vec::new();
-            for_each_neighbor(&pssm, pos, threshold, |c| ours.push(c));
+            for_each_neighbor(&pssm, pos, threshold, |c, _| ours.push(c));
             ours.sort_unstable();
             assert_eq!(
                 ours,
@@ -298,10 +350,47 @@ mod tests {
                 "pos {pos} T {threshold}"
             );
         }
+        // Each neighbour comes with its score.
+        for_each_neighbor(&pssm, 5, 12, |code, score| {
+            let residues = (0..K)
+                .rev()
+                .map(|t| (code / 20u32.pow(t as u32) % 20) as u8);
+            let expected: i32 = residues
+                .enumerate()
+                .map(|(t, a)| pssm.score(5 + t, a))
+                .sum();
+            assert_eq!(score, expected, "code {code}");
+        });
         // The query's own k-mer is its best neighbour.
         let table = SeedTable::build(&[&pssm], &[15], |q, pos| 1000 * (q + 7) + pos);
         let own = kmer_code(&query[2..2 + K]);
         assert!(table.seeds(own).contains(&7002));
         assert_eq!(table.len(), count_seeds(&pssm, 15));
+    }
+
+    /// The threshold search gives what counting at each threshold in turn gives, with windows
+    /// cut at [`MAX_PER_WINDOW`] (flat stretches, where every k-mer scores alike) and not.
+    #[test]
+    fn the_lowest_threshold_within_a_budget_is_the_counted_one() {
+        let query = crate::test_rng::TestRng(3).residues(300);
+        let mut pssm = Pssm::from_sequence(&query);
+        for row in &mut pssm.rows[100..110] {
+            row[..20].fill(3);
+        }
+        let linear = |base: i32, budget: usize| {
+            let mut threshold = base;
+            while count_seeds(&pssm, threshold) > budget.max(1) {
+                threshold += 1;
+            }
+            (threshold, count_seeds(&pssm, threshold))
+        };
+        let at_base = count_seeds(&pssm, 11);
+        for budget in [0, 1, 50, 1000, 20_000, at_base / 2, at_base, at_base + 1] {
+            assert_eq!(
+                lowest_threshold_within(&pssm, 11, budget),
+                linear(11, budget),
+                "budget {budget}"
+            );
+        }
     }
 }
