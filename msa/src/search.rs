@@ -531,7 +531,7 @@ impl Aligner<'_> {
             let scores: Vec<i32> = block
                 .par_chunks(SCORE_CHUNK)
                 .enumerate()
-                .map_init(Scratch::new, |scratch, (c, chunk)| {
+                .map(|(c, chunk)| {
                     let sequences: Vec<&[u8]> = chunk
                         .iter()
                         .map(|&t| self.db.sequence(t as usize))
@@ -539,8 +539,10 @@ impl Aligner<'_> {
                     let first = b * SCORE_BLOCK + c * SCORE_CHUNK;
                     let floors = floors.get(first..).unwrap_or_default();
                     let floors = &floors[..floors.len().min(chunk.len())];
-                    self.profile
-                        .score_batch_capped(&sequences, floors, scratch, cap)
+                    with_scratch(|scratch| {
+                        self.profile
+                            .score_batch_capped(&sequences, floors, scratch, cap)
+                    })
                 })
                 .flatten()
                 .collect();
@@ -565,13 +567,15 @@ impl Aligner<'_> {
     fn trace(&self, scored: &[(u32, i32)]) -> (Vec<Hit>, usize) {
         let traced: Vec<Option<Hit>> = scored
             .par_chunks(TRACE_CHUNK)
-            .map_init(Scratch::new, |scratch, chunk| {
+            .map(|chunk| {
                 let targets: Vec<&[u8]> = chunk
                     .iter()
                     .map(|&(t, _)| self.db.sequence(t as usize))
                     .collect();
                 let scores: Vec<i32> = chunk.iter().map(|&(_, score)| score).collect();
-                let alignments = self.profile.align_batch_hits(&targets, &scores, scratch);
+                let alignments = with_scratch(|scratch| {
+                    self.profile.align_batch_hits(&targets, &scores, scratch)
+                });
                 let hits = chunk.iter().zip(targets).zip(alignments);
                 hits.map(|((&(t, _), target), alignment)| {
                     let alignment = alignment.ok().flatten()?;
@@ -594,6 +598,16 @@ impl Aligner<'_> {
         sort_hits(&mut hits);
         (hits, untraced)
     }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::new());
+}
+
+/// `f` with this thread's alignment buffers, kept from call to call: fresh ones (tens of MB
+/// of traceback flags) cost a page fault per page.
+fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
+    SCRATCH.with_borrow_mut(f)
 }
 
 /// E-value order, ties by target index.

@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use super::scan::{Candidate, ScanState};
-use super::DiagonalScorer;
+use super::{per_thread, DiagonalScorer};
 use super::{SeedTable, SlotLayout};
 use crate::db::{Database, KmerIndex};
 
@@ -144,50 +144,48 @@ impl IndexedPass<'_> {
             .par_chunks(codes.len().div_ceil(shares).max(1))
             .map(|codes| spread(codes, table, index, buckets))
             .collect();
-        (0..buckets.len())
-            .into_par_iter()
-            .map_init(
-                || {
-                    (
-                        ScanState::new(scorer, table, layout),
-                        Vec::new(),
-                        Vec::new(),
-                    )
-                },
-                |(state, hits, scratch), bucket| {
-                    let parts: Vec<&[u64]> = spreads.iter().map(|s| &s[bucket][..]).collect();
-                    let base = buckets.start[bucket];
-                    let span = buckets.start[bucket + 1] - base;
-                    sort_by_offset(&parts, hits, scratch, base, span);
-                    let mut out = Vec::new();
-                    let mut target = buckets.first_target[bucket] as usize;
-                    let mut rest = &hits[..];
-                    while let Some(&first) = rest.first() {
-                        let at = (first >> 32) as usize;
-                        while db.sequence_start(target + 1) <= at {
-                            target += 1;
-                        }
-                        let start = db.sequence_start(target);
-                        let end = db.sequence_start(target + 1);
-                        let n = rest.partition_point(|&h| ((h >> 32) as usize) < end);
-                        let seeds = rest[..n]
-                            .iter()
-                            .map(|&h| ((h >> 32) as u32 - start as u32, h as u32));
-                        state.take_hits(
-                            target as u32,
-                            db.sequence(target),
-                            seeds,
-                            min_ungapped,
-                            &mut out,
-                        );
-                        rest = &rest[n..];
+        per_thread(
+            buckets.len(),
+            || {
+                (
+                    ScanState::new(scorer, table, layout),
+                    Vec::new(),
+                    Vec::new(),
+                )
+            },
+            |(state, hits, scratch), bucket| {
+                let parts: Vec<&[u64]> = spreads.iter().map(|s| &s[bucket][..]).collect();
+                let base = buckets.start[bucket];
+                let span = buckets.start[bucket + 1] - base;
+                sort_by_offset(&parts, hits, scratch, base, span);
+                let mut out = Vec::new();
+                let mut target = buckets.first_target[bucket] as usize;
+                let mut rest = &hits[..];
+                while let Some(&first) = rest.first() {
+                    let at = (first >> 32) as usize;
+                    while db.sequence_start(target + 1) <= at {
+                        target += 1;
                     }
-                    let targets = buckets.first_target[bucket + 1] - buckets.first_target[bucket];
-                    progress(targets as usize);
-                    out
-                },
-            )
-            .collect()
+                    let start = db.sequence_start(target);
+                    let end = db.sequence_start(target + 1);
+                    let n = rest.partition_point(|&h| ((h >> 32) as usize) < end);
+                    let seeds = rest[..n]
+                        .iter()
+                        .map(|&h| ((h >> 32) as u32 - start as u32, h as u32));
+                    state.take_hits(
+                        target as u32,
+                        db.sequence(target),
+                        seeds,
+                        min_ungapped,
+                        &mut out,
+                    );
+                    rest = &rest[n..];
+                }
+                let targets = buckets.first_target[bucket + 1] - buckets.first_target[bucket];
+                progress(targets as usize);
+                out
+            },
+        )
     }
 }
 

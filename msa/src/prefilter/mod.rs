@@ -14,6 +14,8 @@ pub(crate) use neighbors::count_seeds;
 pub use neighbors::{lowest_threshold_within, SeedTable};
 pub use scan::Candidate;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use rayon::prelude::*;
 
 use crate::db::Database;
@@ -125,24 +127,51 @@ fn scan(
     progress: &(dyn Fn(usize) + Sync),
 ) -> Vec<Vec<(u32, Candidate)>> {
     let tasks = db.len().div_ceil(TARGETS_PER_TASK);
-    (0..tasks)
+    per_thread(
+        tasks,
+        || ScanState::new(scorer, table, layout),
+        |state, task| {
+            let start = task * TARGETS_PER_TASK;
+            let end = (start + TARGETS_PER_TASK).min(db.len());
+            let mut out = Vec::new();
+            let mut targets: Vec<&[u8]> = Vec::with_capacity(TARGETS_PER_GROUP);
+            for group in (start..end).step_by(TARGETS_PER_GROUP) {
+                let last = (group + TARGETS_PER_GROUP).min(end);
+                targets.clear();
+                targets.extend((group..last).map(|t| db.sequence(t)));
+                state.scan_targets(group as u32, &targets, min_ungapped, &mut out);
+            }
+            progress(end - start);
+            out
+        },
+    )
+}
+
+/// `work(state, item)` for items `0..items`, in item order, spread over the threads as they
+/// free up, each thread with one state from `init`: a scan state's diagonal arrays are tens
+/// of MB, and rayon's `map_init` makes one per split of the work (a memset and page faults
+/// each time).
+fn per_thread<S, T: Send>(
+    items: usize,
+    init: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, usize) -> T + Sync,
+) -> Vec<T> {
+    let next = AtomicUsize::new(0);
+    let threads = rayon::current_num_threads().min(items);
+    let mut done: Vec<(usize, T)> = (0..threads)
         .into_par_iter()
-        .map_init(
-            || ScanState::new(scorer, table, layout),
-            |state, task| {
-                let start = task * TARGETS_PER_TASK;
-                let end = (start + TARGETS_PER_TASK).min(db.len());
-                let mut out = Vec::new();
-                let mut targets: Vec<&[u8]> = Vec::with_capacity(TARGETS_PER_GROUP);
-                for group in (start..end).step_by(TARGETS_PER_GROUP) {
-                    let last = (group + TARGETS_PER_GROUP).min(end);
-                    targets.clear();
-                    targets.extend((group..last).map(|t| db.sequence(t)));
-                    state.scan_targets(group as u32, &targets, min_ungapped, &mut out);
+        .flat_map_iter(|_| {
+            let mut state = init();
+            let mut out = Vec::new();
+            loop {
+                let item = next.fetch_add(1, Ordering::Relaxed);
+                if item >= items {
+                    break out;
                 }
-                progress(end - start);
-                out
-            },
-        )
-        .collect()
+                out.push((item, work(&mut state, item)));
+            }
+        })
+        .collect();
+    done.sort_unstable_by_key(|&(item, _)| item);
+    done.into_iter().map(|(_, t)| t).collect()
 }

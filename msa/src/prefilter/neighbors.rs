@@ -78,39 +78,91 @@ impl SeedTable {
             })
             .collect();
         let pairs = || per_query.iter().flatten();
-        let mut counts = vec![0u32; CODES];
-        for &(code, _) in pairs() {
-            counts[code as usize] += 1;
-        }
-        // Runs in the overflow array for the codes with more than two seeds.
-        let mut entries = vec![Entry::EMPTY; CODES];
-        let mut overflow_len = 0u32;
-        for (entry, &count) in entries.iter_mut().zip(&counts) {
-            if count > 2 {
-                assert!(
-                    overflow_len < Entry::OVERFLOW,
-                    "seed table beyond 2^31 seeds"
-                );
-                *entry = Entry([Entry::OVERFLOW | overflow_len, 0]);
-                overflow_len += count;
-            }
-        }
-        let mut occupied = vec![0u64; CODES.div_ceil(64)];
-        for (code, _) in counts.iter().enumerate().filter(|(_, &c)| c > 0) {
-            occupied[code / 64] |= 1 << (code % 64);
-        }
-        let mut overflow = vec![0u32; overflow_len as usize];
-        for &(code, seed) in pairs() {
-            let entry = &mut entries[code as usize];
-            match entry.overflow_start() {
-                Some(start) => {
-                    overflow[(start + entry.0[1]) as usize] = seed;
-                    entry.0[1] += 1;
+        // The table in shares of the codes, one per thread: each reads every pair and writes
+        // its own codes only, so its random writes stay within its share of the table (and
+        // its pages are first touched by its own thread).
+        let span = CODES.div_ceil(64 * rayon::current_num_threads()) * 64;
+        let shares: Vec<std::ops::Range<usize>> = (0..CODES)
+            .step_by(span)
+            .map(|lo| lo..(lo + span).min(CODES))
+            .collect();
+        let counts: Vec<Vec<u32>> = shares
+            .par_iter()
+            .map(|share| {
+                let mut counts = vec![0u32; share.len()];
+                for &(code, _) in pairs() {
+                    if share.contains(&(code as usize)) {
+                        counts[code as usize - share.start] += 1;
+                    }
                 }
-                None if entry.0[0] == Entry::UNUSED => entry.0[0] = seed,
-                None => entry.0[1] = seed,
-            }
+                counts
+            })
+            .collect();
+        // Runs in the overflow array for the codes with more than two seeds: each share's
+        // runs start where the previous share's end.
+        let mut overflow_len = 0usize;
+        let starts: Vec<usize> = counts
+            .iter()
+            .map(|counts| {
+                let start = overflow_len;
+                overflow_len += counts
+                    .iter()
+                    .filter(|&&c| c > 2)
+                    .map(|&c| c as usize)
+                    .sum::<usize>();
+                start
+            })
+            .collect();
+        assert!(
+            overflow_len < Entry::OVERFLOW as usize,
+            "seed table beyond 2^31 seeds"
+        );
+        let mut overflow = vec![0u32; overflow_len];
+        let mut overflow_shares = Vec::with_capacity(shares.len());
+        let mut rest = &mut overflow[..];
+        for (k, &start) in starts.iter().enumerate() {
+            let end = starts.get(k + 1).copied().unwrap_or(overflow_len);
+            let (share, after) = rest.split_at_mut(end - start);
+            overflow_shares.push(share);
+            rest = after;
         }
+        let mut entries: Vec<Entry> = (0..CODES).into_par_iter().map(|_| Entry::EMPTY).collect();
+        let mut occupied = vec![0u64; CODES.div_ceil(64)];
+        entries
+            .par_chunks_mut(span)
+            .zip(occupied.par_chunks_mut(span / 64))
+            .zip(&shares)
+            .zip(&counts)
+            .zip(&starts)
+            .zip(overflow_shares)
+            .for_each(
+                |(((((entries, occupied), share), counts), &start), overflow)| {
+                    let mut run = start as u32;
+                    for (k, (entry, &count)) in entries.iter_mut().zip(counts).enumerate() {
+                        if count > 0 {
+                            occupied[k / 64] |= 1 << (k % 64);
+                        }
+                        if count > 2 {
+                            *entry = Entry([Entry::OVERFLOW | run, 0]);
+                            run += count;
+                        }
+                    }
+                    for &(code, seed) in pairs() {
+                        if !share.contains(&(code as usize)) {
+                            continue;
+                        }
+                        let entry = &mut entries[code as usize - share.start];
+                        match entry.overflow_start() {
+                            Some(at) => {
+                                overflow[at as usize - start + entry.0[1] as usize] = seed;
+                                entry.0[1] += 1;
+                            }
+                            None if entry.0[0] == Entry::UNUSED => entry.0[0] = seed,
+                            None => entry.0[1] = seed,
+                        }
+                    }
+                },
+            );
         SeedTable {
             entries,
             occupied,
@@ -366,6 +418,48 @@ mod tests {
         let own = kmer_code(&query[2..2 + K]);
         assert!(table.seeds(own).contains(&7002));
         assert_eq!(table.len(), count_seeds(&pssm, 15));
+    }
+
+    /// Built in shares of the codes, one per thread, the table holds every seed of every
+    /// code in enumeration order (query, then window), whatever the thread count.
+    #[test]
+    fn the_table_holds_each_codes_seeds_in_order() {
+        let mut rng = crate::test_rng::TestRng(4);
+        let queries: Vec<Pssm> = [40, 7, 120]
+            .iter()
+            .map(|&n| Pssm::from_sequence(&rng.residues(n)))
+            .collect();
+        let refs: Vec<&Pssm> = queries.iter().collect();
+        let key = |q: u32, pos: u32| 1000 * q + pos;
+        let mut expected: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
+        for (q, pssm) in queries.iter().enumerate() {
+            for pos in 0..pssm.len().saturating_sub(K - 1) {
+                for_each_neighbor(pssm, pos, 12, |code, _| {
+                    expected
+                        .entry(code)
+                        .or_default()
+                        .push(key(q as u32, pos as u32))
+                });
+            }
+        }
+        for threads in [1, 3, 7] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let table = pool.install(|| SeedTable::build(&refs, &[12, 12, 12], key));
+            let seeded: Vec<u32> = table.seeded_codes().collect();
+            assert!(seeded.iter().eq(expected.keys()), "{threads} threads");
+            for (&code, seeds) in &expected {
+                assert_eq!(
+                    table.seeds(code),
+                    &seeds[..],
+                    "{threads} threads, code {code}"
+                );
+                assert!(table.occupied(code));
+            }
+            assert_eq!(table.len(), expected.values().map(Vec::len).sum::<usize>());
+        }
     }
 
     /// The threshold search gives what counting at each threshold in turn gives, with windows
