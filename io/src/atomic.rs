@@ -5,6 +5,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rayon::prelude::*;
+
 use crate::{IoError, Result};
 
 /// Longest record name accepted by [`safe_output_path`], in bytes.
@@ -36,21 +38,28 @@ pub fn write_atomic_all(files: &[(&Path, &[u8])]) -> Result<()> {
             return Err(refuse(path, "a directory is in the way of this output"));
         }
     }
-    let mut staged: Vec<(PathBuf, &Path)> = Vec::with_capacity(files.len());
     let cleanup = |staged: &[(PathBuf, &Path)]| {
         // Best effort: the temporary files are garbage whatever happens here.
         staged.iter().for_each(|(tmp, _)| {
             let _ = fs::remove_file(tmp);
         });
     };
-    for (path, bytes) in files {
-        match stage(path, bytes) {
+    // Staged on all threads: each file's flush waits on the disk.
+    let outcomes: Vec<Result<PathBuf>> = files
+        .par_iter()
+        .map(|(path, bytes)| stage(path, bytes))
+        .collect();
+    let mut staged: Vec<(PathBuf, &Path)> = Vec::with_capacity(files.len());
+    let mut failure = None;
+    for (outcome, (path, _)) in outcomes.into_iter().zip(files) {
+        match outcome {
             Ok(tmp) => staged.push((tmp, path)),
-            Err(e) => {
-                cleanup(&staged);
-                return Err(e);
-            }
+            Err(e) => failure = failure.or(Some(e)),
         }
+    }
+    if let Some(e) = failure {
+        cleanup(&staged);
+        return Err(e);
     }
     for (k, (tmp, path)) in staged.iter().enumerate() {
         if let Err(e) = fs::rename(tmp, path) {
@@ -58,10 +67,12 @@ pub fn write_atomic_all(files: &[(&Path, &[u8])]) -> Result<()> {
             return Err(IoError::file(*path, e));
         }
     }
-    // Persist the renames. Some file systems refuse to fsync directories; the file
-    // contents are already durable, so that is not an error.
-    for (_, path) in &staged {
-        if let Ok(d) = File::open(parent_dir(path)) {
+    // Persist the renames, once per directory. Some file systems refuse to fsync
+    // directories; the file contents are already durable, so that is not an error.
+    let dirs: std::collections::BTreeSet<&Path> =
+        staged.iter().map(|(_, path)| parent_dir(path)).collect();
+    for dir in dirs {
+        if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
     }

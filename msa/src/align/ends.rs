@@ -73,8 +73,10 @@ pub(super) struct Job<'t> {
 pub(super) struct Profile {
     tables: Vec<Words>,
     /// Per position: opening and first extension of an insertion after it, of a deletion
-    /// starting at the next position, and closing a deletion that ends at it.
-    gaps: Vec<[u16; 3]>,
+    /// starting at the next position, and closing a deletion that ends at it; in every lane,
+    /// as the kernel's broadcasts would cost a shuffle each (the shuffle port is its
+    /// bottleneck).
+    gaps: Vec<[Words; 3]>,
     bias: u16,
     extend: u16,
 }
@@ -169,6 +171,7 @@ impl Profile {
                         .map_or(u16::MAX, |&c| saturate(c + extend)),
                     saturate(gaps.deletion_close[i]),
                 ]
+                .map(|cost| Words([cost; LANES]))
             })
             .collect();
         Some(Profile {
@@ -333,14 +336,13 @@ impl Profile {
         let keep = !reset;
         let mut diagonal = _mm512_setzero_si512(); // H(i - 1, j - 1)
         let mut f = _mm512_setzero_si512(); // F(i, j)
-        let mut improved: __mmask32 = 0;
         let (mut running, mut running_row) = (*best, *best_row);
-        for (i, (((cell, table), costs), flags)) in cells
+        let (mut row, one) = (_mm512_setzero_si512(), _mm512_set1_epi16(1));
+        for (((cell, table), costs), flags) in cells
             .iter_mut()
             .zip(&self.tables)
             .zip(&self.gaps)
             .zip(flags)
-            .enumerate()
         {
             // SAFETY: `Words` is 64-byte aligned.
             let (left, e, scores) = unsafe {
@@ -351,16 +353,15 @@ impl Profile {
                 )
             };
             let score = _mm512_permutexvar_epi16(codes, scores);
-            let [insertion, next_deletion, close] = costs.map(|c| _mm512_set1_epi16(c as i16));
+            let [insertion, next_deletion, close] = costs.map(|c| c.load());
             let matched = _mm512_subs_epu16(_mm512_adds_epu16(diagonal, score), bias);
             let closed = _mm512_subs_epu16(f, close);
             let gapped = _mm512_max_epu16(e, closed);
             let h = _mm512_max_epu16(matched, gapped);
-            let row = _mm512_set1_epi16(i as i16);
             let higher = _mm512_cmpgt_epu16_mask(h, running);
             running = _mm512_max_epu16(running, h);
             running_row = _mm512_mask_mov_epi16(running_row, higher, row);
-            improved |= higher;
+            row = _mm512_add_epi16(row, one);
             let (e_extend, e_open) = (
                 _mm512_subs_epu16(e, extend),
                 _mm512_subs_epu16(h, insertion),
@@ -377,10 +378,15 @@ impl Profile {
                     _mm512_max_epu16(e_extend, e_open),
                 );
             }
-            let from_e = _mm512_cmpge_epu16_mask(e, _mm512_max_epu16(matched, closed));
-            let from_f = _mm512_cmpge_epu16_mask(closed, matched) & !from_e;
-            let start = _mm512_testn_epi16_mask(diagonal, diagonal)
-                & _mm512_cmpge_epu16_mask(matched, gapped);
+            // H is the first of E, F and the match it equals (a start when the match follows
+            // a cell of 0).
+            let from_e = _mm512_cmpeq_epu16_mask(h, e);
+            let from_f = _mm512_cmpeq_epu16_mask(h, closed) & !from_e;
+            let start = _mm512_mask_cmpeq_epu16_mask(
+                _mm512_testn_epi16_mask(diagonal, diagonal),
+                h,
+                matched,
+            );
             *flags = [
                 from_e | start,
                 from_f | start,
@@ -390,6 +396,7 @@ impl Profile {
             f = _mm512_max_epu16(f_extend, f_open);
             diagonal = left;
         }
+        let improved = _mm512_cmpgt_epu16_mask(running, *best);
         *best = running;
         *best_row = running_row;
         improved
