@@ -3,11 +3,12 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::{IoError, Result};
+
+/// Most threads staging the files of one [`write_atomic_all`].
+const STAGING_THREADS: usize = 16;
 
 /// Longest record name accepted by [`safe_output_path`], in bytes.
 pub const MAX_NAME_BYTES: usize = 200;
@@ -44,14 +45,34 @@ pub fn write_atomic_all(files: &[(&Path, &[u8])]) -> Result<()> {
             let _ = fs::remove_file(tmp);
         });
     };
-    // Staged on all threads: each file's flush waits on the disk.
-    let outcomes: Vec<Result<PathBuf>> = files
-        .par_iter()
-        .map(|(path, bytes)| stage(path, bytes))
-        .collect();
+    // Staged on threads of their own (each file's flush mostly waits on the disk, and the
+    // file system commits concurrent flushes together), at most STAGING_THREADS.
+    let next = AtomicUsize::new(0);
+    let mut outcomes: Vec<(usize, Result<PathBuf>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..files.len().min(STAGING_THREADS))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((path, bytes)) = files.get(k) else {
+                            break done;
+                        };
+                        done.push((k, stage(path, bytes)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a staging thread does not panic"))
+            .collect()
+    });
+    outcomes.sort_by_key(|&(k, _)| k);
+    let outcomes = outcomes.into_iter().map(|(_, outcome)| outcome);
     let mut staged: Vec<(PathBuf, &Path)> = Vec::with_capacity(files.len());
     let mut failure = None;
-    for (outcome, (path, _)) in outcomes.into_iter().zip(files) {
+    for (outcome, (path, _)) in outcomes.zip(files) {
         match outcome {
             Ok(tmp) => staged.push((tmp, path)),
             Err(e) => failure = failure.or(Some(e)),
