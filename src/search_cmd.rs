@@ -187,7 +187,7 @@ fn filtered_a3m(
 ) -> String {
     let rows: Vec<Vec<u8>> = result
         .hits
-        .iter()
+        .par_iter()
         .map(|h| h.query_columns(db.sequence(h.target as usize), codes.len()))
         .collect();
     let kept: Vec<_> = filter

@@ -468,8 +468,9 @@ fn batches(active: &[usize], thresholds: &[(i32, usize)], slots: &[usize]) -> Ve
 
 /// Targets scored per batch call: large enough to keep the kernel's 32 or 64 lanes full.
 const SCORE_CHUNK: usize = 1024;
-/// Hits traced together: the end and start kernels take 32 at a time, refilling lanes as
-/// targets end, so a chunk of several keeps them full.
+/// Hits traced together, at most: the trace kernel takes 32 at a time, refilling lanes as
+/// targets end, so a chunk of several keeps them full. A query's hits are cut into chunks of
+/// equal size (150 hits: two of 75, not 128 and 22).
 const TRACE_CHUNK: usize = 128;
 /// Targets scored before checking whether to go on: a chunk for each of two threads.
 const SCORE_BLOCK: usize = 2 * SCORE_CHUNK;
@@ -568,8 +569,11 @@ impl Aligner<'_> {
     /// Alignments of scored targets, in E-value order; also how many were too long to
     /// trace back.
     fn trace(&self, scored: &[(u32, i32)]) -> (Vec<Hit>, usize) {
+        let chunk = scored
+            .len()
+            .div_ceil(scored.len().div_ceil(TRACE_CHUNK).max(1));
         let traced: Vec<Option<Hit>> = scored
-            .par_chunks(TRACE_CHUNK)
+            .par_chunks(chunk.max(1))
             .map(|chunk| {
                 let targets: Vec<&[u8]> = chunk
                     .iter()
