@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use crate::align::{Alignment, QueryProfile, Scratch};
 use crate::db::Database;
 use crate::matrix::{GapCosts, Pssm, BLOSUM62_GAPS};
-use crate::prefilter::{lowest_threshold_within, prefilter, PrefilterParams};
+use crate::prefilter::{lowest_threshold_within, prefilter, PrefilterParams, Recycled};
 use crate::profile::{build_profiles, sequence_pssm, HitRow, GAP};
 use crate::stats::{KarlinAltschul, SearchSpace, BLOSUM62_11_1};
 
@@ -186,6 +186,7 @@ pub fn search(
     let mut pending: Vec<Vec<Pending>> = (0..queries.len()).map(|_| Vec::new()).collect();
     let iterations = params.iterations.max(1);
     let mut active: Vec<usize> = (0..queries.len()).collect();
+    let mut recycled = Recycled::default();
     let base = prefilter_params.kmer_threshold;
     // Each query's seed budget: what its plain sequence gives at the base threshold (a
     // higher one for a query long enough to seed past `MAX_QUERY_SEEDS`). Profiles are
@@ -224,6 +225,7 @@ pub fn search(
                 &skip,
                 &prefilter_params,
                 &|n| progress.scanned(n),
+                &mut recycled,
             );
             let prefilter_seconds = started.elapsed().as_secs_f64();
             let started = Instant::now();

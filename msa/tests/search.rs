@@ -239,6 +239,7 @@ fn skipped_targets_free_their_candidate_places() {
             &[skip],
             &params,
             &|_| {},
+            &mut Default::default(),
         );
         let mut targets: Vec<u32> = found[0].iter().map(|c| c.target).collect();
         targets.sort_unstable();

@@ -89,7 +89,7 @@ impl Buckets {
 }
 
 /// One share of the seeded codes' hits, per bucket: `offset << 32 | key`.
-type Spread = Vec<Vec<u64>>;
+pub type Spread = Vec<Vec<u64>>;
 
 /// Codes ahead whose seeds and postings' start are asked of the cache, and codes ahead whose
 /// postings are (their start by then in the cache).
@@ -115,14 +115,16 @@ pub struct IndexedPass<'a> {
 }
 
 impl IndexedPass<'_> {
-    /// The scan's (query, candidate) pairs, found through the index.
+    /// The scan's (query, candidate) pairs, found through the index; the hits are spread into
+    /// `recycled`'s buffers (an earlier pass's), which get this pass's back.
     pub fn candidates(
         &self,
         min_ungapped: i32,
         progress: &(dyn Fn(usize) + Sync),
+        recycled: &mut Vec<Spread>,
     ) -> Vec<Vec<(u32, Candidate)>> {
         let buckets = Buckets::new(self.db, BUCKET_RESIDUES, BLOCK_SHIFT);
-        self.candidates_in(&buckets, min_ungapped, progress)
+        self.candidates_in(&buckets, min_ungapped, progress, recycled)
     }
 
     fn candidates_in(
@@ -130,6 +132,7 @@ impl IndexedPass<'_> {
         buckets: &Buckets,
         min_ungapped: i32,
         progress: &(dyn Fn(usize) + Sync),
+        recycled: &mut Vec<Spread>,
     ) -> Vec<Vec<(u32, Candidate)>> {
         let IndexedPass {
             db,
@@ -140,11 +143,17 @@ impl IndexedPass<'_> {
         } = *self;
         let codes: Vec<u32> = table.seeded_codes().collect();
         let shares = rayon::current_num_threads() * 4;
-        let spreads: Vec<Spread> = codes
-            .par_chunks(codes.len().div_ceil(shares).max(1))
-            .map(|codes| spread(codes, table, index, buckets))
+        let shares: Vec<&[u32]> = codes.chunks(codes.len().div_ceil(shares).max(1)).collect();
+        let buffers: Vec<Spread> = shares
+            .iter()
+            .map(|_| recycled.pop().unwrap_or_default())
             .collect();
-        per_thread(
+        let spreads: Vec<Spread> = shares
+            .into_par_iter()
+            .zip(buffers)
+            .map(|(codes, buffers)| spread(codes, table, index, buckets, buffers))
+            .collect();
+        let found = per_thread(
             buckets.len(),
             || {
                 (
@@ -185,25 +194,34 @@ impl IndexedPass<'_> {
                 progress(targets as usize);
                 out
             },
-        )
+        );
+        recycled.extend(spreads);
+        found
     }
 }
 
 /// The hits of `codes`' postings, spread into the buckets (each given room for its share
-/// of the hits, as if they fell evenly on the residues). Every code's seeds, start and
-/// postings are a cache miss: they are asked for ahead.
-fn spread(codes: &[u32], table: &SeedTable, index: &KmerIndex, buckets: &Buckets) -> Spread {
+/// of the hits, as if they fell evenly on the residues), in `spread`'s vectors (emptied;
+/// an earlier pass's keep their memory). Every code's seeds, start and postings are a cache
+/// miss: they are asked for ahead.
+fn spread(
+    codes: &[u32],
+    table: &SeedTable,
+    index: &KmerIndex,
+    buckets: &Buckets,
+    mut spread: Spread,
+) -> Spread {
     let hits: usize = codes
         .iter()
         .map(|&code| table.seeds(code).len() * index.count(code))
         .sum();
     let residues = *buckets.start.last().unwrap_or(&0) as f64;
-    let mut spread: Spread = (0..buckets.len())
-        .map(|b| {
-            let share = f64::from(buckets.start[b + 1] - buckets.start[b]) / residues.max(1.0);
-            Vec::with_capacity((1.2 * share * hits as f64) as usize + 16)
-        })
-        .collect();
+    spread.resize_with(buckets.len(), Vec::new);
+    for (b, bucket) in spread.iter_mut().enumerate() {
+        let share = f64::from(buckets.start[b + 1] - buckets.start[b]) / residues.max(1.0);
+        bucket.clear();
+        bucket.reserve((1.2 * share * hits as f64) as usize + 16);
+    }
     for (k, &code) in codes.iter().enumerate() {
         if let Some(&ahead) = codes.get(k + STARTS_AHEAD) {
             table.prefetch(ahead);
@@ -351,14 +369,15 @@ mod tests {
             scorer: &scorer,
         };
         // The search's buckets (one here), and small ones that split the targets' residues
-        // into many buckets and blocks.
+        // into many buckets and blocks; each pass in the spread buffers the last one left.
+        let mut recycled = Vec::new();
         for (residues, shift) in [(BUCKET_RESIDUES, BLOCK_SHIFT), (64, 6), (50, 3), (1, 0)] {
             let buckets = Buckets::new(&db, residues, shift);
             let reported = AtomicUsize::new(0);
             let progress = |n| {
                 reported.fetch_add(n, Ordering::Relaxed);
             };
-            let found = sorted(pass.candidates_in(&buckets, 15, &progress));
+            let found = sorted(pass.candidates_in(&buckets, 15, &progress, &mut recycled));
             assert_eq!(found, scanned, "buckets of {residues}");
             assert_eq!(reported.into_inner(), db.len());
         }

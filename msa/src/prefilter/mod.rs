@@ -50,10 +50,19 @@ const INDEXED_HITS_PER_WINDOW: f64 = 0.1;
 /// Most seed hits of an indexed pass (8 bytes each, held at once).
 const MAX_INDEXED_HITS: usize = 32 << 20;
 
+/// A pass's large buffers, kept for the next pass: the seed table's arrays (38 MB) and the
+/// indexed pass's spread hits (8 bytes a hit). New ones cost a page fault per 4 kB page.
+#[derive(Default)]
+pub struct Recycled {
+    table: Option<SeedTable>,
+    spreads: Vec<indexed::Spread>,
+}
+
 /// Candidates per query of the batch, the most significant first (ungapped score corrected
 /// for the target's length); `thresholds[q]` is query `q`'s k-mer score threshold, and the
 /// targets in `skip[q]` (sorted) are left out before the cap, so they take no candidate's
-/// place. `progress` receives the number of targets scanned as tasks finish.
+/// place. `progress` receives the number of targets scanned as tasks finish; `recycled`
+/// lends an earlier pass's buffers and keeps this one's.
 pub fn prefilter(
     db: &Database,
     queries: &[&Pssm],
@@ -61,13 +70,14 @@ pub fn prefilter(
     skip: &[Vec<u32>],
     params: &PrefilterParams,
     progress: &(dyn Fn(usize) + Sync),
+    recycled: &mut Recycled,
 ) -> Vec<Vec<Candidate>> {
     assert!(
         thresholds.len() == queries.len() && skip.len() == queries.len(),
         "one k-mer threshold and one skip list per query"
     );
     let layout = SlotLayout::new(queries, db.max_length());
-    let table = SeedTable::build(queries, thresholds, |q, pos| {
+    let table = SeedTable::build_reusing(recycled.table.take(), queries, thresholds, |q, pos| {
         layout.seed_key(queries, q, pos)
     });
     let scorer = DiagonalScorer::new(queries);
@@ -84,9 +94,10 @@ pub fn prefilter(
             layout: &layout,
             scorer: &scorer,
         }
-        .candidates(params.min_ungapped, progress),
+        .candidates(params.min_ungapped, progress, &mut recycled.spreads),
         None => scan(db, &table, &layout, &scorer, params.min_ungapped, progress),
     };
+    recycled.table = Some(table);
     let mut per_query: Vec<Vec<Candidate>> = vec![Vec::new(); queries.len()];
     for (q, candidate) in found.into_iter().flatten() {
         per_query[q as usize].push(candidate);
