@@ -27,11 +27,12 @@ use crate::matrix::Pssm;
 /// Lanes: one target each.
 pub(super) const LANES: usize = 32;
 
-/// Traceback flags (with [`FROM_DIAGONAL`], [`FROM_E`] and [`FROM_F`]): the cell is a match
+/// Traceback flag beside [`FROM_DIAGONAL`], [`FROM_E`] and [`FROM_F`]: the cell is a match
 /// after a cell of 0, where the alignment may start (both source bits, which no other cell
-/// sets); whether the E of the next column, or the F of the next row, extends a gap rather than
-/// opening one.
+/// sets).
 const START: u8 = FROM_E | FROM_F;
+/// Traceback flags: whether the E of the next column, or the F of the next row, extends a gap
+/// rather than opening one.
 const NEXT_E_EXTENDS: u8 = 4;
 const NEXT_F_EXTENDS: u8 = 8;
 
@@ -95,9 +96,8 @@ const STEPS_PER_BLOCK: usize = 64;
 
 /// A run's flags: per column step, per query position, four lane masks (a bit per lane: from E
 /// or start, from F or start, next E extends, next F extends), as the kernel's compares give
-/// them.
-/// Kept in blocks of [`STEPS_PER_BLOCK`] steps, so that they grow without copying and are
-/// reused from run to run.
+/// them. Kept in blocks of [`STEPS_PER_BLOCK`] steps, so that they grow without copying and
+/// are reused from run to run.
 #[derive(Debug, Default)]
 struct FlagSteps {
     blocks: Vec<Vec<FlagMasks>>,

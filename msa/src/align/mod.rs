@@ -330,11 +330,14 @@ impl QueryProfile {
             // Whether a score at the byte lanes' ceiling may stand for any above it.
             let ceiling_stands = ceiling >= cap;
             let saturates = |k: usize| floors.get(k).is_some_and(|&f| f >= ceiling);
-            let mut run: Vec<usize> = (0..targets.len())
-                .filter(|&k| !(ceiling_stands && saturates(k)))
-                .collect();
-            if run.len() < targets.len() {
-                out.fill(ceiling);
+            // Empty targets score 0; those sure to saturate take the ceiling without a run.
+            let mut run: Vec<usize> = Vec::with_capacity(targets.len());
+            for k in (0..targets.len()).filter(|&k| !targets[k].as_ref().is_empty()) {
+                if ceiling_stands && saturates(k) {
+                    out[k] = ceiling;
+                } else {
+                    run.push(k);
+                }
             }
             // Longest first: the few far longer than the rest take the striped kernel one at a
             // time rather than run on alone in the lanes.
