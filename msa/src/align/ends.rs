@@ -5,9 +5,11 @@
 //! unrelated targets); these lanes never wait on each other.
 //!
 //! The search's hits are traced in groups through it: one run finds their end cells and keeps
-//! each cell's traceback flags, with a flag for the cells where an alignment may start (a match
-//! after a cell of 0), and the walk from the end back to such a cell ([`Buffers::path`]) is the
-//! alignment, so neither a start pass nor a separate traceback runs. Among equal-scoring paths
+//! each cell's traceback flags, and the walk from the end back to a cell where the alignment
+//! may start ([`Profile::path`]) is the alignment, so neither a start pass nor a separate
+//! traceback runs. The walk knows each cell's value from the end's score and the path's scores,
+//! so a start (a match after a cell of 0: a cell whose value is its match score) needs no flag
+//! of its own. Among equal-scoring paths
 //! the walk starts as soon as it may, takes a gap before a match (an insertion before a
 //! deletion) and extends a gap rather than opening one, which places gaps toward the
 //! alignment's end; the one-target passes take the start nearest the end, so where ties meet
@@ -20,17 +22,13 @@
 use std::arch::x86_64::*;
 
 use super::gaps::PositionGaps;
-use super::traceback::{FROM_DIAGONAL, FROM_E, FROM_F, SOURCE};
+use super::traceback::{FROM_DIAGONAL, FROM_E, FROM_F};
 use super::{AlignOp, LocalScore};
 use crate::matrix::Pssm;
 
 /// Lanes: one target each.
 pub(super) const LANES: usize = 32;
 
-/// Traceback flag beside [`FROM_DIAGONAL`], [`FROM_E`] and [`FROM_F`]: the cell is a match
-/// after a cell of 0, where the alignment may start (both source bits, which no other cell
-/// sets).
-const START: u8 = FROM_E | FROM_F;
 /// Traceback flags: whether the E of the next column, or the F of the next row, extends a gap
 /// rather than opening one.
 const NEXT_E_EXTENDS: u8 = 4;
@@ -94,9 +92,9 @@ pub(super) struct Buffers {
 /// Column steps of a traced run's flags.
 const STEPS_PER_BLOCK: usize = 64;
 
-/// A run's flags: per column step, per query position, four lane masks (a bit per lane: from E
-/// or start, from F or start, next E extends, next F extends), as the kernel's compares give
-/// them. Kept in blocks of [`STEPS_PER_BLOCK`] steps, so that they grow without copying and
+/// A run's flags: per column step, per query position, four lane masks (a bit per lane: H
+/// equals E, H equals the closed F, next E extends, next F extends), as the kernel's compares
+/// give them. Kept in blocks of [`STEPS_PER_BLOCK`] steps, so that they grow without copying and
 /// are reused from run to run.
 #[derive(Debug, Default)]
 struct FlagSteps {
@@ -125,8 +123,8 @@ impl FlagSteps {
         &mut block[at * self.rows..][..self.rows]
     }
 
-    /// One lane's flags of a cell, as a byte of [`FROM_E`], [`FROM_F`] or [`START`] (else
-    /// [`FROM_DIAGONAL`]), [`NEXT_E_EXTENDS`] and [`NEXT_F_EXTENDS`].
+    /// One lane's flags of a cell, as a byte of [`FROM_E`] and [`FROM_F`] (both when H equals
+    /// both), [`NEXT_E_EXTENDS`] and [`NEXT_F_EXTENDS`].
     fn get(&self, step: usize, row: usize, lane: usize) -> u8 {
         let block = &self.blocks[step / STEPS_PER_BLOCK];
         let masks = block[(step % STEPS_PER_BLOCK) * self.rows + row];
@@ -318,8 +316,8 @@ impl Profile {
 
     /// One target column for all lanes (`reset`: lanes whose target starts here, H and E
     /// from 0); raises `best` and its row, returning the lanes whose best rose. Each cell's
-    /// flags go to `flags` (on ties: a start, then an insertion, then a deletion, then a match;
-    /// a gap extends rather than opens).
+    /// flags go to `flags` (whether H equals E and the closed F; whether the next E and F
+    /// extend: on ties they do).
     #[inline]
     #[target_feature(enable = "avx512bw,avx512vl")]
     #[allow(clippy::too_many_arguments)]
@@ -378,18 +376,9 @@ impl Profile {
                     _mm512_max_epu16(e_extend, e_open),
                 );
             }
-            // H is the first of E, F and the match it equals (a start when the match follows
-            // a cell of 0).
-            let from_e = _mm512_cmpeq_epu16_mask(h, e);
-            let from_f = _mm512_cmpeq_epu16_mask(h, closed) & !from_e;
-            let start = _mm512_mask_cmpeq_epu16_mask(
-                _mm512_testn_epi16_mask(diagonal, diagonal),
-                h,
-                matched,
-            );
             *flags = [
-                from_e | start,
-                from_f | start,
+                _mm512_cmpeq_epu16_mask(h, e),
+                _mm512_cmpeq_epu16_mask(h, closed),
                 _mm512_cmpge_epu16_mask(e_extend, e_open),
                 _mm512_cmpge_epu16_mask(f_extend, f_open),
             ];
@@ -403,55 +392,71 @@ impl Profile {
     }
 }
 
-impl Buffers {
-    /// The alignment of the last run's job `job` ending at its best cell `end`: its first
-    /// (query, target) cell and its columns, walked back from the end along the flags to the
-    /// nearest start. `None` if the flags lead out of the job's target (they cannot when its
-    /// best is the alignment's score).
+impl Profile {
+    /// Query position `r`'s score against residue `code` (unbiased).
+    fn score(&self, r: usize, code: u8) -> i32 {
+        i32::from(self.tables[r].0[code as usize]) - i32::from(self.bias)
+    }
+
+    /// The alignment of `buffers`' last run's job `job` (target `target`) ending at its best
+    /// cell `end`: its first (query, target) cell and its columns, walked back from the end
+    /// along the flags to the nearest start, with each cell's value (the kernel's arithmetic
+    /// backwards from the end's score). On ties: a start, then an insertion, then a deletion,
+    /// then a match; a gap extends rather than opens. `None` if the walk leaves the job's
+    /// target (it cannot when `end` is the job's best below [`Profile::ceiling`]).
     pub(super) fn path(
         &self,
+        buffers: &Buffers,
+        target: &[u8],
         job: usize,
         end: LocalScore,
     ) -> Option<((usize, usize), Vec<AlignOp>)> {
-        let (lane, first_step) = self.traced[job]?;
-        let flag = |r: usize, c: usize| self.flags.get(first_step + c, r, lane);
+        let (lane, first_step) = buffers.traced[job]?;
+        let flag = |r: usize, c: usize| buffers.flags.get(first_step + c, r, lane);
+        let cost = |r: usize, k: usize| i32::from(self.gaps[r][k].0[0]);
+        let extend = i32::from(self.extend);
         let (mut r, mut c) = (end.query_end, end.target_end);
         let mut ops = Vec::with_capacity(r + c + 2);
-        // Which matrix the walk is in: H (FROM_DIAGONAL), E or F.
-        let mut state = FROM_DIAGONAL;
+        // Which matrix the walk is in (H: FROM_DIAGONAL, E or F), and the cell's value there.
+        let (mut state, mut value) = (FROM_DIAGONAL, end.score);
         loop {
             match state {
                 FROM_E => {
                     ops.push(AlignOp::Insertion);
                     c = c.checked_sub(1)?;
-                    state = if flag(r, c) & NEXT_E_EXTENDS != 0 {
-                        FROM_E
+                    if flag(r, c) & NEXT_E_EXTENDS != 0 {
+                        value += extend;
                     } else {
-                        FROM_DIAGONAL
-                    };
+                        (state, value) = (FROM_DIAGONAL, value + cost(r, 0));
+                    }
                 }
                 FROM_F => {
                     ops.push(AlignOp::Deletion);
                     r = r.checked_sub(1)?;
-                    state = if flag(r, c) & NEXT_F_EXTENDS != 0 {
-                        FROM_F
+                    if flag(r, c) & NEXT_F_EXTENDS != 0 {
+                        value += extend;
                     } else {
-                        FROM_DIAGONAL
-                    };
+                        (state, value) = (FROM_DIAGONAL, value + cost(r, 1));
+                    }
                 }
-                _ => match flag(r, c) & SOURCE {
-                    START => {
+                _ => {
+                    let score = self.score(r, *target.get(c)?);
+                    let flags = flag(r, c);
+                    if value == score {
                         ops.push(AlignOp::Match);
                         ops.reverse();
                         return Some(((r, c), ops));
-                    }
-                    FROM_DIAGONAL => {
+                    } else if flags & FROM_E != 0 {
+                        state = FROM_E;
+                    } else if flags & FROM_F != 0 {
+                        (state, value) = (FROM_F, value + cost(r, 2));
+                    } else {
                         ops.push(AlignOp::Match);
+                        value -= score;
                         r = r.checked_sub(1)?;
                         c = c.checked_sub(1)?;
                     }
-                    source => state = source,
-                },
+                }
             }
         }
     }

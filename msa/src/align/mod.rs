@@ -467,9 +467,10 @@ impl QueryProfile {
                 let found = ends.traced_cells(&jobs[from..to], &mut scratch.ends);
                 for (k, end) in (from..to).zip(found) {
                     // An end below the ceiling is exact, and its flags lead to its start.
-                    let path = end
-                        .filter(|e| e.score < ends.ceiling())
-                        .and_then(|end| Some((end, scratch.ends.path(k - from, end)?)));
+                    let path = end.filter(|e| e.score < ends.ceiling()).and_then(|end| {
+                        let path = ends.path(&scratch.ends, jobs[k].target, k - from, end)?;
+                        Some((end, path))
+                    });
                     out.push(match (path, end) {
                         (Some((end, (first, ops))), _) => {
                             Ok(Some(Alignment::between(first, end, ops)))

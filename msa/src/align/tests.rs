@@ -795,7 +795,7 @@ fn inter_sequence_ends_match_the_scalar_pass_and_trace_back() {
         );
         for (k, end) in expected.iter().enumerate() {
             let Some(end) = *end else { continue };
-            let (first, ops) = buffers.path(k, end).unwrap();
+            let (first, ops) = profile.path(&buffers, &targets[k], k, end).unwrap();
             let alignment = Alignment::between(first, end, ops);
             let context = format!("round {round}, target {k}");
             assert_eq!(
