@@ -16,7 +16,8 @@ time with every run's; hits and recall come from the last run. Cached reference 
 Tools (each a subprocess; wall time with time.perf_counter, peak RSS from os.wait4's ru_maxrss,
 which covers the process and every descendant it waited for; where a tool runs several
 commands, wall is the sum and peak the maximum):
-- ours: `ferrofold db build DB_FASTA DB` (timed as the database build), then one
+- ours: `ferrofold db build DB_FASTA DB` (timed as the database build; once per benchmark
+  run, as MMseqs2's, and written out to disk before the first search), then one
   `ferrofold search QUERIES DB --out DIR --evalue 0.1 --max-seqs 10000 --threads T`
   (ColabFold's settings; our default of 4 iterations, where a query stops once its included
   hits grow by less than 10 %); hits from DIR/<query>.tsv. Never cached. Skipped with a
@@ -183,16 +184,35 @@ def save_json(path, obj):
 
 # ---------------------------------------------------------------- tools
 
+def flush_writes():
+    """Writes a database build left in the page cache out to disk before a timed search, so
+    that no tool's search shares the machine with the writeback of its own fresh database
+    (our 841 MB file took a search from 0.8 to 1.1 s)."""
+    os.sync()
+
+
+# Our databases built in this process (per tool: build seconds and peak MB).
+BUILT_OURS_DBS = {}
+
+
 def run_ours(args, tool, queries_path, names, work):
     binary = args.ferrofold
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         raise RunError(f"{binary} not found (cargo build --release, or pass --build)")
     base = os.path.join(work, tool)
-    shutil.rmtree(base, ignore_errors=True)
-    os.makedirs(base)
     logp = os.path.join(base, "log.txt")
     db, out = os.path.join(base, "db"), os.path.join(base, "out")
-    build_s, build_mb = run([binary, "db", "build", args.db_fasta, db], logp)
+    # Built once per benchmark run, as MMseqs2's database is: later repetitions time the
+    # search alone (rebuilding freed and refilled 841 MB of page cache before each search).
+    if tool in BUILT_OURS_DBS:
+        build_s, build_mb = BUILT_OURS_DBS[tool]
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+        os.makedirs(base)
+        build_s, build_mb = run([binary, "db", "build", args.db_fasta, db], logp)
+        flush_writes()
+        BUILT_OURS_DBS[tool] = (build_s, build_mb)
     extra = args.ours_extra.split()
     # An option given in --ours-extra (`--opt v` or `--opt=v`) replaces the run's and the
     # default one (clap refuses repeats); each is an option and its value.
@@ -245,6 +265,7 @@ def mmseqs_db(args, dbinfo, work):
     if args.mmseqs_index:
         s2, m2 = run(["mmseqs", "createindex", db, tmp, "-s", "8", "--threads", args.threads], logp)
     shutil.rmtree(tmp, ignore_errors=True)
+    flush_writes()
     info = {"createdb_s": s1, "createindex_s": s2, "db_build_s": s1 + s2,
             "db_build_peak_mb": max(m1, m2), "index": args.mmseqs_index}
     save_json(meta, info)

@@ -7,13 +7,13 @@
 //! The search's hits are traced in groups through it: one run finds their end cells and keeps
 //! each cell's traceback flags, and the walk from the end back to a cell where the alignment
 //! may start ([`Profile::path`]) is the alignment, so neither a start pass nor a separate
-//! traceback runs. The walk knows each cell's value from the end's score and the path's scores,
-//! so a start (a match after a cell of 0: a cell whose value is its match score) needs no flag
-//! of its own. Among equal-scoring paths
-//! the walk starts as soon as it may, takes a gap before a match (an insertion before a
-//! deletion) and extends a gap rather than opening one, which places gaps toward the
-//! alignment's end; the one-target passes take the start nearest the end, so where ties meet
-//! the two may report different alignments of the same score and end.
+//! traceback runs. The walk knows each cell's value from the end's score and the path's
+//! scores, so a start (a match after a cell of 0: a cell whose value is its match score) needs
+//! no flag of its own. Among equal-scoring paths the walk starts as soon as it may, takes a gap
+//! before a match (an insertion before a deletion) and extends a gap rather than opening one,
+//! which places gaps toward the alignment's end; the one-target passes take the start nearest
+//! the end, so where ties meet the two may report different alignments of the same score and
+//! end.
 //!
 //! Arithmetic as in [`super::batch`]: `H = max((H_diag + (score + bias)) -| bias, E, F -|
 //! close)` with saturating unsigned lanes, so local alignment's `max(0, ·)` comes free; a best
@@ -94,8 +94,8 @@ const STEPS_PER_BLOCK: usize = 64;
 
 /// A run's flags: per column step, per query position, four lane masks (a bit per lane: H
 /// equals E, H equals the closed F, next E extends, next F extends), as the kernel's compares
-/// give them. Kept in blocks of [`STEPS_PER_BLOCK`] steps, so that they grow without copying and
-/// are reused from run to run.
+/// give them. Kept in blocks of [`STEPS_PER_BLOCK`] steps, so that they grow without copying
+/// and are reused from run to run.
 #[derive(Debug, Default)]
 struct FlagSteps {
     blocks: Vec<Vec<FlagMasks>>,
