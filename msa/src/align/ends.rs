@@ -89,18 +89,22 @@ pub(super) struct Buffers {
     traced: Vec<Option<(usize, usize)>>,
 }
 
-/// Column steps of a traced run's flags.
-const STEPS_PER_BLOCK: usize = 64;
+/// Entries of one block of a run's flags (one entry per query position and column step):
+/// 1 MiB, whatever the query's length, so that a block serves every later run of the thread.
+const BLOCK_ENTRIES: usize = 1 << 16;
 
 /// A run's flags: per column step, per query position, four lane masks (a bit per lane: H
 /// equals E, H equals the closed F, next E extends, next F extends), as the kernel's compares
-/// give them. Kept in blocks of [`STEPS_PER_BLOCK`] steps, so that they grow without copying
-/// and are reused from run to run.
+/// give them. Kept in blocks of [`BLOCK_ENTRIES`] (as many whole steps as fit), so that they
+/// grow without copying and are reused from run to run: blocks sized by steps were
+/// reallocated, and copied, whenever a longer query came.
 #[derive(Debug, Default)]
 struct FlagSteps {
     blocks: Vec<Vec<FlagMasks>>,
     steps: usize,
     rows: usize,
+    /// Whole steps per block for this run's rows.
+    steps_per_block: usize,
 }
 
 /// One cell's flags for all lanes (see [`FlagSteps`]).
@@ -109,16 +113,24 @@ type FlagMasks = [u32; 4];
 impl FlagSteps {
     fn clear(&mut self, rows: usize) {
         (self.steps, self.rows) = (0, rows);
+        self.steps_per_block = (BLOCK_ENTRIES / rows.max(1)).max(1);
     }
 
     /// The next step's flags, one entry per query position (each written by the kernel).
     fn push(&mut self) -> &mut [FlagMasks] {
-        let (block, at) = (self.steps / STEPS_PER_BLOCK, self.steps % STEPS_PER_BLOCK);
+        let (block, at) = (
+            self.steps / self.steps_per_block,
+            self.steps % self.steps_per_block,
+        );
         if block == self.blocks.len() {
-            self.blocks.push(Vec::new());
+            self.blocks
+                .push(Vec::with_capacity(BLOCK_ENTRIES.max(self.rows)));
         }
         let block = &mut self.blocks[block];
-        block.resize(STEPS_PER_BLOCK * self.rows, [0; 4]);
+        let used = self.steps_per_block * self.rows;
+        if block.len() < used {
+            block.resize(used, [0; 4]);
+        }
         self.steps += 1;
         &mut block[at * self.rows..][..self.rows]
     }
@@ -126,8 +138,8 @@ impl FlagSteps {
     /// One lane's flags of a cell, as a byte of [`FROM_E`] and [`FROM_F`] (both when H equals
     /// both), [`NEXT_E_EXTENDS`] and [`NEXT_F_EXTENDS`].
     fn get(&self, step: usize, row: usize, lane: usize) -> u8 {
-        let block = &self.blocks[step / STEPS_PER_BLOCK];
-        let masks = block[(step % STEPS_PER_BLOCK) * self.rows + row];
+        let block = &self.blocks[step / self.steps_per_block];
+        let masks = block[(step % self.steps_per_block) * self.rows + row];
         let bit = |k: usize, flag: u8| ((masks[k] >> lane) & 1) as u8 * flag;
         bit(0, FROM_E) | bit(1, FROM_F) | bit(2, NEXT_E_EXTENDS) | bit(3, NEXT_F_EXTENDS)
     }
