@@ -402,9 +402,7 @@ impl Profile {
         *best_row = running_row;
         improved
     }
-}
 
-impl Profile {
     /// Query position `r`'s score against residue `code` (unbiased).
     fn score(&self, r: usize, code: u8) -> i32 {
         i32::from(self.tables[r].0[code as usize]) - i32::from(self.bias)
