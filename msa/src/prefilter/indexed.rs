@@ -5,9 +5,10 @@
 
 use rayon::prelude::*;
 
-use super::scan::{Candidate, ScanState};
+use super::neighbors::Seeds;
+use super::radix;
+use super::two_hit::{Candidate, SlotLayout, TwoHits};
 use super::{per_thread, DiagonalScorer};
-use super::{SeedTable, SlotLayout};
 use crate::db::{Database, KmerIndex};
 
 /// Residues per bucket: a bucket ends at the first target start this far past its own
@@ -91,25 +92,30 @@ impl Buckets {
 /// One share of the seeded codes' hits, per bucket: `offset << 32 | key`.
 pub type Spread = Vec<Vec<u64>>;
 
-/// Codes ahead whose seeds and postings' start are asked of the cache, and codes ahead whose
-/// postings are (their start by then in the cache).
+/// Seeds ahead whose postings' start is asked of the cache, and seeds ahead whose postings
+/// are (their start by then in the cache).
 const STARTS_AHEAD: usize = 16;
 const POSTINGS_AHEAD: usize = 8;
 
-/// Seed hits `Σ seeds(code) × postings(code)` over the table's codes: the work of an
-/// indexed pass, against the scan's one step per database window.
-pub fn indexed_hits(table: &SeedTable, index: &KmerIndex) -> usize {
-    table
-        .seeded_codes()
-        .map(|code| table.seeds(code).len() * index.count(code))
-        .sum()
+/// Seed hits `Σ postings(code)` over the seeds, counted until they pass `limit`: the work of
+/// an indexed pass, against the scan's one step per database window.
+pub fn indexed_hits(seeds: &Seeds, index: &KmerIndex, limit: usize) -> usize {
+    let mut hits = 0;
+    for (code, _) in seeds.pairs() {
+        hits += index.count(code);
+        if hits > limit {
+            break;
+        }
+    }
+    hits
 }
 
 /// An indexed pass: what it reads.
 pub struct IndexedPass<'a> {
     pub db: &'a Database,
     pub index: &'a KmerIndex<'a>,
-    pub table: &'a SeedTable,
+    /// The seeds, `code << 32 | key` sorted by code ([`Seeds::by_code`]).
+    pub seeds: &'a [u64],
     pub layout: &'a SlotLayout,
     pub scorer: &'a DiagonalScorer<'a>,
 }
@@ -137,13 +143,12 @@ impl IndexedPass<'_> {
         let IndexedPass {
             db,
             index,
-            table,
+            seeds,
             layout,
             scorer,
         } = *self;
-        let codes: Vec<u32> = table.seeded_codes().collect();
         let shares = rayon::current_num_threads() * 4;
-        let shares: Vec<&[u32]> = codes.chunks(codes.len().div_ceil(shares).max(1)).collect();
+        let shares: Vec<&[u64]> = seeds.chunks(seeds.len().div_ceil(shares).max(1)).collect();
         let buffers: Vec<Spread> = shares
             .iter()
             .map(|_| recycled.pop().unwrap_or_default())
@@ -151,17 +156,11 @@ impl IndexedPass<'_> {
         let spreads: Vec<Spread> = shares
             .into_par_iter()
             .zip(buffers)
-            .map(|(codes, buffers)| spread(codes, table, index, buckets, buffers))
+            .map(|(share, buffers)| spread(share, index, buckets, buffers))
             .collect();
         let found = per_thread(
             buckets.len(),
-            || {
-                (
-                    ScanState::new(scorer, table, layout),
-                    Vec::new(),
-                    Vec::new(),
-                )
-            },
+            || (TwoHits::new(scorer, layout), Vec::new(), Vec::new()),
             |(state, hits, scratch), bucket| {
                 let parts: Vec<&[u64]> = spreads.iter().map(|s| &s[bucket][..]).collect();
                 let base = buckets.start[bucket];
@@ -200,21 +199,13 @@ impl IndexedPass<'_> {
     }
 }
 
-/// The hits of `codes`' postings, spread into the buckets (each given room for its share
-/// of the hits, as if they fell evenly on the residues), in `spread`'s vectors (emptied;
-/// an earlier pass's keep their memory). Every code's seeds, start and postings are a cache
-/// miss: they are asked for ahead.
-fn spread(
-    codes: &[u32],
-    table: &SeedTable,
-    index: &KmerIndex,
-    buckets: &Buckets,
-    mut spread: Spread,
-) -> Spread {
-    let hits: usize = codes
-        .iter()
-        .map(|&code| table.seeds(code).len() * index.count(code))
-        .sum();
+/// The hits of the postings of `seeds` (`code << 32 | key`, sorted by code), spread into the
+/// buckets (each given room for its share of the hits, as if they fell evenly on the
+/// residues), in `spread`'s vectors (emptied; an earlier pass's keep their memory). Every
+/// code's postings start and postings are a cache miss: they are asked for ahead.
+fn spread(seeds: &[u64], index: &KmerIndex, buckets: &Buckets, mut spread: Spread) -> Spread {
+    let code = |pair: u64| (pair >> 32) as u32;
+    let hits: usize = seeds.iter().map(|&pair| index.count(code(pair))).sum();
     let residues = *buckets.start.last().unwrap_or(&0) as f64;
     spread.resize_with(buckets.len(), Vec::new);
     for (b, bucket) in spread.iter_mut().enumerate() {
@@ -222,30 +213,32 @@ fn spread(
         bucket.clear();
         bucket.reserve((1.2 * share * hits as f64) as usize + 16);
     }
-    for (k, &code) in codes.iter().enumerate() {
-        if let Some(&ahead) = codes.get(k + STARTS_AHEAD) {
-            table.prefetch(ahead);
-            index.prefetch_start(ahead);
+    let mut k = 0;
+    while let Some(&first) = seeds.get(k) {
+        if let Some(&ahead) = seeds.get(k + STARTS_AHEAD) {
+            index.prefetch_start(code(ahead));
         }
-        if let Some(&ahead) = codes.get(k + POSTINGS_AHEAD) {
-            index.prefetch_postings(ahead);
-            table.prefetch_seeds(&table.entry(ahead));
+        if let Some(&ahead) = seeds.get(k + POSTINGS_AHEAD) {
+            index.prefetch_postings(code(ahead));
         }
-        let seeds = table.seeds(code);
-        for at in index.postings(code) {
+        let keys = seeds[k..]
+            .iter()
+            .take_while(|&&pair| code(pair) == code(first))
+            .count();
+        let keys = &seeds[k..k + keys];
+        for at in index.postings(code(first)) {
             let bucket = &mut spread[buckets.of(at)];
             bucket.extend(
-                seeds
-                    .iter()
-                    .map(|&key| (u64::from(at) << 32) | u64::from(key)),
+                keys.iter()
+                    .map(|&pair| (u64::from(at) << 32) | (pair & u64::from(u32::MAX))),
             );
         }
+        k += keys.len();
     }
     spread
 }
 
-/// The hits of `parts` (offsets `base..base + span`) into `sorted` by offset: stable radix
-/// passes of [`DIGIT_BITS`], the first reading the parts in place.
+/// The hits of `parts` (offsets `base..base + span`) into `sorted` by offset, stably.
 fn sort_by_offset(
     parts: &[&[u64]],
     sorted: &mut Vec<u64>,
@@ -253,46 +246,17 @@ fn sort_by_offset(
     base: u32,
     span: u32,
 ) {
-    let n: usize = parts.iter().map(|p| p.len()).sum();
-    sorted.clear();
-    sorted.resize(n, 0);
-    scratch.clear();
-    scratch.resize(n, 0);
     let bits = 32 - span.saturating_sub(1).leading_zeros();
-    let mut counts = vec![0usize; (1 << DIGIT_BITS) + 1];
-    for pass in 0..bits.div_ceil(DIGIT_BITS).max(1) {
-        let shift = pass * DIGIT_BITS;
-        let digit =
-            |h: u64| ((((h >> 32) as u32 - base) >> shift) & ((1 << DIGIT_BITS) - 1)) as usize;
-        if pass == 0 {
-            radix_pass(parts, sorted, &mut counts, digit);
-        } else {
-            radix_pass(&[&sorted[..]], scratch, &mut counts, digit);
-            std::mem::swap(sorted, scratch);
-        }
-    }
-}
-
-/// One stable counting pass of `from`'s hits into `to` by `digit`.
-fn radix_pass(from: &[&[u64]], to: &mut [u64], counts: &mut [usize], digit: impl Fn(u64) -> usize) {
-    counts.fill(0);
-    for &h in from.iter().flat_map(|p| p.iter()) {
-        counts[digit(h) + 1] += 1;
-    }
-    for d in 1..counts.len() {
-        counts[d] += counts[d - 1];
-    }
-    for &h in from.iter().flat_map(|p| p.iter()) {
-        let slot = &mut counts[digit(h)];
-        to[*slot] = h;
-        *slot += 1;
-    }
+    radix::sort_by_key(parts, sorted, scratch, bits, DIGIT_BITS, |h| {
+        (h >> 32) as u32 - base
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use super::super::neighbors::SeedTable;
     use super::*;
     use crate::alphabet::{decode, X};
     use crate::db::build_database;
@@ -361,10 +325,11 @@ mod tests {
         for t in (0..120).step_by(4) {
             assert!(scanned.iter().any(|(_, c)| c.target == t), "target {t}");
         }
+        let (mut seeds, _) = table.into_parts();
         let pass = IndexedPass {
             db: &db,
             index: &index,
-            table: &table,
+            seeds: seeds.by_code(),
             layout: &layout,
             scorer: &scorer,
         };
@@ -401,25 +366,5 @@ mod tests {
                 assert_eq!(db.sequence_start(first), buckets.start[b] as usize);
             }
         }
-    }
-
-    #[test]
-    fn hits_sort_by_offset_across_parts() {
-        let mut rng = TestRng(3);
-        let base = 1000;
-        let parts: Vec<Vec<u64>> = (0..3)
-            .map(|_| {
-                (0..500)
-                    .map(|k| ((base + rng.below(5000)) << 32) | k)
-                    .collect()
-            })
-            .collect();
-        let slices: Vec<&[u64]> = parts.iter().map(|p| &p[..]).collect();
-        let (mut sorted, mut scratch) = (Vec::new(), Vec::new());
-        sort_by_offset(&slices, &mut sorted, &mut scratch, base as u32, 5000);
-        let mut expected: Vec<u64> = parts.concat();
-        // Stable: equal offsets keep the parts' order.
-        expected.sort_by_key(|&h| h >> 32);
-        assert_eq!(sorted, expected);
     }
 }

@@ -6,13 +6,15 @@
 mod diagonal;
 mod indexed;
 mod neighbors;
+mod radix;
 mod scan;
+mod two_hit;
 
 pub use crate::kmer::K;
 #[cfg(test)]
 pub(crate) use neighbors::count_seeds;
-pub use neighbors::{lowest_threshold_within, SeedTable};
-pub use scan::Candidate;
+pub use neighbors::lowest_threshold_within;
+pub use two_hit::Candidate;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -22,7 +24,9 @@ use crate::db::Database;
 use crate::matrix::{Pssm, BLOSUM62_LAMBDA_UNGAPPED};
 use diagonal::DiagonalScorer;
 use indexed::{indexed_hits, IndexedPass};
-use scan::{ScanState, SlotLayout};
+use neighbors::{SeedTable, Seeds, TableArrays};
+use scan::ScanState;
+use two_hit::SlotLayout;
 
 /// Prefilter settings (derived from the search's sensitivity).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,11 +54,12 @@ const INDEXED_HITS_PER_WINDOW: f64 = 0.1;
 /// Most seed hits of an indexed pass (8 bytes each, held at once).
 const MAX_INDEXED_HITS: usize = 32 << 20;
 
-/// A pass's large buffers, kept for the next pass: the seed table's arrays (38 MB) and the
-/// indexed pass's spread hits (8 bytes a hit). New ones cost a page fault per 4 kB page.
+/// A pass's large buffers, kept for the next pass: the seeds, the scan's table (26 MB) and
+/// the indexed pass's spread hits (8 bytes a hit). New ones cost a page fault per 4 kB page.
 #[derive(Default)]
 pub struct Recycled {
-    table: Option<SeedTable>,
+    seeds: Option<Seeds>,
+    table: Option<TableArrays>,
     spreads: Vec<indexed::Spread>,
 }
 
@@ -77,27 +82,37 @@ pub fn prefilter(
         "one k-mer threshold and one skip list per query"
     );
     let layout = SlotLayout::new(queries, db.max_length());
-    let table = SeedTable::build_reusing(recycled.table.take(), queries, thresholds, |q, pos| {
+    let seeds = Seeds::enumerate(recycled.seeds.take(), queries, thresholds, |q, pos| {
         layout.seed_key(queries, q, pos)
     });
     let scorer = DiagonalScorer::new(queries);
     let indexed = db.kmer_index().filter(|index| {
-        let hits = indexed_hits(&table, index);
-        hits <= MAX_INDEXED_HITS
-            && hits as f64 <= INDEXED_HITS_PER_WINDOW * db.total_residues() as f64
+        let limit =
+            MAX_INDEXED_HITS.min((INDEXED_HITS_PER_WINDOW * db.total_residues() as f64) as usize);
+        indexed_hits(&seeds, index, limit) <= limit
     });
     let found = match indexed {
-        Some(index) => IndexedPass {
-            db,
-            index: &index,
-            table: &table,
-            layout: &layout,
-            scorer: &scorer,
+        Some(index) => {
+            let mut seeds = seeds;
+            let found = IndexedPass {
+                db,
+                index: &index,
+                seeds: seeds.by_code(),
+                layout: &layout,
+                scorer: &scorer,
+            }
+            .candidates(params.min_ungapped, progress, &mut recycled.spreads);
+            recycled.seeds = Some(seeds);
+            found
         }
-        .candidates(params.min_ungapped, progress, &mut recycled.spreads),
-        None => scan(db, &table, &layout, &scorer, params.min_ungapped, progress),
+        None => {
+            let table = SeedTable::new(seeds, recycled.table.take());
+            let found = scan(db, &table, &layout, &scorer, params.min_ungapped, progress);
+            let (seeds, arrays) = table.into_parts();
+            (recycled.seeds, recycled.table) = (Some(seeds), Some(arrays));
+            found
+        }
     };
-    recycled.table = Some(table);
     let mut per_query: Vec<Vec<Candidate>> = vec![Vec::new(); queries.len()];
     for (q, candidate) in found.into_iter().flatten() {
         per_query[q as usize].push(candidate);

@@ -4,11 +4,14 @@
 
 use rayon::prelude::*;
 
+use super::radix;
 use crate::kmer::{prefetch, CODES, K};
 use crate::matrix::Pssm;
 
 /// Most k-mers taken for one query window: bounds the table for flat profiles.
 const MAX_PER_WINDOW: usize = 4096;
+/// Bits of one digit of the sort by code (two passes over 22-bit codes).
+const CODE_DIGIT_BITS: u32 = 11;
 
 /// One k-mer code's seeds: up to two inline (unused words [`Entry::UNUSED`]), more as
 /// `OVERFLOW | start` and the count of a run in the table's overflow array. Most database
@@ -39,8 +42,82 @@ impl Entry {
     }
 }
 
-/// Seeds of all queries of a batch, by k-mer code.
+/// Seeds of all queries of a batch, as `code << 32 | key`, query by query and window by
+/// window: a few hundred thousand at low sensitivity, which an indexed pass reads sorted by
+/// code, against the 3.2 M codes of the scan's table.
+#[derive(Default)]
+pub struct Seeds {
+    per_query: Vec<Vec<u64>>,
+    /// [`Seeds::by_code`]'s buffers.
+    sorted: Vec<u64>,
+    scratch: Vec<u64>,
+}
+
+impl Seeds {
+    /// Seeds of every k-mer scoring at least the query's threshold against one of its windows;
+    /// `key(query, pos)` gives each seed's key (the scan stores its diagonal-slot offset,
+    /// which names both the query and the window), below 2^31. In an earlier pass's arrays,
+    /// if given.
+    pub fn enumerate(
+        old: Option<Seeds>,
+        queries: &[&Pssm],
+        thresholds: &[i32],
+        key: impl Fn(u32, u32) -> u32 + Sync,
+    ) -> Seeds {
+        let mut seeds = old.unwrap_or_default();
+        let per_query = &mut seeds.per_query;
+        per_query.resize_with(queries.len(), Vec::new);
+        // The queries' neighbourhoods enumerated in parallel.
+        (per_query, queries, thresholds)
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(q, (pairs, pssm, &threshold))| {
+                pairs.clear();
+                for pos in 0..pssm.len().saturating_sub(K - 1) {
+                    let seed = key(q as u32, pos as u32);
+                    assert!(seed < Entry::OVERFLOW, "seed key {seed} beyond 31 bits");
+                    for_each_neighbor(pssm, pos, threshold, |code, _| {
+                        pairs.push(u64::from(code) << 32 | u64::from(seed))
+                    });
+                }
+            });
+        seeds
+    }
+
+    /// Every seed as `(code, key)`, in order.
+    pub fn pairs(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.per_query
+            .iter()
+            .flatten()
+            .map(|&pair| ((pair >> 32) as u32, pair as u32))
+    }
+
+    /// Number of seeds.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.per_query.iter().map(Vec::len).sum()
+    }
+
+    /// The seeds sorted by code, stably (each code's in enumeration order), as
+    /// `code << 32 | key`.
+    pub fn by_code(&mut self) -> &[u64] {
+        let parts: Vec<&[u64]> = self.per_query.iter().map(|p| &p[..]).collect();
+        let code_bits = 32 - (CODES as u32 - 1).leading_zeros();
+        radix::sort_by_key(
+            &parts,
+            &mut self.sorted,
+            &mut self.scratch,
+            code_bits,
+            CODE_DIGIT_BITS,
+            |pair| (pair >> 32) as u32,
+        );
+        &self.sorted
+    }
+}
+
+/// The scan's lookup table of a batch's seeds, by k-mer code.
 pub struct SeedTable {
+    seeds: Seeds,
     entries: Vec<Entry>,
     /// One bit per code: whether it has any seed. 400 kB, so it stays in the L2 cache where
     /// the entries (25.6 MB) do not: the scan skips the entry reads of windows without seeds
@@ -48,47 +125,29 @@ pub struct SeedTable {
     /// even then).
     occupied: Vec<u64>,
     /// The seeds of codes with more than two, code by code: 4-byte keys (see
-    /// [`SeedTable::build`]), as the scan's reads are random and the table's size sets its
+    /// [`Seeds::enumerate`]), as the scan's reads are random and the table's size sets its
     /// cache misses.
     overflow: Vec<u32>,
-    len: usize,
 }
 
+/// A table's arrays, kept for the next table: new ones (38 MB) cost a page fault per 4 kB
+/// page, refilling old ones a pass over memory.
+pub type TableArrays = (Vec<Entry>, Vec<u64>, Vec<u32>);
+
 impl SeedTable {
-    /// Seeds of every k-mer scoring at least the query's threshold against one of its windows;
-    /// `key(query, pos)` gives each seed's key (the scan stores its diagonal-slot offset,
-    /// which names both the query and the window), below 2^31.
+    /// [`Seeds::enumerate`]'s seeds in a new table.
+    #[cfg(test)]
     pub fn build(
         queries: &[&Pssm],
         thresholds: &[i32],
         key: impl Fn(u32, u32) -> u32 + Sync,
     ) -> SeedTable {
-        SeedTable::build_reusing(None, queries, thresholds, key)
+        SeedTable::new(Seeds::enumerate(None, queries, thresholds, key), None)
     }
 
-    /// [`SeedTable::build`] in the arrays of an earlier table, if given: a new table's 38 MB
-    /// cost a page fault per 4 kB page, refilling the old ones a pass over memory.
-    pub fn build_reusing(
-        old: Option<SeedTable>,
-        queries: &[&Pssm],
-        thresholds: &[i32],
-        key: impl Fn(u32, u32) -> u32 + Sync,
-    ) -> SeedTable {
-        // (code, key) per query, the queries' neighbourhoods enumerated in parallel.
-        let per_query: Vec<Vec<(u32, u32)>> = (queries, thresholds)
-            .into_par_iter()
-            .enumerate()
-            .map(|(q, (pssm, &threshold))| {
-                let mut pairs = Vec::new();
-                for pos in 0..pssm.len().saturating_sub(K - 1) {
-                    let seed = key(q as u32, pos as u32);
-                    assert!(seed < Entry::OVERFLOW, "seed key {seed} beyond 31 bits");
-                    for_each_neighbor(pssm, pos, threshold, |code, _| pairs.push((code, seed)));
-                }
-                pairs
-            })
-            .collect();
-        let pairs = || per_query.iter().flatten();
+    /// The table of `seeds`, in an earlier table's arrays if given.
+    pub fn new(seeds: Seeds, old: Option<TableArrays>) -> SeedTable {
+        let pairs = || seeds.pairs();
         // The table in shares of the codes, one per thread: each reads every pair and writes
         // its own codes only, so its random writes stay within its share of the table (and
         // its pages are first touched by its own thread).
@@ -101,7 +160,7 @@ impl SeedTable {
             .par_iter()
             .map(|share| {
                 let mut counts = vec![0u32; share.len()];
-                for &(code, _) in pairs() {
+                for (code, _) in pairs() {
                     if share.contains(&(code as usize)) {
                         counts[code as usize - share.start] += 1;
                     }
@@ -128,10 +187,7 @@ impl SeedTable {
             overflow_len < Entry::OVERFLOW as usize,
             "seed table beyond 2^31 seeds"
         );
-        let (mut entries, mut occupied, mut overflow) = match old {
-            Some(old) => (old.entries, old.occupied, old.overflow),
-            None => (Vec::new(), Vec::new(), Vec::new()),
-        };
+        let (mut entries, mut occupied, mut overflow) = old.unwrap_or_default();
         overflow.clear();
         overflow.resize(overflow_len, 0);
         let mut overflow_shares = Vec::with_capacity(shares.len());
@@ -166,7 +222,7 @@ impl SeedTable {
                             run += count;
                         }
                     }
-                    for &(code, seed) in pairs() {
+                    for (code, seed) in pairs() {
                         if !share.contains(&(code as usize)) {
                             continue;
                         }
@@ -183,11 +239,16 @@ impl SeedTable {
                 },
             );
         SeedTable {
+            seeds,
             entries,
             occupied,
             overflow,
-            len: per_query.iter().map(Vec::len).sum(),
         }
+    }
+
+    /// The seeds, and the arrays for the next table.
+    pub fn into_parts(self) -> (Seeds, TableArrays) {
+        (self.seeds, (self.entries, self.occupied, self.overflow))
     }
 
     /// The entry of one k-mer code.
@@ -204,6 +265,7 @@ impl SeedTable {
     }
 
     /// Seeds of one k-mer code.
+    #[cfg(test)]
     pub fn seeds(&self, code: u32) -> &[u32] {
         let entry = &self.entries[code as usize];
         match self.overflow_of(entry) {
@@ -216,6 +278,7 @@ impl SeedTable {
     }
 
     /// The codes with seeds, in increasing order.
+    #[cfg(test)]
     pub fn seeded_codes(&self) -> impl Iterator<Item = u32> + '_ {
         self.occupied.iter().enumerate().flat_map(|(w, &word)| {
             let mut bits = word;
@@ -255,16 +318,6 @@ impl SeedTable {
     pub fn prefetch_seeds(&self, entry: &Entry) {
         let start = entry.overflow_start().unwrap_or(0);
         prefetch(self.overflow.as_ptr().wrapping_add(start as usize));
-    }
-
-    /// Number of seeds in the table.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether no query window produced a seed.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 
@@ -433,14 +486,16 @@ mod tests {
             assert_eq!(score, expected, "code {code}");
         });
         // The query's own k-mer is its best neighbour.
-        let table = SeedTable::build(&[&pssm], &[15], |q, pos| 1000 * (q + 7) + pos);
+        let seeds = Seeds::enumerate(None, &[&pssm], &[15], |q, pos| 1000 * (q + 7) + pos);
+        assert_eq!(seeds.len(), count_seeds(&pssm, 15));
+        let table = SeedTable::new(seeds, None);
         let own = kmer_code(&query[2..2 + K]);
         assert!(table.seeds(own).contains(&7002));
-        assert_eq!(table.len(), count_seeds(&pssm, 15));
     }
 
     /// Built in shares of the codes, one per thread, the table holds every seed of every
-    /// code in enumeration order (query, then window), whatever the thread count.
+    /// code in enumeration order (query, then window), whatever the thread count, in new
+    /// arrays or an earlier table's.
     #[test]
     fn the_table_holds_each_codes_seeds_in_order() {
         let mut rng = crate::test_rng::TestRng(4);
@@ -461,12 +516,15 @@ mod tests {
                 });
             }
         }
+        let mut recycled = None;
         for threads in [1, 3, 7] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            let table = pool.install(|| SeedTable::build(&refs, &[12, 12, 12], key));
+            let (old_seeds, old_arrays) = recycled.take().unzip();
+            let seeds = Seeds::enumerate(old_seeds, &refs, &[12, 12, 12], key);
+            let table = pool.install(|| SeedTable::new(seeds, old_arrays));
             let seeded: Vec<u32> = table.seeded_codes().collect();
             assert!(seeded.iter().eq(expected.keys()), "{threads} threads");
             for (&code, seeds) in &expected {
@@ -477,7 +535,20 @@ mod tests {
                 );
                 assert!(table.occupied(code));
             }
-            assert_eq!(table.len(), expected.values().map(Vec::len).sum::<usize>());
+            let (mut seeds, arrays) = table.into_parts();
+            assert_eq!(seeds.len(), expected.values().map(Vec::len).sum::<usize>());
+            // By code, each code's seeds in enumeration order.
+            let by_code: Vec<(u32, u32)> = expected
+                .iter()
+                .flat_map(|(&code, keys)| keys.iter().map(move |&key| (code, key)))
+                .collect();
+            let sorted: Vec<(u32, u32)> = seeds
+                .by_code()
+                .iter()
+                .map(|&pair| ((pair >> 32) as u32, pair as u32))
+                .collect();
+            assert_eq!(sorted, by_code);
+            recycled = Some((seeds, arrays));
         }
     }
 

@@ -1,77 +1,12 @@
-//! The database scan: seed hits on diagonals, two hits on one diagonal open an ungapped
-//! alignment of the whole diagonal, and each target keeps its best diagonal score.
+//! The database scan: every window of a group of targets looked up in the seed table, and
+//! each target's seed hits through the two-hit test.
 
 use super::diagonal::DiagonalScorer;
 use super::neighbors::{Entry, SeedTable};
+use super::two_hit::{Candidate, SlotLayout, TwoHits};
 #[cfg(target_arch = "x86_64")]
 use crate::kmer::CODES;
-use crate::kmer::{window_codes, K, NO_CODE};
-use crate::matrix::Pssm;
-
-/// A target that passed the prefilter for one query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Candidate {
-    pub target: u32,
-    /// Best ungapped segment score on a diagonal with two seed hits.
-    pub ungapped: i32,
-}
-
-/// Where the last seed hit on a diagonal of the current target was.
-#[derive(Clone, Copy)]
-struct DiagonalSlot {
-    /// Target index + 1 that wrote the slot (0: never), so slots need no clearing.
-    stamp: u32,
-    /// Target position of the last hit; `TRIGGERED` once the diagonal was taken.
-    last_start: u32,
-}
-
-const TRIGGERED: u32 = u32::MAX;
-
-/// Where each query's diagonals live in one flat slot array: query `q`'s diagonal `d`
-/// (`target_pos - query_pos + query_len`) is slot `base[q] + d`, so a seed keyed
-/// `base[q] + query_len - pos` hits slot `target_start + key`: one add in the hot loop.
-/// After the queries' slots come `max_target_len` spare ones for the stand-in key
-/// [`SlotLayout::spare_key`].
-pub struct SlotLayout {
-    base: Vec<u32>,
-    /// The queries' slots.
-    total: usize,
-    max_target_len: usize,
-}
-
-impl SlotLayout {
-    pub fn new(queries: &[&Pssm], max_target_len: usize) -> SlotLayout {
-        let mut base = Vec::with_capacity(queries.len());
-        let mut total = 0usize;
-        for q in queries {
-            base.push(u32::try_from(total).expect("search batches keep slot counts small"));
-            total += q.len() + max_target_len + 1;
-        }
-        SlotLayout {
-            base,
-            total,
-            max_target_len,
-        }
-    }
-
-    /// A key that no seed has: window `w` maps it to spare slot `w`, a different one for
-    /// every window, so it never makes two hits on one diagonal. The scan feeds it for an
-    /// entry's unused words instead of branching on them.
-    fn spare_key(&self) -> u32 {
-        u32::try_from(self.total).expect("search batches keep slot counts small")
-    }
-
-    /// The key the seed table stores for a seed of query `q` at window `pos`.
-    pub fn seed_key(&self, queries: &[&Pssm], q: u32, pos: u32) -> u32 {
-        self.base[q as usize] + queries[q as usize].len() as u32 - pos
-    }
-
-    /// The query and diagonal of a slot.
-    fn locate(&self, slot: u32) -> (u32, u32) {
-        let q = self.base.partition_point(|&b| b <= slot) - 1;
-        (q as u32, slot - self.base[q])
-    }
-}
+use crate::kmer::{window_codes, NO_CODE};
 
 /// Seeded windows between fetching a window's table entry and reading it, and between
 /// fetching its overflow seeds and reading those (counted over a whole group of targets, so
@@ -81,10 +16,10 @@ const SEEDS_AHEAD: usize = 16;
 
 /// Per-thread state of the scan, reused across targets.
 pub struct ScanState<'a> {
-    scorer: &'a DiagonalScorer<'a>,
+    two_hits: TwoHits<'a>,
     table: &'a SeedTable,
-    layout: &'a SlotLayout,
-    slots: Vec<DiagonalSlot>,
+    /// The key no seed has (see [`SlotLayout::spare_key`]).
+    spare_key: u32,
     /// k-mer code of each window of the group's targets, one target after the other.
     codes: Vec<u32>,
     /// Each target's end in `codes`.
@@ -99,14 +34,6 @@ pub struct ScanState<'a> {
     /// Whether this CPU compacts the seeded windows in AVX-512 lanes.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     avx512: bool,
-    /// Slots of the diagonals with two hits in the current target: the first
-    /// `triggered_len`, the buffer as long as the slot array (each slot triggers once per
-    /// target), so that every hit may write one without a branch.
-    triggered: Vec<u32>,
-    triggered_len: usize,
-    /// Best ungapped score per query in the current target, with the stamp that set it.
-    best: Vec<(u32, i32)>,
-    touched: Vec<u32>,
 }
 
 impl<'a> ScanState<'a> {
@@ -115,15 +42,10 @@ impl<'a> ScanState<'a> {
         table: &'a SeedTable,
         layout: &'a SlotLayout,
     ) -> Self {
-        let empty = DiagonalSlot {
-            stamp: 0,
-            last_start: 0,
-        };
         ScanState {
-            scorer,
+            two_hits: TwoHits::new(scorer, layout),
             table,
-            layout,
-            slots: vec![empty; layout.total + layout.max_target_len],
+            spare_key: layout.spare_key(),
             codes: Vec::new(),
             ends: Vec::new(),
             entries: Vec::new(),
@@ -131,10 +53,6 @@ impl<'a> ScanState<'a> {
             seeded_codes: Vec::new(),
             avx512: vector_compaction_available(),
             seeded_ends: Vec::new(),
-            triggered: vec![0; layout.total + layout.max_target_len],
-            triggered_len: 0,
-            best: vec![(0, 0); layout.base.len()],
-            touched: Vec::new(),
         }
     }
 
@@ -162,25 +80,9 @@ impl<'a> ScanState<'a> {
             let end = self.seeded_ends[k];
             self.collect_two_hit_diagonals(index + 1, seeded, end);
             seeded = end;
-            self.score_diagonals(index, target, min_ungapped, out);
+            self.two_hits
+                .score_diagonals(index, target, min_ungapped, out);
         }
-    }
-
-    /// Takes target `index`'s seed hits from the database's k-mer index, `(window, key)` in
-    /// order of the window, and appends its candidates as [`ScanState::scan_targets`] does.
-    pub fn take_hits(
-        &mut self,
-        index: u32,
-        target: &[u8],
-        hits: impl Iterator<Item = (u32, u32)>,
-        min_ungapped: i32,
-        out: &mut Vec<(u32, Candidate)>,
-    ) {
-        self.triggered_len = 0;
-        for (here, key) in hits {
-            self.hit(index + 1, here, key);
-        }
-        self.score_diagonals(index, target, min_ungapped, out);
     }
 
     /// The table entries of the group's windows that have seeds, with their positions: the
@@ -239,49 +141,13 @@ impl<'a> ScanState<'a> {
         }
     }
 
-    /// Ungapped scores of the triggered diagonals of target `index`; appends the queries
-    /// whose best reaches `min_ungapped`.
-    fn score_diagonals(
-        &mut self,
-        index: u32,
-        target: &[u8],
-        min_ungapped: i32,
-        out: &mut Vec<(u32, Candidate)>,
-    ) {
-        let stamp = index + 1;
-        for &slot in &self.triggered[..self.triggered_len] {
-            let (q, diagonal) = self.layout.locate(slot);
-            let score = self.scorer.score(q as usize, target, diagonal as usize);
-            let best = &mut self.best[q as usize];
-            if best.0 != stamp {
-                *best = (stamp, score);
-                self.touched.push(q);
-            } else if score > best.1 {
-                best.1 = score;
-            }
-        }
-        for &q in &self.touched {
-            let ungapped = self.best[q as usize].1;
-            if ungapped >= min_ungapped {
-                out.push((
-                    q,
-                    Candidate {
-                        target: index,
-                        ungapped,
-                    },
-                ));
-            }
-        }
-        self.touched.clear();
-    }
-
     /// Diagonals with two non-overlapping seed hits among the seeded windows `first..end`
     /// (one target's, stamped `stamp`), into `triggered`. Whether a slot is new to the
     /// target is as good as random, so it is selected without a branch; so are an entry's
     /// inline words.
     fn collect_two_hit_diagonals(&mut self, stamp: u32, first: usize, end: usize) {
-        self.triggered_len = 0;
-        let spare = self.layout.spare_key();
+        self.two_hits.start_target();
+        let spare = self.spare_key;
         let group = *self.seeded_ends.last().unwrap_or(&0);
         for i in first..end {
             if let Some(ahead) = self.entries[..group].get(i + SEEDS_AHEAD) {
@@ -292,36 +158,16 @@ impl<'a> ScanState<'a> {
             match self.table.overflow_of(&entry) {
                 Some(keys) => {
                     for &key in keys {
-                        self.hit(stamp, here, key);
+                        self.two_hits.hit(stamp, here, key);
                     }
                 }
                 None => {
                     for key in entry.inline_keys() {
-                        self.hit(stamp, here, key.min(spare));
+                        self.two_hits.hit(stamp, here, key.min(spare));
                     }
                 }
             }
         }
-    }
-
-    /// A seed hit at target window `here` of the seed keyed `key`.
-    #[inline(always)]
-    fn hit(&mut self, stamp: u32, here: u32, key: u32) {
-        // On one diagonal, target and query positions move together, so the target position
-        // of the first hit tells overlap as well as the query's would.
-        let index = here + key;
-        let slot = &mut self.slots[index as usize];
-        let fresh = slot.stamp != stamp;
-        let last = slot.last_start;
-        // A second hit that does not overlap the first.
-        let second = !fresh & (last != TRIGGERED) & (here >= last.wrapping_add(K as u32));
-        let next = if second { TRIGGERED } else { last };
-        *slot = DiagonalSlot {
-            stamp,
-            last_start: if fresh { here } else { next },
-        };
-        self.triggered[self.triggered_len] = index;
-        self.triggered_len += second as usize;
     }
 }
 
@@ -382,6 +228,8 @@ unsafe fn compact_seeded_avx512(
 mod tests {
     use super::*;
     use crate::alphabet::X;
+    use crate::kmer::K;
+    use crate::matrix::Pssm;
     use crate::test_rng::TestRng;
 
     /// The scan's result by its definition: per target and query, the best whole-diagonal
