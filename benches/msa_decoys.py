@@ -110,7 +110,8 @@ def main():
             if tool == "ours":
                 run = bench.run_ours(args, "ours", queries_path, names, base)
             else:
-                run = bench.run_mmseqs(args, queries_path, qhash, dbinfo, names, work)
+                run = bench.run_mmseqs(args, "mmseqs2", queries_path, qhash, dbinfo, names,
+                                       work)
         except bench.RunError as e:
             bench.log(f"{bench.LABELS[tool]} skipped: {e}")
             continue
