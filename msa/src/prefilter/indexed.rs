@@ -160,15 +160,15 @@ impl IndexedPass<'_> {
             .collect();
         let found = per_thread(
             buckets.len(),
-            || (TwoHits::new(scorer, layout), Vec::new(), Vec::new()),
-            |(state, hits, scratch), bucket| {
+            || (TwoHits::new(scorer, layout), [Vec::new(), Vec::new()]),
+            |(state, buffers), bucket| {
                 let parts: Vec<&[u64]> = spreads.iter().map(|s| &s[bucket][..]).collect();
                 let base = buckets.start[bucket];
                 let span = buckets.start[bucket + 1] - base;
-                sort_by_offset(&parts, hits, scratch, base, span);
+                let hits = sort_by_offset(&parts, buffers, base, span);
                 let mut out = Vec::new();
                 let mut target = buckets.first_target[bucket] as usize;
-                let mut rest = &hits[..];
+                let mut rest = hits;
                 while let Some(&first) = rest.first() {
                     let at = (first >> 32) as usize;
                     while db.sequence_start(target + 1) <= at {
@@ -238,18 +238,18 @@ fn spread(seeds: &[u64], index: &KmerIndex, buckets: &Buckets, mut spread: Sprea
     spread
 }
 
-/// The hits of `parts` (offsets `base..base + span`) into `sorted` by offset, stably.
-fn sort_by_offset(
+/// The hits of `parts` (offsets `base..base + span`) sorted by offset, stably, in one of
+/// `buffers`.
+fn sort_by_offset<'b>(
     parts: &[&[u64]],
-    sorted: &mut Vec<u64>,
-    scratch: &mut Vec<u64>,
+    buffers: &'b mut [Vec<u64>; 2],
     base: u32,
     span: u32,
-) {
+) -> &'b [u64] {
     let bits = 32 - span.saturating_sub(1).leading_zeros();
-    radix::sort_by_key(parts, sorted, scratch, bits, DIGIT_BITS, |h| {
+    radix::sort_by_key(parts, buffers, bits, DIGIT_BITS, |h| {
         (h >> 32) as u32 - base
-    });
+    })
 }
 
 #[cfg(test)]

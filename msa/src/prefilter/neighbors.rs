@@ -49,8 +49,7 @@ impl Entry {
 pub struct Seeds {
     per_query: Vec<Vec<u64>>,
     /// [`Seeds::by_code`]'s buffers.
-    sorted: Vec<u64>,
-    scratch: Vec<u64>,
+    sort_buffers: [Vec<u64>; 2],
 }
 
 impl Seeds {
@@ -105,13 +104,11 @@ impl Seeds {
         let code_bits = 32 - (CODES as u32 - 1).leading_zeros();
         radix::sort_by_key(
             &parts,
-            &mut self.sorted,
-            &mut self.scratch,
+            &mut self.sort_buffers,
             code_bits,
             CODE_DIGIT_BITS,
             |pair| (pair >> 32) as u32,
-        );
-        &self.sorted
+        )
     }
 }
 

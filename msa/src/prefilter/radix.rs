@@ -1,54 +1,66 @@
 //! Stable counting passes over `u64` items: the prefilter groups seeds by k-mer code and
 //! seed hits by residue offset with them.
 
-/// One stable counting pass of `from`'s items (its parts one after the other) into `to` by
-/// `digit`, below `counts.len() - 1`.
-pub fn radix_pass(
-    from: &[&[u64]],
+/// `parts`' items (one after the other) sorted by `key(item)`, below `1 << bits`, stably:
+/// passes of `digit_bits`, the first reading the parts in place and every pass's digits
+/// counted in one read of them. The result lies in one of `buffers`, which grow as needed and
+/// are never cleared (each pass writes every item before the next reads it).
+pub fn sort_by_key<'b>(
+    parts: &[&[u64]],
+    buffers: &'b mut [Vec<u64>; 2],
+    bits: u32,
+    digit_bits: u32,
+    key: impl Fn(u64) -> u32,
+) -> &'b [u64] {
+    let n: usize = parts.iter().map(|p| p.len()).sum();
+    for buffer in buffers.iter_mut() {
+        if buffer.len() < n {
+            buffer.resize(n, 0);
+        }
+    }
+    let passes = bits.div_ceil(digit_bits).max(1) as usize;
+    let width = (1 << digit_bits) + 1;
+    let mask = (1u32 << digit_bits) - 1;
+    let digit = |h: u64, pass: usize| ((key(h) >> (pass as u32 * digit_bits)) & mask) as usize;
+    // Pass `p`'s count of each digit `d` at `p * width + d + 1`.
+    let mut counts = vec![0usize; passes * width];
+    for &h in parts.iter().flat_map(|p| p.iter()) {
+        for pass in 0..passes {
+            counts[pass * width + digit(h, pass) + 1] += 1;
+        }
+    }
+    let [even, odd] = buffers;
+    let (even, odd) = (&mut even[..n], &mut odd[..n]);
+    for (pass, counts) in counts.chunks_mut(width).enumerate() {
+        for d in 1..width {
+            counts[d] += counts[d - 1];
+        }
+        let digit = |h: u64| digit(h, pass);
+        match pass {
+            0 => scatter(parts.iter().flat_map(|p| p.iter()), even, counts, digit),
+            _ if pass % 2 == 1 => scatter(even.iter(), odd, counts, digit),
+            _ => scatter(odd.iter(), even, counts, digit),
+        }
+    }
+    if passes % 2 == 1 {
+        even
+    } else {
+        odd
+    }
+}
+
+/// One stable counting pass of `items` into `to` by `digit`, `counts[d]` the first slot of
+/// digit `d`.
+fn scatter<'a>(
+    items: impl Iterator<Item = &'a u64>,
     to: &mut [u64],
     counts: &mut [usize],
     digit: impl Fn(u64) -> usize,
 ) {
-    counts.fill(0);
-    for &h in from.iter().flat_map(|p| p.iter()) {
-        counts[digit(h) + 1] += 1;
-    }
-    for d in 1..counts.len() {
-        counts[d] += counts[d - 1];
-    }
-    for &h in from.iter().flat_map(|p| p.iter()) {
+    for &h in items {
         let slot = &mut counts[digit(h)];
         to[*slot] = h;
         *slot += 1;
-    }
-}
-
-/// `parts`' items into `sorted` by `key(item)` (below `1 << bits`), stably: passes of
-/// `digit_bits`, the first reading the parts in place; `scratch` is the other buffer.
-pub fn sort_by_key(
-    parts: &[&[u64]],
-    sorted: &mut Vec<u64>,
-    scratch: &mut Vec<u64>,
-    bits: u32,
-    digit_bits: u32,
-    key: impl Fn(u64) -> u32,
-) {
-    let n: usize = parts.iter().map(|p| p.len()).sum();
-    sorted.clear();
-    sorted.resize(n, 0);
-    scratch.clear();
-    scratch.resize(n, 0);
-    let mut counts = vec![0usize; (1 << digit_bits) + 1];
-    let mask = (1u32 << digit_bits) - 1;
-    for pass in 0..bits.div_ceil(digit_bits).max(1) {
-        let shift = pass * digit_bits;
-        let digit = |h: u64| ((key(h) >> shift) & mask) as usize;
-        if pass == 0 {
-            radix_pass(parts, sorted, &mut counts, digit);
-        } else {
-            radix_pass(&[&sorted[..]], scratch, &mut counts, digit);
-            std::mem::swap(sorted, scratch);
-        }
     }
 }
 
@@ -64,14 +76,14 @@ mod tests {
             .map(|_| (0..500).map(|k| (rng.below(5000) << 32) | k).collect())
             .collect();
         let slices: Vec<&[u64]> = parts.iter().map(|p| &p[..]).collect();
-        let (mut sorted, mut scratch) = (Vec::new(), Vec::new());
-        for digit_bits in [4, 10, 13] {
-            sort_by_key(&slices, &mut sorted, &mut scratch, 13, digit_bits, |h| {
-                (h >> 32) as u32
-            });
-            let mut expected: Vec<u64> = parts.concat();
+        let mut buffers = [Vec::new(), Vec::new()];
+        // One, two, three and four passes, in buffers a longer sort left.
+        for (n, digit_bits) in [(1500, 13), (1000, 10), (1500, 5), (1200, 4)] {
+            let slices: Vec<&[u64]> = slices.iter().map(|p| &p[..n / 3]).collect();
+            let mut expected: Vec<u64> = slices.concat();
             // Stable: equal keys keep the parts' order.
             expected.sort_by_key(|&h| h >> 32);
+            let sorted = sort_by_key(&slices, &mut buffers, 13, digit_bits, |h| (h >> 32) as u32);
             assert_eq!(sorted, expected, "digits of {digit_bits} bits");
         }
     }
