@@ -1,6 +1,7 @@
 //! Similar k-mers: every k-mer whose score against a query window reaches a threshold
-//! (BLAST's neighbourhood words, MMseqs2's similar k-mers), gathered into one lookup table
-//! for a batch of queries so the database is read once per batch.
+//! (BLAST's neighbourhood words, MMseqs2's similar k-mers), gathered for a batch of queries
+//! so the database is read once per batch: sorted by code for an indexed pass, in one
+//! lookup table of every code for the scan.
 
 use rayon::prelude::*;
 
