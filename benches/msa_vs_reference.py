@@ -544,9 +544,8 @@ def main():
 
     results, notes, walls, skipped = {}, [], {}, set()
     # Every database is built before the first timed search, so that no search comes right
-    # after a build: a build frees gigabytes, which this VM hands back to its host, and the
-    # next process's first page faults are then slow (our fast setting's first run took
-    # 1.1-1.2 s instead of 0.8 s when it followed its own build).
+    # after a build (which frees gigabytes): our fast setting's first run took 1.1-1.2 s
+    # instead of 0.8 s when it followed its own build.
     for tool in tools:
         try:
             if tool in OURS_RUNS:
