@@ -543,6 +543,14 @@ def main():
         subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
 
     results, notes, walls, skipped = {}, [], {}, set()
+
+    def skip(tool, error):
+        """Leaves out a tool that failed, saying why, so that the rest still runs."""
+        msg = f"{LABELS[tool]} skipped: {error}"
+        log(msg)
+        notes.append(msg.splitlines()[0])
+        skipped.add(tool)
+
     # Every database is built before the first timed search, so that no search comes right
     # after a build (which frees gigabytes): our fast setting's first run took 1.1-1.2 s
     # instead of 0.8 s when it followed its own build.
@@ -553,10 +561,7 @@ def main():
             elif tool in MMSEQS_RUNS:
                 mmseqs_db(args, dbinfo, work)
         except RunError as e:
-            msg = f"{LABELS[tool]} skipped: {e}"
-            log(msg)
-            notes.append(msg.splitlines()[0])
-            skipped.add(tool)
+            skip(tool, e)
     for rep in range(args.repeat):
         for tool in tools:
             if tool in skipped or (rep > 0 and results.get(tool, {}).get("cached")):
@@ -575,10 +580,7 @@ def main():
                 else:
                     results[tool] = run_jackhmmer(args, int(tool[-1]), records, dbinfo, work)
             except RunError as e:
-                msg = f"{LABELS[tool]} skipped: {e}"
-                log(msg)
-                notes.append(msg.splitlines()[0])
-                skipped.add(tool)
+                skip(tool, e)
                 results.pop(tool, None)
             else:
                 r = results[tool]
